@@ -1,0 +1,100 @@
+//! The command line: clap derive, one file per subcommand. Every subcommand returns its exit
+//! code; errors are printed once, with their cause chain, here.
+
+mod plan;
+mod run;
+mod schema;
+mod terminal;
+mod validate;
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Database backup and recovery runbooks as code: drills that run, prove themselves and
+/// document themselves.
+#[derive(Debug, Parser)]
+#[command(name = "drillbook", version, about, propagate_version = true)]
+#[command(after_help = "Examples:\n  drillbook validate runbooks/*.yaml\n  drillbook plan runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --format json")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Validate(validate::Args),
+    Plan(plan::Args),
+    Run(run::Args),
+    Schema(schema::Args),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+/// Exit codes shared by every subcommand (DESIGN.md).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const UNAVAILABLE: u8 = 3;
+}
+
+/// Parses `args` and runs the subcommand; returns the process exit code.
+pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::INVALID } else { exit::OK };
+        }
+    };
+    let result = match cli.command {
+        Command::Validate(a) => validate::run(&a),
+        Command::Plan(a) => plan::run(&a),
+        Command::Run(a) => run::run(&a).await,
+        Command::Schema(a) => schema::run(&a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("drillbook: error: {e:#}");
+            exit::UNAVAILABLE
+        }
+    }
+}
+
+/// Parses `k=v`.
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected NAME=VALUE, found `{s}`")),
+    }
+}
+
+/// Loads a runbook, printing every diagnostic on failure (and warnings on success).
+fn load(path: &str) -> Option<crate::runbook::Runbook> {
+    match crate::runbook::load_file(path) {
+        Ok(rb) => {
+            for w in &rb.warnings {
+                eprint!("{}", w.render(path, &std::fs::read_to_string(path).unwrap_or_default()));
+            }
+            Some(rb)
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            None
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
+fn out(text: &str) {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}

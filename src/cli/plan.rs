@@ -1,0 +1,156 @@
+//! `drillbook plan`: what a run would do — resolved params, each step with its kind, timeout
+//! and destructive flag, and the cleanup that will run — without doing any of it.
+
+use std::fmt::Write as _;
+
+use chrono::Utc;
+use serde_json::json;
+
+use super::{exit, load, out, parse_kv, Format};
+use crate::engine::{find_procedure, plan_params};
+use crate::runbook::{Procedure, RtoMark, Runbook, Step};
+
+/// Show what `run` would do: params, steps, timeouts, destructive steps, cleanup.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  drillbook plan runbooks/hello.yaml smoke --param greeting=hi --format json")]
+pub struct Args {
+    /// Runbook file.
+    runbook: String,
+    /// Procedure id.
+    procedure: String,
+    /// Set a param: `--param target_time=now-2h` (repeatable).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_kv)]
+    params: Vec<(String, String)>,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub fn run(args: &Args) -> anyhow::Result<u8> {
+    let Some(rb) = load(&args.runbook) else { return Ok(exit::INVALID) };
+    let procedure = match find_procedure(&rb, &args.procedure) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("drillbook: error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    let params = match plan_params(procedure, &args.params) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("drillbook: error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    let now = Utc::now();
+    let redact = |name: &str, v: serde_json::Value| if procedure.params.get(name).is_some_and(|p| p.secret) { json!("***") } else { v };
+    let resolved: Vec<(String, String, serde_json::Value)> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).map(|x| redact(k, x)).unwrap_or_default().to_string().trim_matches('"').to_owned(), redact(k, v.resolve(now))))
+        .collect();
+    match args.format {
+        Format::Json => {
+            let steps = |steps: &[Step]| steps.iter().map(step_json).collect::<Vec<_>>();
+            let plan = json!({
+                "runbook": {"name": rb.name, "path": rb.path, "sha256": rb.sha256},
+                "procedure": {"id": procedure.id, "title": procedure.title, "kind": procedure.kind},
+                "params": resolved.iter().map(|(k, given, v)| (k.clone(), json!({"value": v, "given": given}))).collect::<serde_json::Map<_, _>>(),
+                "env": env_status(&rb, procedure),
+                "steps": steps(&procedure.steps),
+                "cleanup": steps(&procedure.cleanup),
+                "objectives": rb.objectives,
+            });
+            out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
+        }
+        Format::Text => out(&text(&rb, procedure, &resolved)),
+    }
+    Ok(exit::OK)
+}
+
+fn step_json(s: &Step) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "title": s.title,
+        "kind": s.kind.name(),
+        "does": s.kind.summary(),
+        "target": s.kind.target(),
+        "when": s.when,
+        "timeout": s.timeout,
+        "retries": s.retries,
+        "continue_on_error": s.continue_on_error,
+        "destructive": s.destructive || s.kind.is_destructive(),
+        "rto": s.rto,
+        "needs": s.needs,
+    })
+}
+
+/// Env vars the procedure reads, and whether each is set (values never shown).
+fn env_status(rb: &Runbook, procedure: &Procedure) -> serde_json::Map<String, serde_json::Value> {
+    crate::engine::needed_env(rb, procedure).into_iter().map(|name| {
+        let set = std::env::var_os(&name).is_some();
+        (name, json!(if set { "set" } else { "missing" }))
+    }).collect()
+}
+
+fn text(rb: &Runbook, procedure: &Procedure, params: &[(String, String, serde_json::Value)]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "procedure  {} — {} ({:?})", procedure.id, procedure.title, procedure.kind);
+    let _ = writeln!(s, "runbook    {} ({})", rb.name, rb.path);
+    if let Some(rto) = rb.objectives.rto {
+        let _ = writeln!(s, "objective  RTO {rto}{}", rb.objectives.rpo.map(|r| format!(", RPO {r}")).unwrap_or_default());
+    }
+    if !params.is_empty() {
+        let _ = writeln!(s, "\nparams");
+        let width = params.iter().map(|(k, ..)| k.len()).max().unwrap_or(0);
+        for (k, given, v) in params {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+            let shown = if *given == v { v } else { format!("{given} → {v}") };
+            let _ = writeln!(s, "  {k:width$}  {shown}");
+        }
+    }
+    let env = env_status(rb, procedure);
+    if !env.is_empty() {
+        let _ = writeln!(s, "\nenvironment");
+        for (k, v) in &env {
+            let _ = writeln!(s, "  {k}  {}", v.as_str().unwrap_or_default());
+        }
+    }
+    let _ = writeln!(s, "\nsteps");
+    list(&mut s, &procedure.steps);
+    if !procedure.cleanup.is_empty() {
+        let _ = writeln!(s, "\ncleanup (always runs: after success, failure, timeout or interrupt)");
+        list(&mut s, &procedure.cleanup);
+    }
+    s
+}
+
+fn list(s: &mut String, steps: &[Step]) {
+    for (i, step) in steps.iter().enumerate() {
+        let mut flags = Vec::new();
+        if let Some(t) = step.timeout {
+            flags.push(format!("timeout {t}"));
+        }
+        if let Some(r) = step.retries {
+            flags.push(format!("{} attempts", r.attempts));
+        }
+        if step.destructive || step.kind.is_destructive() {
+            flags.push("DESTRUCTIVE: needs approval".into());
+        }
+        match step.rto {
+            Some(RtoMark::Start) => flags.push("RTO starts".into()),
+            Some(RtoMark::End) => flags.push("RTO ends".into()),
+            None => {}
+        }
+        if step.continue_on_error {
+            flags.push("continue on error".into());
+        }
+        if let Some(w) = &step.when {
+            flags.push(format!("when {w}"));
+        }
+        let flags = if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(", ")) };
+        let _ = writeln!(s, "  {}. {}  {}{flags}", i + 1, step.id, step.kind.name());
+        if let Some(t) = &step.title {
+            let _ = writeln!(s, "     {t}");
+        }
+        let _ = writeln!(s, "     → {}", step.kind.summary());
+    }
+}

@@ -1,0 +1,109 @@
+//! `drillbook run`: runs a procedure, prints the outcome, exits with the verdict's code.
+//! SIGINT/SIGTERM cancel the running step and let cleanup run; a second one aborts cleanup.
+
+use std::fmt::Write as _;
+
+use super::terminal::Terminal;
+use super::{exit, load, out, parse_kv, Format};
+use crate::duration::human;
+use crate::engine::cancel::Cancel;
+use crate::engine::record::{DrillRecord, StepRecord};
+use crate::engine::{operator, RunOptions};
+
+/// Run a procedure: steps in order, cleanup always, a DrillRecord at the end.
+///
+/// Exit codes: 0 passed · 1 a step or check failed · 2 invalid runbook or usage ·
+/// 3 could not run (auth, unreachable, no operator) · 130 interrupted (cleanup still ran).
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:\n  drillbook run runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --param greeting=hi --yes --format json")]
+pub struct Args {
+    /// Runbook file.
+    runbook: String,
+    /// Procedure id.
+    procedure: String,
+    /// Set a param: `--param target_time=now-2h` (repeatable).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_kv)]
+    params: Vec<(String, String)>,
+    /// Approve manual and destructive steps in advance (for unattended runs).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Check params and environment and show the steps, without running any.
+    #[arg(long)]
+    dry_run: bool,
+    /// `text` prints a summary; `json` prints the DrillRecord.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<u8> {
+    let Some(rb) = load(&args.runbook) else { return Ok(exit::INVALID) };
+    let opts = RunOptions { params: args.params.clone(), yes: args.yes, dry_run: args.dry_run, operator: operator() };
+    let terminal = Terminal::new(args.yes);
+    let cancel = Cancel::new();
+    let signals = tokio::spawn(watch_signals(cancel.clone()));
+    let result = crate::engine::run(&rb, &args.procedure, &opts, &terminal, &terminal, &cancel).await;
+    signals.abort();
+    let record = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("drillbook: error: {e}");
+            return Ok(e.exit_code());
+        }
+    };
+    match args.format {
+        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&record)?)),
+        Format::Text => out(&summary(&record)),
+    }
+    Ok(record.verdict.exit_code())
+}
+
+/// Turns SIGINT and SIGTERM into interrupt levels.
+async fn watch_signals(cancel: Cancel) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        eprintln!("drillbook: warning: cannot listen for signals; an interrupt will not run cleanup");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        match cancel.interrupt() {
+            1 => eprintln!("\ndrillbook: interrupted: stopping the running step; cleanup will run (interrupt again to abort cleanup)"),
+            _ => eprintln!("\ndrillbook: second interrupt: aborting cleanup; resources created by this run may be left behind"),
+        }
+    }
+}
+
+fn summary(r: &DrillRecord) -> String {
+    let mut s = String::new();
+    let verdict = format!("{:?}", r.verdict).to_uppercase();
+    let _ = writeln!(s, "{} / {}: {verdict}{}", r.runbook.name, r.procedure.id, r.reason.as_deref().map(|x| format!(" — {x}")).unwrap_or_default());
+    let _ = writeln!(s, "run {} by {} at {}, took {}", r.id, r.operator, crate::timestamp::rfc3339(r.started_at), human(std::time::Duration::from_millis(r.duration_ms)));
+    if let Some(rto) = &r.rto {
+        let measured = rto.measured_ms.map_or("not measured".to_owned(), |ms| human(std::time::Duration::from_millis(ms)));
+        let objective = match (rto.objective, rto.met) {
+            (Some(o), Some(true)) => format!(" (objective {o}: met)"),
+            (Some(o), Some(false)) => format!(" (objective {o}: NOT met)"),
+            (Some(o), None) => format!(" (objective {o})"),
+            (None, _) => String::new(),
+        };
+        let _ = writeln!(s, "RTO {measured}{objective}, from `{}` to `{}`", rto.from_step, rto.to_step);
+    }
+    let table = |s: &mut String, title: &str, steps: &[StepRecord]| {
+        if steps.is_empty() {
+            return;
+        }
+        let _ = writeln!(s, "{title}");
+        let width = steps.iter().map(|x| x.id.len()).max().unwrap_or(0);
+        for st in steps {
+            let took = st.duration_ms.map(|ms| human(std::time::Duration::from_millis(ms))).unwrap_or_default();
+            let detail = st.error.as_deref().or(st.note.as_deref()).map(|d| format!("  {d}")).unwrap_or_default();
+            let _ = writeln!(s, "  {:width$}  {:9}  {took:>7}{detail}", st.id, st.status.symbol());
+        }
+    };
+    table(&mut s, "steps", &r.steps);
+    table(&mut s, "cleanup", &r.cleanup);
+    s
+}

@@ -1,0 +1,95 @@
+//! The operator's terminal: progress lines on stderr, instructions, and yes/no prompts.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use crate::duration::human;
+use crate::engine::record::{DrillRecord, StepRecord, StepStatus};
+use crate::engine::Observer;
+use crate::runbook::Step;
+use crate::steps::{BoxFuture, Interaction};
+
+#[derive(Debug)]
+pub struct Terminal {
+    pub yes: bool,
+    steps: std::sync::atomic::AtomicUsize,
+    cleanup: std::sync::atomic::AtomicUsize,
+}
+
+impl Terminal {
+    pub fn new(yes: bool) -> Terminal {
+        Terminal { yes, steps: 0.into(), cleanup: 0.into() }
+    }
+
+    fn line(&self, text: &str) {
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{text}");
+    }
+
+    fn position(&self, cleanup: bool, index: usize) -> String {
+        use std::sync::atomic::Ordering::Relaxed;
+        if cleanup {
+            format!("[cleanup {}/{}]", index + 1, self.cleanup.load(Relaxed))
+        } else {
+            format!("[{}/{}]", index + 1, self.steps.load(Relaxed))
+        }
+    }
+}
+
+impl Interaction for Terminal {
+    fn assume_yes(&self) -> bool {
+        self.yes
+    }
+
+    fn is_interactive(&self) -> bool {
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
+    fn show(&self, text: &str) {
+        for l in text.trim_end().lines() {
+            self.line(&format!("      │ {l}"));
+        }
+    }
+
+    fn confirm(&self, question: String) -> BoxFuture<'static, std::io::Result<bool>> {
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                let mut err = std::io::stderr().lock();
+                write!(err, "      ? {question} [y/N] ")?;
+                err.flush()?;
+                let mut answer = String::new();
+                std::io::stdin().lock().read_line(&mut answer)?;
+                Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+            })
+            .await
+            .map_err(std::io::Error::other)?
+        })
+    }
+}
+
+impl Observer for Terminal {
+    fn started(&self, record: &DrillRecord, steps: usize, cleanup: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.steps.store(steps, Relaxed);
+        self.cleanup.store(cleanup, Relaxed);
+        let dry = if record.dry_run { " (dry run)" } else { "" };
+        self.line(&format!("drillbook: {} / {} — run {}{dry}", record.runbook.name, record.procedure.id, record.id));
+    }
+
+    fn step_started(&self, cleanup: bool, index: usize, step: &Step) {
+        if cleanup && index == 0 {
+            self.line("  cleanup (always runs)");
+        }
+        self.line(&format!("  {} {} — {} …", self.position(cleanup, index), step.id, step.display_title()));
+    }
+
+    fn step_finished(&self, cleanup: bool, index: usize, rec: &StepRecord) {
+        let elapsed = rec.duration_ms.map(|ms| human(std::time::Duration::from_millis(ms))).unwrap_or_default();
+        let mark = match rec.status {
+            StepStatus::Passed => "✓",
+            StepStatus::Skipped | StepStatus::NotRun => "-",
+            _ => "✗",
+        };
+        let detail = rec.error.as_deref().or(rec.note.as_deref()).map(|d| format!(": {d}")).unwrap_or_default();
+        self.line(&format!("  {} {mark} {} {} {elapsed}{detail}", self.position(cleanup, index), rec.id, rec.status.symbol()));
+    }
+}

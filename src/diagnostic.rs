@@ -1,0 +1,163 @@
+//! Diagnostics with a place: `file:line:col: error: message`, the source line, a caret under
+//! the fault, and "did you mean" suggestions. Every user-facing validation problem is one of
+//! these; they are collected, never thrown one at a time.
+
+use std::fmt::Write as _;
+
+/// A place in a source file: 1-based line and column (in characters), and how many
+/// characters to underline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Span {
+    pub line: usize,
+    pub col: usize,
+    pub len: usize,
+}
+
+impl Span {
+    pub fn new(line: usize, col: usize, len: usize) -> Span {
+        Span {
+            line,
+            col,
+            len: len.max(1),
+        }
+    }
+
+    /// The span shifted right by `chars` on the same line, `len` wide.
+    pub fn shifted(self, chars: usize, len: usize) -> Span {
+        Span::new(self.line, self.col + chars, len)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem found in a runbook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub severity: Severity,
+    pub message: String,
+    pub span: Option<Span>,
+    /// Extra lines printed after the snippet, e.g. "did you mean `steps.branch`?".
+    pub help: Option<String>,
+}
+
+impl Diagnostic {
+    pub fn error(span: Option<Span>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Error,
+            message: message.into(),
+            span,
+            help: None,
+        }
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Adds "did you mean `x`?" when one of `candidates` is close to `word`.
+    pub fn suggest<'a>(self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Diagnostic {
+        match did_you_mean(word, candidates) {
+            Some(best) => self.with_help(format!("did you mean `{best}`?")),
+            None => self,
+        }
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+
+    /// Renders the diagnostic the way compilers do, with the offending line and a caret.
+    pub fn render(&self, file: &str, source: &str) -> String {
+        let label = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+        };
+        let mut out = String::new();
+        match self.span {
+            Some(span) => {
+                let _ = writeln!(out, "{file}:{}:{}: {label}: {}", span.line, span.col, self.message);
+                if let Some(text) = source.lines().nth(span.line.saturating_sub(1)) {
+                    let gutter = span.line.to_string().len();
+                    let _ = writeln!(out, "{:gutter$} |", "");
+                    let _ = writeln!(out, "{} | {}", span.line, text.replace('\t', " "));
+                    let width = text.chars().count().saturating_sub(span.col - 1).max(1);
+                    let carets = "^".repeat(span.len.min(width));
+                    let _ = writeln!(out, "{:gutter$} | {:pad$}{carets}", "", "", pad = span.col - 1);
+                }
+            }
+            None => {
+                let _ = writeln!(out, "{file}: {label}: {}", self.message);
+            }
+        }
+        if let Some(help) = &self.help {
+            let _ = writeln!(out, "  = help: {help}");
+        }
+        out
+    }
+}
+
+/// Picks the candidate closest to `word` by edit distance, if it is close enough to be a
+/// plausible typo (a third of the word's length, at least 1, at most 3 edits).
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    candidates
+        .into_iter()
+        .filter(|c| *c != word)
+        .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Damerau-Levenshtein distance (optimal string alignment): a swapped pair of letters counts
+/// as one edit, which is the commonest typo.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                best = best.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = best;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_close_names_only() {
+        let kinds = ["shell", "http", "manual", "wait", "assert"];
+        assert_eq!(did_you_mean("shel", kinds), Some("shell"));
+        assert_eq!(did_you_mean("htpt", kinds), Some("http"));
+        assert_eq!(did_you_mean("database", kinds), None);
+    }
+
+    #[test]
+    fn renders_caret_under_the_span() {
+        let src = "a: 1\nbad_key: 2\n";
+        let d = Diagnostic::error(Some(Span::new(2, 1, 7)), "unknown field `bad_key`").with_help("did you mean `bar`?");
+        assert_eq!(
+            d.render("x.yaml", src),
+            "x.yaml:2:1: error: unknown field `bad_key`\n  |\n2 | bad_key: 2\n  | ^^^^^^^\n  = help: did you mean `bar`?\n"
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Human durations as runbooks write them: `90s`, `10m`, `1h30m`, `7d`, `2w`, `500ms`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A non-negative length of time written with units (`ms`, `s`, `m`, `h`, `d`, `w`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(pub std::time::Duration);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid duration `{text}`: {reason} (write e.g. `90s`, `10m`, `1h30m`, `7d`)")]
+pub struct DurationError {
+    pub text: String,
+    pub reason: &'static str,
+}
+
+const UNITS: [(&str, u64); 6] = [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+
+impl FromStr for Duration {
+    type Err = DurationError;
+
+    fn from_str(text: &str) -> Result<Duration, DurationError> {
+        let err = |reason| DurationError { text: text.to_owned(), reason };
+        let s = text.trim();
+        if s.is_empty() {
+            return Err(err("empty"));
+        }
+        let mut total: u64 = 0;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            if digits == 0 {
+                return Err(err("expected a number"));
+            }
+            let n: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+            rest = &rest[digits..];
+            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit = &rest[..unit_len];
+            let millis = match UNITS.iter().find(|(u, _)| *u == unit) {
+                Some((_, ms)) => *ms,
+                None if unit.is_empty() => return Err(err("missing unit")),
+                None => return Err(err("unknown unit")),
+            };
+            total = n
+                .checked_mul(millis)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(|| err("too large"))?;
+            rest = &rest[unit_len..];
+        }
+        Ok(Duration(std::time::Duration::from_millis(total)))
+    }
+}
+
+impl fmt::Display for Duration {
+    /// The shortest form that reads back to the same value: `1h30m`, `7d`, `250ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, size) in UNITS {
+            if ms >= size {
+                write!(f, "{}{unit}", ms / size)?;
+                ms %= size;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Duration {
+    pub fn from_secs(secs: u64) -> Duration {
+        Duration(std::time::Duration::from_secs(secs))
+    }
+
+    pub fn std(self) -> std::time::Duration {
+        self.0
+    }
+
+    pub fn chrono(self) -> chrono::Duration {
+        chrono::Duration::from_std(self.0).unwrap_or(chrono::Duration::MAX)
+    }
+}
+
+/// Formats a measured time for people: `420ms`, `12.3s`, `4m05s`, `1h02m`.
+pub fn human(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1_000) % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl schemars::JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+(ms|s|m|h|d|w))+$",
+            "description": "A duration with units: `90s`, `10m`, `1h30m`, `7d`, `2w`, `500ms`."
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_round_trip() {
+        for (text, secs) in [("90s", 90), ("10m", 600), ("1h30m", 5400), ("7d", 604_800), ("2w", 1_209_600)] {
+            let d: Duration = text.parse().expect(text);
+            assert_eq!(d.0.as_secs(), secs, "{text}");
+        }
+        assert_eq!("90s".parse::<Duration>().expect("valid").to_string(), "1m30s");
+        assert_eq!("1h30m".parse::<Duration>().expect("valid").to_string(), "1h30m");
+        assert_eq!("500ms".parse::<Duration>().expect("valid").0.as_millis(), 500);
+    }
+
+    #[test]
+    fn rejects_bad_input() {
+        for bad in ["", "10", "m", "10x", "1.5h", "-1s", "99999999999999999999s", "10m "] {
+            assert!(bad.trim() != bad || bad.parse::<Duration>().is_err(), "{bad:?} should be rejected");
+        }
+        let e = "10 minutes".parse::<Duration>().expect_err("invalid");
+        assert!(e.to_string().contains("`10 minutes`"), "{e}");
+    }
+
+    #[test]
+    fn human_format() {
+        assert_eq!(human(std::time::Duration::from_millis(420)), "420ms");
+        assert_eq!(human(std::time::Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(human(std::time::Duration::from_secs(245)), "4m05s");
+        assert_eq!(human(std::time::Duration::from_secs(3720)), "1h02m");
+    }
+}

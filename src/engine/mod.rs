@@ -1,0 +1,13 @@
+//! Running a procedure: params resolved, env checked, steps run in order under timeouts,
+//! retries and one cancellation signal, cleanup always run, and everything written into a
+//! [`record::DrillRecord`]. A failing step is data in the record; the exit code is derived
+//! from the record after cleanup.
+
+pub mod cancel;
+mod context;
+mod executor;
+pub mod record;
+pub mod redact;
+
+pub use context::{operator, RunOptions};
+pub use executor::{find_procedure, needed_env, plan_params, run, Observer, RunError};

@@ -1,0 +1,163 @@
+//! The DrillRecord: everything a run did, as data. One serializable model feeds the text
+//! summary, `--format json`, and later the history, drill logs and JUnit. Versioned: readers
+//! check `record_version`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::duration::Duration;
+use crate::runbook::ProcedureKind;
+use crate::steps::{ErrorClass, Outputs};
+
+pub const RECORD_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DrillRecord {
+    pub record_version: u32,
+    pub id: String,
+    pub runbook: RunbookRef,
+    pub procedure: ProcedureRef,
+    /// Resolved params (timestamps absolute); secret ones masked.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    pub operator: String,
+    pub tool_version: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    pub dry_run: bool,
+    pub verdict: Verdict,
+    /// Why the verdict is not `passed`, in one line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub steps: Vec<StepRecord>,
+    pub cleanup: Vec<StepRecord>,
+    pub rto: Option<RtoRecord>,
+    /// Filled by recovery-point checks (`freshness`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rpo: Option<RpoRecord>,
+    pub approvals: Vec<Approval>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunbookRef {
+    pub name: String,
+    pub path: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProcedureRef {
+    pub id: String,
+    pub title: String,
+    pub kind: ProcedureKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Passed,
+    /// A step, check, cleanup or objective failed.
+    Failed,
+    /// Something needed could not be reached (network, auth, operator).
+    Error,
+    /// Interrupted by a signal; cleanup ran.
+    Interrupted,
+}
+
+impl Verdict {
+    /// The process exit code for this verdict (DESIGN.md's contract).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Passed => 0,
+            Verdict::Failed => 1,
+            Verdict::Error => 3,
+            Verdict::Interrupted => 130,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Passed,
+    Failed,
+    TimedOut,
+    Cancelled,
+    /// Its `when` was false, or what it needs never ran.
+    Skipped,
+    /// An earlier failure or interrupt stopped the procedure first.
+    NotRun,
+}
+
+impl StepStatus {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            StepStatus::Passed => "ok",
+            StepStatus::Failed => "FAILED",
+            StepStatus::TimedOut => "TIMED OUT",
+            StepStatus::Cancelled => "CANCELLED",
+            StepStatus::Skipped => "skipped",
+            StepStatus::NotRun => "not run",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub status: StepStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    pub attempts: u32,
+    pub destructive: bool,
+    pub outputs: Outputs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    /// Why the step was skipped or not run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl StepRecord {
+    pub fn finished_at(&self) -> Option<DateTime<Utc>> {
+        let ms = i64::try_from(self.duration_ms?).ok()?;
+        Some(self.started_at? + chrono::Duration::milliseconds(ms))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RtoRecord {
+    /// Measured from the start of `from_step` to the end of `to_step`; None when either did
+    /// not complete.
+    pub measured_ms: Option<u64>,
+    pub objective: Option<Duration>,
+    pub met: Option<bool>,
+    pub from_step: String,
+    pub to_step: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RpoRecord {
+    pub recovery_point: Option<DateTime<Utc>>,
+    pub target: Option<DateTime<Utc>>,
+    pub data_loss_window_ms: Option<u64>,
+    pub objective: Option<Duration>,
+    pub met: Option<bool>,
+}
+
+/// A confirmation given during the run: a manual step or a destructive step's approval.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Approval {
+    pub step: String,
+    pub by: String,
+    /// `terminal` (answered at the prompt) or `--yes`.
+    pub via: String,
+    pub at: DateTime<Utc>,
+    pub question: String,
+}

@@ -1,0 +1,290 @@
+//! The only place that touches the YAML parsers. `serde_yaml` gives the values (and places
+//! syntax errors); a second pass over `yaml-rust2`'s events builds a side index from each YAML
+//! path to where its key and value start, because a parsed value carries no position.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, TScalarStyle};
+
+use crate::diagnostic::{Diagnostic, Span};
+
+/// One step of a path into the document: a mapping key or a sequence index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A path from the document root, e.g. `procedures.drill.steps[2].shell`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct YamlPath(pub Vec<Seg>);
+
+impl YamlPath {
+    pub fn key(&self, key: &str) -> YamlPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(key.to_owned()));
+        p
+    }
+
+    pub fn index(&self, index: usize) -> YamlPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(index));
+        p
+    }
+}
+
+impl fmt::Display for YamlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where a node sits in the source.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    /// The mapping key that leads to the node, when the node is a mapping value.
+    key: Option<Span>,
+    value: Span,
+    /// Block scalars (`|`, `>`) start their text on the next line.
+    block: bool,
+    /// Quoted scalars have their text one column right of the node start.
+    quoted: bool,
+}
+
+/// A parsed YAML document with positions.
+#[derive(Debug)]
+pub struct Document {
+    pub path: String,
+    pub source: String,
+    pub value: serde_yaml::Value,
+    places: HashMap<YamlPath, Place>,
+}
+
+impl Document {
+    /// Parses `source`. A syntax error is returned as a diagnostic with its place.
+    /// Duplicate mapping keys are all reported at once.
+    pub fn parse(path: &str, source: &str) -> Result<Document, Vec<Diagnostic>> {
+        let mut index = Indexer::default();
+        let scanned = Parser::new_from_str(source).load(&mut index, true);
+        if !index.duplicates.is_empty() {
+            return Err(index.duplicates);
+        }
+        let value: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| {
+            let span = e.location().map(|l| Span::new(l.line(), l.column(), 1));
+            vec![Diagnostic::error(span, syntax_message(&e.to_string()))]
+        })?;
+        scanned.map_err(|e| {
+            let m = e.marker();
+            vec![Diagnostic::error(Some(Span::new(m.line(), m.col() + 1, 1)), format!("invalid YAML: {}", e.info()))]
+        })?;
+        if index.documents > 1 {
+            return Err(vec![Diagnostic::error(index.second_document, "a runbook file holds one YAML document; found a second `---`")]);
+        }
+        Ok(Document {
+            path: path.to_owned(),
+            source: source.to_owned(),
+            value,
+            places: index.places,
+        })
+    }
+
+    /// The place of the value at `path`, or of its closest ancestor that has one.
+    pub fn value_span(&self, path: &YamlPath) -> Option<Span> {
+        self.nearest(path).map(|p| p.value)
+    }
+
+    /// The place of the key leading to `path` (falls back to the value).
+    pub fn key_span(&self, path: &YamlPath) -> Option<Span> {
+        self.nearest(path).map(|p| p.key.unwrap_or(p.value))
+    }
+
+    /// Where character `offset` of the string scalar at `path` is, for pointing inside
+    /// templates. `line` is 1-based within the string.
+    pub fn span_in_string(&self, path: &YamlPath, line: usize, col: usize, len: usize) -> Option<Span> {
+        let place = self.places.get(path)?;
+        if place.block {
+            // the text of a block scalar starts on the line after the indicator; its
+            // indentation is that of the first content line
+            let first = place.value.line + line;
+            let indent = self
+                .source
+                .lines()
+                .nth(first - 1)
+                .map(|l| l.chars().take_while(|c| *c == ' ').count())
+                .unwrap_or(0);
+            return Some(Span::new(first, indent + col, len));
+        }
+        if line > 1 {
+            return Some(place.value);
+        }
+        Some(place.value.shifted(col - 1 + usize::from(place.quoted), len))
+    }
+
+    fn nearest(&self, path: &YamlPath) -> Option<&Place> {
+        let mut segs = path.0.as_slice();
+        loop {
+            if let Some(p) = self.places.get(&YamlPath(segs.to_vec())) {
+                return Some(p);
+            }
+            if segs.is_empty() {
+                return None;
+            }
+            segs = &segs[..segs.len() - 1];
+        }
+    }
+}
+
+/// serde_yaml appends " at line X column Y" to its messages; the place is printed separately.
+fn syntax_message(message: &str) -> String {
+    let trimmed = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    format!("invalid YAML: {trimmed}")
+}
+
+/// Builds the path -> place index from parser events.
+#[derive(Default)]
+struct Indexer {
+    places: HashMap<YamlPath, Place>,
+    stack: Vec<Frame>,
+    anchors: HashMap<usize, Span>,
+    duplicates: Vec<Diagnostic>,
+    documents: usize,
+    second_document: Option<Span>,
+}
+
+enum Frame {
+    /// In a mapping: the path of the mapping, and the key just read (awaiting its value).
+    Map { path: YamlPath, pending: Option<(String, Span)> },
+    Seq { path: YamlPath, next: usize },
+}
+
+impl Indexer {
+    /// The path and key span for the node that starts now, advancing the parent's state.
+    /// Returns None when the node is a mapping key (keys are recorded with their value).
+    fn enter(&mut self) -> Option<(YamlPath, Option<Span>)> {
+        match self.stack.last_mut() {
+            None => Some((YamlPath::default(), None)),
+            Some(Frame::Seq { path, next }) => {
+                let p = path.index(*next);
+                *next += 1;
+                Some((p, None))
+            }
+            Some(Frame::Map { path, pending }) => match pending.take() {
+                Some((key, span)) => Some((path.key(&key), Some(span))),
+                None => None,
+            },
+        }
+    }
+
+    fn record(&mut self, path: YamlPath, key: Option<Span>, value: Span, block: bool, quoted: bool) {
+        self.places.insert(path, Place { key, value, block, quoted });
+    }
+}
+
+fn span_at(mark: Marker, len: usize) -> Span {
+    Span::new(mark.line(), mark.col() + 1, len)
+}
+
+impl MarkedEventReceiver for Indexer {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        match ev {
+            Event::Scalar(text, style, anchor, _) => {
+                let quoted = matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted);
+                let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
+                let len = if block { 1 } else { text.chars().count() + 2 * usize::from(quoted) };
+                let span = span_at(mark, len);
+                if anchor > 0 {
+                    self.anchors.insert(anchor, span);
+                }
+                match self.enter() {
+                    Some((path, key)) => self.record(path, key, span, block, quoted),
+                    None => {
+                        if let Some(Frame::Map { path, pending }) = self.stack.last_mut() {
+                            if let Some(first) = self.places.get(&path.key(&text)) {
+                                let line = first.key.unwrap_or(first.value).line;
+                                self.duplicates.push(Diagnostic::error(
+                                    Some(span),
+                                    format!("duplicate key `{text}` (first defined on line {line})"),
+                                ));
+                            }
+                            *pending = Some((text, span));
+                        }
+                    }
+                }
+            }
+            Event::DocumentStart => {
+                self.documents += 1;
+                if self.documents == 2 {
+                    self.second_document = Some(span_at(mark, 3));
+                }
+            }
+            Event::Alias(anchor) => {
+                let span = self.anchors.get(&anchor).copied().unwrap_or_else(|| span_at(mark, 1));
+                match self.enter() {
+                    Some((path, key)) => self.record(path, key, span_at(mark, 1), false, false),
+                    None => {
+                        // an aliased mapping key: rare; name it by the anchor's place
+                        if let Some(Frame::Map { pending, .. }) = self.stack.last_mut() {
+                            *pending = Some((format!("*{anchor}"), span));
+                        }
+                    }
+                }
+            }
+            Event::MappingStart(..) | Event::SequenceStart(..) => {
+                let is_map = matches!(ev, Event::MappingStart(..));
+                let (path, key) = self.enter().unwrap_or_else(|| (YamlPath(vec![Seg::Key("?".into())]), None));
+                self.record(path.clone(), key, span_at(mark, 1), false, false);
+                self.stack.push(if is_map {
+                    Frame::Map { path, pending: None }
+                } else {
+                    Frame::Seq { path, next: 0 }
+                });
+            }
+            Event::MappingEnd | Event::SequenceEnd => {
+                self.stack.pop();
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path(s: &[Seg]) -> YamlPath {
+        YamlPath(s.to_vec())
+    }
+
+    #[test]
+    fn indexes_keys_and_values() {
+        let src = "version: 1\nprocedures:\n  drill:\n    steps:\n      - id: one\n        shell: \"echo hi\"\n";
+        let doc = Document::parse("x.yaml", src).expect("valid yaml");
+        let step = path(&[Seg::Key("procedures".into()), Seg::Key("drill".into()), Seg::Key("steps".into()), Seg::Index(0)]);
+        assert_eq!(doc.key_span(&step.key("id")), Some(Span::new(5, 9, 2)));
+        assert_eq!(doc.value_span(&step.key("id")), Some(Span::new(5, 13, 3)));
+        assert_eq!(doc.value_span(&step.key("shell")), Some(Span::new(6, 16, 9)));
+        assert_eq!(doc.span_in_string(&step.key("shell"), 1, 6, 2), Some(Span::new(6, 22, 2)));
+        // unknown paths fall back to the nearest known ancestor
+        assert_eq!(doc.value_span(&step.key("nope")), Some(Span::new(5, 9, 1)));
+    }
+
+    #[test]
+    fn syntax_error_has_a_place() {
+        let err = Document::parse("x.yaml", "a: [1, 2\nb: 3\n").expect_err("invalid");
+        let err = &err[0];
+        assert!(err.message.starts_with("invalid YAML"), "{}", err.message);
+        assert!(err.span.is_some());
+    }
+}

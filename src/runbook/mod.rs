@@ -1,0 +1,188 @@
+//! Runbooks: the YAML format (version 1), its loading and validation, and the resolved model
+//! the engine runs. `raw` holds the serde mirrors of leaf parts (with the doc comments that
+//! feed `drillbook schema`), `load` parses YAML with positions, `validate` turns a document
+//! into a [`Runbook`] or a list of every problem found.
+
+pub mod load;
+pub mod raw;
+pub mod schema;
+mod decode;
+mod refs;
+mod validate;
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::cron::Cron;
+use crate::diagnostic::Diagnostic;
+use crate::duration::Duration;
+use crate::steps::StepKind;
+
+pub use decode::key_text;
+pub use load::{Document, YamlPath};
+pub use raw::{Alert, AlertEvent, BackupPolicy, Objectives, ParamType, ProcedureKind, Scenario, TargetKind};
+pub use validate::{load_file, load_str, LoadError};
+
+/// A validated runbook: ids checked, durations and schedules parsed, templates compiled and
+/// their references resolved. The engine accepts only this type.
+#[derive(Debug, Clone)]
+pub struct Runbook {
+    pub path: String,
+    /// SHA-256 of the source bytes, hex.
+    pub sha256: String,
+    pub name: String,
+    pub title: String,
+    pub owner: Option<String>,
+    pub description: Option<String>,
+    pub objectives: Objectives,
+    pub targets: IndexMap<String, Target>,
+    pub backup_policy: Option<BackupPolicy>,
+    pub checks: Vec<Check>,
+    pub procedures: IndexMap<String, Procedure>,
+    pub scenarios: Vec<Scenario>,
+    pub alerts: Vec<Alert>,
+    /// Warnings found while validating (the runbook is still usable).
+    pub warnings: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Target {
+    pub name: String,
+    pub kind: TargetKind,
+    /// Destructive steps against a protected target need approval, and are refused in drills.
+    pub protected: bool,
+    pub description: Option<String>,
+    /// Environment variables its templates read.
+    #[serde(skip)]
+    pub env: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Procedure {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub kind: ProcedureKind,
+    pub schedule: Option<Cron>,
+    pub params: IndexMap<String, Param>,
+    pub steps: Vec<Step>,
+    pub cleanup: Vec<Step>,
+}
+
+impl Procedure {
+    /// Environment variables the procedure's templates read, with the targets they use.
+    pub fn env_vars(&self) -> BTreeSet<String> {
+        self.steps.iter().chain(&self.cleanup).flat_map(|s| s.env.iter().cloned()).collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Param {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    pub default: Option<ParamValue>,
+    pub description: Option<String>,
+    /// Secret values are redacted in output and records.
+    pub secret: bool,
+}
+
+/// A typed parameter value. Timestamps stay relative (`now-24h`) until a run resolves them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ParamValue {
+    String(String),
+    Int(i64),
+    Bool(bool),
+    Duration(Duration),
+    #[serde(serialize_with = "crate::runbook::ser_display")]
+    Timestamp(crate::timestamp::TimeSpec),
+}
+
+pub(crate) fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+impl ParamValue {
+    /// Parses text (from the runbook or `--param`) as a value of `ty`.
+    pub fn parse(ty: ParamType, text: &str) -> Result<ParamValue, String> {
+        match ty {
+            ParamType::String => Ok(ParamValue::String(text.to_owned())),
+            ParamType::Int => text.trim().parse().map(ParamValue::Int).map_err(|_| format!("`{text}` is not an integer")),
+            ParamType::Bool => match text.trim() {
+                "true" | "yes" | "1" => Ok(ParamValue::Bool(true)),
+                "false" | "no" | "0" => Ok(ParamValue::Bool(false)),
+                _ => Err(format!("`{text}` is not a boolean (true or false)")),
+            },
+            ParamType::Duration => text.parse().map(ParamValue::Duration).map_err(|e: crate::duration::DurationError| e.to_string()),
+            ParamType::Timestamp => text.parse().map(ParamValue::Timestamp).map_err(|e: crate::timestamp::TimestampError| e.to_string()),
+        }
+    }
+
+    /// The value as templates see it: timestamps resolved against the run's start, RFC 3339.
+    pub fn resolve(&self, now: DateTime<Utc>) -> serde_json::Value {
+        match self {
+            ParamValue::String(s) => s.clone().into(),
+            ParamValue::Int(n) => (*n).into(),
+            ParamValue::Bool(b) => (*b).into(),
+            ParamValue::Duration(d) => d.to_string().into(),
+            ParamValue::Timestamp(t) => crate::timestamp::rfc3339(t.resolve(now)).into(),
+        }
+    }
+}
+
+/// Which end of the RTO clock a step marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RtoMark {
+    Start,
+    End,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub id: String,
+    pub title: Option<String>,
+    pub description: Option<String>,
+    /// The step's kind, decoded from the unrendered payload (used by `plan` and checks).
+    pub kind: StepKind,
+    /// The payload as written; strings in it are templates rendered just before the step runs.
+    pub payload: serde_yaml::Value,
+    pub when: Option<String>,
+    pub timeout: Option<Duration>,
+    pub retries: Option<raw::Retries>,
+    pub continue_on_error: bool,
+    pub rto: Option<RtoMark>,
+    pub destructive: bool,
+    /// Ids of the steps whose outputs this step's templates read.
+    pub needs: BTreeSet<String>,
+    /// Environment variables its templates read.
+    pub env: BTreeSet<String>,
+}
+
+impl Step {
+    pub fn display_title(&self) -> &str {
+        self.title.as_deref().unwrap_or(&self.id)
+    }
+}
+
+/// A health check for `drillbook check`.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub id: String,
+    pub title: Option<String>,
+    pub kind: StepKind,
+    pub payload: serde_yaml::Value,
+    pub warn: Option<serde_yaml::Value>,
+    pub critical: Option<serde_yaml::Value>,
+    pub timeout: Option<Duration>,
+}
+
+impl Runbook {
+    pub fn procedure(&self, id: &str) -> Option<&Procedure> {
+        self.procedures.get(id)
+    }
+}

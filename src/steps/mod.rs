@@ -1,0 +1,401 @@
+//! Step kinds: a closed set. Each kind is a spec type in the file of its family, implementing
+//! [`Spec`]; the [`step_kinds!`] list below is the one place that names them, generating
+//! `StepKind`, its name table, decoding, schema and dispatch. Adding a kind is one line here
+//! plus its file.
+
+pub mod assert;
+pub mod http;
+pub mod manual;
+pub mod shell;
+pub mod wait;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+
+use crate::engine::cancel::Cancel;
+use crate::runbook::Runbook;
+
+/// What a step produced, readable by later steps as `steps.<id>.<name>`.
+pub type Outputs = serde_json::Map<String, serde_json::Value>;
+
+/// Why a step did not pass. The class decides the run's exit code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StepError {
+    pub class: ErrorClass,
+    pub message: String,
+    /// Outputs gathered before the failure (e.g. a command's exit code and stderr).
+    pub outputs: Outputs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The step ran and its expectation did not hold (exit 1).
+    Failed,
+    /// Something it needs could not be reached or refused us: network, auth, missing program
+    /// (exit 3).
+    Unavailable,
+    /// It ran out of time.
+    Timeout,
+    /// The run was interrupted.
+    Cancelled,
+}
+
+impl StepError {
+    pub fn failed(message: impl Into<String>) -> StepError {
+        StepError { class: ErrorClass::Failed, message: message.into(), outputs: Outputs::new() }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> StepError {
+        StepError { class: ErrorClass::Unavailable, message: message.into(), outputs: Outputs::new() }
+    }
+
+    pub fn cancelled() -> StepError {
+        StepError { class: ErrorClass::Cancelled, message: "interrupted".into(), outputs: Outputs::new() }
+    }
+
+    pub fn with_outputs(mut self, outputs: Outputs) -> StepError {
+        self.outputs = outputs;
+        self
+    }
+}
+
+/// What a running step may use.
+pub struct StepCx<'a> {
+    pub runbook: &'a Runbook,
+    pub step_id: &'a str,
+    /// The template context at this point of the run (params, env, steps, run, now).
+    pub vars: &'a minijinja::Value,
+    pub templates: &'a minijinja::Environment<'static>,
+    pub cancel: &'a Cancel,
+    pub interaction: &'a dyn Interaction,
+    pub operator: &'a str,
+}
+
+impl std::fmt::Debug for StepCx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepCx").field("step_id", &self.step_id).finish_non_exhaustive()
+    }
+}
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The operator at the terminal: the seam tests replace.
+pub trait Interaction: Send + Sync {
+    /// `--yes` was given: confirmations are granted without asking.
+    fn assume_yes(&self) -> bool;
+    /// A person can answer (stdin and stderr are a terminal).
+    fn is_interactive(&self) -> bool;
+    /// Shows text to the operator (instructions, warnings).
+    fn show(&self, text: &str);
+    /// Asks a yes/no question; resolves to the answer.
+    fn confirm(&self, question: String) -> BoxFuture<'static, std::io::Result<bool>>;
+}
+
+/// A step kind's spec: decoded from the rendered payload, then run.
+pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send + Sync {
+    /// Payload fields that are not templates (`""` is a payload written as a bare string).
+    /// Their text reaches the step as written.
+    const LITERAL: &'static [&'static str] = &[];
+    /// Payload fields that are expressions (evaluated by the step, not rendered up front).
+    const EXPRESSIONS: &'static [&'static str] = &[];
+    /// Kinds that always destroy or overwrite data.
+    const DESTRUCTIVE: bool = false;
+
+    /// The runbook target the step acts on, if any (by name).
+    fn target(&self) -> Option<&str> {
+        None
+    }
+
+    /// One line for `plan`: what the step will do.
+    fn summary(&self) -> String;
+
+    fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> impl Future<Output = Result<Outputs, StepError>> + Send + 'a;
+}
+
+macro_rules! step_kinds {
+    ($($variant:ident($name:literal) => $spec:ty),+ $(,)?) => {
+        /// Every step kind, by the key that names it in YAML.
+        #[derive(Debug, Clone)]
+        pub enum StepKind {
+            $($variant($spec)),+
+        }
+
+        /// From a single-key mapping `{name: payload}` (serde_yaml's own enum form wants
+        /// YAML tags, which runbooks do not use).
+        impl<'de> serde::Deserialize<'de> for StepKind {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StepKind, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = StepKind;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a mapping with one step kind key")
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<StepKind, A::Error> {
+                        let Some(name) = map.next_key::<String>()? else {
+                            return Err(serde::de::Error::custom("expected one step kind key, found an empty mapping"));
+                        };
+                        let kind = match name.as_str() {
+                            $($name => StepKind::$variant(map.next_value()?),)+
+                            other => return Err(serde::de::Error::unknown_variant(other, StepKind::NAMES)),
+                        };
+                        if let Some(extra) = map.next_key::<String>()? {
+                            return Err(serde::de::Error::custom(format!("expected one step kind key, found `{name}` and `{extra}`")));
+                        }
+                        Ok(kind)
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+
+        impl StepKind {
+            /// The YAML keys of all kinds, in order.
+            pub const NAMES: &'static [&'static str] = &[$($name),+];
+
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(StepKind::$variant(_) => $name),+
+                }
+            }
+
+            pub fn literal_fields(name: &str) -> &'static [&'static str] {
+                match name {
+                    $($name => <$spec as Spec>::LITERAL,)+
+                    _ => &[],
+                }
+            }
+
+            pub fn expression_fields(name: &str) -> &'static [&'static str] {
+                match name {
+                    $($name => <$spec as Spec>::EXPRESSIONS,)+
+                    _ => &[],
+                }
+            }
+
+            pub fn is_destructive(&self) -> bool {
+                match self {
+                    $(StepKind::$variant(_) => <$spec as Spec>::DESTRUCTIVE),+
+                }
+            }
+
+            pub fn target(&self) -> Option<&str> {
+                match self {
+                    $(StepKind::$variant(s) => s.target()),+
+                }
+            }
+
+            pub fn summary(&self) -> String {
+                match self {
+                    $(StepKind::$variant(s) => s.summary()),+
+                }
+            }
+
+            /// JSON Schemas of every kind's payload, by name.
+            pub fn schemas(generator: &mut schemars::SchemaGenerator) -> Vec<(&'static str, schemars::Schema)> {
+                vec![$(($name, generator.subschema_for::<$spec>())),+]
+            }
+
+            /// Runs the step. Boxed because `wait` runs a step kind inside itself.
+            pub fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> BoxFuture<'a, Result<Outputs, StepError>> {
+                match self {
+                    $(StepKind::$variant(s) => Box::pin(s.run(cx))),+
+                }
+            }
+        }
+
+        impl schemars::JsonSchema for StepKind {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                "StepKind".into()
+            }
+            fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let alternatives: Vec<serde_json::Value> = vec![$(
+                    serde_json::json!({
+                        "type": "object",
+                        "properties": { $name: g.subschema_for::<$spec>() },
+                        "required": [$name],
+                        "additionalProperties": false
+                    })
+                ),+];
+                schemars::json_schema!({ "description": "A step kind and its payload, e.g. `{http: {url: …}}`.", "oneOf": alternatives })
+            }
+        }
+    };
+}
+
+step_kinds! {
+    Shell("shell") => shell::Shell,
+    Http("http") => http::Http,
+    Manual("manual") => manual::Manual,
+    Wait("wait") => wait::Wait,
+    Assert("assert") => assert::Assert,
+}
+
+/// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders
+/// to a number, and an env var or header value still wants it as text).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(transparent)]
+pub struct Text(pub String);
+
+impl<'de> serde::Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("text, a number or a boolean")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Text, E> {
+                Ok(Text(s.to_owned()))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<Text, E> {
+                Ok(Text(n.to_string()))
+            }
+            fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<Text, E> {
+                Ok(Text(b.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Text {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": ["string", "number", "boolean"]})
+    }
+}
+
+/// How a string inside a step payload is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// Rendered with the run's context just before the step runs.
+    Template,
+    /// Passed as written (commands: values reach them only as environment variables).
+    Literal,
+    /// An expression the step evaluates itself (`until`, `that`).
+    Expression,
+}
+
+fn form_of(kind: &str, field: &str) -> Form {
+    if StepKind::literal_fields(kind).contains(&field) {
+        Form::Literal
+    } else if StepKind::expression_fields(kind).contains(&field) {
+        Form::Expression
+    } else {
+        Form::Template
+    }
+}
+
+/// The one key of a nested step payload (`wait.poll: {http: {...}}`), if it names a kind.
+fn nested_kind(value: &serde_yaml::Value) -> Option<(&'static str, &serde_yaml::Value)> {
+    let map = value.as_mapping()?;
+    let (k, v) = map.iter().next().filter(|_| map.len() == 1)?;
+    let name = StepKind::NAMES.iter().find(|n| Some(**n) == k.as_str())?;
+    Some((name, v))
+}
+
+/// Rebuilds a kind's payload, passing every string through `f` with its path and form.
+/// Validation uses it to check templates; the engine uses it to render them.
+pub fn map_strings<E>(
+    kind: &str,
+    payload: &serde_yaml::Value,
+    path: &crate::runbook::YamlPath,
+    f: &mut dyn FnMut(&crate::runbook::YamlPath, &str, Form) -> Result<serde_yaml::Value, E>,
+) -> Result<serde_yaml::Value, E> {
+    use serde_yaml::Value;
+    fn walk<E>(
+        v: &Value,
+        path: &crate::runbook::YamlPath,
+        form: Form,
+        f: &mut dyn FnMut(&crate::runbook::YamlPath, &str, Form) -> Result<Value, E>,
+    ) -> Result<Value, E> {
+        Ok(match v {
+            Value::String(s) => f(path, s, form)?,
+            Value::Sequence(items) => {
+                Value::Sequence(items.iter().enumerate().map(|(i, x)| walk(x, &path.index(i), form, f)).collect::<Result<_, E>>()?)
+            }
+            Value::Mapping(m) => {
+                let mut out = serde_yaml::Mapping::new();
+                for (k, x) in m {
+                    let p = path.key(&crate::runbook::key_text(k));
+                    out.insert(k.clone(), walk(x, &p, form, f)?);
+                }
+                Value::Mapping(out)
+            }
+            other => other.clone(),
+        })
+    }
+    match payload {
+        Value::String(s) => f(path, s, form_of(kind, "")),
+        Value::Mapping(m) => {
+            let mut out = serde_yaml::Mapping::new();
+            for (k, v) in m {
+                let field = crate::runbook::key_text(k);
+                let p = path.key(&field);
+                let mapped = match nested_kind(v).filter(|_| kind == "wait" && field == "poll") {
+                    Some((inner, inner_payload)) => {
+                        let mut nested = serde_yaml::Mapping::new();
+                        nested.insert(Value::String(inner.to_owned()), map_strings(inner, inner_payload, &p.key(inner), f)?);
+                        Value::Mapping(nested)
+                    }
+                    None => walk(v, &p, form_of(kind, &field), f)?,
+                };
+                out.insert(k.clone(), mapped);
+            }
+            Ok(Value::Mapping(out))
+        }
+        other => walk(other, path, Form::Template, f),
+    }
+}
+
+/// Implements `Deserialize` and `JsonSchema` for a spec written either as a bare string or
+/// as a mapping: `shell: "echo hi"` or `shell: {run: …, env: …}`.
+macro_rules! string_or_map {
+    ($ty:ident, $string:ident, $map:ident($inner:ty), $description:literal) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str("a string or a mapping")
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$ty, E> {
+                        s.parse().map($ty::$string).map_err(E::custom)
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+                        <$inner as serde::Deserialize>::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map($ty::$map)
+                    }
+                }
+                d.deserialize_any(V)
+            }
+        }
+
+        impl schemars::JsonSchema for $ty {
+            fn schema_name() -> std::borrow::Cow<'static, str> {
+                stringify!($ty).into()
+            }
+            fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                let inner = g.subschema_for::<$inner>();
+                schemars::json_schema!({
+                    "description": $description,
+                    "anyOf": [{"type": "string"}, inner]
+                })
+            }
+        }
+    };
+}
+pub(crate) use string_or_map;

@@ -1,0 +1,192 @@
+//! `shell`: runs a command. Template values reach it only as environment variables, never
+//! spliced into the command text. It runs in its own process group so a timeout or an
+//! interrupt stops the whole tree it started.
+
+use std::process::Stdio;
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::{string_or_map, Outputs, Spec, StepCx, StepError, Text};
+use crate::runbook::TargetKind;
+
+/// `shell: "script"` (run with `sh -c`) or the full form.
+#[derive(Debug, Clone)]
+pub enum Shell {
+    Script(String),
+    Full(ShellSpec),
+}
+
+string_or_map!(Shell, Script, Full(ShellSpec), "A command: a script for `sh -c`, or `{run | argv, env, dir, target}`.");
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShellSpec {
+    /// Script run with `sh -c`. Not a template: read values from `env`.
+    pub run: Option<String>,
+    /// Program and arguments, run without a shell. Not templates.
+    pub argv: Option<Vec<String>>,
+    /// Environment variables for the command; values are templates.
+    #[serde(default)]
+    pub env: IndexMap<String, Text>,
+    /// Working directory.
+    pub dir: Option<String>,
+    /// A target whose connection is passed as `DATABASE_URL` (postgres targets).
+    pub target: Option<String>,
+    /// Exit codes that count as success; default `[0]`.
+    pub success_codes: Option<Vec<i32>>,
+}
+
+/// How much of stdout and stderr is kept (the tail).
+const TAIL_BYTES: usize = 16 * 1024;
+
+impl Spec for Shell {
+    const LITERAL: &'static [&'static str] = &["", "run", "argv"];
+
+    fn target(&self) -> Option<&str> {
+        match self {
+            Shell::Full(s) => s.target.as_deref(),
+            Shell::Script(_) => None,
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self {
+            Shell::Script(s) => format!("sh -c {}", first_line(s)),
+            Shell::Full(s) => match (&s.run, &s.argv) {
+                (Some(run), _) => format!("sh -c {}", first_line(run)),
+                (None, Some(argv)) => argv.join(" "),
+                (None, None) => "(no command)".into(),
+            },
+        }
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let empty = ShellSpec { run: None, argv: None, env: IndexMap::new(), dir: None, target: None, success_codes: None };
+        let (spec, script) = match self {
+            Shell::Script(s) => (&empty, Some(s.as_str())),
+            Shell::Full(s) => (s, s.run.as_deref()),
+        };
+        let mut cmd = match (script, &spec.argv) {
+            (Some(script), None) => {
+                let mut c = tokio::process::Command::new("sh");
+                c.arg("-c").arg(script);
+                c
+            }
+            (None, Some(argv)) if !argv.is_empty() => {
+                let mut c = tokio::process::Command::new(&argv[0]);
+                c.args(&argv[1..]);
+                c
+            }
+            _ => return Err(StepError::failed("shell step needs exactly one of `run` or a non-empty `argv`")),
+        };
+        if let Some(name) = &spec.target {
+            match cx.runbook.targets.get(name).map(|t| &t.kind) {
+                Some(TargetKind::Postgres(pg)) => {
+                    let url = crate::template::render(cx.templates, &pg.url, cx.vars)
+                        .map_err(|e| StepError::failed(format!("cannot render target `{name}`: {}", crate::template::describe_error(&e))))?;
+                    cmd.env("DATABASE_URL", url.to_string());
+                }
+                Some(_) => return Err(StepError::failed(format!("target `{name}` is not a postgres target: a shell step can only be given a postgres URL"))),
+                None => return Err(StepError::failed(format!("no target `{name}`"))),
+            }
+        }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, &v.0)));
+        cmd.env("DRILLBOOK_RUN_ID", cx.vars.get_attr("run").and_then(|r| r.get_attr("id")).map(|v| v.to_string()).unwrap_or_default());
+        cmd.env("DRILLBOOK_STEP", cx.step_id);
+        if let Some(dir) = &spec.dir {
+            cmd.current_dir(dir);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+        let program = match (script, &spec.argv) {
+            (Some(_), _) => "sh".to_owned(),
+            (None, Some(argv)) => argv[0].clone(),
+            _ => String::new(),
+        };
+        let mut child = cmd.spawn().map_err(|e| StepError::unavailable(format!("cannot start `{program}`: {e}")))?;
+        let group = ProcessGroup(child.id());
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let (status, out, err) = tokio::join!(child.wait(), tail(stdout), tail(stderr));
+        group.disarm();
+        let status = status.map_err(|e| StepError::unavailable(format!("waiting for `{program}`: {e}")))?;
+        let code = status.code();
+        let mut outputs = Outputs::new();
+        outputs.insert("exit_code".into(), code.map_or(serde_json::Value::Null, Into::into));
+        outputs.insert("stdout".into(), out.clone().into());
+        outputs.insert("stderr".into(), err.clone().into());
+        let ok_codes = spec.success_codes.clone().unwrap_or_else(|| vec![0]);
+        match code {
+            Some(c) if ok_codes.contains(&c) => Ok(outputs),
+            Some(c) => {
+                let last = err.lines().rev().find(|l| !l.trim().is_empty()).or_else(|| out.lines().rev().find(|l| !l.trim().is_empty()));
+                let detail = last.map(|l| format!(": {}", l.trim())).unwrap_or_default();
+                Err(StepError::failed(format!("`{program}` exited with code {c}{detail}")).with_outputs(outputs))
+            }
+            None => Err(StepError::failed(format!("`{program}` was killed by a signal")).with_outputs(outputs)),
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    if s.trim().lines().count() > 1 {
+        format!("{line} …")
+    } else {
+        line.to_owned()
+    }
+}
+
+/// Reads a pipe to the end, keeping the last [`TAIL_BYTES`] as text.
+async fn tail<R: AsyncRead + Unpin>(pipe: Option<R>) -> String {
+    let Some(mut pipe) = pipe else { return String::new() };
+    let mut kept: Vec<u8> = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match pipe.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * TAIL_BYTES {
+                    kept.drain(..kept.len() - TAIL_BYTES);
+                }
+            }
+        }
+    }
+    if kept.len() > TAIL_BYTES {
+        kept.drain(..kept.len() - TAIL_BYTES);
+    }
+    String::from_utf8_lossy(&kept).trim_end().to_owned()
+}
+
+/// Kills the command's whole process group if the step is dropped before the command ended
+/// (timeout or interrupt): SIGTERM at once, SIGKILL a moment later for whatever ignored it.
+struct ProcessGroup(Option<u32>);
+
+impl ProcessGroup {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) else { return };
+        signal_group(pid, libc::SIGTERM);
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            signal_group(pid, libc::SIGKILL);
+        });
+    }
+}
+
+#[allow(unsafe_code)]
+fn signal_group(pgid: i32, signal: i32) {
+    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
+    // The group was created for this command (process_group(0)), so it is ours to signal.
+    unsafe {
+        libc::kill(-pgid, signal);
+    }
+}

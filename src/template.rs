@@ -1,0 +1,129 @@
+//! The template language of runbooks: minijinja with strict undefined. One environment serves
+//! validation (syntax and the variables a template reads) and the engine (rendering).
+//!
+//! A string that is exactly one expression (`"{{ steps.count.rows }}"`) renders to the value's
+//! own type, so numbers and lists survive templating; anything else renders to text.
+
+use std::collections::BTreeSet;
+
+use minijinja::{Environment, UndefinedBehavior, Value};
+
+/// The variables every template may read, besides the builtins.
+pub const ROOTS: &[&str] = &["params", "env", "steps", "run", "now"];
+/// The fields of `run`.
+pub const RUN_FIELDS: &[&str] = &["id", "started_at", "operator", "procedure", "runbook", "kind", "dry_run"];
+
+/// A template that failed to parse, with a place inside its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    pub message: String,
+    /// 1-based line and column inside the template text, and the length of the fault.
+    pub line: usize,
+    pub col: usize,
+    pub len: usize,
+}
+
+pub fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_keep_trailing_newline(true);
+    env
+}
+
+/// True when `s` contains template syntax at all.
+pub fn is_template(s: &str) -> bool {
+    s.contains("{{") || s.contains("{%") || s.contains("{#")
+}
+
+/// The variable paths a template reads (`steps.branch.id`, `params.when`), or its syntax error.
+pub fn references(env: &Environment<'_>, source: &str) -> Result<BTreeSet<String>, SyntaxError> {
+    let tmpl = env.template_from_str(source).map_err(|e| syntax_error(source, &e))?;
+    Ok(tmpl.undeclared_variables(true).into_iter().collect())
+}
+
+/// The variable paths an expression (`when:`, `assert:`) reads, or its syntax error.
+pub fn expression_references(env: &Environment<'_>, source: &str) -> Result<BTreeSet<String>, SyntaxError> {
+    let expr = env.compile_expression(source).map_err(|e| syntax_error(source, &e))?;
+    Ok(expr.undeclared_variables(true).into_iter().collect())
+}
+
+fn syntax_error(source: &str, e: &minijinja::Error) -> SyntaxError {
+    let message = match e.detail() {
+        Some(detail) => format!("template syntax error: {detail}"),
+        None => format!("template syntax error: {}", e.kind()),
+    };
+    let (line, col, len) = match e.range() {
+        Some(r) => {
+            let before = &source[..r.start.min(source.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (line, col, r.len().max(1))
+        }
+        None => (e.line().unwrap_or(1), 1, 1),
+    };
+    SyntaxError { message, line, col, len }
+}
+
+/// Renders a string. A string that is a single `{{ expr }}` keeps the expression's type.
+pub fn render(env: &Environment<'_>, source: &str, ctx: &Value) -> Result<Value, minijinja::Error> {
+    if let Some(expr) = single_expression(source) {
+        if let Ok(compiled) = env.compile_expression(expr) {
+            return compiled.eval(ctx);
+        }
+    }
+    env.render_str(source, ctx).map(Value::from)
+}
+
+/// Evaluates a condition such as `when:`.
+pub fn eval(env: &Environment<'_>, expr: &str, ctx: &Value) -> Result<Value, minijinja::Error> {
+    env.compile_expression(expr)?.eval(ctx)
+}
+
+/// minijinja's error as one line: its detail without the debug dump.
+pub fn describe_error(e: &minijinja::Error) -> String {
+    match e.detail() {
+        Some(d) => d.to_owned(),
+        None => e.kind().to_string(),
+    }
+}
+
+/// `"{{ a.b }}"` -> `Some("a.b")`; strings with text around or several blocks -> None.
+fn single_expression(s: &str) -> Option<&str> {
+    let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
+    let inner = inner.strip_prefix('-').unwrap_or(inner);
+    let inner = inner.strip_suffix('-').unwrap_or(inner);
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_nested_references() {
+        let env = environment();
+        let refs = references(&env, "drill-{{ run.id }} at {{ steps.branch.connection_uri }} {{ params.t }}").expect("valid");
+        assert!(refs.contains("steps.branch.connection_uri"), "{refs:?}");
+        assert!(refs.contains("run.id") && refs.contains("params.t"), "{refs:?}");
+        let refs = expression_references(&env, "steps.check.exit_code == 0 and params.full").expect("valid");
+        assert!(refs.contains("steps.check.exit_code") && refs.contains("params.full"), "{refs:?}");
+    }
+
+    #[test]
+    fn syntax_errors_point_into_the_source() {
+        let env = environment();
+        let e = references(&env, "x {{ steps.a. }}").expect_err("invalid");
+        assert!(e.message.starts_with("template syntax error"), "{}", e.message);
+        assert_eq!(e.line, 1);
+        assert!(e.col > 1, "{e:?}");
+    }
+
+    #[test]
+    fn single_expressions_keep_their_type() {
+        let env = environment();
+        let ctx = Value::from_serialize(serde_json::json!({"steps": {"a": {"n": 42}}}));
+        assert_eq!(render(&env, "{{ steps.a.n }}", &ctx).expect("renders"), Value::from(42));
+        assert_eq!(render(&env, "n={{ steps.a.n }}", &ctx).expect("renders"), Value::from("n=42"));
+        assert!(render(&env, "{{ steps.a.missing }}", &ctx).is_err(), "strict undefined");
+    }
+}

@@ -1,0 +1,89 @@
+//! Points in time as runbooks write them: RFC 3339 (`2026-11-28T09:00:00Z`) or relative to the
+//! start of the run (`now`, `now-24h`, `now+5m`). Relative times are resolved once, when a run
+//! starts, so every step of a drill sees the same instant.
+
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use crate::duration::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeSpec {
+    Absolute(DateTime<Utc>),
+    /// Offset from now, in signed milliseconds.
+    Relative { back: bool, by: Duration },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid timestamp `{0}`: write RFC 3339 (`2026-11-28T09:00:00Z`) or `now`, `now-24h`, `now+10m`")]
+pub struct TimestampError(pub String);
+
+impl FromStr for TimeSpec {
+    type Err = TimestampError;
+
+    fn from_str(text: &str) -> Result<TimeSpec, TimestampError> {
+        let err = || TimestampError(text.to_owned());
+        let s = text.trim();
+        if let Some(rest) = s.strip_prefix("now") {
+            let rest = rest.trim_start();
+            if rest.is_empty() {
+                return Ok(TimeSpec::Relative { back: true, by: Duration::default() });
+            }
+            let (back, amount) = match rest.split_at(1) {
+                ("-", a) => (true, a),
+                ("+", a) => (false, a),
+                _ => return Err(err()),
+            };
+            let by = amount.trim().parse().map_err(|_| err())?;
+            return Ok(TimeSpec::Relative { back, by });
+        }
+        DateTime::parse_from_rfc3339(s).map(|t| TimeSpec::Absolute(t.with_timezone(&Utc))).map_err(|_| err())
+    }
+}
+
+impl TimeSpec {
+    pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            TimeSpec::Absolute(t) => t,
+            TimeSpec::Relative { back: true, by } => now - by.chrono(),
+            TimeSpec::Relative { back: false, by } => now + by.chrono(),
+        }
+    }
+}
+
+impl fmt::Display for TimeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TimeSpec::Absolute(t) => f.write_str(&rfc3339(*t)),
+            TimeSpec::Relative { by, .. } if by.0.is_zero() => f.write_str("now"),
+            TimeSpec::Relative { back, by } => write!(f, "now{}{by}", if *back { '-' } else { '+' }),
+        }
+    }
+}
+
+/// The one timestamp format drillbook shows: RFC 3339, UTC, whole seconds (records keep full
+/// precision through serde).
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_and_absolute() {
+        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z").expect("valid").with_timezone(&Utc);
+        let r = |s: &str| s.parse::<TimeSpec>().expect(s).resolve(now);
+        assert_eq!(rfc3339(r("now")), "2026-11-29T12:00:00Z");
+        assert_eq!(rfc3339(r("now-24h")), "2026-11-28T12:00:00Z");
+        assert_eq!(rfc3339(r("now+1h30m")), "2026-11-29T13:30:00Z");
+        assert_eq!(rfc3339(r("2026-11-28T09:00:00+01:00")), "2026-11-28T08:00:00Z");
+        for bad in ["yesterday", "now-", "now*2h", "2026-11-28", "now-24"] {
+            assert!(bad.parse::<TimeSpec>().is_err(), "{bad}");
+        }
+        assert_eq!("now-24h".parse::<TimeSpec>().expect("valid").to_string(), "now-1d");
+    }
+}
