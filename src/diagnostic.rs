@@ -60,7 +60,11 @@ impl Diagnostic {
     }
 
     /// Adds "did you mean `x`?" when one of `candidates` is close to `word`.
-    pub fn suggest<'a>(self, word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Diagnostic {
+    pub fn suggest<'a>(
+        self,
+        word: &str,
+        candidates: impl IntoIterator<Item = &'a str>,
+    ) -> Diagnostic {
         match did_you_mean(word, candidates) {
             Some(best) => self.with_help(format!("did you mean `{best}`?")),
             None => self,
@@ -80,14 +84,24 @@ impl Diagnostic {
         let mut out = String::new();
         match self.span {
             Some(span) => {
-                let _ = writeln!(out, "{file}:{}:{}: {label}: {}", span.line, span.col, self.message);
+                let _ = writeln!(
+                    out,
+                    "{file}:{}:{}: {label}: {}",
+                    span.line, span.col, self.message
+                );
                 if let Some(text) = source.lines().nth(span.line.saturating_sub(1)) {
                     let gutter = span.line.to_string().len();
                     let _ = writeln!(out, "{:gutter$} |", "");
                     let _ = writeln!(out, "{} | {}", span.line, text.replace('\t', " "));
                     let width = text.chars().count().saturating_sub(span.col - 1).max(1);
                     let carets = "^".repeat(span.len.min(width));
-                    let _ = writeln!(out, "{:gutter$} | {:pad$}{carets}", "", "", pad = span.col - 1);
+                    let _ = writeln!(
+                        out,
+                        "{:gutter$} | {:pad$}{carets}",
+                        "",
+                        "",
+                        pad = span.col - 1
+                    );
                 }
             }
             None => {
@@ -103,7 +117,10 @@ impl Diagnostic {
 
 /// Picks the candidate closest to `word` by edit distance, if it is close enough to be a
 /// plausible typo (a third of the word's length, at least 1, at most 3 edits).
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .into_iter()
@@ -123,13 +140,15 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -154,7 +173,8 @@ mod tests {
     #[test]
     fn renders_caret_under_the_span() {
         let src = "a: 1\nbad_key: 2\n";
-        let d = Diagnostic::error(Some(Span::new(2, 1, 7)), "unknown field `bad_key`").with_help("did you mean `bar`?");
+        let d = Diagnostic::error(Some(Span::new(2, 1, 7)), "unknown field `bad_key`")
+            .with_help("did you mean `bar`?");
         assert_eq!(
             d.render("x.yaml", src),
             "x.yaml:2:1: error: unknown field `bad_key`\n  |\n2 | bad_key: 2\n  | ^^^^^^^\n  = help: did you mean `bar`?\n"

@@ -16,13 +16,23 @@ pub struct DurationError {
     pub reason: &'static str,
 }
 
-const UNITS: [(&str, u64); 6] = [("w", 604_800_000), ("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+const UNITS: [(&str, u64); 6] = [
+    ("w", 604_800_000),
+    ("d", 86_400_000),
+    ("h", 3_600_000),
+    ("m", 60_000),
+    ("s", 1_000),
+    ("ms", 1),
+];
 
 impl FromStr for Duration {
     type Err = DurationError;
 
     fn from_str(text: &str) -> Result<Duration, DurationError> {
-        let err = |reason| DurationError { text: text.to_owned(), reason };
+        let err = |reason| DurationError {
+            text: text.to_owned(),
+            reason,
+        };
         let s = text.trim();
         if s.is_empty() {
             return Err(err("empty"));
@@ -30,13 +40,19 @@ impl FromStr for Duration {
         let mut total: u64 = 0;
         let mut rest = s;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(err("expected a number"));
             }
-            let n: u64 = rest[..digits].parse().map_err(|_| err("number too large"))?;
+            let n: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| err("number too large"))?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit = &rest[..unit_len];
             let millis = match UNITS.iter().find(|(u, _)| *u == unit) {
                 Some((_, ms)) => *ms,
@@ -131,19 +147,46 @@ mod tests {
 
     #[test]
     fn parses_and_prints_round_trip() {
-        for (text, secs) in [("90s", 90), ("10m", 600), ("1h30m", 5400), ("7d", 604_800), ("2w", 1_209_600)] {
+        for (text, secs) in [
+            ("90s", 90),
+            ("10m", 600),
+            ("1h30m", 5400),
+            ("7d", 604_800),
+            ("2w", 1_209_600),
+        ] {
             let d: Duration = text.parse().expect(text);
             assert_eq!(d.0.as_secs(), secs, "{text}");
         }
-        assert_eq!("90s".parse::<Duration>().expect("valid").to_string(), "1m30s");
-        assert_eq!("1h30m".parse::<Duration>().expect("valid").to_string(), "1h30m");
-        assert_eq!("500ms".parse::<Duration>().expect("valid").0.as_millis(), 500);
+        assert_eq!(
+            "90s".parse::<Duration>().expect("valid").to_string(),
+            "1m30s"
+        );
+        assert_eq!(
+            "1h30m".parse::<Duration>().expect("valid").to_string(),
+            "1h30m"
+        );
+        assert_eq!(
+            "500ms".parse::<Duration>().expect("valid").0.as_millis(),
+            500
+        );
     }
 
     #[test]
     fn rejects_bad_input() {
-        for bad in ["", "10", "m", "10x", "1.5h", "-1s", "99999999999999999999s", "10m "] {
-            assert!(bad.trim() != bad || bad.parse::<Duration>().is_err(), "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "10",
+            "m",
+            "10x",
+            "1.5h",
+            "-1s",
+            "99999999999999999999s",
+            "10m ",
+        ] {
+            assert!(
+                bad.trim() != bad || bad.parse::<Duration>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
         let e = "10 minutes".parse::<Duration>().expect_err("invalid");
         assert!(e.to_string().contains("`10 minutes`"), "{e}");

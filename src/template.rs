@@ -11,7 +11,15 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 /// The variables every template may read, besides the builtins.
 pub const ROOTS: &[&str] = &["params", "env", "steps", "run", "now"];
 /// The fields of `run`.
-pub const RUN_FIELDS: &[&str] = &["id", "started_at", "operator", "procedure", "runbook", "kind", "dry_run"];
+pub const RUN_FIELDS: &[&str] = &[
+    "id",
+    "started_at",
+    "operator",
+    "procedure",
+    "runbook",
+    "kind",
+    "dry_run",
+];
 
 /// A template that failed to parse, with a place inside its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +45,20 @@ pub fn is_template(s: &str) -> bool {
 
 /// The variable paths a template reads (`steps.branch.id`, `params.when`), or its syntax error.
 pub fn references(env: &Environment<'_>, source: &str) -> Result<BTreeSet<String>, SyntaxError> {
-    let tmpl = env.template_from_str(source).map_err(|e| syntax_error(source, &e))?;
+    let tmpl = env
+        .template_from_str(source)
+        .map_err(|e| syntax_error(source, &e))?;
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
 /// The variable paths an expression (`when:`, `assert:`) reads, or its syntax error.
-pub fn expression_references(env: &Environment<'_>, source: &str) -> Result<BTreeSet<String>, SyntaxError> {
-    let expr = env.compile_expression(source).map_err(|e| syntax_error(source, &e))?;
+pub fn expression_references(
+    env: &Environment<'_>,
+    source: &str,
+) -> Result<BTreeSet<String>, SyntaxError> {
+    let expr = env
+        .compile_expression(source)
+        .map_err(|e| syntax_error(source, &e))?;
     Ok(expr.undeclared_variables(true).into_iter().collect())
 }
 
@@ -61,22 +76,35 @@ fn syntax_error(source: &str, e: &minijinja::Error) -> SyntaxError {
         }
         None => (e.line().unwrap_or(1), 1, 1),
     };
-    SyntaxError { message, line, col, len }
+    SyntaxError {
+        message,
+        line,
+        col,
+        len,
+    }
 }
 
 /// Renders a string. A string that is a single `{{ expr }}` keeps the expression's type.
 pub fn render(env: &Environment<'_>, source: &str, ctx: &Value) -> Result<Value, minijinja::Error> {
     if let Some(expr) = single_expression(source) {
-        if let Ok(compiled) = env.compile_expression(expr) {
-            return compiled.eval(ctx);
+        if env.compile_expression(expr).is_ok() {
+            return eval(env, expr, ctx);
         }
     }
     env.render_str(source, ctx).map(Value::from)
 }
 
-/// Evaluates a condition such as `when:`.
+/// Evaluates an expression such as `when:`. Strict: an expression that reads something
+/// undefined is an error, not a silent false.
 pub fn eval(env: &Environment<'_>, expr: &str, ctx: &Value) -> Result<Value, minijinja::Error> {
-    env.compile_expression(expr)?.eval(ctx)
+    let value = env.compile_expression(expr)?.eval(ctx)?;
+    if value.is_undefined() {
+        return Err(minijinja::Error::new(
+            minijinja::ErrorKind::UndefinedError,
+            format!("`{expr}` is undefined"),
+        ));
+    }
+    Ok(value)
 }
 
 /// minijinja's error as one line: its detail without the debug dump.
@@ -92,7 +120,8 @@ fn single_expression(s: &str) -> Option<&str> {
     let inner = s.trim().strip_prefix("{{")?.strip_suffix("}}")?;
     let inner = inner.strip_prefix('-').unwrap_or(inner);
     let inner = inner.strip_suffix('-').unwrap_or(inner);
-    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%")).then_some(inner.trim())
+    (!inner.contains("{{") && !inner.contains("}}") && !inner.contains("{%"))
+        .then_some(inner.trim())
 }
 
 #[cfg(test)]
@@ -102,18 +131,33 @@ mod tests {
     #[test]
     fn finds_nested_references() {
         let env = environment();
-        let refs = references(&env, "drill-{{ run.id }} at {{ steps.branch.connection_uri }} {{ params.t }}").expect("valid");
+        let refs = references(
+            &env,
+            "drill-{{ run.id }} at {{ steps.branch.connection_uri }} {{ params.t }}",
+        )
+        .expect("valid");
         assert!(refs.contains("steps.branch.connection_uri"), "{refs:?}");
-        assert!(refs.contains("run.id") && refs.contains("params.t"), "{refs:?}");
-        let refs = expression_references(&env, "steps.check.exit_code == 0 and params.full").expect("valid");
-        assert!(refs.contains("steps.check.exit_code") && refs.contains("params.full"), "{refs:?}");
+        assert!(
+            refs.contains("run.id") && refs.contains("params.t"),
+            "{refs:?}"
+        );
+        let refs = expression_references(&env, "steps.check.exit_code == 0 and params.full")
+            .expect("valid");
+        assert!(
+            refs.contains("steps.check.exit_code") && refs.contains("params.full"),
+            "{refs:?}"
+        );
     }
 
     #[test]
     fn syntax_errors_point_into_the_source() {
         let env = environment();
         let e = references(&env, "x {{ steps.a. }}").expect_err("invalid");
-        assert!(e.message.starts_with("template syntax error"), "{}", e.message);
+        assert!(
+            e.message.starts_with("template syntax error"),
+            "{}",
+            e.message
+        );
         assert_eq!(e.line, 1);
         assert!(e.col > 1, "{e:?}");
     }
@@ -122,8 +166,36 @@ mod tests {
     fn single_expressions_keep_their_type() {
         let env = environment();
         let ctx = Value::from_serialize(serde_json::json!({"steps": {"a": {"n": 42}}}));
-        assert_eq!(render(&env, "{{ steps.a.n }}", &ctx).expect("renders"), Value::from(42));
-        assert_eq!(render(&env, "n={{ steps.a.n }}", &ctx).expect("renders"), Value::from("n=42"));
-        assert!(render(&env, "{{ steps.a.missing }}", &ctx).is_err(), "strict undefined");
+        assert_eq!(
+            render(&env, "{{ steps.a.n }}", &ctx).expect("renders"),
+            Value::from(42)
+        );
+        assert_eq!(
+            render(&env, "n={{ steps.a.n }}", &ctx).expect("renders"),
+            Value::from("n=42")
+        );
+        assert!(
+            render(&env, "{{ steps.a.missing }}", &ctx).is_err(),
+            "strict undefined"
+        );
+    }
+
+    #[test]
+    fn expressions_reading_undefined_values_are_errors_not_false() {
+        let env = environment();
+        let ctx = Value::from_serialize(serde_json::json!({"steps": {"a": {"n": 42}}}));
+        for e in [
+            "steps.a.typo != 1",
+            "steps.a.typo == 1",
+            "not steps.a.typo",
+            "steps.a.typo | int > 0",
+            "steps.zz.n",
+        ] {
+            assert!(eval(&env, e, &ctx).is_err(), "`{e}` must not evaluate");
+        }
+        assert_eq!(
+            eval(&env, "steps.a.n > 40", &ctx).expect("valid"),
+            Value::from(true)
+        );
     }
 }

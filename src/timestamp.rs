@@ -13,7 +13,10 @@ use crate::duration::Duration;
 pub enum TimeSpec {
     Absolute(DateTime<Utc>),
     /// Offset from now, in signed milliseconds.
-    Relative { back: bool, by: Duration },
+    Relative {
+        back: bool,
+        by: Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +32,10 @@ impl FromStr for TimeSpec {
         if let Some(rest) = s.strip_prefix("now") {
             let rest = rest.trim_start();
             if rest.is_empty() {
-                return Ok(TimeSpec::Relative { back: true, by: Duration::default() });
+                return Ok(TimeSpec::Relative {
+                    back: true,
+                    by: Duration::default(),
+                });
             }
             let (back, amount) = match rest.split_at(1) {
                 ("-", a) => (true, a),
@@ -39,7 +45,9 @@ impl FromStr for TimeSpec {
             let by = amount.trim().parse().map_err(|_| err())?;
             return Ok(TimeSpec::Relative { back, by });
         }
-        DateTime::parse_from_rfc3339(s).map(|t| TimeSpec::Absolute(t.with_timezone(&Utc))).map_err(|_| err())
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| TimeSpec::Absolute(t.with_timezone(&Utc)))
+            .map_err(|_| err())
     }
 }
 
@@ -58,7 +66,9 @@ impl fmt::Display for TimeSpec {
         match self {
             TimeSpec::Absolute(t) => f.write_str(&rfc3339(*t)),
             TimeSpec::Relative { by, .. } if by.0.is_zero() => f.write_str("now"),
-            TimeSpec::Relative { back, by } => write!(f, "now{}{by}", if *back { '-' } else { '+' }),
+            TimeSpec::Relative { back, by } => {
+                write!(f, "now{}{by}", if *back { '-' } else { '+' })
+            }
         }
     }
 }
@@ -75,15 +85,23 @@ mod tests {
 
     #[test]
     fn relative_and_absolute() {
-        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z").expect("valid").with_timezone(&Utc);
+        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
         let r = |s: &str| s.parse::<TimeSpec>().expect(s).resolve(now);
         assert_eq!(rfc3339(r("now")), "2026-11-29T12:00:00Z");
         assert_eq!(rfc3339(r("now-24h")), "2026-11-28T12:00:00Z");
         assert_eq!(rfc3339(r("now+1h30m")), "2026-11-29T13:30:00Z");
-        assert_eq!(rfc3339(r("2026-11-28T09:00:00+01:00")), "2026-11-28T08:00:00Z");
+        assert_eq!(
+            rfc3339(r("2026-11-28T09:00:00+01:00")),
+            "2026-11-28T08:00:00Z"
+        );
         for bad in ["yesterday", "now-", "now*2h", "2026-11-28", "now-24"] {
             assert!(bad.parse::<TimeSpec>().is_err(), "{bad}");
         }
-        assert_eq!("now-24h".parse::<TimeSpec>().expect("valid").to_string(), "now-1d");
+        assert_eq!(
+            "now-24h".parse::<TimeSpec>().expect("valid").to_string(),
+            "now-1d"
+        );
     }
 }

@@ -15,7 +15,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 /// document themselves.
 #[derive(Debug, Parser)]
 #[command(name = "drillbook", version, about, propagate_version = true)]
-#[command(after_help = "Examples:\n  drillbook validate runbooks/*.yaml\n  drillbook plan runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --format json")]
+#[command(
+    after_help = "Examples:\n  drillbook validate runbooks/*.yaml\n  drillbook plan runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --format json"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -49,7 +51,11 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::INVALID } else { exit::OK };
+            return if e.use_stderr() {
+                exit::INVALID
+            } else {
+                exit::OK
+            };
         }
     };
     let result = match cli.command {
@@ -80,7 +86,10 @@ fn load(path: &str) -> Option<crate::runbook::Runbook> {
     match crate::runbook::load_file(path) {
         Ok(rb) => {
             for w in &rb.warnings {
-                eprint!("{}", w.render(path, &std::fs::read_to_string(path).unwrap_or_default()));
+                eprint!(
+                    "{}",
+                    w.render(path, &std::fs::read_to_string(path).unwrap_or_default())
+                );
             }
             Some(rb)
         }

@@ -12,7 +12,9 @@ use crate::runbook::{Procedure, RtoMark, Runbook, Step};
 
 /// Show what `run` would do: params, steps, timeouts, destructive steps, cleanup.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Example:\n  drillbook plan runbooks/hello.yaml smoke --param greeting=hi --format json")]
+#[command(
+    after_help = "Example:\n  drillbook plan runbooks/hello.yaml smoke --param greeting=hi --format json"
+)]
 pub struct Args {
     /// Runbook file.
     runbook: String,
@@ -26,7 +28,9 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let Some(rb) = load(&args.runbook) else { return Ok(exit::INVALID) };
+    let Some(rb) = load(&args.runbook) else {
+        return Ok(exit::INVALID);
+    };
     let procedure = match find_procedure(&rb, &args.procedure) {
         Ok(p) => p,
         Err(e) => {
@@ -42,10 +46,27 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         }
     };
     let now = Utc::now();
-    let redact = |name: &str, v: serde_json::Value| if procedure.params.get(name).is_some_and(|p| p.secret) { json!("***") } else { v };
+    let redact = |name: &str, v: serde_json::Value| {
+        if procedure.params.get(name).is_some_and(|p| p.secret) {
+            json!("***")
+        } else {
+            v
+        }
+    };
     let resolved: Vec<(String, String, serde_json::Value)> = params
         .iter()
-        .map(|(k, v)| (k.clone(), serde_json::to_value(v).map(|x| redact(k, x)).unwrap_or_default().to_string().trim_matches('"').to_owned(), redact(k, v.resolve(now))))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                serde_json::to_value(v)
+                    .map(|x| redact(k, x))
+                    .unwrap_or_default()
+                    .to_string()
+                    .trim_matches('"')
+                    .to_owned(),
+                redact(k, v.resolve(now)),
+            )
+        })
         .collect();
     match args.format {
         Format::Json => {
@@ -85,25 +106,47 @@ fn step_json(s: &Step) -> serde_json::Value {
 
 /// Env vars the procedure reads, and whether each is set (values never shown).
 fn env_status(rb: &Runbook, procedure: &Procedure) -> serde_json::Map<String, serde_json::Value> {
-    crate::engine::needed_env(rb, procedure).into_iter().map(|name| {
-        let set = std::env::var_os(&name).is_some();
-        (name, json!(if set { "set" } else { "missing" }))
-    }).collect()
+    crate::engine::needed_env(rb, procedure)
+        .into_iter()
+        .map(|name| {
+            let set = std::env::var_os(&name).is_some();
+            (name, json!(if set { "set" } else { "missing" }))
+        })
+        .collect()
 }
 
-fn text(rb: &Runbook, procedure: &Procedure, params: &[(String, String, serde_json::Value)]) -> String {
+fn text(
+    rb: &Runbook,
+    procedure: &Procedure,
+    params: &[(String, String, serde_json::Value)],
+) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "procedure  {} — {} ({:?})", procedure.id, procedure.title, procedure.kind);
+    let _ = writeln!(
+        s,
+        "procedure  {} — {} ({:?})",
+        procedure.id, procedure.title, procedure.kind
+    );
     let _ = writeln!(s, "runbook    {} ({})", rb.name, rb.path);
     if let Some(rto) = rb.objectives.rto {
-        let _ = writeln!(s, "objective  RTO {rto}{}", rb.objectives.rpo.map(|r| format!(", RPO {r}")).unwrap_or_default());
+        let _ = writeln!(
+            s,
+            "objective  RTO {rto}{}",
+            rb.objectives
+                .rpo
+                .map(|r| format!(", RPO {r}"))
+                .unwrap_or_default()
+        );
     }
     if !params.is_empty() {
         let _ = writeln!(s, "\nparams");
         let width = params.iter().map(|(k, ..)| k.len()).max().unwrap_or(0);
         for (k, given, v) in params {
             let v = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-            let shown = if *given == v { v } else { format!("{given} → {v}") };
+            let shown = if *given == v {
+                v
+            } else {
+                format!("{given} → {v}")
+            };
             let _ = writeln!(s, "  {k:width$}  {shown}");
         }
     }
@@ -117,7 +160,10 @@ fn text(rb: &Runbook, procedure: &Procedure, params: &[(String, String, serde_js
     let _ = writeln!(s, "\nsteps");
     list(&mut s, &procedure.steps);
     if !procedure.cleanup.is_empty() {
-        let _ = writeln!(s, "\ncleanup (always runs: after success, failure, timeout or interrupt)");
+        let _ = writeln!(
+            s,
+            "\ncleanup (always runs: after success, failure, timeout or interrupt)"
+        );
         list(&mut s, &procedure.cleanup);
     }
     s
@@ -146,7 +192,11 @@ fn list(s: &mut String, steps: &[Step]) {
         if let Some(w) = &step.when {
             flags.push(format!("when {w}"));
         }
-        let flags = if flags.is_empty() { String::new() } else { format!("  [{}]", flags.join(", ")) };
+        let flags = if flags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", flags.join(", "))
+        };
         let _ = writeln!(s, "  {}. {}  {}{flags}", i + 1, step.id, step.kind.name());
         if let Some(t) = &step.title {
             let _ = writeln!(s, "     {t}");

@@ -15,7 +15,9 @@ use crate::engine::{operator, RunOptions};
 /// Exit codes: 0 passed · 1 a step or check failed · 2 invalid runbook or usage ·
 /// 3 could not run (auth, unreachable, no operator) · 130 interrupted (cleanup still ran).
 #[derive(Debug, clap::Args)]
-#[command(after_help = "Examples:\n  drillbook run runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --param greeting=hi --yes --format json")]
+#[command(
+    after_help = "Examples:\n  drillbook run runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --param greeting=hi --yes --format json"
+)]
 pub struct Args {
     /// Runbook file.
     runbook: String,
@@ -36,12 +38,21 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
-    let Some(rb) = load(&args.runbook) else { return Ok(exit::INVALID) };
-    let opts = RunOptions { params: args.params.clone(), yes: args.yes, dry_run: args.dry_run, operator: operator() };
+    let Some(rb) = load(&args.runbook) else {
+        return Ok(exit::INVALID);
+    };
+    let opts = RunOptions {
+        params: args.params.clone(),
+        yes: args.yes,
+        dry_run: args.dry_run,
+        operator: operator(),
+    };
     let terminal = Terminal::new(args.yes);
     let cancel = Cancel::new();
-    let signals = tokio::spawn(watch_signals(cancel.clone()));
-    let result = crate::engine::run(&rb, &args.procedure, &opts, &terminal, &terminal, &cancel).await;
+    // listen before anything runs, so an early interrupt still gets cleanup
+    let signals = tokio::spawn(watch_signals(cancel.clone(), listen()));
+    let result =
+        crate::engine::run(&rb, &args.procedure, &opts, &terminal, &terminal, &cancel).await;
     signals.abort();
     let record = match result {
         Ok(r) => r,
@@ -57,11 +68,27 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     Ok(record.verdict.exit_code())
 }
 
-/// Turns SIGINT and SIGTERM into interrupt levels.
-async fn watch_signals(cancel: Cancel) {
+type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+
+fn listen() -> Signals {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        eprintln!("drillbook: warning: cannot listen for signals; an interrupt will not run cleanup");
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(int), Ok(term)) => Some((int, term)),
+        _ => {
+            eprintln!(
+                "drillbook: warning: cannot listen for signals; an interrupt will not run cleanup"
+            );
+            None
+        }
+    }
+}
+
+/// Turns SIGINT and SIGTERM into interrupt levels.
+async fn watch_signals(cancel: Cancel, signals: Signals) {
+    let Some((mut int, mut term)) = signals else {
         return;
     };
     loop {
@@ -79,17 +106,39 @@ async fn watch_signals(cancel: Cancel) {
 fn summary(r: &DrillRecord) -> String {
     let mut s = String::new();
     let verdict = format!("{:?}", r.verdict).to_uppercase();
-    let _ = writeln!(s, "{} / {}: {verdict}{}", r.runbook.name, r.procedure.id, r.reason.as_deref().map(|x| format!(" — {x}")).unwrap_or_default());
-    let _ = writeln!(s, "run {} by {} at {}, took {}", r.id, r.operator, crate::timestamp::rfc3339(r.started_at), human(std::time::Duration::from_millis(r.duration_ms)));
+    let _ = writeln!(
+        s,
+        "{} / {}: {verdict}{}",
+        r.runbook.name,
+        r.procedure.id,
+        r.reason
+            .as_deref()
+            .map(|x| format!(" — {x}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        s,
+        "run {} by {} at {}, took {}",
+        r.id,
+        r.operator,
+        crate::timestamp::rfc3339(r.started_at),
+        human(std::time::Duration::from_millis(r.duration_ms))
+    );
     if let Some(rto) = &r.rto {
-        let measured = rto.measured_ms.map_or("not measured".to_owned(), |ms| human(std::time::Duration::from_millis(ms)));
+        let measured = rto.measured_ms.map_or("not measured".to_owned(), |ms| {
+            human(std::time::Duration::from_millis(ms))
+        });
         let objective = match (rto.objective, rto.met) {
             (Some(o), Some(true)) => format!(" (objective {o}: met)"),
             (Some(o), Some(false)) => format!(" (objective {o}: NOT met)"),
             (Some(o), None) => format!(" (objective {o})"),
             (None, _) => String::new(),
         };
-        let _ = writeln!(s, "RTO {measured}{objective}, from `{}` to `{}`", rto.from_step, rto.to_step);
+        let _ = writeln!(
+            s,
+            "RTO {measured}{objective}, from `{}` to `{}`",
+            rto.from_step, rto.to_step
+        );
     }
     let table = |s: &mut String, title: &str, steps: &[StepRecord]| {
         if steps.is_empty() {
@@ -98,9 +147,22 @@ fn summary(r: &DrillRecord) -> String {
         let _ = writeln!(s, "{title}");
         let width = steps.iter().map(|x| x.id.len()).max().unwrap_or(0);
         for st in steps {
-            let took = st.duration_ms.map(|ms| human(std::time::Duration::from_millis(ms))).unwrap_or_default();
-            let detail = st.error.as_deref().or(st.note.as_deref()).map(|d| format!("  {d}")).unwrap_or_default();
-            let _ = writeln!(s, "  {:width$}  {:9}  {took:>7}{detail}", st.id, st.status.symbol());
+            let took = st
+                .duration_ms
+                .map(|ms| human(std::time::Duration::from_millis(ms)))
+                .unwrap_or_default();
+            let detail = st
+                .error
+                .as_deref()
+                .or(st.note.as_deref())
+                .map(|d| format!("  {d}"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "  {:width$}  {:9}  {took:>7}{detail}",
+                st.id,
+                st.status.symbol()
+            );
         }
     };
     table(&mut s, "steps", &r.steps);

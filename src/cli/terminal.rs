@@ -17,7 +17,11 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new(yes: bool) -> Terminal {
-        Terminal { yes, steps: 0.into(), cleanup: 0.into() }
+        Terminal {
+            yes,
+            steps: 0.into(),
+            cleanup: 0.into(),
+        }
     }
 
     fn line(&self, text: &str) {
@@ -72,24 +76,45 @@ impl Observer for Terminal {
         self.steps.store(steps, Relaxed);
         self.cleanup.store(cleanup, Relaxed);
         let dry = if record.dry_run { " (dry run)" } else { "" };
-        self.line(&format!("drillbook: {} / {} — run {}{dry}", record.runbook.name, record.procedure.id, record.id));
+        self.line(&format!(
+            "drillbook: {} / {} — run {}{dry}",
+            record.runbook.name, record.procedure.id, record.id
+        ));
     }
 
     fn step_started(&self, cleanup: bool, index: usize, step: &Step) {
         if cleanup && index == 0 {
             self.line("  cleanup (always runs)");
         }
-        self.line(&format!("  {} {} — {} …", self.position(cleanup, index), step.id, step.display_title()));
+        self.line(&format!(
+            "  {} {} — {} …",
+            self.position(cleanup, index),
+            step.id,
+            step.display_title()
+        ));
     }
 
     fn step_finished(&self, cleanup: bool, index: usize, rec: &StepRecord) {
-        let elapsed = rec.duration_ms.map(|ms| human(std::time::Duration::from_millis(ms))).unwrap_or_default();
+        let elapsed = rec
+            .duration_ms
+            .map(|ms| human(std::time::Duration::from_millis(ms)))
+            .unwrap_or_default();
         let mark = match rec.status {
             StepStatus::Passed => "✓",
             StepStatus::Skipped | StepStatus::NotRun => "-",
             _ => "✗",
         };
-        let detail = rec.error.as_deref().or(rec.note.as_deref()).map(|d| format!(": {d}")).unwrap_or_default();
-        self.line(&format!("  {} {mark} {} {} {elapsed}{detail}", self.position(cleanup, index), rec.id, rec.status.symbol()));
+        let detail = rec
+            .error
+            .as_deref()
+            .or(rec.note.as_deref())
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default();
+        self.line(&format!(
+            "  {} {mark} {} {} {elapsed}{detail}",
+            self.position(cleanup, index),
+            rec.id,
+            rec.status.symbol()
+        ));
     }
 }

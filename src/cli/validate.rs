@@ -19,7 +19,11 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
     for path in &args.runbooks {
         match load(path) {
             Some(rb) => {
-                let steps: usize = rb.procedures.values().map(|p| p.steps.len() + p.cleanup.len()).sum();
+                let steps: usize = rb
+                    .procedures
+                    .values()
+                    .map(|p| p.steps.len() + p.cleanup.len())
+                    .sum();
                 out(&format!(
                     "{path}: ok ({} procedure{}, {steps} step{}, {} check{})\n",
                     rb.procedures.len(),

@@ -21,12 +21,18 @@ impl Default for Cancel {
 impl Cancel {
     /// Fires on the first interrupt.
     pub fn new() -> Cancel {
-        Cancel { level: Arc::new(watch::Sender::new(0)), threshold: 1 }
+        Cancel {
+            level: Arc::new(watch::Sender::new(0)),
+            threshold: 1,
+        }
     }
 
     /// The same signal, firing only on the second interrupt: what cleanup steps watch.
     pub fn for_cleanup(&self) -> Cancel {
-        Cancel { level: self.level.clone(), threshold: 2 }
+        Cancel {
+            level: self.level.clone(),
+            threshold: 2,
+        }
     }
 
     /// Raises the interrupt level by one and returns the new level.

@@ -26,7 +26,12 @@ pub fn operator() -> String {
             return op.trim().to_owned();
         }
     }
-    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).ok().filter(|u| !u.is_empty()).or_else(user_from_uid).unwrap_or_else(|| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(user_from_uid)
+        .unwrap_or_else(|| "unknown".into());
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|h| h.trim().to_owned())
@@ -37,7 +42,12 @@ pub fn operator() -> String {
 /// The login name of this process's uid, from /proc and /etc/passwd (no libc calls).
 fn user_from_uid() -> Option<String> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let uid = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.to_owned();
+    let uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .next()?
+        .to_owned();
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let mut f = l.split(':');
@@ -56,7 +66,15 @@ pub struct Vars {
 }
 
 impl Vars {
-    pub fn new(runbook: &Runbook, procedure: &Procedure, params: Map<String, Value>, env: Map<String, Value>, id: &str, started: DateTime<Utc>, opts: &RunOptions) -> Vars {
+    pub fn new(
+        runbook: &Runbook,
+        procedure: &Procedure,
+        params: Map<String, Value>,
+        env: Map<String, Value>,
+        id: &str,
+        started: DateTime<Utc>,
+        opts: &RunOptions,
+    ) -> Vars {
         let run = json!({
             "id": id,
             "started_at": rfc3339(started),
@@ -66,7 +84,12 @@ impl Vars {
             "kind": procedure.kind,
             "dry_run": opts.dry_run,
         });
-        Vars { params, env, steps: Map::new(), run: run.as_object().cloned().unwrap_or_default() }
+        Vars {
+            params,
+            env,
+            steps: Map::new(),
+            run: run.as_object().cloned().unwrap_or_default(),
+        }
     }
 
     /// The template context as of now; `extra` adds roots such as `result`.
@@ -86,7 +109,11 @@ impl Vars {
 }
 
 /// Builds the redactor for a run: secret-looking env vars, secret params, URL passwords.
-pub fn redactor(procedure: &Procedure, params: &Map<String, Value>, env: &Map<String, Value>) -> Redactor {
+pub fn redactor(
+    procedure: &Procedure,
+    params: &Map<String, Value>,
+    env: &Map<String, Value>,
+) -> Redactor {
     let mut r = Redactor::default();
     for (name, value) in env {
         if let Some(v) = value.as_str() {

@@ -2,7 +2,6 @@
 //! cleanup, RTO, verdict.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use chrono::Utc;
 use indexmap::IndexMap;
@@ -10,7 +9,10 @@ use serde_json::{Map, Value};
 
 use super::cancel::Cancel;
 use super::context::{redactor, RunOptions, Vars};
-use super::record::{Approval, DrillRecord, ProcedureRef, RtoRecord, RunbookRef, StepRecord, StepStatus, Verdict, RECORD_VERSION};
+use super::record::{
+    Approval, DrillRecord, ProcedureRef, RtoRecord, RunbookRef, StepRecord, StepStatus, Verdict,
+    RECORD_VERSION,
+};
 use super::redact::Redactor;
 use crate::diagnostic::did_you_mean;
 use crate::duration::Duration;
@@ -29,7 +31,11 @@ pub trait Observer: Send + Sync {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("no procedure `{name}` in {runbook}{hint}")]
-    UnknownProcedure { name: String, runbook: String, hint: String },
+    UnknownProcedure {
+        name: String,
+        runbook: String,
+        hint: String,
+    },
     #[error("{0}")]
     BadParam(String),
     #[error("environment variable{} not set: {}; the runbook reads {}", if .0.len() == 1 { " is" } else { "s are" }, .0.join(", "), if .0.len() == 1 { "it" } else { "them" })]
@@ -49,21 +55,41 @@ pub fn find_procedure<'r>(runbook: &'r Runbook, id: &str) -> Result<&'r Procedur
     runbook.procedure(id).ok_or_else(|| {
         let hint = match did_you_mean(id, runbook.procedures.keys().map(String::as_str)) {
             Some(best) => format!("; did you mean `{best}`?"),
-            None => format!("; procedures: {}", runbook.procedures.keys().cloned().collect::<Vec<_>>().join(", ")),
+            None => format!(
+                "; procedures: {}",
+                runbook
+                    .procedures
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         };
-        RunError::UnknownProcedure { name: id.to_owned(), runbook: runbook.path.clone(), hint }
+        RunError::UnknownProcedure {
+            name: id.to_owned(),
+            runbook: runbook.path.clone(),
+            hint,
+        }
     })
 }
 
 /// Typed param values: `--param` over defaults. Unknown or missing params are errors.
-pub fn plan_params(procedure: &Procedure, given: &[(String, String)]) -> Result<IndexMap<String, ParamValue>, RunError> {
+pub fn plan_params(
+    procedure: &Procedure,
+    given: &[(String, String)],
+) -> Result<IndexMap<String, ParamValue>, RunError> {
     let mut out = IndexMap::new();
     for (name, text) in given {
         let Some(param) = procedure.params.get(name) else {
-            let hint = did_you_mean(name, procedure.params.keys().map(String::as_str)).map_or(String::new(), |b| format!("; did you mean `{b}`?"));
-            return Err(RunError::BadParam(format!("procedure `{}` has no param `{name}`{hint}", procedure.id)));
+            let hint = did_you_mean(name, procedure.params.keys().map(String::as_str))
+                .map_or(String::new(), |b| format!("; did you mean `{b}`?"));
+            return Err(RunError::BadParam(format!(
+                "procedure `{}` has no param `{name}`{hint}",
+                procedure.id
+            )));
         };
-        let value = ParamValue::parse(param.ty, text).map_err(|e| RunError::BadParam(format!("--param {name}: {e}")))?;
+        let value = ParamValue::parse(param.ty, text)
+            .map_err(|e| RunError::BadParam(format!("--param {name}: {e}")))?;
         out.insert(name.clone(), value);
     }
     let mut missing = Vec::new();
@@ -73,12 +99,22 @@ pub fn plan_params(procedure: &Procedure, given: &[(String, String)]) -> Result<
                 Some(d) => {
                     out.insert(name.clone(), d.clone());
                 }
-                None => missing.push(format!("--param {name}=<{}>", serde_json::to_value(param.ty).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default())),
+                None => missing.push(format!(
+                    "--param {name}=<{}>",
+                    serde_json::to_value(param.ty)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default()
+                )),
             }
         }
     }
     if !missing.is_empty() {
-        return Err(RunError::BadParam(format!("procedure `{}` needs {}", procedure.id, missing.join(" "))));
+        return Err(RunError::BadParam(format!(
+            "procedure `{}` needs {}",
+            procedure.id,
+            missing.join(" ")
+        )));
     }
     // keep declaration order
     out.sort_by_cached_key(|k, _| procedure.params.get_index_of(k));
@@ -106,6 +142,11 @@ struct Run<'a> {
     vars: Vars,
     redactor: Redactor,
     approvals: Vec<Approval>,
+    /// Wall time and monotonic clock at the start of the run: step times are the start time
+    /// plus monotonic elapsed, so durations and timestamps agree (and follow a paused clock
+    /// in tests).
+    started_at: chrono::DateTime<Utc>,
+    clock: tokio::time::Instant,
 }
 
 /// Runs a procedure to completion (cleanup included) and returns its record.
@@ -120,7 +161,10 @@ pub async fn run(
     let procedure = find_procedure(runbook, procedure_id)?;
     let started_at = Utc::now();
     let typed = plan_params(procedure, &opts.params)?;
-    let params: Map<String, Value> = typed.iter().map(|(k, v)| (k.clone(), v.resolve(started_at))).collect();
+    let params: Map<String, Value> = typed
+        .iter()
+        .map(|(k, v)| (k.clone(), v.resolve(started_at)))
+        .collect();
 
     let mut env = Map::new();
     let mut missing = Vec::new();
@@ -141,9 +185,20 @@ pub async fn run(
     let mut record = DrillRecord {
         record_version: RECORD_VERSION,
         id: id.clone(),
-        runbook: RunbookRef { name: runbook.name.clone(), path: runbook.path.clone(), sha256: runbook.sha256.clone() },
-        procedure: ProcedureRef { id: procedure.id.clone(), title: procedure.title.clone(), kind: procedure.kind },
-        params: params.iter().map(|(k, v)| (k.clone(), redactor.redact_json(v))).collect(),
+        runbook: RunbookRef {
+            name: runbook.name.clone(),
+            path: runbook.path.clone(),
+            sha256: runbook.sha256.clone(),
+        },
+        procedure: ProcedureRef {
+            id: procedure.id.clone(),
+            title: procedure.title.clone(),
+            kind: procedure.kind,
+        },
+        params: params
+            .iter()
+            .map(|(k, v)| (k.clone(), redactor.redact_json(v)))
+            .collect(),
         operator: opts.operator.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
         started_at,
@@ -158,7 +213,7 @@ pub async fn run(
         rpo: None,
         approvals: Vec::new(),
     };
-    let clock = Instant::now();
+    let clock = tokio::time::Instant::now();
     let mut state = Run {
         runbook,
         opts,
@@ -167,13 +222,23 @@ pub async fn run(
         vars: Vars::new(runbook, procedure, params, env, &id, started_at, opts),
         redactor,
         approvals: Vec::new(),
+        started_at,
+        clock,
     };
     observer.started(&record, procedure.steps.len(), procedure.cleanup.len());
 
     if opts.dry_run {
-        let note = if missing.is_empty() { "dry run".to_owned() } else { format!("dry run; env not set: {}", missing.join(", ")) };
+        let note = if missing.is_empty() {
+            "dry run".to_owned()
+        } else {
+            format!("dry run; env not set: {}", missing.join(", "))
+        };
         record.steps = procedure.steps.iter().map(|s| not_run(s, &note)).collect();
-        record.cleanup = procedure.cleanup.iter().map(|s| not_run(s, &note)).collect();
+        record.cleanup = procedure
+            .cleanup
+            .iter()
+            .map(|s| not_run(s, &note))
+            .collect();
         record.finished_at = Utc::now();
         return Ok(record);
     }
@@ -200,7 +265,9 @@ pub async fn run(
     let cleanup_cancel = cancel.for_cleanup();
     for (i, step) in procedure.cleanup.iter().enumerate() {
         if cleanup_cancel.is_cancelled() {
-            record.cleanup.push(not_run(step, "cleanup aborted by a second interrupt"));
+            record
+                .cleanup
+                .push(not_run(step, "cleanup aborted by a second interrupt"));
             continue;
         }
         observer.step_started(true, i, step);
@@ -214,13 +281,16 @@ pub async fn run(
     let (verdict, reason) = verdict(&record, cancel);
     record.verdict = verdict;
     record.reason = reason;
-    record.finished_at = Utc::now();
     record.duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+    record.finished_at = state.now();
     Ok(record)
 }
 
 fn is_failure(s: StepStatus) -> bool {
-    matches!(s, StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled)
+    matches!(
+        s,
+        StepStatus::Failed | StepStatus::TimedOut | StepStatus::Cancelled
+    )
 }
 
 fn not_run(step: &Step, why: &str) -> StepRecord {
@@ -246,18 +316,33 @@ fn run_id(at: chrono::DateTime<Utc>) -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(at.timestamp_nanos_opt().unwrap_or_default() as u128);
     h.write_u32(std::process::id());
-    format!("{}-{:04x}", at.format("%Y%m%dT%H%M%SZ"), h.finish() & 0xffff)
+    format!(
+        "{}-{:04x}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        h.finish() & 0xffff
+    )
 }
 
 impl Run<'_> {
+    /// The run's start plus monotonic time elapsed since.
+    fn now(&self) -> chrono::DateTime<Utc> {
+        self.started_at + chrono::Duration::from_std(self.clock.elapsed()).unwrap_or_default()
+    }
+
     async fn run_step(&mut self, step: &Step, cancel: &Cancel, cleanup: bool) -> StepRecord {
         let mut rec = not_run(step, "");
         rec.note = None;
         // cleanup steps that read outputs of steps that never produced any are skipped
         if cleanup {
-            if let Some(missing) = step.needs.iter().find(|id| !self.vars.steps.contains_key(*id)) {
+            if let Some(missing) = step
+                .needs
+                .iter()
+                .find(|id| !self.vars.steps.contains_key(*id))
+            {
                 rec.status = StepStatus::Skipped;
-                rec.note = Some(format!("step `{missing}` did not run, so there is nothing to clean up"));
+                rec.note = Some(format!(
+                    "step `{missing}` did not run, so there is nothing to clean up"
+                ));
                 return rec;
             }
         }
@@ -269,11 +354,18 @@ impl Run<'_> {
                     rec.note = Some(format!("`when: {when}` is false"));
                     return rec;
                 }
-                Err(e) => return self.fail(rec, StepError::failed(format!("cannot evaluate `when: {when}`: {}", crate::template::describe_error(&e)))),
+                Err(e) => {
+                    return self.fail(
+                        rec,
+                        StepError::failed(format!(
+                            "cannot evaluate `when: {when}`: {}",
+                            crate::template::describe_error(&e)
+                        )),
+                    )
+                }
             }
         }
-        let started = Utc::now();
-        rec.started_at = Some(started);
+        rec.started_at = Some(self.now());
         let clock = tokio::time::Instant::now();
         let result = self.attempts(step, cancel, &mut rec).await;
         rec.duration_ms = Some(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX));
@@ -281,12 +373,23 @@ impl Run<'_> {
             Ok(outputs) => {
                 rec.status = StepStatus::Passed;
                 // a manual confirmation is an approval too
-                if let (Some(by), Some(via)) = (outputs.get("by").and_then(Value::as_str), outputs.get("via").and_then(Value::as_str)) {
+                if let (Some(by), Some(via)) = (
+                    outputs.get("by").and_then(Value::as_str),
+                    outputs.get("via").and_then(Value::as_str),
+                ) {
                     let question = format!("manual step `{}`: {}", step.id, step.display_title());
-                    self.approvals.push(Approval { step: step.id.clone(), by: by.to_owned(), via: via.to_owned(), at: Utc::now(), question });
+                    self.approvals.push(Approval {
+                        step: step.id.clone(),
+                        by: by.to_owned(),
+                        via: via.to_owned(),
+                        at: Utc::now(),
+                        question,
+                    });
                 }
                 rec.outputs = self.redact_outputs(&outputs);
-                self.vars.steps.insert(step.id.clone(), Value::Object(outputs));
+                self.vars
+                    .steps
+                    .insert(step.id.clone(), Value::Object(outputs));
                 rec
             }
             Err(e) => {
@@ -309,11 +412,19 @@ impl Run<'_> {
     }
 
     fn redact_outputs(&self, outputs: &Outputs) -> Outputs {
-        outputs.iter().map(|(k, v)| (k.clone(), self.redactor.redact_json(v))).collect()
+        outputs
+            .iter()
+            .map(|(k, v)| (k.clone(), self.redactor.redact_json(v)))
+            .collect()
     }
 
     /// Approval, rendering, then attempts under the step's timeout with backoff between them.
-    async fn attempts(&mut self, step: &Step, cancel: &Cancel, rec: &mut StepRecord) -> Result<Outputs, StepError> {
+    async fn attempts(
+        &mut self,
+        step: &Step,
+        cancel: &Cancel,
+        rec: &mut StepRecord,
+    ) -> Result<Outputs, StepError> {
         if rec.destructive {
             self.approve(step, cancel).await?;
         }
@@ -340,7 +451,12 @@ impl Run<'_> {
         }
     }
 
-    async fn attempt(&self, step: &Step, kind: &StepKind, cancel: &Cancel) -> Result<Outputs, StepError> {
+    async fn attempt(
+        &self,
+        step: &Step,
+        kind: &StepKind,
+        cancel: &Cancel,
+    ) -> Result<Outputs, StepError> {
         let vars = self.vars.context(None);
         let cx = StepCx {
             runbook: self.runbook,
@@ -354,9 +470,15 @@ impl Run<'_> {
         let work = kind.run(&cx);
         let limited = async {
             match step.timeout {
-                Some(limit) => tokio::time::timeout(limit.std(), work).await.unwrap_or_else(|_| {
-                    Err(StepError { class: ErrorClass::Timeout, message: format!("step `{}` timed out after {limit}", step.id), outputs: Outputs::new() })
-                }),
+                Some(limit) => tokio::time::timeout(limit.std(), work)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(StepError {
+                            class: ErrorClass::Timeout,
+                            message: format!("step `{}` timed out after {limit}", step.id),
+                            outputs: Outputs::new(),
+                        })
+                    }),
                 None => work.await,
             }
         };
@@ -368,8 +490,17 @@ impl Run<'_> {
 
     /// Destructive steps need a yes: `--yes`, or the operator at a terminal.
     async fn approve(&mut self, step: &Step, cancel: &Cancel) -> Result<(), StepError> {
-        let target = step.kind.target().map(|t| format!(" on target `{t}`")).unwrap_or_default();
-        let question = format!("step `{}` ({}) is destructive{target}: {}. Proceed?", step.id, step.kind.name(), step.kind.summary());
+        let target = step
+            .kind
+            .target()
+            .map(|t| format!(" on target `{t}`"))
+            .unwrap_or_default();
+        let question = format!(
+            "step `{}` ({}) is destructive{target}: {}. Proceed?",
+            step.id,
+            step.kind.name(),
+            step.kind.summary()
+        );
         let via = if self.interaction.assume_yes() {
             "--yes"
         } else if self.interaction.is_interactive() {
@@ -379,8 +510,17 @@ impl Run<'_> {
             };
             match answer {
                 Ok(true) => "terminal",
-                Ok(false) => return Err(StepError::failed(format!("operator declined destructive step `{}`", step.id))),
-                Err(e) => return Err(StepError::unavailable(format!("cannot ask for approval: {e}"))),
+                Ok(false) => {
+                    return Err(StepError::failed(format!(
+                        "operator declined destructive step `{}`",
+                        step.id
+                    )))
+                }
+                Err(e) => {
+                    return Err(StepError::unavailable(format!(
+                        "cannot ask for approval: {e}"
+                    )))
+                }
             }
         } else {
             return Err(StepError::unavailable(format!(
@@ -388,7 +528,13 @@ impl Run<'_> {
                 step.id
             )));
         };
-        self.approvals.push(Approval { step: step.id.clone(), by: self.opts.operator.clone(), via: via.into(), at: Utc::now(), question });
+        self.approvals.push(Approval {
+            step: step.id.clone(),
+            by: self.opts.operator.clone(),
+            via: via.into(),
+            at: Utc::now(),
+            question,
+        });
         Ok(())
     }
 
@@ -397,26 +543,57 @@ impl Run<'_> {
         let ctx = self.vars.context(None);
         let name = step.kind.name();
         let root = crate::runbook::YamlPath::default();
-        let rendered = crate::steps::map_strings(name, &step.payload, &root, &mut |path, text, form| match form {
-            Form::Template if crate::template::is_template(text) => crate::template::render(&self.templates, text, &ctx)
-                .map_err(|e| StepError::failed(format!("cannot render `{path}` of step `{}`: {}", step.id, crate::template::describe_error(&e))))
-                .and_then(|v| serde_yaml::to_value(&v).map_err(|e| StepError::failed(format!("cannot use `{path}`: {e}")))),
-            _ => Ok(serde_yaml::Value::String(text.to_owned())),
-        })?;
+        let rendered = crate::steps::map_strings(
+            name,
+            &step.payload,
+            &root,
+            &mut |path, text, form| match form {
+                Form::Template if crate::template::is_template(text) => {
+                    crate::template::render(&self.templates, text, &ctx)
+                        .map_err(|e| {
+                            StepError::failed(format!(
+                                "cannot render `{path}` of step `{}`: {}",
+                                step.id,
+                                crate::template::describe_error(&e)
+                            ))
+                        })
+                        .and_then(|v| {
+                            serde_yaml::to_value(&v)
+                                .map_err(|e| StepError::failed(format!("cannot use `{path}`: {e}")))
+                        })
+                }
+                _ => Ok(serde_yaml::Value::String(text.to_owned())),
+            },
+        )?;
         let mut m = serde_yaml::Mapping::new();
         m.insert(serde_yaml::Value::String(name.to_owned()), rendered);
-        serde_yaml::from_value(serde_yaml::Value::Mapping(m))
-            .map_err(|e| StepError::failed(format!("step `{}` after rendering its templates: {e}", step.id)))
+        serde_yaml::from_value(serde_yaml::Value::Mapping(m)).map_err(|e| {
+            StepError::failed(format!(
+                "step `{}` after rendering its templates: {e}",
+                step.id
+            ))
+        })
     }
 }
 
 /// RTO: from the start of the `rto: start` step (default the first) to the end of the
 /// `rto: end` step (default the last), compared with the objective.
 fn measure_rto(runbook: &Runbook, procedure: &Procedure, steps: &[StepRecord]) -> RtoRecord {
-    let from = procedure.steps.iter().position(|s| s.rto == Some(RtoMark::Start)).unwrap_or(0);
-    let to = procedure.steps.iter().position(|s| s.rto == Some(RtoMark::End)).unwrap_or(procedure.steps.len().saturating_sub(1));
+    let from = procedure
+        .steps
+        .iter()
+        .position(|s| s.rto == Some(RtoMark::Start))
+        .unwrap_or(0);
+    let to = procedure
+        .steps
+        .iter()
+        .position(|s| s.rto == Some(RtoMark::End))
+        .unwrap_or(procedure.steps.len().saturating_sub(1));
     let start = steps.get(from).and_then(|s| s.started_at);
-    let end = steps.get(to).filter(|s| s.status == StepStatus::Passed).and_then(StepRecord::finished_at);
+    let end = steps
+        .get(to)
+        .filter(|s| s.status == StepStatus::Passed)
+        .and_then(StepRecord::finished_at);
     let measured_ms = match (start, end) {
         (Some(a), Some(b)) => u64::try_from((b - a).num_milliseconds()).ok(),
         _ => None,
@@ -430,30 +607,74 @@ fn measure_rto(runbook: &Runbook, procedure: &Procedure, steps: &[StepRecord]) -
         measured_ms,
         objective,
         met,
-        from_step: procedure.steps.get(from).map(|s| s.id.clone()).unwrap_or_default(),
-        to_step: procedure.steps.get(to).map(|s| s.id.clone()).unwrap_or_default(),
+        from_step: procedure
+            .steps
+            .get(from)
+            .map(|s| s.id.clone())
+            .unwrap_or_default(),
+        to_step: procedure
+            .steps
+            .get(to)
+            .map(|s| s.id.clone())
+            .unwrap_or_default(),
     }
 }
 
 fn verdict(record: &DrillRecord, cancel: &Cancel) -> (Verdict, Option<String>) {
     if cancel.is_cancelled() {
-        let cleanup = if cancel.level() >= 2 { "cleanup aborted by a second interrupt" } else { "cleanup ran" };
-        return (Verdict::Interrupted, Some(format!("interrupted; {cleanup}")));
+        let cleanup = if cancel.level() >= 2 {
+            "cleanup aborted by a second interrupt"
+        } else {
+            "cleanup ran"
+        };
+        return (
+            Verdict::Interrupted,
+            Some(format!("interrupted; {cleanup}")),
+        );
     }
     let failed = |recs: &[StepRecord]| recs.iter().find(|s| is_failure(s.status)).cloned();
-    if let Some(s) = record.steps.iter().find(|s| s.error_class == Some(ErrorClass::Unavailable)) {
-        return (Verdict::Error, Some(format!("step `{}` could not run: {}", s.id, s.error.clone().unwrap_or_default())));
+    if let Some(s) = record
+        .steps
+        .iter()
+        .find(|s| s.error_class == Some(ErrorClass::Unavailable))
+    {
+        return (
+            Verdict::Error,
+            Some(format!(
+                "step `{}` could not run: {}",
+                s.id,
+                s.error.clone().unwrap_or_default()
+            )),
+        );
     }
     if let Some(s) = failed(&record.steps) {
-        return (Verdict::Failed, Some(format!("step `{}` {}: {}", s.id, s.status.symbol().to_lowercase(), s.error.unwrap_or_default())));
+        return (
+            Verdict::Failed,
+            Some(format!(
+                "step `{}` {}: {}",
+                s.id,
+                s.status.symbol().to_lowercase(),
+                s.error.unwrap_or_default()
+            )),
+        );
     }
     if let Some(s) = failed(&record.cleanup) {
-        return (Verdict::Failed, Some(format!("cleanup step `{}` failed: {}", s.id, s.error.unwrap_or_default())));
+        return (
+            Verdict::Failed,
+            Some(format!(
+                "cleanup step `{}` failed: {}",
+                s.id,
+                s.error.unwrap_or_default()
+            )),
+        );
     }
     if let Some(rto) = &record.rto {
         if let (Some(false), Some(ms), Some(obj)) = (rto.met, rto.measured_ms, rto.objective) {
             let measured = crate::duration::human(std::time::Duration::from_millis(ms));
-            return (Verdict::Failed, Some(format!("RTO {measured} exceeds the objective of {obj}")));
+            return (
+                Verdict::Failed,
+                Some(format!("RTO {measured} exceeds the objective of {obj}")),
+            );
         }
     }
     let _ = Duration::default;

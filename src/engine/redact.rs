@@ -3,7 +3,21 @@
 //! vars, secret params) and always masks passwords in URLs.
 
 /// Env var names that hold secrets, by the words they contain.
-const SECRET_WORDS: &[&str] = &["KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "PASS", "WEBHOOK", "DSN", "CREDENTIAL", "AUTH", "PRIVATE", "HEARTBEAT", "ROUTING"];
+const SECRET_WORDS: &[&str] = &[
+    "KEY",
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "WEBHOOK",
+    "DSN",
+    "CREDENTIAL",
+    "AUTH",
+    "PRIVATE",
+    "HEARTBEAT",
+    "ROUTING",
+];
 
 pub const MASK: &str = "***";
 
@@ -56,7 +70,10 @@ impl Redactor {
         match value {
             serde_json::Value::String(s) => serde_json::Value::String(self.redact(s)),
             serde_json::Value::Array(a) => a.iter().map(|v| self.redact_json(v)).collect(),
-            serde_json::Value::Object(m) => m.iter().map(|(k, v)| (k.clone(), self.redact_json(v))).collect(),
+            serde_json::Value::Object(m) => m
+                .iter()
+                .map(|(k, v)| (k.clone(), self.redact_json(v)))
+                .collect(),
             other => other.clone(),
         }
     }
@@ -82,7 +99,9 @@ pub fn mask_url_passwords(text: &str) -> String {
     while let Some(i) = rest.find("://") {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
-        let end = tail.find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'').unwrap_or(tail.len());
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
         let authority = &tail[..end];
         match (authority.rfind('@'), authority.find(':')) {
             (Some(at), Some(colon)) if colon < at => {
@@ -108,14 +127,27 @@ mod tests {
         r.add("sk-live-abcdef");
         r.add("postgres://app:hunter2@db:5432/x");
         let text = "key sk-live-abcdef url postgresql://u:p4ss@h/db and hunter2 again";
-        assert_eq!(r.redact(text), "key *** url postgresql://u:***@h/db and *** again");
-        assert_eq!(mask_url_passwords("https://host/path?x=1"), "https://host/path?x=1");
-        assert_eq!(mask_url_passwords("postgres://user@host/db"), "postgres://user@host/db");
+        assert_eq!(
+            r.redact(text),
+            "key *** url postgresql://u:***@h/db and *** again"
+        );
+        assert_eq!(
+            mask_url_passwords("https://host/path?x=1"),
+            "https://host/path?x=1"
+        );
+        assert_eq!(
+            mask_url_passwords("postgres://user@host/db"),
+            "postgres://user@host/db"
+        );
     }
 
     #[test]
     fn secret_names() {
-        assert!(is_secret_name("NEON_API_KEY") && is_secret_name("SLACK_WEBHOOK_URL") && is_secret_name("PGPASSWORD"));
+        assert!(
+            is_secret_name("NEON_API_KEY")
+                && is_secret_name("SLACK_WEBHOOK_URL")
+                && is_secret_name("PGPASSWORD")
+        );
         assert!(!is_secret_name("NEON_PROJECT_ID") && !is_secret_name("DATABASE_URL"));
     }
 }

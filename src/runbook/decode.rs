@@ -18,7 +18,10 @@ pub struct Sink<'d> {
 
 impl<'d> Sink<'d> {
     pub fn new(doc: &'d Document) -> Sink<'d> {
-        Sink { doc, diags: Vec::new() }
+        Sink {
+            doc,
+            diags: Vec::new(),
+        }
     }
 
     /// An error pointing at the value at `path`.
@@ -76,12 +79,37 @@ fn serde_diagnostic(doc: &Document, at: &YamlPath, message: &str) -> Diagnostic 
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
         let field = rest.trim_end_matches('`');
-        return Diagnostic::error(doc.value_span(at), format!("missing required field `{field}`"));
+        return Diagnostic::error(
+            doc.value_span(at),
+            format!("missing required field `{field}`"),
+        );
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
-        return Diagnostic::error(doc.value_span(at), format!("wrong type at `{at}`: found {rest}"));
+        return Diagnostic::error(
+            doc.value_span(at),
+            format!("wrong type at `{at}`: found {}", plain_types(rest)),
+        );
     }
-    Diagnostic::error(doc.value_span(at), format!("invalid value at `{at}`: {message}"))
+    Diagnostic::error(
+        doc.value_span(at),
+        format!("invalid value at `{at}`: {message}"),
+    )
+}
+
+/// serde names Rust types; runbook authors think in YAML.
+fn plain_types(text: &str) -> String {
+    let mut out = text
+        .replace("found map", "found a mapping")
+        .replacen("map,", "a mapping,", 1);
+    for ty in [
+        "u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "usize",
+    ] {
+        out = out.replace(&format!("expected {ty}"), "expected a whole number");
+    }
+    if let Some(i) = out.find("expected struct ") {
+        out.replace_range(i.., "expected a mapping");
+    }
+    out.replace("expected a sequence", "expected a list")
 }
 
 fn suggest_or_list(d: Diagnostic, word: &str, expected: &[String]) -> Diagnostic {
@@ -97,12 +125,21 @@ fn parse_unknown(message: &str, prefix: &str) -> Option<(String, Vec<String>)> {
     let rest = message.strip_prefix(prefix)?;
     let end = rest.find('`')?;
     let word = rest[..end].to_owned();
-    let expected = rest[end + 1..].split('`').skip(1).step_by(2).map(str::to_owned).collect();
+    let expected = rest[end + 1..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
     Some((word, expected))
 }
 
 pub fn backticked<S: AsRef<str>>(items: &[S]) -> String {
-    items.iter().map(|s| format!("`{}`", s.as_ref())).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Reads a mapping key by key. Every key read is marked; [`MapReader::finish`] reports the
@@ -118,15 +155,29 @@ pub struct MapReader<'v> {
 
 impl<'v> MapReader<'v> {
     /// Starts reading the mapping at `path`; a non-mapping is reported and reads as empty.
-    pub fn new(sink: &mut Sink<'_>, value: &'v Value, path: YamlPath, what: &str, known: &'static [&'static str]) -> MapReader<'v> {
+    pub fn new(
+        sink: &mut Sink<'_>,
+        value: &'v Value,
+        path: YamlPath,
+        what: &str,
+        known: &'static [&'static str],
+    ) -> MapReader<'v> {
         let map = match value {
             Value::Mapping(m) => Some(m),
             other => {
-                sink.at_value(&path, format!("{what} must be a mapping, found {}", describe(other)));
+                sink.at_value(
+                    &path,
+                    format!("{what} must be a mapping, found {}", describe(other)),
+                );
                 None
             }
         };
-        MapReader { path, map, known, extra: Vec::new() }
+        MapReader {
+            path,
+            map,
+            known,
+            extra: Vec::new(),
+        }
     }
 
     pub fn is_valid(&self) -> bool {
@@ -143,7 +194,8 @@ impl<'v> MapReader<'v> {
             Some(v) => sink.decode(v, &self.path.key(key)),
             None => {
                 if self.map.is_some() {
-                    sink.at_value(&self.path, format!("missing required field `{key}`"));
+                    // point at the key that names the mapping (`drill:`), if it has one
+                    sink.at_key(&self.path, format!("missing required field `{key}`"));
                 }
                 None
             }
@@ -159,7 +211,9 @@ impl<'v> MapReader<'v> {
 
     /// String keys not among the known fields, in document order.
     pub fn unknown_keys(&self) -> Vec<(String, &'v Value)> {
-        let Some(map) = self.map else { return Vec::new() };
+        let Some(map) = self.map else {
+            return Vec::new();
+        };
         map.iter()
             .filter_map(|(k, v)| {
                 let k = key_text(k);
@@ -183,7 +237,10 @@ impl<'v> MapReader<'v> {
             if self.extra.contains(&key) {
                 continue;
             }
-            let d = sink.at_key(&self.path.key(&key), format!("unknown field `{key}` in {what}"));
+            let d = sink.at_key(
+                &self.path.key(&key),
+                format!("unknown field `{key}` in {what}"),
+            );
             if let Some(best) = did_you_mean(&key, self.known.iter().copied()) {
                 d.help = Some(format!("did you mean `{best}`?"));
             }
@@ -194,7 +251,10 @@ impl<'v> MapReader<'v> {
 pub fn key_text(k: &Value) -> String {
     match k {
         Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other).unwrap_or_default().trim().to_owned(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
     }
 }
 
@@ -213,7 +273,10 @@ pub fn describe(v: &Value) -> &'static str {
 
 /// Checks an identifier against a pattern description; returns a message when it does not fit.
 pub fn check_id(id: &str, allow: fn(char) -> bool, what: &str, rule: &str) -> Option<String> {
-    let first_ok = id.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let first_ok = id
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
     if id.is_empty() || !first_ok || !id.chars().all(allow) || id.len() > 63 {
         return Some(format!("invalid {what} `{id}`: {rule}"));
     }

@@ -73,21 +73,28 @@ impl Document {
     /// Parses `source`. A syntax error is returned as a diagnostic with its place.
     /// Duplicate mapping keys are all reported at once.
     pub fn parse(path: &str, source: &str) -> Result<Document, Vec<Diagnostic>> {
-        let mut index = Indexer::default();
+        let mut index = Indexer {
+            source: source.as_bytes(),
+            ..Indexer::default()
+        };
         let scanned = Parser::new_from_str(source).load(&mut index, true);
         if !index.duplicates.is_empty() {
             return Err(index.duplicates);
         }
-        let value: serde_yaml::Value = serde_yaml::from_str(source).map_err(|e| {
-            let span = e.location().map(|l| Span::new(l.line(), l.column(), 1));
-            vec![Diagnostic::error(span, syntax_message(&e.to_string()))]
-        })?;
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(source).map_err(|e| vec![syntax_error(&e)])?;
         scanned.map_err(|e| {
             let m = e.marker();
-            vec![Diagnostic::error(Some(Span::new(m.line(), m.col() + 1, 1)), format!("invalid YAML: {}", e.info()))]
+            vec![Diagnostic::error(
+                Some(Span::new(m.line(), m.col() + 1, 1)),
+                format!("invalid YAML: {}", e.info()),
+            )]
         })?;
         if index.documents > 1 {
-            return Err(vec![Diagnostic::error(index.second_document, "a runbook file holds one YAML document; found a second `---`")]);
+            return Err(vec![Diagnostic::error(
+                index.second_document,
+                "a runbook file holds one YAML document; found a second `---`",
+            )]);
         }
         Ok(Document {
             path: path.to_owned(),
@@ -109,7 +116,13 @@ impl Document {
 
     /// Where character `offset` of the string scalar at `path` is, for pointing inside
     /// templates. `line` is 1-based within the string.
-    pub fn span_in_string(&self, path: &YamlPath, line: usize, col: usize, len: usize) -> Option<Span> {
+    pub fn span_in_string(
+        &self,
+        path: &YamlPath,
+        line: usize,
+        col: usize,
+        len: usize,
+    ) -> Option<Span> {
         let place = self.places.get(path)?;
         if place.block {
             // the text of a block scalar starts on the line after the indicator; its
@@ -126,7 +139,11 @@ impl Document {
         if line > 1 {
             return Some(place.value);
         }
-        Some(place.value.shifted(col - 1 + usize::from(place.quoted), len))
+        Some(
+            place
+                .value
+                .shifted(col - 1 + usize::from(place.quoted), len),
+        )
     }
 
     fn nearest(&self, path: &YamlPath) -> Option<&Place> {
@@ -143,18 +160,52 @@ impl Document {
     }
 }
 
-/// serde_yaml appends " at line X column Y" to its messages; the place is printed separately.
-fn syntax_message(message: &str) -> String {
-    let trimmed = match message.find(" at line ") {
-        Some(i) => &message[..i],
-        None => message,
+/// libyaml's errors (through serde_yaml) read "PROBLEM at line L column C, while CONTEXT at
+/// line L2 column C2". The caret goes where the construct at fault started when that is known
+/// (an unclosed quote is more useful to point at than the end of the file).
+fn syntax_error(e: &serde_yaml::Error) -> Diagnostic {
+    let full = e.to_string();
+    let (problem, context) = match full.split_once(", while ") {
+        Some((p, c)) => (p, Some(c)),
+        None => (full.as_str(), None),
     };
-    format!("invalid YAML: {trimmed}")
+    let (problem_text, _) = split_location(problem);
+    let problem_span = e.location().map(|l| Span::new(l.line(), l.column(), 1));
+    match context.map(split_location) {
+        Some((ctx, Some(span))) => Diagnostic::error(
+            Some(span),
+            format!("invalid YAML: while {ctx}: {problem_text}"),
+        )
+        .with_help(match problem_span {
+            Some(p) => format!("the problem was found at line {} column {}", p.line, p.col),
+            None => "the problem was found later in the file".to_owned(),
+        }),
+        Some((ctx, None)) => Diagnostic::error(
+            problem_span,
+            format!("invalid YAML: {problem_text} (while {ctx})"),
+        ),
+        None => Diagnostic::error(problem_span, format!("invalid YAML: {problem_text}")),
+    }
+}
+
+/// "text at line 3 column 5" -> ("text", Some(3:5)).
+fn split_location(s: &str) -> (&str, Option<Span>) {
+    let Some(i) = s.rfind(" at line ") else {
+        return (s, None);
+    };
+    let mut nums = s[i + 9..]
+        .split(" column ")
+        .map(|n| n.trim().parse::<usize>().ok());
+    match (nums.next().flatten(), nums.next().flatten()) {
+        (Some(line), Some(col)) => (&s[..i], Some(Span::new(line, col, 1))),
+        _ => (s, None),
+    }
 }
 
 /// Builds the path -> place index from parser events.
 #[derive(Default)]
-struct Indexer {
+struct Indexer<'s> {
+    source: &'s [u8],
     places: HashMap<YamlPath, Place>,
     stack: Vec<Frame>,
     anchors: HashMap<usize, Span>,
@@ -164,12 +215,20 @@ struct Indexer {
 }
 
 enum Frame {
-    /// In a mapping: the path of the mapping, and the key just read (awaiting its value).
-    Map { path: YamlPath, pending: Option<(String, Span)> },
-    Seq { path: YamlPath, next: usize },
+    /// In a mapping: the path of the mapping, the key just read (awaiting its value), and
+    /// whether no key was read yet.
+    Map {
+        path: YamlPath,
+        pending: Option<(String, Span)>,
+        first: bool,
+    },
+    Seq {
+        path: YamlPath,
+        next: usize,
+    },
 }
 
-impl Indexer {
+impl Indexer<'_> {
     /// The path and key span for the node that starts now, advancing the parent's state.
     /// Returns None when the node is a mapping key (keys are recorded with their value).
     fn enter(&mut self) -> Option<(YamlPath, Option<Span>)> {
@@ -180,47 +239,104 @@ impl Indexer {
                 *next += 1;
                 Some((p, None))
             }
-            Some(Frame::Map { path, pending }) => match pending.take() {
-                Some((key, span)) => Some((path.key(&key), Some(span))),
-                None => None,
-            },
+            Some(Frame::Map { path, pending, .. }) => pending
+                .take()
+                .map(|(key, span)| (path.key(&key), Some(span))),
         }
     }
 
-    fn record(&mut self, path: YamlPath, key: Option<Span>, value: Span, block: bool, quoted: bool) {
-        self.places.insert(path, Place { key, value, block, quoted });
+    /// A mapping key was read. A block mapping is placed at its first key (the parser marks
+    /// it after that key); a repeated key is reported, and its subtree indexed apart so its
+    /// children are not reported as repeats too.
+    fn key(&mut self, text: String, span: Span) {
+        let Some(Frame::Map {
+            path,
+            pending,
+            first,
+        }) = self.stack.last_mut()
+        else {
+            return;
+        };
+        if std::mem::take(first) {
+            if let Some(place) = self.places.get_mut(path) {
+                let flow = place_byte(self.source, place.value) == Some(b'{');
+                if !flow {
+                    place.value = span;
+                }
+            }
+        }
+        let mut key = text.clone();
+        if let Some(first) = self.places.get(&path.key(&text)) {
+            let line = first.key.unwrap_or(first.value).line;
+            let what = match path.0.as_slice() {
+                [Seg::Key(k)] if k == "procedures" => "procedure id",
+                [Seg::Key(k)] if k == "targets" => "target name",
+                [.., Seg::Key(k)] if k == "params" => "param name",
+                _ => "key",
+            };
+            self.duplicates.push(Diagnostic::error(
+                Some(span),
+                format!("duplicate {what} `{text}` (first defined on line {line})"),
+            ));
+            key = format!("{text}\u{0}{}", self.duplicates.len());
+        }
+        *pending = Some((key, span));
     }
+
+    fn record(
+        &mut self,
+        path: YamlPath,
+        key: Option<Span>,
+        value: Span,
+        block: bool,
+        quoted: bool,
+    ) {
+        self.places.insert(
+            path,
+            Place {
+                key,
+                value,
+                block,
+                quoted,
+            },
+        );
+    }
+}
+
+/// The source byte at a span's start (line/col are in characters).
+fn place_byte(source: &[u8], span: Span) -> Option<u8> {
+    let text = std::str::from_utf8(source).ok()?;
+    let line = text.lines().nth(span.line.checked_sub(1)?)?;
+    line.chars()
+        .nth(span.col.checked_sub(1)?)
+        .and_then(|c| u8::try_from(c).ok())
 }
 
 fn span_at(mark: Marker, len: usize) -> Span {
     Span::new(mark.line(), mark.col() + 1, len)
 }
 
-impl MarkedEventReceiver for Indexer {
+impl MarkedEventReceiver for Indexer<'_> {
     fn on_event(&mut self, ev: Event, mark: Marker) {
         match ev {
             Event::Scalar(text, style, anchor, _) => {
-                let quoted = matches!(style, TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted);
+                let quoted = matches!(
+                    style,
+                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted
+                );
                 let block = matches!(style, TScalarStyle::Literal | TScalarStyle::Folded);
-                let len = if block { 1 } else { text.chars().count() + 2 * usize::from(quoted) };
+                let len = if block {
+                    1
+                } else {
+                    text.chars().count() + 2 * usize::from(quoted)
+                };
                 let span = span_at(mark, len);
                 if anchor > 0 {
                     self.anchors.insert(anchor, span);
                 }
                 match self.enter() {
                     Some((path, key)) => self.record(path, key, span, block, quoted),
-                    None => {
-                        if let Some(Frame::Map { path, pending }) = self.stack.last_mut() {
-                            if let Some(first) = self.places.get(&path.key(&text)) {
-                                let line = first.key.unwrap_or(first.value).line;
-                                self.duplicates.push(Diagnostic::error(
-                                    Some(span),
-                                    format!("duplicate key `{text}` (first defined on line {line})"),
-                                ));
-                            }
-                            *pending = Some((text, span));
-                        }
-                    }
+                    None => self.key(text, span),
                 }
             }
             Event::DocumentStart => {
@@ -230,23 +346,29 @@ impl MarkedEventReceiver for Indexer {
                 }
             }
             Event::Alias(anchor) => {
-                let span = self.anchors.get(&anchor).copied().unwrap_or_else(|| span_at(mark, 1));
+                let span = self
+                    .anchors
+                    .get(&anchor)
+                    .copied()
+                    .unwrap_or_else(|| span_at(mark, 1));
                 match self.enter() {
                     Some((path, key)) => self.record(path, key, span_at(mark, 1), false, false),
-                    None => {
-                        // an aliased mapping key: rare; name it by the anchor's place
-                        if let Some(Frame::Map { pending, .. }) = self.stack.last_mut() {
-                            *pending = Some((format!("*{anchor}"), span));
-                        }
-                    }
+                    // an aliased mapping key: rare; name it by the anchor
+                    None => self.key(format!("*{anchor}"), span),
                 }
             }
             Event::MappingStart(..) | Event::SequenceStart(..) => {
                 let is_map = matches!(ev, Event::MappingStart(..));
-                let (path, key) = self.enter().unwrap_or_else(|| (YamlPath(vec![Seg::Key("?".into())]), None));
+                let (path, key) = self
+                    .enter()
+                    .unwrap_or_else(|| (YamlPath(vec![Seg::Key("?".into())]), None));
                 self.record(path.clone(), key, span_at(mark, 1), false, false);
                 self.stack.push(if is_map {
-                    Frame::Map { path, pending: None }
+                    Frame::Map {
+                        path,
+                        pending: None,
+                        first: true,
+                    }
                 } else {
                     Frame::Seq { path, next: 0 }
                 });
@@ -271,13 +393,25 @@ mod tests {
     fn indexes_keys_and_values() {
         let src = "version: 1\nprocedures:\n  drill:\n    steps:\n      - id: one\n        shell: \"echo hi\"\n";
         let doc = Document::parse("x.yaml", src).expect("valid yaml");
-        let step = path(&[Seg::Key("procedures".into()), Seg::Key("drill".into()), Seg::Key("steps".into()), Seg::Index(0)]);
+        let step = path(&[
+            Seg::Key("procedures".into()),
+            Seg::Key("drill".into()),
+            Seg::Key("steps".into()),
+            Seg::Index(0),
+        ]);
         assert_eq!(doc.key_span(&step.key("id")), Some(Span::new(5, 9, 2)));
         assert_eq!(doc.value_span(&step.key("id")), Some(Span::new(5, 13, 3)));
-        assert_eq!(doc.value_span(&step.key("shell")), Some(Span::new(6, 16, 9)));
-        assert_eq!(doc.span_in_string(&step.key("shell"), 1, 6, 2), Some(Span::new(6, 22, 2)));
-        // unknown paths fall back to the nearest known ancestor
-        assert_eq!(doc.value_span(&step.key("nope")), Some(Span::new(5, 9, 1)));
+        assert_eq!(
+            doc.value_span(&step.key("shell")),
+            Some(Span::new(6, 16, 9))
+        );
+        assert_eq!(
+            doc.span_in_string(&step.key("shell"), 1, 6, 2),
+            Some(Span::new(6, 22, 2))
+        );
+        // unknown paths fall back to the nearest known ancestor: a block mapping is placed at
+        // its first key
+        assert_eq!(doc.value_span(&step.key("nope")), Some(Span::new(5, 9, 2)));
     }
 
     #[test]

@@ -3,11 +3,11 @@
 //! feed `drillbook schema`), `load` parses YAML with positions, `validate` turns a document
 //! into a [`Runbook`] or a list of every problem found.
 
+mod decode;
 pub mod load;
 pub mod raw;
-pub mod schema;
-mod decode;
 mod refs;
+pub mod schema;
 mod validate;
 
 use std::collections::BTreeSet;
@@ -23,7 +23,9 @@ use crate::steps::StepKind;
 
 pub use decode::key_text;
 pub use load::{Document, YamlPath};
-pub use raw::{Alert, AlertEvent, BackupPolicy, Objectives, ParamType, ProcedureKind, Scenario, TargetKind};
+pub use raw::{
+    Alert, AlertEvent, BackupPolicy, Objectives, ParamType, ProcedureKind, Scenario, TargetKind,
+};
 pub use validate::{load_file, load_str, LoadError};
 
 /// A validated runbook: ids checked, durations and schedules parsed, templates compiled and
@@ -75,7 +77,11 @@ pub struct Procedure {
 impl Procedure {
     /// Environment variables the procedure's templates read, with the targets they use.
     pub fn env_vars(&self) -> BTreeSet<String> {
-        self.steps.iter().chain(&self.cleanup).flat_map(|s| s.env.iter().cloned()).collect()
+        self.steps
+            .iter()
+            .chain(&self.cleanup)
+            .flat_map(|s| s.env.iter().cloned())
+            .collect()
     }
 }
 
@@ -102,7 +108,10 @@ pub enum ParamValue {
     Timestamp(crate::timestamp::TimeSpec),
 }
 
-pub(crate) fn ser_display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn ser_display<T: std::fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 
@@ -111,14 +120,24 @@ impl ParamValue {
     pub fn parse(ty: ParamType, text: &str) -> Result<ParamValue, String> {
         match ty {
             ParamType::String => Ok(ParamValue::String(text.to_owned())),
-            ParamType::Int => text.trim().parse().map(ParamValue::Int).map_err(|_| format!("`{text}` is not an integer")),
+            ParamType::Int => text
+                .trim()
+                .parse()
+                .map(ParamValue::Int)
+                .map_err(|_| format!("`{text}` is not an integer")),
             ParamType::Bool => match text.trim() {
                 "true" | "yes" | "1" => Ok(ParamValue::Bool(true)),
                 "false" | "no" | "0" => Ok(ParamValue::Bool(false)),
                 _ => Err(format!("`{text}` is not a boolean (true or false)")),
             },
-            ParamType::Duration => text.parse().map(ParamValue::Duration).map_err(|e: crate::duration::DurationError| e.to_string()),
-            ParamType::Timestamp => text.parse().map(ParamValue::Timestamp).map_err(|e: crate::timestamp::TimestampError| e.to_string()),
+            ParamType::Duration => text
+                .parse()
+                .map(ParamValue::Duration)
+                .map_err(|e: crate::duration::DurationError| e.to_string()),
+            ParamType::Timestamp => text
+                .parse()
+                .map(ParamValue::Timestamp)
+                .map_err(|e: crate::timestamp::TimestampError| e.to_string()),
         }
     }
 

@@ -11,7 +11,16 @@ use crate::diagnostic::Diagnostic;
 use crate::template::{self, SyntaxError, ROOTS, RUN_FIELDS};
 
 /// Globals minijinja provides; reading them is not a reference to runbook data.
-const BUILTINS: &[&str] = &["range", "dict", "namespace", "debug", "loop", "true", "false", "none"];
+const BUILTINS: &[&str] = &[
+    "range",
+    "dict",
+    "namespace",
+    "debug",
+    "loop",
+    "true",
+    "false",
+    "none",
+];
 
 /// What a template at some place may read.
 #[derive(Debug, Default)]
@@ -42,7 +51,14 @@ pub enum Form {
 }
 
 /// Checks one template or expression at `path` whose text is `text`.
-pub fn check(sink: &mut Sink<'_>, path: &YamlPath, text: &str, form: Form, scope: &Scope<'_>, reads: &mut Reads) {
+pub fn check(
+    sink: &mut Sink<'_>,
+    path: &YamlPath,
+    text: &str,
+    form: Form,
+    scope: &Scope<'_>,
+    reads: &mut Reads,
+) {
     let env = template::environment();
     let found = match form {
         Form::Template if !template::is_template(text) => return,
@@ -51,7 +67,12 @@ pub fn check(sink: &mut Sink<'_>, path: &YamlPath, text: &str, form: Form, scope
     };
     let refs = match found {
         Ok(refs) => refs,
-        Err(SyntaxError { message, line, col, len }) => {
+        Err(SyntaxError {
+            message,
+            line,
+            col,
+            len,
+        }) => {
             let span = sink.doc.span_in_string(path, line, col, len);
             sink.push(Diagnostic::error(span, message));
             return;
@@ -114,7 +135,11 @@ pub fn check(sink: &mut Sink<'_>, path: &YamlPath, text: &str, form: Form, scope
             }
         };
         if let Some(mut d) = problem {
-            let needle = if parts.len() > 1 { format!("{}.{}", parts[0], parts[1]) } else { root.to_owned() };
+            let needle = if parts.len() > 1 {
+                format!("{}.{}", parts[0], parts[1])
+            } else {
+                root.to_owned()
+            };
             d.span = place_of(sink, path, text, &needle);
             sink.push(d);
         }
@@ -122,17 +147,26 @@ pub fn check(sink: &mut Sink<'_>, path: &YamlPath, text: &str, form: Form, scope
 }
 
 fn here_only(root: &str, where_: &str) -> Diagnostic {
-    Diagnostic::error(None, format!("`{root}` is not available here: only {where_} can read it"))
+    Diagnostic::error(
+        None,
+        format!("`{root}` is not available here: only {where_} can read it"),
+    )
 }
 
 /// The place of `needle` inside the string at `path`, or of the string itself.
-fn place_of(sink: &Sink<'_>, path: &YamlPath, text: &str, needle: &str) -> Option<crate::diagnostic::Span> {
+fn place_of(
+    sink: &Sink<'_>,
+    path: &YamlPath,
+    text: &str,
+    needle: &str,
+) -> Option<crate::diagnostic::Span> {
     match text.find(needle) {
         Some(offset) => {
             let before = &text[..offset];
             let line = before.matches('\n').count() + 1;
             let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            sink.doc.span_in_string(path, line, col, needle.chars().count())
+            sink.doc
+                .span_in_string(path, line, col, needle.chars().count())
         }
         None => sink.doc.value_span(path),
     }
@@ -140,8 +174,17 @@ fn place_of(sink: &Sink<'_>, path: &YamlPath, text: &str, needle: &str) -> Optio
 
 /// Calls `f` for every string in `value` with its path and the top-level field it sits under
 /// (`""` for a value that is itself a string).
-pub fn strings<'v>(value: &'v Value, path: &YamlPath, f: &mut dyn FnMut(&YamlPath, &'v str, Option<&str>)) {
-    fn walk<'v>(value: &'v Value, path: &YamlPath, top: Option<&str>, f: &mut dyn FnMut(&YamlPath, &'v str, Option<&str>)) {
+pub fn strings<'v>(
+    value: &'v Value,
+    path: &YamlPath,
+    f: &mut dyn FnMut(&YamlPath, &'v str, Option<&str>),
+) {
+    fn walk<'v>(
+        value: &'v Value,
+        path: &YamlPath,
+        top: Option<&str>,
+        f: &mut dyn FnMut(&YamlPath, &'v str, Option<&str>),
+    ) {
         match value {
             Value::String(s) => f(path, s, top),
             Value::Sequence(items) => {
@@ -186,4 +229,3 @@ impl OrHelp for Diagnostic {
         }
     }
 }
-

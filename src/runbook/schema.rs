@@ -8,7 +8,10 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde_json::{json, Map, Value};
 
 use super::raw;
-use super::validate::{ALERT_FIELDS, CHECK_FIELDS, PARAM_FIELDS, PROCEDURE_FIELDS, RUNBOOK_FIELDS, STEP_FIELDS, TARGET_FIELDS};
+use super::validate::{
+    ALERT_FIELDS, CHECK_FIELDS, PARAM_FIELDS, PROCEDURE_FIELDS, RUNBOOK_FIELDS, STEP_FIELDS,
+    TARGET_FIELDS,
+};
 use crate::duration::Duration;
 use crate::steps::StepKind;
 
@@ -46,7 +49,11 @@ fn keyed(common: &Map<String, Value>, required: &[&str], kinds: Vec<(&str, Value
 }
 
 fn props(pairs: Vec<(&str, Value)>, fields: &[&str]) -> Map<String, Value> {
-    debug_assert_eq!(pairs.len(), fields.len(), "schema and reader disagree on fields");
+    debug_assert_eq!(
+        pairs.len(),
+        fields.len(),
+        "schema and reader disagree on fields"
+    );
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
@@ -54,19 +61,50 @@ fn props(pairs: Vec<(&str, Value)>, fields: &[&str]) -> Map<String, Value> {
 pub fn runbook_schema() -> Value {
     let mut g = SchemaSettings::draft07().into_generator();
     let step_kinds = StepKind::schemas(&mut g);
-    let kinds = |with: &[(&'static str, schemars::Schema)]| with.iter().map(|(n, s)| (*n, s.clone().to_value())).collect::<Vec<_>>();
+    let kinds = |with: &[(&'static str, schemars::Schema)]| {
+        with.iter()
+            .map(|(n, s)| (*n, s.clone().to_value()))
+            .collect::<Vec<_>>()
+    };
 
     let step_common = props(
         vec![
-            ("id", json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$", "description": "Step id; later steps read its outputs as `steps.<id>.<output>`."})),
-            ("title", string("Short title, shown in progress lines and the document.")),
-            ("description", string("Markdown: what a person does by hand for this step.")),
-            ("when", string("Expression; the step runs only when it is true, e.g. `params.full`.")),
-            ("timeout", sub::<Duration>(&mut g, "Longest the step may run (each attempt).")),
-            ("retries", sub::<raw::Retries>(&mut g, "Retry a failing step with exponential backoff.")),
-            ("continue_on_error", json!({"type": "boolean", "description": "A failure of this step does not stop the procedure (it still fails the run)."})),
-            ("rto", json!({"enum": ["start", "end"], "description": "Marks where the RTO clock starts or stops."})),
-            ("destructive", json!({"type": "boolean", "description": "The step destroys or overwrites data: needs approval; refused in drills against protected targets."})),
+            (
+                "id",
+                json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$", "description": "Step id; later steps read its outputs as `steps.<id>.<output>`."}),
+            ),
+            (
+                "title",
+                string("Short title, shown in progress lines and the document."),
+            ),
+            (
+                "description",
+                string("Markdown: what a person does by hand for this step."),
+            ),
+            (
+                "when",
+                string("Expression; the step runs only when it is true, e.g. `params.full`."),
+            ),
+            (
+                "timeout",
+                sub::<Duration>(&mut g, "Longest the step may run (each attempt)."),
+            ),
+            (
+                "retries",
+                sub::<raw::Retries>(&mut g, "Retry a failing step with exponential backoff."),
+            ),
+            (
+                "continue_on_error",
+                json!({"type": "boolean", "description": "A failure of this step does not stop the procedure (it still fails the run)."}),
+            ),
+            (
+                "rto",
+                json!({"enum": ["start", "end"], "description": "Marks where the RTO clock starts or stops."}),
+            ),
+            (
+                "destructive",
+                json!({"type": "boolean", "description": "The step destroys or overwrites data: needs approval; refused in drills against protected targets."}),
+            ),
         ],
         STEP_FIELDS,
     );
@@ -74,11 +112,23 @@ pub fn runbook_schema() -> Value {
 
     let check_common = props(
         vec![
-            ("id", json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"})),
+            (
+                "id",
+                json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]*$"}),
+            ),
             ("title", string("Short title.")),
-            ("warn", json!({"description": "Threshold for WARNING (meaning depends on the kind)."})),
-            ("critical", json!({"description": "Threshold for CRITICAL (meaning depends on the kind)."})),
-            ("timeout", sub::<Duration>(&mut g, "Longest the check may run.")),
+            (
+                "warn",
+                json!({"description": "Threshold for WARNING (meaning depends on the kind)."}),
+            ),
+            (
+                "critical",
+                json!({"description": "Threshold for CRITICAL (meaning depends on the kind)."}),
+            ),
+            (
+                "timeout",
+                sub::<Duration>(&mut g, "Longest the check may run."),
+            ),
         ],
         CHECK_FIELDS,
     );
@@ -86,7 +136,10 @@ pub fn runbook_schema() -> Value {
 
     let target_common = props(
         vec![
-            ("protected", json!({"type": "boolean", "description": "Destructive steps against it need approval and are refused in drills."})),
+            (
+                "protected",
+                json!({"type": "boolean", "description": "Destructive steps against it need approval and are refused in drills."}),
+            ),
             ("description", string("What this target is.")),
         ],
         TARGET_FIELDS,
@@ -103,8 +156,17 @@ pub fn runbook_schema() -> Value {
 
     let alert_common = props(
         vec![
-            ("on", json!({"type": "array", "items": sub::<raw::AlertEvent>(&mut g, ""), "description": "Events that fire the alert; default `[failure]`."})),
-            ("repeat", sub::<Duration>(&mut g, "Do not resend an identical failure more often than this.")),
+            (
+                "on",
+                json!({"type": "array", "items": sub::<raw::AlertEvent>(&mut g, ""), "description": "Events that fire the alert; default `[failure]`."}),
+            ),
+            (
+                "repeat",
+                sub::<Duration>(
+                    &mut g,
+                    "Do not resend an identical failure more often than this.",
+                ),
+            ),
         ],
         ALERT_FIELDS,
     );
@@ -149,24 +211,55 @@ pub fn runbook_schema() -> Value {
 
     let root_props = props(
         vec![
-            ("version", json!({"const": 1, "description": "Format version: 1."})),
-            ("name", json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$", "description": "Runbook id: lowercase letters, digits and `-`."})),
+            (
+                "version",
+                json!({"const": 1, "description": "Format version: 1."}),
+            ),
+            (
+                "name",
+                json!({"type": "string", "pattern": "^[a-z0-9][a-z0-9-]*$", "description": "Runbook id: lowercase letters, digits and `-`."}),
+            ),
             ("title", string("Document title.")),
             ("owner", string("Team or person responsible.")),
-            ("description", string("Markdown overview, rendered into the document.")),
+            (
+                "description",
+                string("Markdown overview, rendered into the document."),
+            ),
             ("objectives", sub::<raw::Objectives>(&mut g, "")),
-            ("targets", json!({"type": "object", "additionalProperties": {"$ref": "#/definitions/Target"}, "description": "What procedures act on, by name."})),
+            (
+                "targets",
+                json!({"type": "object", "additionalProperties": {"$ref": "#/definitions/Target"}, "description": "What procedures act on, by name."}),
+            ),
             ("backup_policy", sub::<raw::BackupPolicy>(&mut g, "")),
-            ("checks", json!({"type": "array", "items": {"$ref": "#/definitions/Check"}, "description": "Health checks run by `drillbook check`."})),
-            ("procedures", json!({"type": "object", "additionalProperties": {"$ref": "#/definitions/Procedure"}, "propertyNames": {"pattern": "^[a-z0-9][a-z0-9-]*$"}})),
-            ("scenarios", json!({"type": "array", "items": sub::<raw::Scenario>(&mut g, "")})),
-            ("alerts", json!({"type": "array", "items": {"$ref": "#/definitions/Alert"}})),
+            (
+                "checks",
+                json!({"type": "array", "items": {"$ref": "#/definitions/Check"}, "description": "Health checks run by `drillbook check`."}),
+            ),
+            (
+                "procedures",
+                json!({"type": "object", "additionalProperties": {"$ref": "#/definitions/Procedure"}, "propertyNames": {"pattern": "^[a-z0-9][a-z0-9-]*$"}}),
+            ),
+            (
+                "scenarios",
+                json!({"type": "array", "items": sub::<raw::Scenario>(&mut g, "")}),
+            ),
+            (
+                "alerts",
+                json!({"type": "array", "items": {"$ref": "#/definitions/Alert"}}),
+            ),
         ],
         RUNBOOK_FIELDS,
     );
 
     let mut definitions: Map<String, Value> = g.take_definitions(true).into_iter().collect();
-    for (name, schema) in [("Step", step), ("Check", check), ("Target", target), ("Alert", alert), ("Param", param), ("Procedure", procedure)] {
+    for (name, schema) in [
+        ("Step", step),
+        ("Check", check),
+        ("Target", target),
+        ("Alert", alert),
+        ("Param", param),
+        ("Procedure", procedure),
+    ] {
         definitions.insert(name.to_owned(), schema);
     }
     json!({

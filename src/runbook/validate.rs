@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 
 use super::decode::{backticked, check_id, describe, key_text, MapReader, Sink};
 use super::load::{Document, YamlPath};
-use super::raw::{self, Alert, AlertEvent, AlertKind, ParamType, ProcedureKind, Retries, TargetKind};
+use super::raw::{
+    self, Alert, AlertEvent, AlertKind, ParamType, ProcedureKind, Retries, TargetKind,
+};
 use super::refs::{self, Form, Reads, Scope};
 use super::{Check, Param, ParamValue, Procedure, RtoMark, Runbook, Step, Target};
 use crate::cron::Cron;
@@ -19,12 +21,41 @@ use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::duration::Duration;
 use crate::steps::{Form as StepForm, StepKind};
 
-pub const RUNBOOK_FIELDS: &[&str] =
-    &["version", "name", "title", "owner", "description", "objectives", "targets", "backup_policy", "checks", "procedures", "scenarios", "alerts"];
-pub const PROCEDURE_FIELDS: &[&str] = &["title", "description", "kind", "schedule", "params", "steps", "cleanup"];
+pub const RUNBOOK_FIELDS: &[&str] = &[
+    "version",
+    "name",
+    "title",
+    "owner",
+    "description",
+    "objectives",
+    "targets",
+    "backup_policy",
+    "checks",
+    "procedures",
+    "scenarios",
+    "alerts",
+];
+pub const PROCEDURE_FIELDS: &[&str] = &[
+    "title",
+    "description",
+    "kind",
+    "schedule",
+    "params",
+    "steps",
+    "cleanup",
+];
 pub const PARAM_FIELDS: &[&str] = &["type", "default", "description", "secret"];
-pub const STEP_FIELDS: &[&str] =
-    &["id", "title", "description", "when", "timeout", "retries", "continue_on_error", "rto", "destructive"];
+pub const STEP_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "when",
+    "timeout",
+    "retries",
+    "continue_on_error",
+    "rto",
+    "destructive",
+];
 pub const TARGET_FIELDS: &[&str] = &["protected", "description"];
 pub const TARGET_KINDS: &[&str] = &["postgres", "neon", "local"];
 pub const CHECK_FIELDS: &[&str] = &["id", "title", "warn", "critical", "timeout"];
@@ -45,7 +76,12 @@ impl fmt::Display for LoadError {
             f.write_str(&d.render(&self.path, &self.source))?;
         }
         let n = self.diagnostics.iter().filter(|d| d.is_error()).count();
-        write!(f, "{}: {n} error{}", self.path, if n == 1 { "" } else { "s" })
+        write!(
+            f,
+            "{}: {n} error{}",
+            self.path,
+            if n == 1 { "" } else { "s" }
+        )
     }
 }
 
@@ -55,22 +91,37 @@ pub fn load_file(path: &str) -> Result<Runbook, LoadError> {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(source) => load_str(path, &source),
-            Err(e) => Err(single(path, format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))),
+            Err(e) => Err(single(
+                path,
+                format!(
+                    "not UTF-8 text (invalid byte at offset {})",
+                    e.utf8_error().valid_up_to()
+                ),
+            )),
         },
         Err(e) => Err(single(path, format!("cannot read runbook: {e}"))),
     }
 }
 
 fn single(path: &str, message: String) -> LoadError {
-    LoadError { path: path.to_owned(), source: String::new(), diagnostics: vec![Diagnostic::error(None, message)] }
+    LoadError {
+        path: path.to_owned(),
+        source: String::new(),
+        diagnostics: vec![Diagnostic::error(None, message)],
+    }
 }
 
 pub fn load_str(path: &str, source: &str) -> Result<Runbook, LoadError> {
-    let fail = |diagnostics| LoadError { path: path.to_owned(), source: source.to_owned(), diagnostics };
+    let fail = |diagnostics| LoadError {
+        path: path.to_owned(),
+        source: source.to_owned(),
+        diagnostics,
+    };
     let doc = Document::parse(path, source).map_err(fail)?;
     let mut sink = Sink::new(&doc);
     let runbook = read_runbook(&mut sink);
-    let (errors, warnings): (Vec<_>, Vec<_>) = sink.diags.into_iter().partition(Diagnostic::is_error);
+    let (errors, warnings): (Vec<_>, Vec<_>) =
+        sink.diags.into_iter().partition(Diagnostic::is_error);
     match runbook {
         Some(mut rb) if errors.is_empty() => {
             rb.warnings = warnings;
@@ -89,7 +140,10 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
     let doc = sink.doc;
     let root = YamlPath::default();
     if doc.value.is_null() {
-        sink.push(Diagnostic::error(None, "empty runbook: expected a mapping with `version: 1`, `name` and `procedures`"));
+        sink.push(Diagnostic::error(
+            None,
+            "empty runbook: expected a mapping with `version: 1`, `name` and `procedures`",
+        ));
         return None;
     }
     let r = MapReader::new(sink, &doc.value, root.clone(), "a runbook", RUNBOOK_FIELDS);
@@ -98,11 +152,19 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
     }
     let version: Option<u32> = r.required(sink, "version");
     if let Some(v) = version.filter(|v| *v != 1) {
-        sink.at_value(&root.key("version"), format!("unsupported runbook version {v}: this drillbook reads version 1"));
+        sink.at_value(
+            &root.key("version"),
+            format!("unsupported runbook version {v}: this drillbook reads version 1"),
+        );
     }
     let name: Option<String> = r.required(sink, "name");
     if let Some(n) = &name {
-        if let Some(msg) = check_id(n, is_slug_char, "runbook name", "use lowercase letters, digits and `-`") {
+        if let Some(msg) = check_id(
+            n,
+            is_slug_char,
+            "runbook name",
+            "use lowercase letters, digits and `-`",
+        ) {
             sink.at_value(&root.key("name"), msg);
         }
     }
@@ -113,15 +175,23 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
     let targets = read_targets(sink, r.get("targets"), &root.key("targets"));
     let backup_policy: Option<raw::BackupPolicy> = r.optional(sink, "backup_policy");
     if let Some(p) = &backup_policy {
-        parse_cron(sink, &root.key("backup_policy").key("schedule"), &p.schedule);
+        parse_cron(
+            sink,
+            &root.key("backup_policy").key("schedule"),
+            &p.schedule,
+        );
     }
     let procedures = read_procedures(sink, r.get("procedures"), &root.key("procedures"), &targets);
     let checks = read_checks(sink, r.get("checks"), &root.key("checks"), &targets);
     let scenarios: Vec<raw::Scenario> = r.optional(sink, "scenarios").unwrap_or_default();
     for (i, s) in scenarios.iter().enumerate() {
         if !procedures.contains_key(&s.procedure) {
-            sink.at_value(&root.key("scenarios").index(i).key("procedure"), format!("no procedure `{}`", s.procedure))
-                .help = did_you_mean(&s.procedure, procedures.keys().map(String::as_str)).map(|b| format!("did you mean `{b}`?"));
+            sink.at_value(
+                &root.key("scenarios").index(i).key("procedure"),
+                format!("no procedure `{}`", s.procedure),
+            )
+            .help = did_you_mean(&s.procedure, procedures.keys().map(String::as_str))
+                .map(|b| format!("did you mean `{b}`?"));
         }
     }
     let alerts = read_alerts(sink, r.get("alerts"), &root.key("alerts"));
@@ -172,23 +242,39 @@ fn parse_cron(sink: &mut Sink<'_>, path: &YamlPath, text: &str) -> Option<Cron> 
 }
 
 /// Entries of a mapping in order, reporting a non-mapping. Keys are strings.
-fn entries<'v>(sink: &mut Sink<'_>, value: Option<&'v Value>, path: &YamlPath, what: &str) -> Vec<(String, &'v Value)> {
+fn entries<'v>(
+    sink: &mut Sink<'_>,
+    value: Option<&'v Value>,
+    path: &YamlPath,
+    what: &str,
+) -> Vec<(String, &'v Value)> {
     match value {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Mapping(m)) => m.iter().map(|(k, v)| (key_text(k), v)).collect(),
         Some(other) => {
-            sink.at_value(path, format!("{what} must be a mapping, found {}", describe(other)));
+            sink.at_value(
+                path,
+                format!("{what} must be a mapping, found {}", describe(other)),
+            );
             Vec::new()
         }
     }
 }
 
-fn items<'v>(sink: &mut Sink<'_>, value: Option<&'v Value>, path: &YamlPath, what: &str) -> &'v [Value] {
+fn items<'v>(
+    sink: &mut Sink<'_>,
+    value: Option<&'v Value>,
+    path: &YamlPath,
+    what: &str,
+) -> &'v [Value] {
     match value {
         None | Some(Value::Null) => &[],
         Some(Value::Sequence(s)) => s,
         Some(other) => {
-            sink.at_value(path, format!("{what} must be a list, found {}", describe(other)));
+            sink.at_value(
+                path,
+                format!("{what} must be a list, found {}", describe(other)),
+            );
             &[]
         }
     }
@@ -196,20 +282,32 @@ fn items<'v>(sink: &mut Sink<'_>, value: Option<&'v Value>, path: &YamlPath, wha
 
 /// `{name: payload}` in the form serde_yaml deserializes enums from: a YAML tag.
 fn tagged(name: &str, payload: Value) -> Value {
-    Value::Tagged(Box::new(serde_yaml::value::TaggedValue { tag: serde_yaml::value::Tag::new(name), value: payload }))
+    Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+        tag: serde_yaml::value::Tag::new(name),
+        value: payload,
+    }))
 }
 
 /// Finds the one kind key of a mapping among `kinds`; the other keys are `common`.
-fn kind_key(sink: &mut Sink<'_>, r: &mut MapReader<'_>, kinds: &[&'static str], what: &str) -> Option<(&'static str, Value)> {
+fn kind_key(
+    sink: &mut Sink<'_>,
+    r: &mut MapReader<'_>,
+    kinds: &[&'static str],
+    what: &str,
+) -> Option<(&'static str, Value)> {
     let mut found: Option<(&'static str, Value)> = None;
+    let mut misspelt = false;
     for (key, value) in r.unknown_keys() {
         let path = r.path.key(&key);
         if let Some(kind) = kinds.iter().find(|k| **k == key) {
             r.claim(&key);
             match &found {
                 Some((first, _)) => {
-                    sink.at_key(&path, format!("{what} has more than one kind: `{first}` and `{key}`"))
-                        .help = Some(format!("split it into two {what}s"));
+                    sink.at_key(
+                        &path,
+                        format!("{what} has more than one kind: `{first}` and `{key}`"),
+                    )
+                    .help = Some(format!("split it into two {what}s"));
                 }
                 None => found = Some((kind, value.clone())),
             }
@@ -217,25 +315,51 @@ fn kind_key(sink: &mut Sink<'_>, r: &mut MapReader<'_>, kinds: &[&'static str], 
         }
         // an unknown key is a misspelt field when it is close to one, else a misspelt kind
         r.claim(&key);
+        misspelt = true;
         let field_hint = did_you_mean(&key, r.known());
         let d = match field_hint {
-            Some(best) => Diagnostic::error(None, format!("unknown field `{key}` in {what}")).with_help(format!("did you mean `{best}`?")),
-            None => Diagnostic::error(None, format!("unknown {what} kind `{key}`")).suggest(&key, kinds.iter().copied()),
+            Some(best) => Diagnostic::error(
+                None,
+                format!(
+                    "unknown field `{key}` in {} {what}",
+                    if what.starts_with('a') { "an" } else { "a" }
+                ),
+            )
+            .with_help(format!("did you mean `{best}`?")),
+            None => Diagnostic::error(None, format!("unknown {what} kind `{key}`"))
+                .suggest(&key, kinds.iter().copied()),
         };
-        let d = if d.help.is_none() { d.with_help(format!("{what} kinds: {}", backticked(kinds))) } else { d };
-        sink.push(Diagnostic { span: sink.doc.key_span(&path), ..d });
+        let d = if d.help.is_none() {
+            d.with_help(format!("{what} kinds: {}", backticked(kinds)))
+        } else {
+            d
+        };
+        sink.push(Diagnostic {
+            span: sink.doc.key_span(&path),
+            ..d
+        });
     }
-    if found.is_none() && r.is_valid() && !sink.diags.iter().any(|d| d.message.contains(&format!("unknown {what} kind"))) {
-        sink.at_value(&r.path, format!("{what} has no kind")).help = Some(format!("add one of {}", backticked(kinds)));
+    if found.is_none() && r.is_valid() && !misspelt {
+        sink.at_value(&r.path, format!("{what} has no kind")).help =
+            Some(format!("add one of {}", backticked(kinds)));
     }
     found
 }
 
-fn read_targets(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> IndexMap<String, Target> {
+fn read_targets(
+    sink: &mut Sink<'_>,
+    value: Option<&Value>,
+    path: &YamlPath,
+) -> IndexMap<String, Target> {
     let mut out = IndexMap::new();
     for (name, v) in entries(sink, value, path, "targets") {
         let p = path.key(&name);
-        if let Some(msg) = check_id(&name, is_ident_char, "target name", "use lowercase letters, digits, `_` and `-`") {
+        if let Some(msg) = check_id(
+            &name,
+            is_ident_char,
+            "target name",
+            "use lowercase letters, digits, `_` and `-`",
+        ) {
             sink.at_key(&p, msg);
         }
         let mut r = MapReader::new(sink, v, p.clone(), "a target", TARGET_FIELDS);
@@ -249,7 +373,16 @@ fn read_targets(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> 
         });
         r.finish(sink, "a target");
         if let Some(kind) = kind {
-            out.insert(name.clone(), Target { name, kind, protected, description, env });
+            out.insert(
+                name.clone(),
+                Target {
+                    name,
+                    kind,
+                    protected,
+                    description,
+                    env,
+                },
+            );
         }
     }
     out
@@ -257,19 +390,34 @@ fn read_targets(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> 
 
 /// Template-checks every string of a step payload by its form: templates and expressions
 /// are checked against the scope; literal fields holding template syntax are reported.
-fn check_payload(sink: &mut Sink<'_>, payload: &Value, path: &YamlPath, kind: &str, scope: &Scope<'_>) -> Reads {
+fn check_payload(
+    sink: &mut Sink<'_>,
+    payload: &Value,
+    path: &YamlPath,
+    kind: &str,
+    scope: &Scope<'_>,
+) -> Reads {
     let mut reads = Reads::default();
     let _ = crate::steps::map_strings::<()>(kind, payload, path, &mut |p, text, form| {
         match form {
             StepForm::Literal if crate::template::is_template(text) => {
                 let shown = p.to_string();
-                let field = shown.rsplit_once(&format!(".{kind}")).map_or_else(|| kind.to_owned(), |(_, rest)| format!("{kind}{rest}"));
+                let field = shown
+                    .rsplit_once(&format!(".{kind}"))
+                    .map_or_else(|| kind.to_owned(), |(_, rest)| format!("{kind}{rest}"));
                 sink.at_value(p, format!("templates are not expanded in `{field}`")).help = Some(
                     "pass values as environment variables: `env: {TARGET: \"{{ steps.x.y }}\"}` and use \"$TARGET\" in the command".into(),
                 );
             }
             StepForm::Literal => {}
-            StepForm::Expression => refs::check(sink, p, text, Form::Expression, &with_result(scope), &mut reads),
+            StepForm::Expression => refs::check(
+                sink,
+                p,
+                text,
+                Form::Expression,
+                &with_result(scope),
+                &mut reads,
+            ),
             StepForm::Template => refs::check(sink, p, text, Form::Template, scope, &mut reads),
         }
         Ok(Value::Null)
@@ -291,15 +439,27 @@ fn with_result<'a>(scope: &Scope<'a>) -> Scope<'a> {
 
 fn check_strings(sink: &mut Sink<'_>, value: &Value, path: &YamlPath, scope: &Scope<'_>) -> Reads {
     let mut reads = Reads::default();
-    refs::strings(value, path, &mut |p, text, _| refs::check(sink, p, text, Form::Template, scope, &mut reads));
+    refs::strings(value, path, &mut |p, text, _| {
+        refs::check(sink, p, text, Form::Template, scope, &mut reads)
+    });
     reads
 }
 
-fn read_procedures(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath, targets: &IndexMap<String, Target>) -> IndexMap<String, Procedure> {
+fn read_procedures(
+    sink: &mut Sink<'_>,
+    value: Option<&Value>,
+    path: &YamlPath,
+    targets: &IndexMap<String, Target>,
+) -> IndexMap<String, Procedure> {
     let mut out = IndexMap::new();
     for (id, v) in entries(sink, value, path, "procedures") {
         let p = path.key(&id);
-        if let Some(msg) = check_id(&id, is_slug_char, "procedure id", "use lowercase letters, digits and `-`") {
+        if let Some(msg) = check_id(
+            &id,
+            is_slug_char,
+            "procedure id",
+            "use lowercase letters, digits and `-`",
+        ) {
             sink.at_key(&p, msg);
         }
         if let Some(proc_) = read_procedure(sink, &id, v, &p, targets) {
@@ -309,7 +469,13 @@ fn read_procedures(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath, 
     out
 }
 
-fn read_procedure(sink: &mut Sink<'_>, id: &str, v: &Value, p: &YamlPath, targets: &IndexMap<String, Target>) -> Option<Procedure> {
+fn read_procedure(
+    sink: &mut Sink<'_>,
+    id: &str,
+    v: &Value,
+    p: &YamlPath,
+    targets: &IndexMap<String, Target>,
+) -> Option<Procedure> {
     let r = MapReader::new(sink, v, p.clone(), "a procedure", PROCEDURE_FIELDS);
     if !r.is_valid() {
         return None;
@@ -317,7 +483,9 @@ fn read_procedure(sink: &mut Sink<'_>, id: &str, v: &Value, p: &YamlPath, target
     let title: Option<String> = r.required(sink, "title");
     let description = r.optional(sink, "description");
     let kind: Option<ProcedureKind> = r.required(sink, "kind");
-    let schedule = r.optional::<String>(sink, "schedule").and_then(|s| parse_cron(sink, &p.key("schedule"), &s));
+    let schedule = r
+        .optional::<String>(sink, "schedule")
+        .and_then(|s| parse_cron(sink, &p.key("schedule"), &s));
     let params = read_params(sink, r.get("params"), &p.key("params"));
 
     let step_values = items(sink, r.get("steps"), &p.key("steps"), "`steps`");
@@ -330,9 +498,21 @@ fn read_procedure(sink: &mut Sink<'_>, id: &str, v: &Value, p: &YamlPath, target
     r.finish(sink, "a procedure");
 
     // ids first, so references can name steps that come later
-    let main_ids: Vec<String> = step_values.iter().enumerate().map(|(i, s)| step_id(s, "step", i)).collect();
-    let cleanup_ids: Vec<String> = cleanup_values.iter().enumerate().map(|(i, s)| step_id(s, "cleanup", i)).collect();
-    let all_ids: Vec<&str> = main_ids.iter().chain(&cleanup_ids).map(String::as_str).collect();
+    let main_ids: Vec<String> = step_values
+        .iter()
+        .enumerate()
+        .map(|(i, s)| step_id(s, "step", i))
+        .collect();
+    let cleanup_ids: Vec<String> = cleanup_values
+        .iter()
+        .enumerate()
+        .map(|(i, s)| step_id(s, "cleanup", i))
+        .collect();
+    let all_ids: Vec<&str> = main_ids
+        .iter()
+        .chain(&cleanup_ids)
+        .map(String::as_str)
+        .collect();
     let param_names: Vec<&str> = params.keys().map(String::as_str).collect();
 
     let mut steps = Vec::new();
@@ -345,7 +525,13 @@ fn read_procedure(sink: &mut Sink<'_>, id: &str, v: &Value, p: &YamlPath, target
             run: true,
             extra: &[],
         };
-        steps.push(read_step(sink, s, &p.key("steps").index(i), &main_ids[i], &scope));
+        steps.push(read_step(
+            sink,
+            s,
+            &p.key("steps").index(i),
+            &main_ids[i],
+            &scope,
+        ));
     }
     let mut cleanup = Vec::new();
     for (i, s) in cleanup_values.iter().enumerate() {
@@ -358,7 +544,13 @@ fn read_procedure(sink: &mut Sink<'_>, id: &str, v: &Value, p: &YamlPath, target
             run: true,
             extra: &[],
         };
-        cleanup.push(read_step(sink, s, &p.key("cleanup").index(i), &cleanup_ids[i], &scope));
+        cleanup.push(read_step(
+            sink,
+            s,
+            &p.key("cleanup").index(i),
+            &cleanup_ids[i],
+            &scope,
+        ));
     }
     check_step_ids(sink, p, step_values.len(), &all_ids);
     let kind = kind?;
@@ -366,7 +558,16 @@ fn read_procedure(sink: &mut Sink<'_>, id: &str, v: &Value, p: &YamlPath, target
     let cleanup: Vec<Step> = cleanup.into_iter().collect::<Option<_>>()?;
     check_rto_marks(sink, p, &steps, &cleanup);
     check_targets(sink, p, kind, &steps, &cleanup, targets);
-    Some(Procedure { id: id.to_owned(), title: title?, description, kind, schedule, params, steps, cleanup })
+    Some(Procedure {
+        id: id.to_owned(),
+        title: title?,
+        description,
+        kind,
+        schedule,
+        params,
+        steps,
+        cleanup,
+    })
 }
 
 /// A step's id as written, or `step-N` / `cleanup-N` (1-based) when it has none.
@@ -380,23 +581,46 @@ fn step_id(v: &Value, prefix: &str, i: usize) -> String {
 fn check_step_ids(sink: &mut Sink<'_>, p: &YamlPath, n_main: usize, ids: &[&str]) {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     for (i, id) in ids.iter().enumerate() {
-        let path = if i < n_main { p.key("steps").index(i) } else { p.key("cleanup").index(i - n_main) };
+        let path = if i < n_main {
+            p.key("steps").index(i)
+        } else {
+            p.key("cleanup").index(i - n_main)
+        };
         if let Some(first) = seen.get(id) {
-            let first_path = if *first < n_main { p.key("steps").index(*first) } else { p.key("cleanup").index(first - n_main) };
-            let line = sink.doc.value_span(&first_path.key("id")).map_or(0, |s| s.line);
-            sink.at_value(&path.key("id"), format!("duplicate step id `{id}` (first used on line {line})"));
+            let first_path = if *first < n_main {
+                p.key("steps").index(*first)
+            } else {
+                p.key("cleanup").index(first - n_main)
+            };
+            let line = sink
+                .doc
+                .value_span(&first_path.key("id"))
+                .map_or(0, |s| s.line);
+            sink.at_value(
+                &path.key("id"),
+                format!("duplicate step id `{id}` (first used on line {line})"),
+            );
         } else {
             seen.insert(id, i);
         }
     }
 }
 
-fn read_params(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> IndexMap<String, Param> {
+fn read_params(
+    sink: &mut Sink<'_>,
+    value: Option<&Value>,
+    path: &YamlPath,
+) -> IndexMap<String, Param> {
     let mut out = IndexMap::new();
     for (name, v) in entries(sink, value, path, "params") {
         let p = path.key(&name);
-        let valid_name = name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let valid_name = name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
         if !valid_name {
             sink.at_key(&p, format!("invalid param name `{name}`: use lowercase letters, digits and `_` (templates read it as `params.{name}`)"));
         }
@@ -410,11 +634,20 @@ fn read_params(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> I
                 match text.as_deref().map(|t| ParamValue::parse(ty, t)) {
                     Some(Ok(val)) => Some(val),
                     Some(Err(msg)) => {
-                        sink.at_value(&p.key("default"), format!("bad default for param `{name}`: {msg}"));
+                        sink.at_value(
+                            &p.key("default"),
+                            format!("bad default for param `{name}`: {msg}"),
+                        );
                         None
                     }
                     None => {
-                        sink.at_value(&p.key("default"), format!("default of param `{name}` must be a single value, found {}", describe(v)));
+                        sink.at_value(
+                            &p.key("default"),
+                            format!(
+                                "default of param `{name}` must be a single value, found {}",
+                                describe(v)
+                            ),
+                        );
                         None
                     }
                 }
@@ -423,7 +656,16 @@ fn read_params(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> I
         };
         r.finish(sink, "a param");
         if let Some(ty) = ty {
-            out.insert(name.clone(), Param { name, ty, default, description, secret });
+            out.insert(
+                name.clone(),
+                Param {
+                    name,
+                    ty,
+                    default,
+                    description,
+                    secret,
+                },
+            );
         }
     }
     out
@@ -438,13 +680,24 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-fn read_step(sink: &mut Sink<'_>, v: &Value, p: &YamlPath, id: &str, scope: &Scope<'_>) -> Option<Step> {
+fn read_step(
+    sink: &mut Sink<'_>,
+    v: &Value,
+    p: &YamlPath,
+    id: &str,
+    scope: &Scope<'_>,
+) -> Option<Step> {
     let mut r = MapReader::new(sink, v, p.clone(), "a step", STEP_FIELDS);
     if !r.is_valid() {
         return None;
     }
     if r.get("id").is_some() {
-        if let Some(msg) = check_id(id, is_ident_char, "step id", "use lowercase letters, digits, `_` and `-`, starting with a letter or digit") {
+        if let Some(msg) = check_id(
+            id,
+            is_ident_char,
+            "step id",
+            "use lowercase letters, digits, `_` and `-`, starting with a letter or digit",
+        ) {
             sink.at_value(&p.key("id"), msg);
         }
     }
@@ -454,7 +707,10 @@ fn read_step(sink: &mut Sink<'_>, v: &Value, p: &YamlPath, id: &str, scope: &Sco
     let timeout: Option<Duration> = r.optional(sink, "timeout");
     let retries: Option<Retries> = r.optional(sink, "retries");
     if retries.is_some_and(|r| r.attempts == 0) {
-        sink.at_value(&p.key("retries").key("attempts"), "`attempts` counts the first try too: it must be at least 1");
+        sink.at_value(
+            &p.key("retries").key("attempts"),
+            "`attempts` counts the first try too: it must be at least 1",
+        );
     }
     let continue_on_error = r.optional(sink, "continue_on_error").unwrap_or(false);
     let rto = match r.optional::<String>(sink, "rto").as_deref() {
@@ -462,7 +718,10 @@ fn read_step(sink: &mut Sink<'_>, v: &Value, p: &YamlPath, id: &str, scope: &Sco
         Some("start") => Some(RtoMark::Start),
         Some("end") => Some(RtoMark::End),
         Some(other) => {
-            sink.at_value(&p.key("rto"), format!("`rto` must be `start` or `end`, found `{other}`"));
+            sink.at_value(
+                &p.key("rto"),
+                format!("`rto` must be `start` or `end`, found `{other}`"),
+            );
             None
         }
     };
@@ -502,7 +761,10 @@ fn check_rto_marks(sink: &mut Sink<'_>, p: &YamlPath, steps: &[Step], cleanup: &
     let mark_path = |section: &str, i: usize| p.key(section).index(i).key("rto");
     for (i, s) in cleanup.iter().enumerate() {
         if s.rto.is_some() {
-            sink.at_value(&mark_path("cleanup", i), "cleanup steps do not count towards the RTO: remove `rto`");
+            sink.at_value(
+                &mark_path("cleanup", i),
+                "cleanup steps do not count towards the RTO: remove `rto`",
+            );
         }
     }
     let mut start: Option<usize> = None;
@@ -514,45 +776,93 @@ fn check_rto_marks(sink: &mut Sink<'_>, p: &YamlPath, steps: &[Step], cleanup: &
             None => continue,
         };
         if let Some(first) = *slot {
-            let what = if s.rto == Some(RtoMark::Start) { "start" } else { "end" };
-            sink.at_value(&mark_path("steps", i), format!("`rto: {what}` is already set on step `{}`", steps[first].id));
+            let what = if s.rto == Some(RtoMark::Start) {
+                "start"
+            } else {
+                "end"
+            };
+            sink.at_value(
+                &mark_path("steps", i),
+                format!("`rto: {what}` is already set on step `{}`", steps[first].id),
+            );
         } else {
             *slot = Some(i);
         }
     }
     if let (Some(s), Some(e)) = (start, end) {
         if e < s {
-            sink.at_value(&mark_path("steps", e), format!("`rto: end` on step `{}` comes before `rto: start` on step `{}`", steps[e].id, steps[s].id));
+            sink.at_value(
+                &mark_path("steps", e),
+                format!(
+                    "`rto: end` on step `{}` comes before `rto: start` on step `{}`",
+                    steps[e].id, steps[s].id
+                ),
+            );
         }
     }
 }
 
-fn check_targets(sink: &mut Sink<'_>, p: &YamlPath, kind: ProcedureKind, steps: &[Step], cleanup: &[Step], targets: &IndexMap<String, Target>) {
-    let sections = steps.iter().enumerate().map(|(i, s)| (p.key("steps").index(i), s));
-    let sections = sections.chain(cleanup.iter().enumerate().map(|(i, s)| (p.key("cleanup").index(i), s)));
+fn check_targets(
+    sink: &mut Sink<'_>,
+    p: &YamlPath,
+    kind: ProcedureKind,
+    steps: &[Step],
+    cleanup: &[Step],
+    targets: &IndexMap<String, Target>,
+) {
+    let sections = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (p.key("steps").index(i), s));
+    let sections = sections.chain(
+        cleanup
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (p.key("cleanup").index(i), s)),
+    );
     for (path, step) in sections {
-        let Some(name) = step.kind.target() else { continue };
+        let Some(name) = step.kind.target() else {
+            continue;
+        };
         if crate::template::is_template(name) {
             continue;
         }
         let Some(target) = targets.get(name) else {
             let kind_path = path.key(step.kind.name()).key("target");
             sink.at_value(&kind_path, format!("no target `{name}`"))
-                .help = did_you_mean(name, targets.keys().map(String::as_str)).map(|b| format!("did you mean `{b}`?")).or_else(|| {
-                    Some(if targets.is_empty() { "this runbook declares no targets".into() } else { format!("targets: {}", backticked(&targets.keys().collect::<Vec<_>>())) })
+                .help = did_you_mean(name, targets.keys().map(String::as_str))
+                .map(|b| format!("did you mean `{b}`?"))
+                .or_else(|| {
+                    Some(if targets.is_empty() {
+                        "this runbook declares no targets".into()
+                    } else {
+                        format!(
+                            "targets: {}",
+                            backticked(&targets.keys().collect::<Vec<_>>())
+                        )
+                    })
                 });
             continue;
         };
         let destructive = step.destructive || step.kind.is_destructive();
         if destructive && target.protected && kind == ProcedureKind::Drill {
-            let at = if step.destructive { path.key("destructive") } else { path.key(step.kind.name()) };
+            let at = if step.destructive {
+                path.key("destructive")
+            } else {
+                path.key(step.kind.name())
+            };
             sink.at_value(&at, format!("destructive step `{}` acts on protected target `{name}` in a drill", step.id)).help =
                 Some("drills must only touch scratch resources: point the step at a restored copy, or make the procedure `kind: recovery`".into());
         }
     }
 }
 
-fn read_checks(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath, targets: &IndexMap<String, Target>) -> Vec<Check> {
+fn read_checks(
+    sink: &mut Sink<'_>,
+    value: Option<&Value>,
+    path: &YamlPath,
+    targets: &IndexMap<String, Target>,
+) -> Vec<Check> {
     let mut out: Vec<Check> = Vec::new();
     for (i, v) in items(sink, value, path, "`checks`").iter().enumerate() {
         let p = path.index(i);
@@ -562,7 +872,12 @@ fn read_checks(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath, targ
         }
         let id: Option<String> = r.required(sink, "id");
         if let Some(id) = &id {
-            if let Some(msg) = check_id(id, is_ident_char, "check id", "use lowercase letters, digits, `_` and `-`") {
+            if let Some(msg) = check_id(
+                id,
+                is_ident_char,
+                "check id",
+                "use lowercase letters, digits, `_` and `-`",
+            ) {
                 sink.at_value(&p.key("id"), msg);
             } else if out.iter().any(|c| &c.id == id) {
                 sink.at_value(&p.key("id"), format!("duplicate check id `{id}`"));
@@ -574,17 +889,32 @@ fn read_checks(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath, targ
         let timeout = r.optional(sink, "timeout");
         let kind = kind_key(sink, &mut r, StepKind::NAMES, "check");
         r.finish(sink, "a check");
-        let Some((name, payload)) = kind else { continue };
+        let Some((name, payload)) = kind else {
+            continue;
+        };
         let scope = Scope::default();
         let _reads = check_payload(sink, &payload, &p.key(name), name, &scope);
         let mut m = serde_yaml::Mapping::new();
         m.insert(Value::String(name.to_owned()), payload.clone());
-        let Some(kind) = sink.decode::<StepKind>(&Value::Mapping(m), &p) else { continue };
-        if let Some(t) = kind.target().filter(|t| !crate::template::is_template(t) && !targets.contains_key(*t)) {
+        let Some(kind) = sink.decode::<StepKind>(&Value::Mapping(m), &p) else {
+            continue;
+        };
+        if let Some(t) = kind
+            .target()
+            .filter(|t| !crate::template::is_template(t) && !targets.contains_key(*t))
+        {
             sink.at_value(&p.key(name).key("target"), format!("no target `{t}`"));
         }
         if let Some(id) = id {
-            out.push(Check { id, title, kind, payload, warn, critical, timeout });
+            out.push(Check {
+                id,
+                title,
+                kind,
+                payload,
+                warn,
+                critical,
+                timeout,
+            });
         }
     }
     out
@@ -598,11 +928,15 @@ fn read_alerts(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> V
         if !r.is_valid() {
             continue;
         }
-        let on: Vec<AlertEvent> = r.optional(sink, "on").unwrap_or_else(|| vec![AlertEvent::Failure]);
+        let on: Vec<AlertEvent> = r
+            .optional(sink, "on")
+            .unwrap_or_else(|| vec![AlertEvent::Failure]);
         let repeat = r.optional(sink, "repeat");
         let kind = kind_key(sink, &mut r, ALERT_KINDS, "alert");
         r.finish(sink, "an alert");
-        let Some((name, payload)) = kind else { continue };
+        let Some((name, payload)) = kind else {
+            continue;
+        };
         check_strings(sink, &payload, &p.key(name), &Scope::default());
         if let Some(kind) = sink.decode::<AlertKind>(&tagged(name, payload), &p) {
             out.push(Alert { kind, on, repeat });
@@ -618,7 +952,18 @@ mod tests {
     fn errors(src: &str) -> Vec<String> {
         match load_str("t.yaml", src) {
             Ok(_) => Vec::new(),
-            Err(e) => e.diagnostics.iter().map(|d| format!("{}:{} {}", d.span.map_or(0, |s| s.line), d.span.map_or(0, |s| s.col), d.message)).collect(),
+            Err(e) => e
+                .diagnostics
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}:{} {}",
+                        d.span.map_or(0, |s| s.line),
+                        d.span.map_or(0, |s| s.col),
+                        d.message
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -635,7 +980,10 @@ mod tests {
         let errs = errors(src);
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(errs[0].starts_with("3:1 unknown field `bogus`"), "{errs:?}");
-        assert!(errs[1].starts_with("10:9 unknown step kind `shel`"), "{errs:?}");
+        assert!(
+            errs[1].starts_with("10:9 unknown step kind `shel`"),
+            "{errs:?}"
+        );
         assert!(errs[2].starts_with("13:18 invalid value"), "{errs:?}");
     }
 }

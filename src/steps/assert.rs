@@ -13,7 +13,12 @@ pub enum Assert {
     Full(AssertSpec),
 }
 
-string_or_map!(Assert, One, Full(AssertSpec), "Expressions that must hold, e.g. `steps.count.rows > 0`.");
+string_or_map!(
+    Assert,
+    One,
+    Full(AssertSpec),
+    "Expressions that must hold, e.g. `steps.count.rows > 0`."
+);
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -41,11 +46,17 @@ impl Spec for Assert {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let exprs = self.expressions();
         for expr in &exprs {
-            let value = crate::template::eval(cx.templates, expr, cx.vars)
-                .map_err(|e| StepError::failed(format!("cannot evaluate `{expr}`: {}", crate::template::describe_error(&e))))?;
+            let value = crate::template::eval(cx.templates, expr, cx.vars).map_err(|e| {
+                StepError::failed(format!(
+                    "cannot evaluate `{expr}`: {}",
+                    crate::template::describe_error(&e)
+                ))
+            })?;
             if !value.is_true() {
                 let message = match self {
-                    Assert::Full(AssertSpec { message: Some(m), .. }) => format!("{m} (`{expr}` is false)"),
+                    Assert::Full(AssertSpec {
+                        message: Some(m), ..
+                    }) => format!("{m} (`{expr}` is false)"),
                     _ => format!("assertion failed: `{expr}`"),
                 };
                 return Err(StepError::failed(message));
@@ -61,8 +72,14 @@ impl Assert {
     fn expressions(&self) -> Vec<&str> {
         match self {
             Assert::One(e) => vec![e],
-            Assert::Full(AssertSpec { that: OneOrMany::One(e), .. }) => vec![e],
-            Assert::Full(AssertSpec { that: OneOrMany::Many(v), .. }) => v.iter().map(String::as_str).collect(),
+            Assert::Full(AssertSpec {
+                that: OneOrMany::One(e),
+                ..
+            }) => vec![e],
+            Assert::Full(AssertSpec {
+                that: OneOrMany::Many(v),
+                ..
+            }) => v.iter().map(String::as_str).collect(),
         }
     }
 }

@@ -13,10 +13,15 @@ use super::{string_or_map, Outputs, Spec, StepCx, StepError, Text};
 #[derive(Debug, Clone)]
 pub enum Http {
     Get(String),
-    Full(HttpSpec),
+    Full(Box<HttpSpec>),
 }
 
-string_or_map!(Http, Get, Full(HttpSpec), "An HTTP request: a URL to GET, or `{method, url, headers, json, body, expect, capture}`.");
+string_or_map!(
+    Http,
+    Get,
+    Full(Box<HttpSpec>),
+    "An HTTP request: a URL to GET, or `{method, url, headers, json, body, expect, capture}`."
+);
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -62,19 +67,32 @@ impl Spec for Http {
     fn summary(&self) -> String {
         match self {
             Http::Get(url) => format!("GET {}", crate::engine::redact::mask_url_passwords(url)),
-            Http::Full(s) => format!("{} {}", s.method.to_uppercase(), crate::engine::redact::mask_url_passwords(&s.url)),
+            Http::Full(s) => format!(
+                "{} {}",
+                s.method.to_uppercase(),
+                crate::engine::redact::mask_url_passwords(&s.url)
+            ),
         }
     }
 
     async fn run<'a>(&'a self, _cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let spec = match self {
-            Http::Get(url) => &HttpSpec { method: get(), url: url.clone(), headers: IndexMap::new(), json: None, body: None, expect: None, capture: IndexMap::new() },
+            Http::Get(url) => &HttpSpec {
+                method: get(),
+                url: url.clone(),
+                headers: IndexMap::new(),
+                json: None,
+                body: None,
+                expect: None,
+                capture: IndexMap::new(),
+            },
             Http::Full(s) => s,
         };
         let method = reqwest::Method::from_bytes(spec.method.to_uppercase().as_bytes())
             .map_err(|_| StepError::failed(format!("invalid HTTP method `{}`", spec.method)))?;
         let shown = crate::engine::redact::mask_url_passwords(&spec.url);
-        let url = reqwest::Url::parse(&spec.url).map_err(|e| StepError::failed(format!("invalid URL `{shown}`: {e}")))?;
+        let url = reqwest::Url::parse(&spec.url)
+            .map_err(|e| StepError::failed(format!("invalid URL `{shown}`: {e}")))?;
         let mut req = client().request(method.clone(), url);
         for (k, v) in &spec.headers {
             req = req.header(k, &v.0);
@@ -84,9 +102,13 @@ impl Spec for Http {
         } else if let Some(body) = &spec.body {
             req = req.body(body.clone());
         }
-        let resp = req.send().await.map_err(|e| StepError::unavailable(format!("{method} {shown}: {}", error_chain(&e))))?;
+        let resp = req.send().await.map_err(|e| {
+            StepError::unavailable(format!("{method} {shown}: {}", error_chain(&e)))
+        })?;
         let status = resp.status().as_u16();
-        let bytes = resp.bytes().await.map_err(|e| StepError::unavailable(format!("reading the response of {method} {shown}: {e}")))?;
+        let bytes = resp.bytes().await.map_err(|e| {
+            StepError::unavailable(format!("reading the response of {method} {shown}: {e}"))
+        })?;
         let text = String::from_utf8_lossy(&bytes[..bytes.len().min(BODY_BYTES)]).into_owned();
         let mut outputs = Outputs::new();
         outputs.insert("status".into(), status.into());
@@ -97,8 +119,16 @@ impl Spec for Http {
             None => (200..300).contains(&status),
         };
         if !ok {
-            let expected = spec.expect.as_ref().map_or("2xx".to_owned(), |c| c.iter().map(u16::to_string).collect::<Vec<_>>().join(" or "));
-            return Err(StepError::failed(format!("{method} {shown} answered {status}, expected {expected}")).with_outputs(outputs));
+            let expected = spec.expect.as_ref().map_or("2xx".to_owned(), |c| {
+                c.iter()
+                    .map(u16::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            });
+            return Err(StepError::failed(format!(
+                "{method} {shown} answered {status}, expected {expected}"
+            ))
+            .with_outputs(outputs));
         }
         if let Some(json) = &json {
             outputs.insert("json".into(), json.clone());
@@ -109,7 +139,12 @@ impl Spec for Http {
                 Some(v) => {
                     outputs.insert(name.clone(), v.clone());
                 }
-                None => return Err(StepError::failed(format!("capture `{name}`: the response has no JSON value at `{pointer}`")).with_outputs(outputs)),
+                None => {
+                    return Err(StepError::failed(format!(
+                        "capture `{name}`: the response has no JSON value at `{pointer}`"
+                    ))
+                    .with_outputs(outputs))
+                }
             }
         }
         Ok(outputs)

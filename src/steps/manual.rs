@@ -14,7 +14,12 @@ pub enum Manual {
     Full(ManualSpec),
 }
 
-string_or_map!(Manual, Text, Full(ManualSpec), "Instructions for the operator, confirmed at the terminal (or by --yes).");
+string_or_map!(
+    Manual,
+    Text,
+    Full(ManualSpec),
+    "Instructions for the operator, confirmed at the terminal (or by --yes)."
+);
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -36,7 +41,11 @@ impl Spec for Manual {
             Manual::Text(t) => t,
             Manual::Full(s) => &s.instructions,
         };
-        let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+        let first = text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
         format!("operator: {first}")
     }
 
@@ -54,10 +63,23 @@ impl Spec for Manual {
         let via = if cx.interaction.assume_yes() {
             "--yes"
         } else if cx.interaction.is_interactive() {
-            match cx.interaction.confirm(format!("step `{}`: done?", cx.step_id)).await {
+            match cx
+                .interaction
+                .confirm(format!("step `{}`: done?", cx.step_id))
+                .await
+            {
                 Ok(true) => "terminal",
-                Ok(false) => return Err(StepError::failed(format!("operator answered no to manual step `{}`", cx.step_id))),
-                Err(e) => return Err(StepError::unavailable(format!("cannot read the operator's answer: {e}"))),
+                Ok(false) => {
+                    return Err(StepError::failed(format!(
+                        "operator answered no to manual step `{}`",
+                        cx.step_id
+                    )))
+                }
+                Err(e) => {
+                    return Err(StepError::unavailable(format!(
+                        "cannot read the operator's answer: {e}"
+                    )))
+                }
             }
         } else {
             return Err(StepError::unavailable(format!(
@@ -68,7 +90,10 @@ impl Spec for Manual {
         out.insert("confirmed".into(), true.into());
         out.insert("by".into(), cx.operator.into());
         out.insert("via".into(), via.into());
-        out.insert("at".into(), crate::timestamp::rfc3339(chrono::Utc::now()).into());
+        out.insert(
+            "at".into(),
+            crate::timestamp::rfc3339(chrono::Utc::now()).into(),
+        );
         Ok(out)
     }
 }

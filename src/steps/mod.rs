@@ -47,15 +47,27 @@ pub enum ErrorClass {
 
 impl StepError {
     pub fn failed(message: impl Into<String>) -> StepError {
-        StepError { class: ErrorClass::Failed, message: message.into(), outputs: Outputs::new() }
+        StepError {
+            class: ErrorClass::Failed,
+            message: message.into(),
+            outputs: Outputs::new(),
+        }
     }
 
     pub fn unavailable(message: impl Into<String>) -> StepError {
-        StepError { class: ErrorClass::Unavailable, message: message.into(), outputs: Outputs::new() }
+        StepError {
+            class: ErrorClass::Unavailable,
+            message: message.into(),
+            outputs: Outputs::new(),
+        }
     }
 
     pub fn cancelled() -> StepError {
-        StepError { class: ErrorClass::Cancelled, message: "interrupted".into(), outputs: Outputs::new() }
+        StepError {
+            class: ErrorClass::Cancelled,
+            message: "interrupted".into(),
+            outputs: Outputs::new(),
+        }
     }
 
     pub fn with_outputs(mut self, outputs: Outputs) -> StepError {
@@ -78,7 +90,9 @@ pub struct StepCx<'a> {
 
 impl std::fmt::Debug for StepCx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StepCx").field("step_id", &self.step_id).finish_non_exhaustive()
+        f.debug_struct("StepCx")
+            .field("step_id", &self.step_id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -114,7 +128,10 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     /// One line for `plan`: what the step will do.
     fn summary(&self) -> String;
 
-    fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> impl Future<Output = Result<Outputs, StepError>> + Send + 'a;
+    fn run<'a>(
+        &'a self,
+        cx: &'a StepCx<'a>,
+    ) -> impl Future<Output = Result<Outputs, StepError>> + Send + 'a;
 }
 
 macro_rules! step_kinds {
@@ -324,9 +341,13 @@ pub fn map_strings<E>(
     ) -> Result<Value, E> {
         Ok(match v {
             Value::String(s) => f(path, s, form)?,
-            Value::Sequence(items) => {
-                Value::Sequence(items.iter().enumerate().map(|(i, x)| walk(x, &path.index(i), form, f)).collect::<Result<_, E>>()?)
-            }
+            Value::Sequence(items) => Value::Sequence(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| walk(x, &path.index(i), form, f))
+                    .collect::<Result<_, E>>()?,
+            ),
             Value::Mapping(m) => {
                 let mut out = serde_yaml::Mapping::new();
                 for (k, x) in m {
@@ -348,7 +369,10 @@ pub fn map_strings<E>(
                 let mapped = match nested_kind(v).filter(|_| kind == "wait" && field == "poll") {
                     Some((inner, inner_payload)) => {
                         let mut nested = serde_yaml::Mapping::new();
-                        nested.insert(Value::String(inner.to_owned()), map_strings(inner, inner_payload, &p.key(inner), f)?);
+                        nested.insert(
+                            Value::String(inner.to_owned()),
+                            map_strings(inner, inner_payload, &p.key(inner), f)?,
+                        );
                         Value::Mapping(nested)
                     }
                     None => walk(v, &p, form_of(kind, &field), f)?,

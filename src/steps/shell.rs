@@ -19,7 +19,12 @@ pub enum Shell {
     Full(ShellSpec),
 }
 
-string_or_map!(Shell, Script, Full(ShellSpec), "A command: a script for `sh -c`, or `{run | argv, env, dir, target}`.");
+string_or_map!(
+    Shell,
+    Script,
+    Full(ShellSpec),
+    "A command: a script for `sh -c`, or `{run | argv, env, dir, target}`."
+);
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -64,7 +69,14 @@ impl Spec for Shell {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let empty = ShellSpec { run: None, argv: None, env: IndexMap::new(), dir: None, target: None, success_codes: None };
+        let empty = ShellSpec {
+            run: None,
+            argv: None,
+            env: IndexMap::new(),
+            dir: None,
+            target: None,
+            success_codes: None,
+        };
         let (spec, script) = match self {
             Shell::Script(s) => (&empty, Some(s.as_str())),
             Shell::Full(s) => (s, s.run.as_deref()),
@@ -80,7 +92,11 @@ impl Spec for Shell {
                 c.args(&argv[1..]);
                 c
             }
-            _ => return Err(StepError::failed("shell step needs exactly one of `run` or a non-empty `argv`")),
+            _ => {
+                return Err(StepError::failed(
+                    "shell step needs exactly one of `run` or a non-empty `argv`",
+                ))
+            }
         };
         if let Some(name) = &spec.target {
             match cx.runbook.targets.get(name).map(|t| &t.kind) {
@@ -94,44 +110,75 @@ impl Spec for Shell {
             }
         }
         cmd.envs(spec.env.iter().map(|(k, v)| (k, &v.0)));
-        cmd.env("DRILLBOOK_RUN_ID", cx.vars.get_attr("run").and_then(|r| r.get_attr("id")).map(|v| v.to_string()).unwrap_or_default());
+        cmd.env(
+            "DRILLBOOK_RUN_ID",
+            cx.vars
+                .get_attr("run")
+                .and_then(|r| r.get_attr("id"))
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
+        );
         cmd.env("DRILLBOOK_STEP", cx.step_id);
         if let Some(dir) = &spec.dir {
             cmd.current_dir(dir);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0).kill_on_drop(true);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
         let program = match (script, &spec.argv) {
             (Some(_), _) => "sh".to_owned(),
             (None, Some(argv)) => argv[0].clone(),
             _ => String::new(),
         };
-        let mut child = cmd.spawn().map_err(|e| StepError::unavailable(format!("cannot start `{program}`: {e}")))?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| StepError::unavailable(format!("cannot start `{program}`: {e}")))?;
         let group = ProcessGroup(child.id());
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         let (status, out, err) = tokio::join!(child.wait(), tail(stdout), tail(stderr));
         group.disarm();
-        let status = status.map_err(|e| StepError::unavailable(format!("waiting for `{program}`: {e}")))?;
+        let status =
+            status.map_err(|e| StepError::unavailable(format!("waiting for `{program}`: {e}")))?;
         let code = status.code();
         let mut outputs = Outputs::new();
-        outputs.insert("exit_code".into(), code.map_or(serde_json::Value::Null, Into::into));
+        outputs.insert(
+            "exit_code".into(),
+            code.map_or(serde_json::Value::Null, Into::into),
+        );
         outputs.insert("stdout".into(), out.clone().into());
         outputs.insert("stderr".into(), err.clone().into());
         let ok_codes = spec.success_codes.clone().unwrap_or_else(|| vec![0]);
         match code {
             Some(c) if ok_codes.contains(&c) => Ok(outputs),
             Some(c) => {
-                let last = err.lines().rev().find(|l| !l.trim().is_empty()).or_else(|| out.lines().rev().find(|l| !l.trim().is_empty()));
+                let last = err
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .or_else(|| out.lines().rev().find(|l| !l.trim().is_empty()));
                 let detail = last.map(|l| format!(": {}", l.trim())).unwrap_or_default();
-                Err(StepError::failed(format!("`{program}` exited with code {c}{detail}")).with_outputs(outputs))
+                Err(
+                    StepError::failed(format!("`{program}` exited with code {c}{detail}"))
+                        .with_outputs(outputs),
+                )
             }
-            None => Err(StepError::failed(format!("`{program}` was killed by a signal")).with_outputs(outputs)),
+            None => Err(
+                StepError::failed(format!("`{program}` was killed by a signal"))
+                    .with_outputs(outputs),
+            ),
         }
     }
 }
 
 fn first_line(s: &str) -> String {
-    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     if s.trim().lines().count() > 1 {
         format!("{line} …")
     } else {
@@ -141,7 +188,9 @@ fn first_line(s: &str) -> String {
 
 /// Reads a pipe to the end, keeping the last [`TAIL_BYTES`] as text.
 async fn tail<R: AsyncRead + Unpin>(pipe: Option<R>) -> String {
-    let Some(mut pipe) = pipe else { return String::new() };
+    let Some(mut pipe) = pipe else {
+        return String::new();
+    };
     let mut kept: Vec<u8> = Vec::new();
     let mut buf = [0u8; 8192];
     loop {
@@ -173,7 +222,9 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) else { return };
+        let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
         signal_group(pid, libc::SIGTERM);
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_secs(3));

@@ -14,7 +14,12 @@ pub enum Wait {
     Poll(PollSpec),
 }
 
-string_or_map!(Wait, Fixed, Poll(PollSpec), "A pause (`30s`), or polling a step kind until an expectation holds.");
+string_or_map!(
+    Wait,
+    Fixed,
+    Poll(PollSpec),
+    "A pause (`30s`), or polling a step kind until an expectation holds."
+);
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,8 +52,17 @@ impl Spec for Wait {
         match self {
             Wait::Fixed(d) => format!("wait {d}"),
             Wait::Poll(p) => {
-                let until = p.until.as_deref().map(|u| format!(" until {u}")).unwrap_or_default();
-                format!("poll {} every {}{until} (deadline {})", p.poll.summary(), p.interval, p.deadline)
+                let until = p
+                    .until
+                    .as_deref()
+                    .map(|u| format!(" until {u}"))
+                    .unwrap_or_default();
+                format!(
+                    "poll {} every {}{until} (deadline {})",
+                    p.poll.summary(),
+                    p.interval,
+                    p.deadline
+                )
             }
         }
     }
@@ -79,7 +93,12 @@ impl Spec for Wait {
                         match crate::template::eval(cx.templates, expr, &ctx) {
                             Ok(v) if v.is_true() => return Ok(done(outputs, polls, start)),
                             Ok(_) => format!("`{expr}` was false"),
-                            Err(e) => return Err(StepError::failed(format!("cannot evaluate `until: {expr}`: {}", crate::template::describe_error(&e)))),
+                            Err(e) => {
+                                return Err(StepError::failed(format!(
+                                    "cannot evaluate `until: {expr}`: {}",
+                                    crate::template::describe_error(&e)
+                                )))
+                            }
                         }
                     }
                 },
@@ -88,7 +107,10 @@ impl Spec for Wait {
             };
             let next = tokio::time::Instant::now() + spec.interval.std();
             if next > deadline {
-                return Err(StepError::failed(format!("gave up after {} and {polls} polls: {last}", spec.deadline)));
+                return Err(StepError::failed(format!(
+                    "gave up after {} and {polls} polls: {last}",
+                    spec.deadline
+                )));
             }
             tokio::select! {
                 () = tokio::time::sleep_until(next) => {}
@@ -100,7 +122,10 @@ impl Spec for Wait {
 
 fn done(mut outputs: Outputs, polls: u32, start: tokio::time::Instant) -> Outputs {
     outputs.insert("polls".into(), polls.into());
-    outputs.insert("waited".into(), crate::duration::human(start.elapsed()).into());
+    outputs.insert(
+        "waited".into(),
+        crate::duration::human(start.elapsed()).into(),
+    );
     outputs
 }
 

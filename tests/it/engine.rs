@@ -1,0 +1,249 @@
+//! The engine through the library, with tokio's clock paused: timeouts, retries, polling and
+//! objectives that span hours finish instantly, and the elapsed virtual time is asserted.
+
+use std::sync::Mutex;
+
+use drillbook::engine::cancel::Cancel;
+use drillbook::engine::record::{DrillRecord, StepRecord, StepStatus, Verdict};
+use drillbook::engine::{Observer, RunOptions};
+use drillbook::runbook::{load_str, Runbook, Step};
+use drillbook::steps::{BoxFuture, Interaction};
+use tokio::time::{Duration, Instant};
+
+use crate::support::TempDir;
+
+/// A scripted operator: answers from a list, records what it was shown.
+#[derive(Default)]
+struct Operator {
+    yes: bool,
+    interactive: bool,
+    answers: Mutex<Vec<bool>>,
+    shown: Mutex<Vec<String>>,
+}
+
+impl Interaction for Operator {
+    fn assume_yes(&self) -> bool {
+        self.yes
+    }
+    fn is_interactive(&self) -> bool {
+        self.interactive
+    }
+    fn show(&self, text: &str) {
+        self.shown.lock().expect("lock").push(text.to_owned());
+    }
+    fn confirm(&self, _question: String) -> BoxFuture<'static, std::io::Result<bool>> {
+        let answer = self.answers.lock().expect("lock").pop().unwrap_or(false);
+        Box::pin(async move { Ok(answer) })
+    }
+}
+
+impl Observer for Operator {
+    fn started(&self, _: &DrillRecord, _: usize, _: usize) {}
+    fn step_started(&self, _: bool, _: usize, _: &Step) {}
+    fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
+}
+
+fn runbook(steps: &str, cleanup: &str) -> Runbook {
+    let yaml = format!("version: 1\nname: t\nobjectives: {{ rto: 1h }}\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n{steps}    cleanup:\n{cleanup}");
+    load_str("t.yaml", &yaml).unwrap_or_else(|e| panic!("{e}"))
+}
+
+const TIDY: &str = "      - id: tidy\n        assert: 'true'\n";
+
+async fn run(rb: &Runbook, op: &Operator) -> DrillRecord {
+    let opts = RunOptions {
+        operator: "tester".into(),
+        ..RunOptions::default()
+    };
+    drillbook::engine::run(rb, "p", &opts, op, op, &Cancel::new())
+        .await
+        .expect("run starts")
+}
+
+#[tokio::test(start_paused = true)]
+async fn timeout_stops_a_step_and_cleanup_still_runs() {
+    let rb = runbook(
+        "      - id: long\n        wait: 2h\n        timeout: 30m\n",
+        TIDY,
+    );
+    let start = Instant::now();
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(rec.steps[0].status, StepStatus::TimedOut);
+    assert_eq!(rec.verdict, Verdict::Failed);
+    assert_eq!(rec.cleanup[0].status, StepStatus::Passed);
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(1800) && waited < Duration::from_secs(7200),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_back_off_exponentially() {
+    let dir = TempDir::new();
+    let counter = dir.join("count");
+    let step = format!(
+        "      - id: flaky\n        shell:\n          run: 'n=$(cat \"$C\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$C\"; [ $n -ge 3 ]'\n          env: {{ C: \"{}\" }}\n        retries: {{ attempts: 3, backoff: 1h }}\n",
+        counter.display()
+    );
+    let rb = runbook(&step, TIDY);
+    let start = Instant::now();
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(
+        rec.steps[0].status,
+        StepStatus::Passed,
+        "{:?}",
+        rec.steps[0].error
+    );
+    assert_eq!(rec.steps[0].attempts, 3);
+    // 1h after the first failure, 2h after the second
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3 * 3600) && waited < Duration::from_secs(4 * 3600),
+        "{waited:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_polls_until_the_expectation_holds_or_the_deadline() {
+    let rb = runbook("      - id: never\n        wait: { poll: { assert: 'false' }, interval: 1m, deadline: 10m }\n", TIDY);
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(rec.steps[0].status, StepStatus::Failed);
+    let err = rec.steps[0].error.clone().unwrap_or_default();
+    // polls at 0, 1, …, 10 minutes
+    assert!(err.contains("gave up after 10m and 11 polls"), "{err}");
+
+    let dir = TempDir::new();
+    let step = format!(
+        "      - id: eventually\n        wait:\n          poll:\n            shell:\n              run: 'n=$(cat \"$C\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$C\"; echo $n'\n              env: {{ C: \"{}\" }}\n          until: result.stdout | int >= 4\n          interval: 5m\n          deadline: 1h\n",
+        dir.join("n").display()
+    );
+    let rb = runbook(&step, TIDY);
+    let start = Instant::now();
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(
+        rec.steps[0].status,
+        StepStatus::Passed,
+        "{:?}",
+        rec.steps[0].error
+    );
+    assert_eq!(rec.steps[0].outputs["polls"], 4);
+    assert_eq!(rec.steps[0].outputs["stdout"], "4");
+    assert!(start.elapsed() >= Duration::from_secs(15 * 60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn slow_drill_fails_its_rto_objective() {
+    let rb = runbook(
+        "      - id: restore\n        wait: 2h\n      - id: check\n        assert: 'true'\n",
+        TIDY,
+    );
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(rec.verdict, Verdict::Failed);
+    let rto = rec.rto.expect("rto");
+    assert_eq!(rto.met, Some(false));
+    assert!(rto.measured_ms.unwrap_or(0) >= 7_200_000);
+    assert!(rec
+        .reason
+        .unwrap_or_default()
+        .contains("exceeds the objective of 1h"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_skips_and_cleanup_skips_what_never_ran() {
+    let rb = runbook(
+        "      - id: create\n        shell: exit 1\n      - id: optional\n        when: params is defined and false\n        assert: 'true'\n",
+        "      - id: delete\n        shell: { run: 'true', env: { ID: \"{{ steps.create.stdout }}\" } }\n      - id: always\n        assert: 'true'\n",
+    );
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(rec.steps[0].status, StepStatus::Failed);
+    assert_eq!(rec.steps[1].status, StepStatus::NotRun);
+    assert_eq!(rec.cleanup[0].status, StepStatus::Skipped);
+    assert!(rec.cleanup[0]
+        .note
+        .clone()
+        .unwrap_or_default()
+        .contains("step `create` did not run"));
+    assert_eq!(rec.cleanup[1].status, StepStatus::Passed);
+
+    let rb = runbook("      - id: a\n        assert: 'true'\n      - id: b\n        when: steps.a.checked == 2\n        assert: 'false'\n", TIDY);
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(rec.steps[1].status, StepStatus::Skipped);
+    assert_eq!(rec.verdict, Verdict::Passed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn manual_step_at_a_terminal_records_the_answer() {
+    let rb = runbook(
+        "      - id: look\n        manual: Check the restored orders in the admin panel\n",
+        TIDY,
+    );
+    let op = Operator {
+        interactive: true,
+        answers: Mutex::new(vec![true]),
+        ..Operator::default()
+    };
+    let rec = run(&rb, &op).await;
+    assert_eq!(rec.verdict, Verdict::Passed);
+    assert_eq!(rec.approvals.len(), 1);
+    assert_eq!(rec.approvals[0].via, "terminal");
+    assert_eq!(rec.approvals[0].by, "tester");
+    assert_eq!(
+        op.shown.lock().expect("lock")[0],
+        "Check the restored orders in the admin panel"
+    );
+
+    let op = Operator {
+        interactive: true,
+        answers: Mutex::new(vec![false]),
+        ..Operator::default()
+    };
+    let rec = run(&rb, &op).await;
+    assert_eq!(rec.verdict, Verdict::Failed);
+    assert!(rec.steps[0]
+        .error
+        .clone()
+        .unwrap_or_default()
+        .contains("operator answered no"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn interrupt_cancels_the_step_and_runs_cleanup() {
+    let rb = runbook(
+        "      - id: long\n        wait: 5h\n      - id: next\n        assert: 'true'\n",
+        "      - id: tidy\n        wait: 10m\n",
+    );
+    let cancel = Cancel::new();
+    let op = Operator::default();
+    let opts = RunOptions {
+        operator: "tester".into(),
+        ..RunOptions::default()
+    };
+    let interrupter = {
+        let cancel = cancel.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            cancel.interrupt();
+        }
+    };
+    let start = Instant::now();
+    let (rec, ()) = tokio::join!(
+        drillbook::engine::run(&rb, "p", &opts, &op, &op, &cancel),
+        interrupter
+    );
+    let rec = rec.expect("run");
+    assert_eq!(rec.verdict, Verdict::Interrupted);
+    assert_eq!(rec.verdict.exit_code(), 130);
+    assert_eq!(rec.steps[0].status, StepStatus::Cancelled);
+    assert_eq!(rec.steps[1].status, StepStatus::NotRun);
+    assert_eq!(
+        rec.cleanup[0].status,
+        StepStatus::Passed,
+        "cleanup ran to the end"
+    );
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(660) && waited < Duration::from_secs(3600),
+        "{waited:?}"
+    );
+}

@@ -1,0 +1,9 @@
+//! The integration test binary: drives the real `drillbook` CLI (and the library where time
+//! must be paused). One binary, so it links once.
+
+mod engine;
+mod fuzz;
+mod run;
+mod schema;
+mod support;
+mod validate;

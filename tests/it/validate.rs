@@ -1,0 +1,140 @@
+//! `drillbook validate`: file-driven snapshots. Each `tests/fixtures/invalid/NAME.yaml` has a
+//! `NAME.expected` with the exact stderr; a new case is a new file. `UPDATE_EXPECT=1 cargo
+//! test` rewrites the expected files (review the diff before committing).
+
+use std::path::Path;
+
+use crate::support::{root, Cli};
+
+fn fixtures(dir: &str) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(root().join(dir))
+        .expect("fixture dir")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no fixtures in {dir}");
+    files
+}
+
+fn relative(p: &Path) -> String {
+    p.strip_prefix(root())
+        .expect("inside the repo")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn invalid_fixtures_report_every_problem_with_its_place() {
+    let update = std::env::var_os("UPDATE_EXPECT").is_some();
+    let mut mismatches = Vec::new();
+    for file in fixtures("tests/fixtures/invalid") {
+        let rel = relative(&file);
+        let mut cli = Cli::new().args(["validate", &rel]);
+        cli = cli.env("NO_COLOR", "1");
+        let mut cmd = cli.command();
+        cmd.current_dir(root());
+        let out = cmd.output().expect("run drillbook");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{rel} must be invalid (exit 2)\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            out.stdout.is_empty(),
+            "{rel}: nothing on stdout for an invalid runbook"
+        );
+        let expected_path = file.with_extension("expected");
+        if update {
+            std::fs::write(&expected_path, &stderr).expect("write expected");
+            continue;
+        }
+        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
+            panic!(
+                "missing {}; run with UPDATE_EXPECT=1",
+                relative(&expected_path)
+            )
+        });
+        if expected != stderr {
+            mismatches.push(format!(
+                "=== {rel}\n--- expected\n{expected}\n--- actual\n{stderr}"
+            ));
+        }
+    }
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
+}
+
+#[test]
+fn every_invalid_fixture_names_a_line_and_column() {
+    for file in fixtures("tests/fixtures/invalid") {
+        if file.file_name().is_some_and(|n| n == "empty.yaml") {
+            continue;
+        }
+        let expected =
+            std::fs::read_to_string(file.with_extension("expected")).expect("expected file");
+        let rel = relative(&file);
+        let first = expected.lines().next().unwrap_or_default();
+        let rest = first
+            .strip_prefix(&format!("{rel}:"))
+            .unwrap_or_else(|| panic!("{rel}: first line names the file: {first}"));
+        let mut parts = rest.splitn(3, ':');
+        let line: usize = parts
+            .next()
+            .and_then(|l| l.parse().ok())
+            .unwrap_or_else(|| panic!("{rel}: line number in `{first}`"));
+        let col: usize = parts
+            .next()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("{rel}: column in `{first}`"));
+        assert!(line >= 1 && col >= 1, "{first}");
+    }
+}
+
+#[test]
+fn shipped_and_valid_runbooks_pass() {
+    let mut files = fixtures("runbooks");
+    files.extend(fixtures("tests/fixtures/valid"));
+    for file in files {
+        let rel = relative(&file);
+        let mut cmd = Cli::new().args(["validate", &rel]).command();
+        cmd.current_dir(root());
+        let out = cmd.output().expect("run drillbook");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{rel}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(": ok ("),
+            "{rel}"
+        );
+    }
+}
+
+#[test]
+fn validate_reports_all_files_and_fails_if_any_is_invalid() {
+    let mut cmd = Cli::new()
+        .args([
+            "validate",
+            "runbooks/hello.yaml",
+            "tests/fixtures/invalid/bad-ids.yaml",
+            "no/such/file.yaml",
+        ])
+        .command();
+    cmd.current_dir(root());
+    let out = cmd.output().expect("run drillbook");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("runbooks/hello.yaml: ok"));
+    assert!(
+        stderr.contains("bad-ids.yaml:2:7: error: invalid runbook name"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no/such/file.yaml: error: cannot read runbook"),
+        "{stderr}"
+    );
+}
