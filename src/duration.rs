@@ -70,13 +70,18 @@ impl FromStr for Duration {
 }
 
 impl fmt::Display for Duration {
-    /// The shortest form that reads back to the same value: `1h30m`, `7d`, `250ms`.
+    /// A short form that reads back to the same value and reads the way people write it:
+    /// `1h30m`, `24h`, `7d`, `250ms`. Days only for whole days from 2 up (`36h`, not `1d12h`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut ms = u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX);
         if ms == 0 {
             return f.write_str("0s");
         }
-        for (unit, size) in UNITS {
+        const DAY: u64 = 86_400_000;
+        if ms % DAY == 0 && ms >= 2 * DAY {
+            return write!(f, "{}d", ms / DAY);
+        }
+        for (unit, size) in UNITS.into_iter().filter(|(u, _)| *u != "w" && *u != "d") {
             if ms >= size {
                 write!(f, "{}{unit}", ms / size)?;
                 ms %= size;
@@ -122,8 +127,30 @@ impl Serialize for Duration {
 
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        text.parse().map_err(serde::de::Error::custom)
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Duration;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a duration such as `90s`, `10m`, `1h30m` or `7d`")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Duration, E> {
+                s.parse().map_err(E::custom)
+            }
+            // a bare number is the commonest mistake: say which unit is missing
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
+                Err(E::custom(DurationError {
+                    text: n.to_string(),
+                    reason: "missing unit",
+                }))
+            }
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Duration, E> {
+                Err(E::custom(DurationError {
+                    text: n.to_string(),
+                    reason: "missing unit",
+                }))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

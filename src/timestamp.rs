@@ -101,7 +101,7 @@ mod tests {
         }
         assert_eq!(
             "now-24h".parse::<TimeSpec>().expect("valid").to_string(),
-            "now-1d"
+            "now-24h"
         );
     }
 }

@@ -105,7 +105,11 @@ async fn watch_signals(cancel: Cancel, signals: Signals) {
 
 fn summary(r: &DrillRecord) -> String {
     let mut s = String::new();
-    let verdict = format!("{:?}", r.verdict).to_uppercase();
+    let verdict = if r.dry_run {
+        "DRY RUN (nothing was run)".to_owned()
+    } else {
+        format!("{:?}", r.verdict).to_uppercase()
+    };
     let _ = writeln!(
         s,
         "{} / {}: {verdict}{}",

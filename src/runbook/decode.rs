@@ -74,7 +74,11 @@ fn serde_diagnostic(doc: &Document, at: &YamlPath, message: &str) -> Diagnostic 
         return suggest_or_list(d, &field, &expected);
     }
     if let Some((variant, expected)) = parse_unknown(message, "unknown variant `") {
-        let d = Diagnostic::error(doc.value_span(at), format!("unknown value `{variant}`"));
+        // a kind written as a mapping key (`poll: {htp: …}`): point at the key
+        let d = match doc.exact_key_span(&at.key(&variant)) {
+            Some(span) => Diagnostic::error(Some(span), format!("unknown kind `{variant}`")),
+            None => Diagnostic::error(doc.value_span(at), format!("unknown value `{variant}`")),
+        };
         return suggest_or_list(d, &variant, &expected);
     }
     if let Some(rest) = message.strip_prefix("missing field `") {

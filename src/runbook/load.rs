@@ -114,6 +114,11 @@ impl Document {
         self.nearest(path).map(|p| p.key.unwrap_or(p.value))
     }
 
+    /// The key span of exactly `path`, when the document has that key.
+    pub fn exact_key_span(&self, path: &YamlPath) -> Option<Span> {
+        self.places.get(path).and_then(|p| p.key)
+    }
+
     /// Where character `offset` of the string scalar at `path` is, for pointing inside
     /// templates. `line` is 1-based within the string.
     pub fn span_in_string(
