@@ -73,6 +73,18 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     }
 }
 
+/// The runbook, procedure and params that `plan` and `run` both take.
+#[derive(Debug, clap::Args)]
+pub struct ProcedureArgs {
+    /// Runbook file.
+    runbook: String,
+    /// Procedure id.
+    procedure: String,
+    /// Set a param: `--param target_time=now-2h` (repeatable).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_kv)]
+    params: Vec<(String, String)>,
+}
+
 /// Parses `k=v`.
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {

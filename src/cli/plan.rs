@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{exit, load, out, parse_kv, Format};
+use super::{exit, load, out, Format, ProcedureArgs};
 use crate::engine::{find_procedure, plan_params};
 use crate::runbook::{Procedure, RtoMark, Runbook, Step};
 
@@ -16,29 +16,24 @@ use crate::runbook::{Procedure, RtoMark, Runbook, Step};
     after_help = "Example:\n  drillbook plan runbooks/hello.yaml smoke --param greeting=hi --format json"
 )]
 pub struct Args {
-    /// Runbook file.
-    runbook: String,
-    /// Procedure id.
-    procedure: String,
-    /// Set a param: `--param target_time=now-2h` (repeatable).
-    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_kv)]
-    params: Vec<(String, String)>,
+    #[command(flatten)]
+    target: ProcedureArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
-    let Some(rb) = load(&args.runbook) else {
+    let Some(rb) = load(&args.target.runbook) else {
         return Ok(exit::INVALID);
     };
-    let procedure = match find_procedure(&rb, &args.procedure) {
+    let procedure = match find_procedure(&rb, &args.target.procedure) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("drillbook: error: {e}");
             return Ok(e.exit_code());
         }
     };
-    let params = match plan_params(procedure, &args.params) {
+    let params = match plan_params(procedure, &args.target.params) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("drillbook: error: {e}");

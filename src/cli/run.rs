@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::terminal::Terminal;
-use super::{exit, load, out, parse_kv, Format};
+use super::{exit, load, out, Format, ProcedureArgs};
 use crate::duration::human;
 use crate::engine::cancel::Cancel;
 use crate::engine::record::{DrillRecord, StepRecord};
@@ -19,13 +19,8 @@ use crate::engine::{operator, RunOptions};
     after_help = "Examples:\n  drillbook run runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --param greeting=hi --yes --format json"
 )]
 pub struct Args {
-    /// Runbook file.
-    runbook: String,
-    /// Procedure id.
-    procedure: String,
-    /// Set a param: `--param target_time=now-2h` (repeatable).
-    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = parse_kv)]
-    params: Vec<(String, String)>,
+    #[command(flatten)]
+    target: ProcedureArgs,
     /// Approve manual and destructive steps in advance (for unattended runs).
     #[arg(long, short = 'y')]
     yes: bool,
@@ -38,11 +33,11 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
-    let Some(rb) = load(&args.runbook) else {
+    let Some(rb) = load(&args.target.runbook) else {
         return Ok(exit::INVALID);
     };
     let opts = RunOptions {
-        params: args.params.clone(),
+        params: args.target.params.clone(),
         yes: args.yes,
         dry_run: args.dry_run,
         operator: operator(),
@@ -51,8 +46,15 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let cancel = Cancel::new();
     // listen before anything runs, so an early interrupt still gets cleanup
     let signals = tokio::spawn(watch_signals(cancel.clone(), listen()));
-    let result =
-        crate::engine::run(&rb, &args.procedure, &opts, &terminal, &terminal, &cancel).await;
+    let result = crate::engine::run(
+        &rb,
+        &args.target.procedure,
+        &opts,
+        &terminal,
+        &terminal,
+        &cancel,
+    )
+    .await;
     signals.abort();
     let record = match result {
         Ok(r) => r,

@@ -17,7 +17,9 @@ use super::redact::Redactor;
 use crate::diagnostic::did_you_mean;
 use crate::duration::Duration;
 use crate::runbook::{ParamValue, Procedure, RtoMark, Runbook, Step};
-use crate::steps::{ErrorClass, Form, Interaction, Outputs, StepCx, StepError, StepKind};
+use crate::steps::{
+    ask_operator, Answer, ErrorClass, Form, Interaction, Outputs, StepCx, StepError, StepKind,
+};
 
 /// Progress of a run, for the terminal. Tests replace it.
 pub trait Observer: Send + Sync {
@@ -501,32 +503,15 @@ impl Run<'_> {
             step.kind.name(),
             step.kind.summary()
         );
-        let via = if self.interaction.assume_yes() {
-            "--yes"
-        } else if self.interaction.is_interactive() {
-            let answer = tokio::select! {
-                a = self.interaction.confirm(question.clone()) => a,
-                () = cancel.cancelled() => return Err(StepError::cancelled()),
-            };
-            match answer {
-                Ok(true) => "terminal",
-                Ok(false) => {
-                    return Err(StepError::failed(format!(
-                        "operator declined destructive step `{}`",
-                        step.id
-                    )))
-                }
-                Err(e) => {
-                    return Err(StepError::unavailable(format!(
-                        "cannot ask for approval: {e}"
-                    )))
-                }
+        let what = format!("destructive step `{}` needs approval", step.id);
+        let via = match ask_operator(self.interaction, question.clone(), &what, cancel).await? {
+            Answer::Yes(via) => via,
+            Answer::No => {
+                return Err(StepError::failed(format!(
+                    "operator declined destructive step `{}`",
+                    step.id
+                )))
             }
-        } else {
-            return Err(StepError::unavailable(format!(
-                "destructive step `{}` needs approval: run it in a terminal, or pass --yes to approve in advance",
-                step.id
-            )));
         };
         self.approvals.push(Approval {
             step: step.id.clone(),

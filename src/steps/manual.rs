@@ -60,32 +60,16 @@ impl Spec for Manual {
             out.insert("confirmed".into(), false.into());
             return Ok(out);
         }
-        let via = if cx.interaction.assume_yes() {
-            "--yes"
-        } else if cx.interaction.is_interactive() {
-            match cx
-                .interaction
-                .confirm(format!("step `{}`: done?", cx.step_id))
-                .await
-            {
-                Ok(true) => "terminal",
-                Ok(false) => {
-                    return Err(StepError::failed(format!(
-                        "operator answered no to manual step `{}`",
-                        cx.step_id
-                    )))
-                }
-                Err(e) => {
-                    return Err(StepError::unavailable(format!(
-                        "cannot read the operator's answer: {e}"
-                    )))
-                }
+        let what = format!("manual step `{}` needs an operator", cx.step_id);
+        let question = format!("step `{}`: done?", cx.step_id);
+        let via = match super::ask_operator(cx.interaction, question, &what, cx.cancel).await? {
+            super::Answer::Yes(via) => via,
+            super::Answer::No => {
+                return Err(StepError::failed(format!(
+                    "operator answered no to manual step `{}`",
+                    cx.step_id
+                )))
             }
-        } else {
-            return Err(StepError::unavailable(format!(
-                "manual step `{}` needs an operator: run it in a terminal, or pass --yes to confirm it in advance",
-                cx.step_id
-            )));
         };
         out.insert("confirmed".into(), true.into());
         out.insert("by".into(), cx.operator.into());

@@ -110,6 +110,41 @@ pub trait Interaction: Send + Sync {
     fn confirm(&self, question: String) -> BoxFuture<'static, std::io::Result<bool>>;
 }
 
+/// The operator's answer to a confirmation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answer {
+    /// Granted, and how: `--yes` or `terminal`.
+    Yes(&'static str),
+    No,
+}
+
+/// Asks for a confirmation: granted in advance by `--yes`, asked at a terminal, and refused
+/// (as "could not run") when nobody can answer. `what` names what needs the operator, e.g.
+/// "manual step `x` needs an operator".
+pub async fn ask_operator(
+    interaction: &dyn Interaction,
+    question: String,
+    what: &str,
+    cancel: &Cancel,
+) -> Result<Answer, StepError> {
+    if interaction.assume_yes() {
+        return Ok(Answer::Yes("--yes"));
+    }
+    if !interaction.is_interactive() {
+        return Err(StepError::unavailable(format!(
+            "{what}: run it in a terminal, or pass --yes to approve it in advance"
+        )));
+    }
+    tokio::select! {
+        answer = interaction.confirm(question) => match answer {
+            Ok(true) => Ok(Answer::Yes("terminal")),
+            Ok(false) => Ok(Answer::No),
+            Err(e) => Err(StepError::unavailable(format!("cannot read the operator's answer: {e}"))),
+        },
+        () = cancel.cancelled() => Err(StepError::cancelled()),
+    }
+}
+
 /// A step kind's spec: decoded from the rendered payload, then run.
 pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send + Sync {
     /// Payload fields that are not templates (`""` is a payload written as a bare string).
