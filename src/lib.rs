@@ -20,6 +20,7 @@ pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod engine;
+pub mod pg;
 pub mod runbook;
 pub mod steps;
 pub mod template;

@@ -38,9 +38,10 @@ pub fn environment() -> Environment<'static> {
     env
 }
 
-/// True when `s` contains template syntax at all.
+/// True when `s` contains template syntax. `{#` (a comment) alone does not count: shell's
+/// `${#VAR}` is far more common in runbooks than a template comment.
 pub fn is_template(s: &str) -> bool {
-    s.contains("{{") || s.contains("{%") || s.contains("{#")
+    s.contains("{{") || s.contains("{%")
 }
 
 /// The variable paths a template reads (`steps.branch.id`, `params.when`), or its syntax error.

@@ -15,7 +15,6 @@ use super::record::{
 };
 use super::redact::Redactor;
 use crate::diagnostic::did_you_mean;
-use crate::duration::Duration;
 use crate::runbook::{ParamValue, Procedure, RtoMark, Runbook, Step};
 use crate::steps::{
     ask_operator, Answer, ErrorClass, Form, Interaction, Outputs, StepCx, StepError, StepKind,
@@ -197,9 +196,20 @@ pub async fn run(
             title: procedure.title.clone(),
             kind: procedure.kind,
         },
+        // a secret param is masked whole, whatever its type or length
         params: params
             .iter()
-            .map(|(k, v)| (k.clone(), redactor.redact_json(v)))
+            .map(|(k, v)| {
+                let secret = procedure.params.get(k).is_some_and(|p| p.secret);
+                (
+                    k.clone(),
+                    if secret {
+                        Value::from(super::redact::MASK)
+                    } else {
+                        redactor.redact_json(v)
+                    },
+                )
+            })
             .collect(),
         operator: opts.operator.clone(),
         tool_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -343,7 +353,7 @@ impl Run<'_> {
             {
                 rec.status = StepStatus::Skipped;
                 rec.note = Some(format!(
-                    "step `{missing}` did not run, so there is nothing to clean up"
+                    "step `{missing}` did not pass, so there is nothing of it to clean up"
                 ));
                 return rec;
             }
@@ -468,6 +478,7 @@ impl Run<'_> {
             cancel,
             interaction: self.interaction,
             operator: &self.opts.operator,
+            redactor: &self.redactor,
         };
         let work = kind.run(&cx);
         let limited = async {
@@ -497,12 +508,12 @@ impl Run<'_> {
             .target()
             .map(|t| format!(" on target `{t}`"))
             .unwrap_or_default();
-        let question = format!(
+        let question = self.redactor.redact(&format!(
             "step `{}` ({}) is destructive{target}: {}. Proceed?",
             step.id,
             step.kind.name(),
             step.kind.summary()
-        );
+        ));
         let what = format!("destructive step `{}` needs approval", step.id);
         let via = match ask_operator(self.interaction, question.clone(), &what, cancel).await? {
             Answer::Yes(via) => via,
@@ -662,6 +673,5 @@ fn verdict(record: &DrillRecord, cancel: &Cancel) -> (Verdict, Option<String>) {
             );
         }
     }
-    let _ = Duration::default;
     (Verdict::Passed, None)
 }

@@ -54,7 +54,8 @@ pub struct Runbook {
 pub struct Target {
     pub name: String,
     pub kind: TargetKind,
-    /// Destructive steps against a protected target need approval, and are refused in drills.
+    /// Destructive steps are refused against it in drills (in recoveries they need approval,
+    /// as every destructive step does).
     pub protected: bool,
     pub description: Option<String>,
     /// Environment variables its templates read.

@@ -66,7 +66,17 @@ pub fn check(
         Form::Expression => template::expression_references(&env, text),
     };
     let refs = match found {
-        Ok(refs) => refs,
+        Ok(mut refs) => {
+            // `steps['make-dir'].x` and `env['X']` are references too
+            for root in ["steps", "env", "params"] {
+                refs.extend(
+                    subscripts(text, root)
+                        .into_iter()
+                        .map(|k| format!("{root}.{k}")),
+                );
+            }
+            refs
+        }
         Err(SyntaxError {
             message,
             line,
@@ -127,6 +137,7 @@ pub fn check(
                 _ => None,
             },
             _ if scope.extra.contains(&root) || BUILTINS.contains(&root) => None,
+            "result" => Some(Diagnostic::error(None, "`result` is only readable in `wait.until`, where it holds the polled step's outputs")),
             _ => {
                 let roots: Vec<&str> = ROOTS.iter().chain(scope.extra).copied().collect();
                 Some(Diagnostic::error(None, format!("unknown variable `{root}`")).suggest(root, roots.iter().copied()).or_help(|| {
@@ -146,6 +157,32 @@ pub fn check(
     }
 }
 
+/// Literal keys of `root['key']` / `root["key"]` in a template's text.
+fn subscripts(text: &str, root: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(root).map(|i| i + from) {
+        from = i + root.len();
+        let before_ok = text[..i]
+            .chars()
+            .next_back()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+        let rest = text[from..].trim_start();
+        let Some(rest) = rest.strip_prefix('[').map(str::trim_start) else {
+            continue;
+        };
+        let Some(quote) = rest.chars().next().filter(|c| *c == '\'' || *c == '"') else {
+            continue;
+        };
+        if let Some(end) = rest[1..].find(quote) {
+            if before_ok {
+                out.push(rest[1..1 + end].to_owned());
+            }
+        }
+    }
+    out
+}
+
 fn here_only(root: &str, where_: &str) -> Diagnostic {
     Diagnostic::error(
         None,
@@ -160,16 +197,22 @@ fn place_of(
     text: &str,
     needle: &str,
 ) -> Option<crate::diagnostic::Span> {
-    match text.find(needle) {
-        Some(offset) => {
-            let before = &text[..offset];
-            let line = before.matches('\n').count() + 1;
-            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-            sink.doc
-                .span_in_string(path, line, col, needle.chars().count())
-        }
-        None => sink.doc.value_span(path),
+    // `steps.x` as written, or subscripted: `steps['x']`, `steps["x"]`
+    let mut forms = vec![needle.to_owned()];
+    if let Some((root, key)) = needle.split_once('.') {
+        forms.push(format!("{root}['{key}']"));
+        forms.push(format!("{root}[\"{key}\"]"));
     }
+    let Some((offset, len)) = forms
+        .iter()
+        .find_map(|f| text.find(f.as_str()).map(|o| (o, f.chars().count())))
+    else {
+        return sink.doc.value_span(path);
+    };
+    let before = &text[..offset];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    sink.doc.span_in_string(path, line, col, len)
 }
 
 /// Calls `f` for every string in `value` with its path and the top-level field it sits under
@@ -227,5 +270,23 @@ impl OrHelp for Diagnostic {
         } else {
             self.with_help(f())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subscripts;
+
+    #[test]
+    fn finds_subscripted_references() {
+        assert_eq!(
+            subscripts("{{ steps['make-dir'].stdout }} {{ steps[\"b\"] }}", "steps"),
+            ["make-dir", "b"]
+        );
+        assert_eq!(
+            subscripts("{{ mysteps['x'] }} {{ env [ 'HOME' ] }}", "steps"),
+            Vec::<String>::new()
+        );
+        assert_eq!(subscripts("{{ env [ 'HOME' ] }}", "env"), ["HOME"]);
     }
 }

@@ -138,7 +138,7 @@ pub fn runbook_schema() -> Value {
         vec![
             (
                 "protected",
-                json!({"type": "boolean", "description": "Destructive steps against it need approval and are refused in drills."}),
+                json!({"type": "boolean", "description": "Destructive steps against it are refused in drills (every destructive step needs approval)."}),
             ),
             ("description", string("What this target is.")),
         ],

@@ -410,14 +410,18 @@ fn check_payload(
                 );
             }
             StepForm::Literal => {}
-            StepForm::Expression => refs::check(
-                sink,
-                p,
-                text,
-                Form::Expression,
-                &with_result(scope),
-                &mut reads,
-            ),
+            // only `wait.until` sees the polled step's outputs as `result`
+            StepForm::Expression if p.0.last() == Some(&super::load::Seg::Key("until".into())) => {
+                refs::check(
+                    sink,
+                    p,
+                    text,
+                    Form::Expression,
+                    &with_result(scope),
+                    &mut reads,
+                );
+            }
+            StepForm::Expression => refs::check(sink, p, text, Form::Expression, scope, &mut reads),
             StepForm::Template => refs::check(sink, p, text, Form::Template, scope, &mut reads),
         }
         Ok(Value::Null)
@@ -425,7 +429,7 @@ fn check_payload(
     reads
 }
 
-/// In expressions (`wait.until`), the polled step's outputs are readable as `result`.
+/// In `wait.until`, the polled step's outputs are readable as `result`.
 fn with_result<'a>(scope: &Scope<'a>) -> Scope<'a> {
     Scope {
         params: scope.params.clone(),
@@ -574,7 +578,8 @@ fn read_procedure(
 fn step_id(v: &Value, prefix: &str, i: usize) -> String {
     match v.get("id") {
         Some(Value::String(s)) => s.clone(),
-        _ => format!("{prefix}-{}", i + 1),
+        Some(other) => scalar_text(other).unwrap_or_else(|| format!("{prefix}-{}", i + 1)),
+        None => format!("{prefix}-{}", i + 1),
     }
 }
 
@@ -691,7 +696,15 @@ fn read_step(
     if !r.is_valid() {
         return None;
     }
-    if r.get("id").is_some() {
+    if let Some(other) = r.get("id").filter(|v| !v.is_string()) {
+        sink.at_value(
+            &p.key("id"),
+            format!(
+                "step id must be text such as `create-branch`, found {}",
+                describe(other)
+            ),
+        );
+    } else if r.get("id").is_some() {
         if let Some(msg) = check_id(
             id,
             is_ident_char,
@@ -740,6 +753,9 @@ fn read_step(
     let mut m = serde_yaml::Mapping::new();
     m.insert(Value::String(name.to_owned()), payload.clone());
     let kind: StepKind = sink.decode(&Value::Mapping(m), p)?;
+    if let Err(msg) = kind.check() {
+        sink.at_value(&p.key(name), msg);
+    }
     Some(Step {
         id: id.to_owned(),
         title,
@@ -824,24 +840,8 @@ fn check_targets(
         let Some(name) = step.kind.target() else {
             continue;
         };
-        if crate::template::is_template(name) {
-            continue;
-        }
-        let Some(target) = targets.get(name) else {
-            let kind_path = path.key(step.kind.name()).key("target");
-            sink.at_value(&kind_path, format!("no target `{name}`"))
-                .help = did_you_mean(name, targets.keys().map(String::as_str))
-                .map(|b| format!("did you mean `{b}`?"))
-                .or_else(|| {
-                    Some(if targets.is_empty() {
-                        "this runbook declares no targets".into()
-                    } else {
-                        format!(
-                            "targets: {}",
-                            backticked(&targets.keys().collect::<Vec<_>>())
-                        )
-                    })
-                });
+        let Some(target) = resolve_target(sink, &step.kind, &path.key(step.kind.name()), targets)
+        else {
             continue;
         };
         let destructive = step.destructive || step.kind.is_destructive();
@@ -855,6 +855,40 @@ fn check_targets(
                 Some("drills must only touch scratch resources: point the step at a restored copy, or make the procedure `kind: recovery`".into());
         }
     }
+}
+
+/// The target a step or check names, checked: it exists (else a suggestion), and its kind
+/// is one the step can act on. Templated names are resolved at run time.
+fn resolve_target<'t>(
+    sink: &mut Sink<'_>,
+    kind: &StepKind,
+    kind_path: &YamlPath,
+    targets: &'t IndexMap<String, Target>,
+) -> Option<&'t Target> {
+    let name = kind.target().filter(|n| !crate::template::is_template(n))?;
+    let at = kind_path.key("target");
+    let Some(target) = targets.get(name) else {
+        let help = match did_you_mean(name, targets.keys().map(String::as_str)) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None if targets.is_empty() => "this runbook declares no targets".into(),
+            None => format!(
+                "targets: {}",
+                backticked(&targets.keys().collect::<Vec<_>>())
+            ),
+        };
+        sink.at_value(&at, format!("no target `{name}`")).help = Some(help);
+        return None;
+    };
+    let allowed = kind.target_kinds();
+    let target_kind = match target.kind {
+        TargetKind::Postgres(_) => "postgres",
+        TargetKind::Neon(_) => "neon",
+        TargetKind::Local(_) => "local",
+    };
+    if !allowed.is_empty() && !allowed.contains(&target_kind) {
+        sink.at_value(&at, format!("`{}` cannot act on target `{name}`: it is a {target_kind} target, and `{}` takes {}", kind.name(), kind.name(), backticked(allowed)));
+    }
+    Some(target)
 }
 
 fn read_checks(
@@ -899,12 +933,10 @@ fn read_checks(
         let Some(kind) = sink.decode::<StepKind>(&Value::Mapping(m), &p) else {
             continue;
         };
-        if let Some(t) = kind
-            .target()
-            .filter(|t| !crate::template::is_template(t) && !targets.contains_key(*t))
-        {
-            sink.at_value(&p.key(name).key("target"), format!("no target `{t}`"));
+        if let Err(msg) = kind.check() {
+            sink.at_value(&p.key(name), msg);
         }
+        resolve_target(sink, &kind, &p.key(name), targets);
         if let Some(id) = id {
             out.push(Check {
                 id,

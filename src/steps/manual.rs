@@ -54,7 +54,7 @@ impl Spec for Manual {
             Manual::Text(t) => (t.as_str(), true),
             Manual::Full(s) => (s.instructions.as_str(), s.confirm),
         };
-        cx.interaction.show(instructions);
+        cx.interaction.show(&cx.redactor.redact(instructions));
         let mut out = Outputs::new();
         if !confirm {
             out.insert("confirmed".into(), false.into());

@@ -86,6 +86,8 @@ pub struct StepCx<'a> {
     pub cancel: &'a Cancel,
     pub interaction: &'a dyn Interaction,
     pub operator: &'a str,
+    /// Masks this run's secrets: anything a step shows or returns as text passes through it.
+    pub redactor: &'a crate::engine::redact::Redactor,
 }
 
 impl std::fmt::Debug for StepCx<'_> {
@@ -158,6 +160,14 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     /// The runbook target the step acts on, if any (by name).
     fn target(&self) -> Option<&str> {
         None
+    }
+
+    /// The target kinds (`postgres`, `neon`, `local`) the step can act on; empty for any.
+    const TARGET_KINDS: &'static [&'static str] = &[];
+
+    /// Checks that serde cannot express (e.g. exactly one of two fields), at validation.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
     }
 
     /// One line for `plan`: what the step will do.
@@ -238,6 +248,18 @@ macro_rules! step_kinds {
             pub fn target(&self) -> Option<&str> {
                 match self {
                     $(StepKind::$variant(s) => s.target()),+
+                }
+            }
+
+            pub fn target_kinds(&self) -> &'static [&'static str] {
+                match self {
+                    $(StepKind::$variant(_) => <$spec as Spec>::TARGET_KINDS),+
+                }
+            }
+
+            pub fn check(&self) -> Result<(), String> {
+                match self {
+                    $(StepKind::$variant(s) => s.check()),+
                 }
             }
 

@@ -49,6 +49,28 @@ const TAIL_BYTES: usize = 16 * 1024;
 
 impl Spec for Shell {
     const LITERAL: &'static [&'static str] = &["", "run", "argv"];
+    const TARGET_KINDS: &'static [&'static str] = &["postgres"];
+
+    fn check(&self) -> Result<(), String> {
+        match self {
+            Shell::Full(s) => match (&s.run, &s.argv) {
+                (Some(_), None) => Ok(()),
+                (None, Some(argv)) if !argv.is_empty() => Ok(()),
+                (None, Some(_)) => {
+                    Err("`argv` is empty: give the program and its arguments".into())
+                }
+                (Some(_), Some(_)) => Err(
+                    "give `run` (a script for sh -c) or `argv` (a program and arguments), not both"
+                        .into(),
+                ),
+                (None, None) => {
+                    Err("missing the command: give `run` (a script for sh -c) or `argv`".into())
+                }
+            },
+            Shell::Script(s) if s.trim().is_empty() => Err("empty command".into()),
+            Shell::Script(_) => Ok(()),
+        }
+    }
 
     fn target(&self) -> Option<&str> {
         match self {

@@ -75,7 +75,7 @@ impl Spec for Wait {
                     () = cx.cancel.cancelled() => return Err(StepError::cancelled()),
                 }
                 let mut out = Outputs::new();
-                out.insert("waited".into(), d.to_string().into());
+                out.insert("waited".into(), crate::duration::human(d.std()).into());
                 return Ok(out);
             }
             Wait::Poll(p) => p,

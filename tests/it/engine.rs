@@ -163,7 +163,7 @@ async fn when_skips_and_cleanup_skips_what_never_ran() {
         .note
         .clone()
         .unwrap_or_default()
-        .contains("step `create` did not run"));
+        .contains("step `create` did not pass"));
     assert_eq!(rec.cleanup[1].status, StepStatus::Passed);
 
     let rb = runbook("      - id: a\n        assert: 'true'\n      - id: b\n        when: steps.a.checked == 2\n        assert: 'false'\n", TIDY);

@@ -250,7 +250,7 @@ fn destructive_step_needs_approval() {
 #[test]
 fn secrets_never_reach_output_or_record() {
     let yaml = with_cleanup(
-        "      - id: leak\n        shell:\n          run: 'echo \"token=$T url=$U\"; echo \"$T\" >&2; exit 3'\n          env:\n            T: \"{{ env.SERVICE_API_TOKEN }}\"\n            U: \"{{ env.PROD_URL }}\"\n",
+        "      - id: show\n        manual: { instructions: \"use token {{ env.SERVICE_API_TOKEN }}\", confirm: false }\n      - id: leak\n        shell:\n          run: 'echo \"token=$T url=$U\"; echo \"$T\" >&2; exit 3'\n          env:\n            T: \"{{ env.SERVICE_API_TOKEN }}\"\n            U: \"{{ env.PROD_URL }}\"\n",
     );
     for format in ["json", "text"] {
         let cli = Cli::new()
@@ -272,7 +272,7 @@ fn secrets_never_reach_output_or_record() {
         if format == "json" {
             let rec = r.json();
             assert_eq!(
-                rec["steps"][0]["outputs"]["stdout"],
+                rec["steps"][1]["outputs"]["stdout"],
                 "token=*** url=postgres://app:***@db/prod"
             );
         }
@@ -458,4 +458,27 @@ fn http_step_captures_json_and_classifies_failures() {
     assert_eq!(rec["verdict"], "error");
     assert_eq!(rec["steps"][0]["attempts"], 2);
     assert!(cli.dir.join("cleanup-ran").exists());
+}
+
+#[test]
+fn secret_params_are_masked_whatever_their_type() {
+    let yaml = with_cleanup("      - id: a\n        assert: params.pin > 0\n").replace(
+        "      n: { type: int, default: 2 }",
+        "      n: { type: int, default: 2 }\n      pin: { type: int, default: 7, secret: true }",
+    );
+    let r = Cli::new()
+        .runbook(&yaml)
+        .args([
+            "run",
+            "runbook.yaml",
+            "p",
+            "--param",
+            "pin=4242",
+            "--format",
+            "json",
+        ])
+        .run();
+    r.code(0);
+    assert_eq!(r.json()["params"]["pin"], "***");
+    assert!(!r.stdout.contains("4242"), "{}", r.stdout);
 }

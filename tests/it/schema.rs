@@ -77,3 +77,34 @@ fn schema_rejects_unknown_fields_and_kinds() {
         "a mapping as an env value accepted"
     );
 }
+
+/// Every field name the schema knows is documented in docs/runbook-format.md, so the
+/// reference cannot silently fall behind the format.
+#[test]
+fn every_schema_field_is_documented() {
+    fn names(v: &serde_json::Value, out: &mut std::collections::BTreeSet<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(serde_json::Value::Object(props)) = m.get("properties") {
+                    out.extend(props.keys().cloned());
+                }
+                m.values().for_each(|x| names(x, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| names(x, out)),
+            _ => {}
+        }
+    }
+    let mut fields = std::collections::BTreeSet::new();
+    names(&schema(), &mut fields);
+    let doc = std::fs::read_to_string(root().join("docs/runbook-format.md"))
+        .expect("docs/runbook-format.md");
+    let missing: Vec<&String> = fields
+        .iter()
+        .filter(|f| !doc.contains(&format!("`{f}`")))
+        .collect();
+    assert!(fields.len() > 50, "found only {} fields", fields.len());
+    assert!(
+        missing.is_empty(),
+        "fields missing from docs/runbook-format.md: {missing:?}"
+    );
+}

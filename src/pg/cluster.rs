@@ -1,0 +1,426 @@
+//! Local PostgreSQL clusters that drillbook creates and owns: find the server binaries,
+//! `initdb` into an empty directory, start on a free loopback port with a private socket
+//! directory, stop. PostgreSQL refuses to run as root, so when drillbook is root the server
+//! programs run as the `postgres` account, which is handed the directories first.
+//! Only clusters created here are ever stopped or removed.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Where the server programs are, and their major version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binaries {
+    pub dir: PathBuf,
+    pub major: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("PostgreSQL server binaries not found: set PG_BIN, put pg_config on PATH, or install the server (apt-get install postgresql)")]
+    NoBinaries,
+    #[error("refusing to use {0}: the directory is not empty (drillbook only creates clusters in empty or new directories)")]
+    NotEmpty(PathBuf),
+    #[error("running as root needs the `postgres` account to run the server, and there is none")]
+    NoAccount,
+    #[error("{what} failed: {detail}")]
+    Command { what: String, detail: String },
+    #[error("{0}")]
+    Io(String),
+}
+
+impl ClusterError {
+    fn io(what: &str, path: &Path, e: &std::io::Error) -> ClusterError {
+        ClusterError::Io(format!("{what} {}: {e}", path.display()))
+    }
+}
+
+/// Finds the server binaries: `PG_BIN`, then `pg_config --bindir`, then the newest
+/// `/usr/lib/postgresql/*/bin`.
+pub fn find_binaries() -> Result<Binaries, ClusterError> {
+    let has_server = |dir: &Path| {
+        dir.join("postgres").is_file()
+            && dir.join("initdb").is_file()
+            && dir.join("pg_ctl").is_file()
+    };
+    if let Some(dir) = std::env::var_os("PG_BIN").map(PathBuf::from) {
+        return if has_server(&dir) {
+            Ok(Binaries {
+                major: major_of(&dir),
+                dir,
+            })
+        } else {
+            Err(ClusterError::NoBinaries)
+        };
+    }
+    if let Ok(out) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .stderr(Stdio::null())
+        .output()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if out.status.success() && has_server(&dir) {
+            return Ok(Binaries {
+                major: major_of(&dir),
+                dir,
+            });
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let major = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let dir = e.path().join("bin");
+            has_server(&dir).then_some((major, dir))
+        })
+        .collect();
+    found.sort();
+    found
+        .pop()
+        .map(|(major, dir)| Binaries { dir, major })
+        .ok_or(ClusterError::NoBinaries)
+}
+
+fn major_of(dir: &Path) -> u32 {
+    std::process::Command::new(dir.join("postgres"))
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            text.split_whitespace()
+                .find_map(|w| w.split('.').next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The unix account the server runs as, when drillbook itself is root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Account {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+fn server_account() -> Result<Option<Account>, ClusterError> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
+    if euid != "0" {
+        return Ok(None);
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|_| ClusterError::NoAccount)?;
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.first() == Some(&"postgres")).then(|| {
+                Some(Account {
+                    uid: f.get(2)?.parse().ok()?,
+                    gid: f.get(3)?.parse().ok()?,
+                })
+            })?
+        })
+        .map(Some)
+        .ok_or(ClusterError::NoAccount)
+}
+
+/// Settings for a new cluster.
+#[derive(Debug, Clone, Default)]
+pub struct InitOptions {
+    /// Turn on WAL archiving into this directory (created if missing).
+    pub archive_dir: Option<PathBuf>,
+    /// Throwaway speed: `fsync=off` and friends. Never for data anyone keeps.
+    pub unsafe_fast: bool,
+    /// Extra `postgresql.conf` lines, e.g. `("max_wal_size", "4GB")`.
+    pub settings: Vec<(String, String)>,
+}
+
+/// A cluster drillbook created. Dropping it stops the server if it still runs; the files
+/// stay until [`Cluster::remove`].
+#[derive(Debug)]
+pub struct Cluster {
+    pub bin: Binaries,
+    /// Holds `data/`, `socket/` and `server.log`.
+    pub root: PathBuf,
+    pub port: u16,
+    account: Option<Account>,
+    running: bool,
+}
+
+impl Cluster {
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    pub fn socket_dir(&self) -> PathBuf {
+        self.root.join("socket")
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.root.join("server.log")
+    }
+
+    /// A URL for `db` as the `postgres` superuser over loopback TCP.
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Creates a cluster under `root`, which must be missing or empty.
+    pub async fn create(
+        bin: Binaries,
+        root: &Path,
+        opts: &InitOptions,
+    ) -> Result<Cluster, ClusterError> {
+        if root.exists()
+            && std::fs::read_dir(root)
+                .map_err(|e| ClusterError::io("cannot read", root, &e))?
+                .next()
+                .is_some()
+        {
+            return Err(ClusterError::NotEmpty(root.to_owned()));
+        }
+        let account = server_account()?;
+        let cluster = Cluster {
+            bin,
+            root: root.to_owned(),
+            port: 0,
+            account,
+            running: false,
+        };
+        for dir in [
+            cluster.root.clone(),
+            cluster.data_dir(),
+            cluster.socket_dir(),
+        ] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ClusterError::io("cannot create", &dir, &e))?;
+            cluster.hand_over(&dir)?;
+        }
+        if let Some(archive) = &opts.archive_dir {
+            std::fs::create_dir_all(archive)
+                .map_err(|e| ClusterError::io("cannot create", archive, &e))?;
+            cluster.hand_over(archive)?;
+        }
+        let data = cluster.data_dir();
+        cluster
+            .run(
+                "initdb",
+                "initdb",
+                &[
+                    "-D",
+                    &data.to_string_lossy(),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                    "--no-instructions",
+                ],
+            )
+            .await?;
+        let mut conf = vec![
+            ("listen_addresses".to_owned(), "'127.0.0.1'".to_owned()),
+            (
+                "unix_socket_directories".to_owned(),
+                format!("'{}'", cluster.socket_dir().display()),
+            ),
+            ("max_connections".to_owned(), "50".to_owned()),
+        ];
+        if let Some(archive) = &opts.archive_dir {
+            conf.push(("archive_mode".into(), "on".into()));
+            conf.push(("wal_level".into(), "replica".into()));
+            let a = archive.display();
+            conf.push((
+                "archive_command".into(),
+                format!("'test ! -f {a}/%f && cp %p {a}/%f'"),
+            ));
+        }
+        if opts.unsafe_fast {
+            for (k, v) in [
+                ("fsync", "off"),
+                ("synchronous_commit", "off"),
+                ("full_page_writes", "off"),
+            ] {
+                conf.push((k.into(), v.into()));
+            }
+        }
+        conf.extend(opts.settings.iter().cloned());
+        let mut text = String::from("\n# added by drillbook\n");
+        for (k, v) in conf {
+            text.push_str(&format!("{k} = {v}\n"));
+        }
+        let conf_file = data.join("postgresql.conf");
+        let mut existing = std::fs::read_to_string(&conf_file)
+            .map_err(|e| ClusterError::io("cannot read", &conf_file, &e))?;
+        existing.push_str(&text);
+        std::fs::write(&conf_file, existing)
+            .map_err(|e| ClusterError::io("cannot write", &conf_file, &e))?;
+        Ok(cluster)
+    }
+
+    /// Starts the server on a free loopback port and waits until it accepts connections.
+    pub async fn start(&mut self) -> Result<(), ClusterError> {
+        let mut last = None;
+        for _ in 0..5 {
+            self.port = free_port()?;
+            let opts = format!("-p {}", self.port);
+            let data = self.data_dir().to_string_lossy().into_owned();
+            let log = self.log_file().to_string_lossy().into_owned();
+            match self
+                .run(
+                    "pg_ctl start",
+                    "pg_ctl",
+                    &[
+                        "start", "-w", "-t", "120", "-D", &data, "-l", &log, "-o", &opts,
+                    ],
+                )
+                .await
+            {
+                Ok(_) => {
+                    self.running = true;
+                    return Ok(());
+                }
+                Err(e) => {
+                    let log_text = std::fs::read_to_string(self.log_file()).unwrap_or_default();
+                    // another process took the port between our probe and the bind: try another
+                    if !log_text.contains("could not bind") {
+                        return Err(with_log(e, &log_text));
+                    }
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.unwrap_or(ClusterError::Io("could not start".into())))
+    }
+
+    /// Stops the server (fast shutdown: sessions are disconnected, no data is lost).
+    pub async fn stop(&mut self) -> Result<(), ClusterError> {
+        if !self.running {
+            return Ok(());
+        }
+        let data = self.data_dir().to_string_lossy().into_owned();
+        self.run(
+            "pg_ctl stop",
+            "pg_ctl",
+            &["stop", "-w", "-m", "fast", "-D", &data],
+        )
+        .await?;
+        self.running = false;
+        Ok(())
+    }
+
+    /// Stops the server and deletes everything under the cluster's root.
+    pub async fn remove(mut self) -> Result<(), ClusterError> {
+        self.stop().await?;
+        std::fs::remove_dir_all(&self.root)
+            .map_err(|e| ClusterError::io("cannot remove", &self.root, &e))
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.running
+    }
+
+    /// Gives a directory drillbook created to the server's account.
+    fn hand_over(&self, dir: &Path) -> Result<(), ClusterError> {
+        if let Some(a) = self.account {
+            std::os::unix::fs::chown(dir, Some(a.uid), Some(a.gid))
+                .map_err(|e| ClusterError::io("cannot hand over", dir, &e))?;
+        }
+        Ok(())
+    }
+
+    /// Runs one of the server programs (as the server's account when root).
+    pub async fn run(
+        &self,
+        what: &str,
+        program: &str,
+        args: &[&str],
+    ) -> Result<String, ClusterError> {
+        let mut cmd = tokio::process::Command::new(self.bin.dir.join(program));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd.env("LC_ALL", "C");
+        if let Some(a) = self.account {
+            cmd.uid(a.uid).gid(a.gid);
+        }
+        let out = cmd.output().await.map_err(|e| ClusterError::Command {
+            what: what.into(),
+            detail: format!("cannot start {program}: {e}"),
+        })?;
+        if out.status.success() {
+            return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+        }
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let detail = text
+            .lines()
+            .rfind(|l| !l.trim().is_empty())
+            .unwrap_or("no output")
+            .trim()
+            .to_owned();
+        Err(ClusterError::Command {
+            what: what.into(),
+            detail,
+        })
+    }
+}
+
+fn with_log(e: ClusterError, log: &str) -> ClusterError {
+    let tail: Vec<&str> = log
+        .lines()
+        .rev()
+        .filter(|l| l.contains("FATAL") || l.contains("ERROR") || l.contains("PANIC"))
+        .take(3)
+        .collect();
+    match (e, tail.is_empty()) {
+        (ClusterError::Command { what, detail }, false) => ClusterError::Command {
+            what,
+            detail: format!(
+                "{detail}; server log: {}",
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ),
+        },
+        (e, _) => e,
+    }
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> Result<u16, ClusterError> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| ClusterError::Io(format!("no free loopback port: {e}")))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| ClusterError::Io(format!("no free loopback port: {e}")))
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.running {
+            let mut cmd = std::process::Command::new(self.bin.dir.join("pg_ctl"));
+            cmd.args(["stop", "-m", "immediate", "-w", "-D"])
+                .arg(self.data_dir())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+            if let Some(a) = self.account {
+                use std::os::unix::process::CommandExt;
+                cmd.uid(a.uid).gid(a.gid);
+            }
+            let _ = cmd.status();
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Connection strings: `postgres://` / `postgresql://` URLs and `key=value` strings, with the
+//! libpq TLS modes tokio-postgres does not parse itself (`verify-ca`, `verify-full`,
+//! `sslrootcert`), a connect timeout, `application_name=drillbook` by default, and a redacted
+//! form for every message and record.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::engine::redact::mask_url_passwords;
+
+/// libpq's `sslmode`, all of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    Disable,
+    /// TLS when the server offers it (libpq's default).
+    Prefer,
+    /// TLS, certificate not checked.
+    Require,
+    /// TLS, certificate chain checked against the roots, host name not.
+    VerifyCa,
+    /// TLS, chain and host name checked (what Neon should get).
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(s: &str) -> Option<SslMode> {
+        Some(match s {
+            "disable" => SslMode::Disable,
+            "allow" | "prefer" => SslMode::Prefer,
+            "require" => SslMode::Require,
+            "verify-ca" => SslMode::VerifyCa,
+            "verify-full" => SslMode::VerifyFull,
+            _ => return None,
+        })
+    }
+}
+
+/// A parsed connection string.
+#[derive(Debug, Clone)]
+pub struct ConnSpec {
+    pub config: tokio_postgres::Config,
+    pub ssl: SslMode,
+    /// PEM file of trusted roots (`sslrootcert`); the system roots otherwise.
+    pub root_cert: Option<PathBuf>,
+    pub connect_timeout: Duration,
+    /// The string with its password masked: safe for messages and records.
+    pub display: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid connection string `{shown}`: {reason}")]
+pub struct UrlError {
+    pub shown: String,
+    pub reason: String,
+}
+
+/// Parameters drillbook handles itself rather than passing to tokio-postgres.
+const OURS: &[&str] = &[
+    "sslmode",
+    "sslrootcert",
+    "connect_timeout",
+    "sslcert",
+    "sslkey",
+];
+
+pub fn parse(text: &str) -> Result<ConnSpec, UrlError> {
+    let shown = redact(text);
+    let err = |reason: String| UrlError {
+        shown: shown.clone(),
+        reason,
+    };
+    let text = text.trim();
+    let is_url = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    let (rest, ours) = if is_url {
+        split_url(text)
+    } else {
+        split_kv(text).map_err(err)?
+    };
+    let mut ssl = SslMode::Prefer;
+    let mut root_cert = None;
+    let mut connect_timeout = Duration::from_secs(10);
+    for (k, v) in ours {
+        match k.as_str() {
+            "sslmode" => {
+                ssl = SslMode::parse(&v).ok_or_else(|| {
+                    err(format!(
+                        "unknown sslmode `{v}` (disable, prefer, require, verify-ca, verify-full)"
+                    ))
+                })?
+            }
+            "sslrootcert" if v == "system" => root_cert = None,
+            "sslrootcert" => root_cert = Some(PathBuf::from(v)),
+            "connect_timeout" => {
+                let secs: u64 = v.parse().map_err(|_| {
+                    err(format!("connect_timeout `{v}` is not a number of seconds"))
+                })?;
+                connect_timeout = Duration::from_secs(secs.max(1));
+            }
+            other => {
+                return Err(err(format!(
+                    "`{other}` (client certificates) is not supported"
+                )))
+            }
+        }
+    }
+    if !is_url && rest.trim().is_empty() {
+        return Err(err("empty connection string".into()));
+    }
+    let mut config: tokio_postgres::Config = rest
+        .parse()
+        .map_err(|e: tokio_postgres::Error| err(e.to_string()))?;
+    if config.get_application_name().is_none() {
+        config.application_name("drillbook");
+    }
+    if config.get_user().is_none() {
+        if let Ok(user) = std::env::var("PGUSER").or_else(|_| std::env::var("USER")) {
+            config.user(&user);
+        }
+    }
+    if config.get_hosts().is_empty() {
+        config.host(std::env::var("PGHOST").unwrap_or_else(|_| "localhost".into()));
+    }
+    config.connect_timeout(connect_timeout);
+    Ok(ConnSpec {
+        config,
+        ssl,
+        root_cert,
+        connect_timeout,
+        display: shown,
+    })
+}
+
+/// Masks the password of a URL or a `password=` pair.
+pub fn redact(text: &str) -> String {
+    let masked = mask_url_passwords(text);
+    let mut out = Vec::new();
+    for part in masked.split(' ') {
+        match part.split_once('=') {
+            Some((k, _)) if k.trim() == "password" => out.push(format!("{k}=***")),
+            _ => out.push(part.to_owned()),
+        }
+    }
+    out.join(" ")
+}
+
+/// Removes our parameters from a URL's query string.
+fn split_url(url: &str) -> (String, Vec<(String, String)>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), Vec::new());
+    };
+    let mut keep = Vec::new();
+    let mut ours = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        if OURS.contains(&k) {
+            ours.push((k.to_owned(), percent_decode(v)));
+        } else {
+            keep.push(pair);
+        }
+    }
+    let rest = if keep.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", keep.join("&"))
+    };
+    (rest, ours)
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Removes our parameters from a `key=value` string (values may be single-quoted).
+fn split_kv(text: &str) -> Result<(String, Vec<(String, String)>), String> {
+    let mut keep = Vec::new();
+    let mut ours = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') {
+            return Err(format!("expected `=` after `{key}`"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut raw = String::new();
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            raw.push(chars.next().unwrap_or('\''));
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                raw.push(c);
+                match c {
+                    '\\' => {
+                        if let Some(n) = chars.next() {
+                            raw.push(n);
+                            value.push(n);
+                        }
+                    }
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            if !closed {
+                return Err(format!("unterminated quote in the value of `{key}`"));
+            }
+        } else {
+            raw = std::iter::from_fn(|| chars.next_if(|c| !c.is_whitespace())).collect();
+            value.clone_from(&raw);
+        }
+        if OURS.contains(&key.as_str()) {
+            ours.push((key, value));
+        } else {
+            keep.push(format!("{key}={raw}"));
+        }
+    }
+    Ok((keep.join(" "), ours))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_key_values() {
+        let s = parse("postgresql://app:s3cret@db.example.com:6543/prod?sslmode=verify-full&channel_binding=require&connect_timeout=3").expect("valid");
+        assert_eq!(s.ssl, SslMode::VerifyFull);
+        assert_eq!(s.connect_timeout, Duration::from_secs(3));
+        assert_eq!(s.config.get_dbname(), Some("prod"));
+        assert_eq!(s.config.get_ports(), &[6543]);
+        assert_eq!(s.config.get_application_name(), Some("drillbook"));
+        assert!(!s.display.contains("s3cret"), "{}", s.display);
+
+        let s = parse(
+            "host=127.0.0.1 port=5433 user=postgres password='p w\\'x' dbname=x sslmode=disable",
+        )
+        .expect("valid");
+        assert_eq!(s.ssl, SslMode::Disable);
+        assert_eq!(s.config.get_password(), Some(&b"p w'x"[..]));
+        assert!(!s.display.contains("p w"), "{}", s.display);
+    }
+
+    #[test]
+    fn bad_strings_are_named_without_their_password() {
+        let e =
+            parse("postgres://u:hunter2@h/db?sslmode=verify-everything").expect_err("bad sslmode");
+        assert!(
+            e.to_string()
+                .contains("unknown sslmode `verify-everything`"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(parse("host=x password='unterminated").is_err());
+        assert!(parse("postgres://u@h/db?sslcert=/x.pem").is_err());
+    }
+}
