@@ -4,5 +4,6 @@
 pub mod cluster;
 pub mod connect;
 pub mod url;
+pub mod value;
 
 pub use connect::connect;

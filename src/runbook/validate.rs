@@ -405,9 +405,8 @@ fn check_payload(
                 let field = shown
                     .rsplit_once(&format!(".{kind}"))
                     .map_or_else(|| kind.to_owned(), |(_, rest)| format!("{kind}{rest}"));
-                sink.at_value(p, format!("templates are not expanded in `{field}`")).help = Some(
-                    "pass values as environment variables: `env: {TARGET: \"{{ steps.x.y }}\"}` and use \"$TARGET\" in the command".into(),
-                );
+                sink.at_value(p, format!("templates are not expanded in `{field}`"))
+                    .help = Some(StepKind::literal_help(kind).into());
             }
             StepForm::Literal => {}
             // only `wait.until` sees the polled step's outputs as `result`

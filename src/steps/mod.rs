@@ -4,9 +4,11 @@
 //! plus its file.
 
 pub mod assert;
+pub mod db;
 pub mod http;
 pub mod manual;
 pub mod shell;
+pub mod sql;
 pub mod wait;
 
 use std::future::Future;
@@ -152,6 +154,8 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     /// Payload fields that are not templates (`""` is a payload written as a bare string).
     /// Their text reaches the step as written.
     const LITERAL: &'static [&'static str] = &[];
+    /// How to pass values instead, shown when a literal field holds template syntax.
+    const LITERAL_HELP: &'static str = "pass values as environment variables: `env: {TARGET: \"{{ steps.x.y }}\"}` and use \"$TARGET\" in the command";
     /// Payload fields that are expressions (evaluated by the step, not rendered up front).
     const EXPRESSIONS: &'static [&'static str] = &[];
     /// Kinds that always destroy or overwrite data.
@@ -232,6 +236,13 @@ macro_rules! step_kinds {
                 }
             }
 
+            pub fn literal_help(name: &str) -> &'static str {
+                match name {
+                    $($name => <$spec as Spec>::LITERAL_HELP,)+
+                    _ => "",
+                }
+            }
+
             pub fn expression_fields(name: &str) -> &'static [&'static str] {
                 match name {
                     $($name => <$spec as Spec>::EXPRESSIONS,)+
@@ -307,6 +318,7 @@ step_kinds! {
     Manual("manual") => manual::Manual,
     Wait("wait") => wait::Wait,
     Assert("assert") => assert::Assert,
+    Sql("sql") => sql::Sql,
 }
 
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders

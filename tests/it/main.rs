@@ -5,5 +5,6 @@ mod engine;
 mod fuzz;
 mod run;
 mod schema;
+mod sql;
 mod support;
 mod validate;

@@ -183,3 +183,101 @@ impl Drop for HttpServer {
         }
     }
 }
+
+/// One throwaway PostgreSQL cluster for the whole test binary, started on first use. A
+/// watchdog process (running as the server's account) stops it and removes its files when
+/// this process exits, however it exits. Tests create their own databases in it.
+pub struct Pg {
+    pub port: u16,
+    pub bin: PathBuf,
+}
+
+pub fn pg() -> &'static Pg {
+    static PG: std::sync::OnceLock<Pg> = std::sync::OnceLock::new();
+    PG.get_or_init(|| {
+        use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+        let bin = find_binaries().unwrap_or_else(|e| panic!("tests need PostgreSQL: {e}"));
+        let root = std::env::temp_dir().join(format!("drillbook-it-pg-{}", std::process::id()));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let opts = InitOptions { unsafe_fast: true, ..InitOptions::default() };
+        let mut cluster = rt.block_on(Cluster::create(bin.clone(), &root, &opts)).unwrap_or_else(|e| panic!("initdb: {e}"));
+        rt.block_on(cluster.start()).unwrap_or_else(|e| panic!("start: {e}"));
+        let port = cluster.port;
+        let pg_ctl = bin.dir.join("pg_ctl");
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 0.5; done; {pg_ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {root}",
+            pid = std::process::id(),
+            pg_ctl = pg_ctl.display(),
+            data = cluster.data_dir().display(),
+            root = root.display()
+        );
+        let mut watchdog = Command::new("sh");
+        watchdog.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some((uid, gid)) = owner_of(&root) {
+            use std::os::unix::process::CommandExt;
+            watchdog.uid(uid).gid(gid);
+        }
+        // not waited for on purpose: it must outlive this process (init reaps it)
+        let child = watchdog.spawn().expect("start the cluster watchdog");
+        std::mem::forget(child);
+        // the watchdog owns the server's lifetime from here on
+        std::mem::forget(cluster);
+        Pg { port, bin: bin.dir }
+    })
+}
+
+fn owner_of(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.uid(), m.gid()))
+}
+
+impl Pg {
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port
+        )
+    }
+
+    /// Runs SQL through psql (ON_ERROR_STOP), panicking with psql's message on failure.
+    #[track_caller]
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            out.status.success(),
+            "psql failed on {db}: {}\n{sql}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// A fresh, empty database with a unique name; returns its name.
+    pub fn database(&self, prefix: &str) -> String {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!("{prefix}_{}", N.fetch_add(1, Ordering::Relaxed));
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        name
+    }
+}

@@ -1,0 +1,57 @@
+//! Where a step's `db:` points: a target name (a `postgres` target's URL, rendered), or a
+//! connection string given directly — typically a step output such as
+//! `{{ steps.branch.connection_uri }}`, already rendered by the time the step runs.
+
+use super::{StepCx, StepError};
+use crate::pg::url::{self, ConnSpec};
+use crate::runbook::TargetKind;
+
+/// True when `db` is written as a target name rather than a connection string.
+pub fn is_target_name(db: &str) -> bool {
+    !db.is_empty()
+        && db
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+}
+
+/// The target name in a `db:` field, for validation (None for URLs and templates).
+pub fn target_name(db: &str) -> Option<&str> {
+    (is_target_name(db) && !crate::template::is_template(db)).then_some(db)
+}
+
+/// Resolves `db` to a parsed connection string.
+pub fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
+    let text = if is_target_name(db) {
+        let target = cx
+            .runbook
+            .targets
+            .get(db)
+            .ok_or_else(|| StepError::failed(format!("no target `{db}`")))?;
+        match &target.kind {
+            TargetKind::Postgres(pg) => render(cx, &pg.url, db)?,
+            TargetKind::Local(l) => match &l.url {
+                Some(u) => render(cx, u, db)?,
+                None => return Err(StepError::failed(format!("target `{db}` has no `url` to connect to"))),
+            },
+            TargetKind::Neon(_) => {
+                return Err(StepError::failed(format!(
+                    "target `{db}` is a Neon target: connect through a branch's `connection_uri` output, or a postgres target"
+                )))
+            }
+        }
+    } else {
+        db.to_owned()
+    };
+    url::parse(&text).map_err(|e| StepError::failed(e.to_string()))
+}
+
+fn render(cx: &StepCx<'_>, template: &str, name: &str) -> Result<String, StepError> {
+    crate::template::render(cx.templates, template, cx.vars)
+        .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+        .map_err(|e| {
+            StepError::failed(format!(
+                "cannot render the URL of target `{name}`: {}",
+                crate::template::describe_error(&e)
+            ))
+        })
+}

@@ -1,0 +1,164 @@
+//! The `sql` step against a real PostgreSQL cluster: binding, read-only by default,
+//! expectations, outputs, and connection faults.
+
+use crate::support::{pg, Cli};
+
+fn runbook(db_url: &str, steps: &str) -> String {
+    format!(
+        "version: 1\nname: t\ntargets:\n  db:\n    postgres: {{ url: \"{{{{ env.T_DB_URL }}}}\" }}\nprocedures:\n  p:\n    title: P\n    kind: drill\n    params:\n      since: {{ type: timestamp, default: \"2026-01-01T00:00:00Z\" }}\n    steps:\n{steps}\n# {db_url}\n"
+    )
+}
+
+fn run(db_url: &str, steps: &str) -> (i32, serde_json::Value, String) {
+    let cli = Cli::new()
+        .runbook(&runbook(db_url, steps))
+        .env("T_DB_URL", db_url)
+        .args(["run", "runbook.yaml", "p", "--format", "json"]);
+    let r = cli.run();
+    let json = serde_json::from_str(&r.stdout).unwrap_or(serde_json::Value::Null);
+    (r.code, json, r.stderr)
+}
+
+fn setup() -> String {
+    let pg = pg();
+    let db = pg.database("sqlstep");
+    pg.psql(
+        &db,
+        "CREATE TABLE orders (id bigint PRIMARY KEY, total numeric(12,2), placed timestamptz, note text, doc jsonb, ok boolean, u uuid);
+         INSERT INTO orders VALUES (1, 10.50, '2026-02-01T10:00:00Z', 'first', '{\"a\": 1}', true, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'),
+                                   (2, 1234567.89, '2026-03-01T10:00:00Z', null, null, false, null),
+                                   (3, -0.01, '2025-12-01T10:00:00Z', 'old', null, null, null);",
+    );
+    pg.url(&db)
+}
+
+#[test]
+fn binds_params_and_outputs_the_first_row() {
+    let url = setup();
+    let (code, rec, stderr) = run(
+        &url,
+        "      - id: recent\n        sql:\n          db: db\n          query: select count(*) as n, sum(total) as total, min(placed) as first from orders where placed >= $1 and note is distinct from $2\n          params: [\"{{ params.since }}\", \"nothing\"]\n          expect: { rows: 1, value: \"== 2\" }\n      - id: check\n        assert: steps.recent.n == 2 and steps.recent.total == 1234578.39\n",
+    );
+    assert_eq!(code, 0, "{stderr}\n{rec:#}");
+    let out = &rec["steps"][0]["outputs"];
+    assert_eq!(out["n"], 2);
+    assert_eq!(out["total"], 1234578.39);
+    assert_eq!(out["first"], "2026-02-01T10:00:00Z");
+    assert_eq!(out["row_count"], 1);
+}
+
+#[test]
+fn decodes_common_types() {
+    let url = setup();
+    let (code, rec, stderr) = run(&url, "      - id: one\n        sql: { db: db, query: \"select * from orders where id = $1\", params: [1] }\n");
+    assert_eq!(code, 0, "{stderr}");
+    let out = &rec["steps"][0]["outputs"];
+    assert_eq!(out["total"], 10.5);
+    assert_eq!(out["doc"]["a"], 1);
+    assert_eq!(out["ok"], true);
+    assert_eq!(out["u"], "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11");
+    let (code, rec, _) = run(&url, "      - id: neg\n        sql: { db: db, query: \"select total, total * 1000000 as big, 0.000001::numeric as tiny from orders where id = 3\" }\n");
+    assert_eq!(code, 0);
+    assert_eq!(rec["steps"][0]["outputs"]["total"], -0.01);
+    assert_eq!(rec["steps"][0]["outputs"]["tiny"], 0.000001);
+    assert_eq!(rec["steps"][0]["outputs"]["big"], -10000);
+}
+
+#[test]
+fn read_only_unless_write() {
+    let url = setup();
+    let (code, rec, _) = run(
+        &url,
+        "      - id: del\n        sql: { db: db, query: delete from orders }\n",
+    );
+    assert_eq!(code, 1);
+    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("read-only transaction"), "{err}");
+    let (code, _, stderr) = run(&url, "      - id: del\n        sql: { db: db, query: \"delete from orders where id = $1\", params: [3], write: true }\n      - id: left\n        sql: { db: db, query: \"select count(*) from orders\", expect: { value: 2 } }\n");
+    assert_eq!(code, 0, "{stderr}");
+}
+
+#[test]
+fn failed_expectations_say_what_was_found() {
+    let url = setup();
+    let (code, rec, _) = run(&url, "      - id: c\n        sql: { db: db, query: \"select id from orders order by id\", expect: { rows: \">= 5\" } }\n");
+    assert_eq!(code, 1);
+    assert_eq!(rec["steps"][0]["error"], "expected rows >= 5, got 3");
+    let (code, rec, _) = run(&url, "      - id: c\n        sql: { db: db, query: \"select id, note from orders where id < 3\", expect: { equals: [[1, first], [2, null]] } }\n");
+    assert_eq!(code, 0, "{rec:#}");
+    let (code, rec, _) = run(&url, "      - id: c\n        sql: { db: db, query: \"select id from orders\", expect: { equals: [[1], [2]] } }\n");
+    assert_eq!(code, 1);
+    assert!(
+        rec["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unexpected [[\"3\"]]"),
+        "{rec:#}"
+    );
+}
+
+#[test]
+fn connection_faults_are_clear_and_exit_3() {
+    let port = drillbook::pg::cluster::free_port().expect("port");
+    let url = format!(
+        "postgresql://postgres:sekrit-pw@127.0.0.1:{port}/x?sslmode=disable&connect_timeout=2"
+    );
+    let (code, rec, _) = run(
+        &url,
+        "      - id: c\n        sql: { db: db, query: select 1 }\n",
+    );
+    assert_eq!(code, 3);
+    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("cannot connect to postgresql://postgres:***@127.0.0.1")
+            && err.contains("refused"),
+        "{err}"
+    );
+    assert!(!rec.to_string().contains("sekrit-pw"));
+
+    // TLS required, but the server does not offer it
+    let url = pg()
+        .url("postgres")
+        .replace("sslmode=disable", "sslmode=require");
+    let (code, rec, _) = run(
+        &url,
+        "      - id: c\n        sql: { db: db, query: select 1 }\n",
+    );
+    assert_eq!(code, 3);
+    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.to_lowercase().contains("tls") || err.to_lowercase().contains("ssl"),
+        "{err}"
+    );
+
+    // no such database
+    let url = pg().url("no_such_db");
+    let (code, rec, _) = run(
+        &url,
+        "      - id: c\n        sql: { db: db, query: select 1 }\n",
+    );
+    assert_eq!(code, 3);
+    assert!(
+        rec["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("does not exist"),
+        "{rec:#}"
+    );
+}
+
+#[test]
+fn sql_text_is_never_a_template() {
+    let r = Cli::new()
+        .runbook("version: 1\nname: t\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: a\n        sql: { db: \"postgres://x@h/db\", query: \"select * from t where id = {{ run.id }}\" }\n")
+        .args(["validate", "runbook.yaml"])
+        .run();
+    r.code(2);
+    assert!(
+        r.stderr
+            .contains("templates are not expanded in `sql.query`")
+            && r.stderr.contains("`$1` in the query"),
+        "{}",
+        r.stderr
+    );
+}
