@@ -15,6 +15,7 @@
 //! - [`template`]: the minijinja environment (strict undefined) shared by validation and runs.
 //! - [`cron`], [`duration`], [`timestamp`]: the value types runbooks are written in.
 
+pub mod checks;
 pub mod cli;
 pub mod cron;
 pub mod diagnostic;

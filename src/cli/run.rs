@@ -105,6 +105,16 @@ async fn watch_signals(cancel: Cancel, signals: Signals) {
     }
 }
 
+/// " (objective 1h: met)" and its variants.
+fn objective_text(objective: Option<crate::duration::Duration>, met: Option<bool>) -> String {
+    match (objective, met) {
+        (Some(o), Some(true)) => format!(" (objective {o}: met)"),
+        (Some(o), Some(false)) => format!(" (objective {o}: NOT met)"),
+        (Some(o), None) => format!(" (objective {o})"),
+        (None, _) => String::new(),
+    }
+}
+
 fn summary(r: &DrillRecord) -> String {
     let mut s = String::new();
     let verdict = if r.dry_run {
@@ -134,17 +144,25 @@ fn summary(r: &DrillRecord) -> String {
         let measured = rto.measured_ms.map_or("not measured".to_owned(), |ms| {
             human(std::time::Duration::from_millis(ms))
         });
-        let objective = match (rto.objective, rto.met) {
-            (Some(o), Some(true)) => format!(" (objective {o}: met)"),
-            (Some(o), Some(false)) => format!(" (objective {o}: NOT met)"),
-            (Some(o), None) => format!(" (objective {o})"),
-            (None, _) => String::new(),
-        };
+        let objective = objective_text(rto.objective, rto.met);
         let _ = writeln!(
             s,
             "RTO {measured}{objective}, from `{}` to `{}`",
             rto.from_step, rto.to_step
         );
+    }
+    if let Some(rpo) = &r.rpo {
+        let window = rpo
+            .data_loss_window_ms
+            .map_or("not measured".to_owned(), |ms| {
+                human(std::time::Duration::from_millis(ms))
+            });
+        let point = rpo
+            .recovery_point
+            .map(crate::timestamp::rfc3339)
+            .unwrap_or_default();
+        let objective = objective_text(rpo.objective, rpo.met);
+        let _ = writeln!(s, "RPO {window}{objective}, recovery point {point}");
     }
     let table = |s: &mut String, title: &str, steps: &[StepRecord]| {
         if steps.is_empty() {
@@ -173,5 +191,14 @@ fn summary(r: &DrillRecord) -> String {
     };
     table(&mut s, "steps", &r.steps);
     table(&mut s, "cleanup", &r.cleanup);
+    // checks that produce a readable report (compare) show it under the summary
+    for st in &r.steps {
+        if let Some(report) = st.outputs.get("report").and_then(serde_json::Value::as_str) {
+            let _ = writeln!(s, "\n{} ({}):", st.id, st.kind);
+            for line in report.lines() {
+                let _ = writeln!(s, "  {line}");
+            }
+        }
+    }
     s
 }

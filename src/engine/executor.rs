@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 use super::cancel::Cancel;
 use super::context::{redactor, RunOptions, Vars};
 use super::record::{
-    Approval, DrillRecord, ProcedureRef, RtoRecord, RunbookRef, StepRecord, StepStatus, Verdict,
-    RECORD_VERSION,
+    Approval, DrillRecord, ProcedureRef, RpoRecord, RtoRecord, RunbookRef, StepRecord, StepStatus,
+    Verdict, RECORD_VERSION,
 };
 use super::redact::Redactor;
 use crate::diagnostic::did_you_mean;
@@ -127,7 +127,12 @@ pub fn plan_params(
 pub fn needed_env(runbook: &Runbook, procedure: &Procedure) -> BTreeSet<String> {
     let mut names = procedure.env_vars();
     for step in procedure.steps.iter().chain(&procedure.cleanup) {
-        if let Some(t) = step.kind.target().and_then(|t| runbook.targets.get(t)) {
+        for t in step
+            .kind
+            .targets()
+            .into_iter()
+            .filter_map(|t| runbook.targets.get(t))
+        {
             names.extend(t.env.iter().cloned());
         }
     }
@@ -290,6 +295,7 @@ pub async fn run(
 
     record.approvals = std::mem::take(&mut state.approvals);
     record.rto = Some(measure_rto(runbook, procedure, &record.steps));
+    record.rpo = observed_rpo(runbook, &record.steps);
     let (verdict, reason) = verdict(&record, cancel);
     record.verdict = verdict;
     record.reason = reason;
@@ -614,6 +620,38 @@ fn measure_rto(runbook: &Runbook, procedure: &Procedure, steps: &[StepRecord]) -
             .map(|s| s.id.clone())
             .unwrap_or_default(),
     }
+}
+
+/// The RPO as the last `freshness` check observed it.
+fn observed_rpo(runbook: &Runbook, steps: &[StepRecord]) -> Option<RpoRecord> {
+    let step = steps
+        .iter()
+        .rev()
+        .find(|s| s.kind == "freshness" && s.outputs.contains_key("recovery_point"))?;
+    let time = |k: &str| {
+        step.outputs
+            .get(k)
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let window = step
+        .outputs
+        .get("data_loss_window_ms")
+        .and_then(Value::as_u64);
+    let objective = runbook.objectives.rpo;
+    let met = match (window, objective) {
+        _ if step.status != StepStatus::Passed => Some(false),
+        (Some(w), Some(o)) => Some(u128::from(w) <= o.std().as_millis()),
+        _ => None,
+    };
+    Some(RpoRecord {
+        recovery_point: time("recovery_point"),
+        target: time("target"),
+        data_loss_window_ms: window,
+        objective,
+        met,
+    })
 }
 
 fn verdict(record: &DrillRecord, cancel: &Cancel) -> (Verdict, Option<String>) {

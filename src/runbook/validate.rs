@@ -836,11 +836,15 @@ fn check_targets(
             .map(|(i, s)| (p.key("cleanup").index(i), s)),
     );
     for (path, step) in sections {
-        let Some(name) = step.kind.target() else {
-            continue;
-        };
-        let Some(target) = resolve_target(sink, &step.kind, &path.key(step.kind.name()), targets)
-        else {
+        let kind_path = path.key(step.kind.name());
+        let mut acted_on = None;
+        for n in step.kind.targets() {
+            let t = resolve_target(sink, &step.kind, n, &step.payload, &kind_path, targets);
+            if step.kind.target() == Some(n) {
+                acted_on = t.map(|t| (n, t));
+            }
+        }
+        let Some((name, target)) = acted_on else {
             continue;
         };
         let destructive = step.destructive || step.kind.is_destructive();
@@ -861,11 +865,24 @@ fn check_targets(
 fn resolve_target<'t>(
     sink: &mut Sink<'_>,
     kind: &StepKind,
+    name: &str,
+    payload: &Value,
     kind_path: &YamlPath,
     targets: &'t IndexMap<String, Target>,
 ) -> Option<&'t Target> {
-    let name = kind.target().filter(|n| !crate::template::is_template(n))?;
-    let at = kind_path.key("target");
+    if crate::template::is_template(name) {
+        return None;
+    }
+    // the field that names it: `target`, `db`, `source`, `restored`, …
+    let field = payload
+        .as_mapping()
+        .and_then(|m| {
+            m.iter()
+                .find(|(_, v)| v.as_str() == Some(name))
+                .and_then(|(k, _)| k.as_str())
+        })
+        .unwrap_or("target");
+    let at = kind_path.key(field);
     let Some(target) = targets.get(name) else {
         let help = match did_you_mean(name, targets.keys().map(String::as_str)) {
             Some(best) => format!("did you mean `{best}`?"),
@@ -935,7 +952,9 @@ fn read_checks(
         if let Err(msg) = kind.check() {
             sink.at_value(&p.key(name), msg);
         }
-        resolve_target(sink, &kind, &p.key(name), targets);
+        for t in kind.targets() {
+            resolve_target(sink, &kind, t, &payload, &p.key(name), targets);
+        }
         if let Some(id) = id {
             out.push(Check {
                 id,

@@ -166,6 +166,11 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
         None
     }
 
+    /// Every target the step names, acted on or only read (e.g. a comparison's source).
+    fn targets(&self) -> Vec<&str> {
+        self.target().into_iter().collect()
+    }
+
     /// The target kinds (`postgres`, `neon`, `local`) the step can act on; empty for any.
     const TARGET_KINDS: &'static [&'static str] = &[];
 
@@ -262,6 +267,12 @@ macro_rules! step_kinds {
                 }
             }
 
+            pub fn targets(&self) -> Vec<&str> {
+                match self {
+                    $(StepKind::$variant(s) => s.targets()),+
+                }
+            }
+
             pub fn target_kinds(&self) -> &'static [&'static str] {
                 match self {
                     $(StepKind::$variant(_) => <$spec as Spec>::TARGET_KINDS),+
@@ -319,6 +330,8 @@ step_kinds! {
     Wait("wait") => wait::Wait,
     Assert("assert") => assert::Assert,
     Sql("sql") => sql::Sql,
+    Freshness("freshness") => crate::checks::freshness::Freshness,
+    Compare("compare") => crate::checks::compare::Compare,
 }
 
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders

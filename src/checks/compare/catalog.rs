@@ -1,0 +1,150 @@
+//! What the catalogs say: the user tables with their columns and primary keys, which column
+//! types can be hashed, and the schema objects compared between source and restored.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tokio_postgres::Client;
+
+use crate::pg::connect::describe;
+
+/// A user table as the catalog describes it.
+#[derive(Debug, Clone)]
+pub struct Table {
+    /// `schema.table`.
+    pub name: String,
+    pub columns: Vec<Column>,
+    /// Primary key columns, in key order (empty without a primary key).
+    pub primary_key: Vec<Column>,
+    /// The planner's row estimate (for sampling).
+    pub estimate: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    /// `format_type` of the column, e.g. `numeric(12,2)`.
+    pub ty: String,
+}
+
+const TABLES: &str = "
+SELECT n.nspname || '.' || c.relname, c.reltuples::float8,
+       coalesce((SELECT array_agg(a.attname::text ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+       coalesce((SELECT array_agg(format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped), '{}'),
+       coalesce((SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_constraint p
+                 CROSS JOIN LATERAL unnest(p.conkey) WITH ORDINALITY k(attnum, ord)
+                 JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+                 WHERE p.conrelid = c.oid AND p.contype = 'p'), '{}')
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+ORDER BY 1";
+
+/// Every user table (partitioned tables as a whole, not their partitions).
+pub async fn tables(client: &Client) -> Result<BTreeMap<String, Table>, String> {
+    let rows = client
+        .query(TABLES, &[])
+        .await
+        .map_err(|e| format!("listing tables: {}", describe(&e)))?;
+    let mut out = BTreeMap::new();
+    for r in rows {
+        let name: String = r.get(0);
+        let names: Vec<String> = r.get(2);
+        let types: Vec<String> = r.get(3);
+        let pk: Vec<String> = r.get(4);
+        let columns: Vec<Column> = names
+            .into_iter()
+            .zip(types)
+            .map(|(name, ty)| Column { name, ty })
+            .collect();
+        let primary_key = pk
+            .iter()
+            .filter_map(|k| columns.iter().find(|c| &c.name == k).cloned())
+            .collect();
+        out.insert(
+            name.clone(),
+            Table {
+                name,
+                columns,
+                primary_key,
+                estimate: r.get(1),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Which of these types have an extended hash function (`json`, `point`, `xml` do not):
+/// probed with a NULL of each type, once per type.
+pub async fn hashable(client: &Client, types: &BTreeSet<String>) -> HashMap<String, bool> {
+    let mut out = HashMap::new();
+    for ty in types {
+        let probe = format!("SELECT hash_record_extended(ROW(NULL::{ty}), 0)");
+        out.insert(
+            ty.clone(),
+            client.query_one(probe.as_str(), &[]).await.is_ok(),
+        );
+    }
+    out
+}
+
+/// Schema objects, as (kind, table, name) -> definition. Sequences' values are separate.
+pub type Objects = BTreeMap<(String, String, String), String>;
+
+const OBJECTS: &str = "
+SELECT 'column', n.nspname || '.' || c.relname, a.attname::text,
+       format_type(a.atttypid, a.atttypmod) || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+         || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
+FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+UNION ALL
+SELECT CASE p.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique constraint'
+                      WHEN 'c' THEN 'check constraint' ELSE 'constraint' END,
+       n.nspname || '.' || c.relname, p.conname::text, pg_get_constraintdef(p.oid)
+FROM pg_constraint p JOIN pg_class c ON c.oid = p.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+UNION ALL
+SELECT 'index', n.nspname || '.' || c.relname, i.relname::text, pg_get_indexdef(i.oid)
+FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+UNION ALL
+SELECT 'sequence', '', s.schemaname || '.' || s.sequencename,
+       format('%s increment %s min %s max %s cycle %s', s.data_type, s.increment_by, s.min_value, s.max_value, s.cycle)
+FROM pg_sequences s WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')";
+
+pub async fn objects(client: &Client) -> Result<Objects, String> {
+    let rows = client
+        .query(OBJECTS, &[])
+        .await
+        .map_err(|e| format!("reading the schema: {}", describe(&e)))?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1), r.get(2)), r.get(3)))
+        .collect())
+}
+
+/// Sequence name -> last value (None when never used).
+pub async fn sequence_values(client: &Client) -> Result<BTreeMap<String, Option<i64>>, String> {
+    let rows = client
+        .query("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", &[])
+        .await
+        .map_err(|e| format!("reading sequences: {}", describe(&e)))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+}
+
+/// The major version (`server_version_num / 10000`): hash functions are only comparable
+/// within one major version.
+pub async fn major_version(client: &Client) -> Result<i32, String> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .await
+        .map_err(|e| describe(&e))?;
+    Ok(row.get(0))
+}

@@ -1,0 +1,725 @@
+//! `compare`: a restored database against its source. Per table: existence, row counts
+//! (exact, or within a tolerance, or restored ≤ source for restores to an earlier time),
+//! content checksums computed in each database, the differing keys when checksums differ, a
+//! sample of rows value by value; and the schema (columns, keys, indexes, constraints,
+//! sequences). Tables are checked concurrently over a bounded number of connections per
+//! database. Every finding lands in the step's outputs, per table.
+
+mod catalog;
+mod table;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::steps::{db, Outputs, Spec, StepCx, StepError};
+use catalog::Table;
+use table::{Digest, Hashing, KeyDiff};
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Compare {
+    /// The database restored from (usually production): a target name or connection string.
+    pub source: String,
+    /// The restored copy: a target name or connection string, e.g.
+    /// `"{{ steps.restore.connection_uri }}"`.
+    pub restored: String,
+    /// `all` (every user table of the source) or a list (`orders`, `sales.invoices`).
+    #[serde(default)]
+    pub tables: Tables,
+    /// Tables to leave out.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Compare row counts: `true` (equal, the default), `false`, or
+    /// `{tolerance: "1%" | 100, direction: equal | restored_le_source}`.
+    #[serde(default)]
+    pub row_counts: RowCounts,
+    /// Content checksums: `true` (every compared table), `false` (default), or a list of
+    /// tables (e.g. those untouched since the recovery target).
+    #[serde(default)]
+    pub checksums: Selection,
+    /// Rows compared value by value, by primary key: a count for every table with a primary
+    /// key, or `{rows: N, tables: [...]}`.
+    #[serde(default)]
+    pub samples: Samples,
+    /// Compare the schema: columns, types, nullability, keys, indexes, constraints,
+    /// sequences (default true).
+    #[serde(default = "yes")]
+    pub schema: bool,
+    /// Connections per database, and so tables checked at once (default 2).
+    pub concurrency: Option<usize>,
+    /// How many differing keys to report per table (default 10; 0 skips the search).
+    pub differing_keys: Option<usize>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `all`, or a list of tables.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Tables {
+    #[default]
+    All,
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for Tables {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tables, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Tables;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("`all` or a list of tables")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Tables, E> {
+                if s == "all" {
+                    Ok(Tables::All)
+                } else {
+                    Err(E::custom(format!(
+                        "expected `all` or a list of tables, found `{s}`"
+                    )))
+                }
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Tables, A::Error> {
+                Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+                    .map(Tables::List)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl JsonSchema for Tables {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Tables".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"anyOf": [{"const": "all"}, {"type": "array", "items": {"type": "string"}}]})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Selection {
+    Every(bool),
+    Only(Vec<String>),
+}
+
+impl Default for Selection {
+    fn default() -> Selection {
+        Selection::Every(false)
+    }
+}
+
+impl Selection {
+    fn includes(&self, table: &str) -> bool {
+        match self {
+            Selection::Every(b) => *b,
+            Selection::Only(list) => list.iter().any(|t| same_table(t, table)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum RowCounts {
+    Enabled(bool),
+    Rule(CountRule),
+}
+
+impl Default for RowCounts {
+    fn default() -> RowCounts {
+        RowCounts::Enabled(true)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CountRule {
+    /// Allowed difference: a row count (`100`) or a percentage of the source (`"1%"`).
+    pub tolerance: Option<Tolerance>,
+    /// `equal` (default) or `restored_le_source`: a restore to an earlier time may have
+    /// fewer rows, never more.
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Tolerance {
+    Rows(u64),
+    Percent(String),
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    #[default]
+    Equal,
+    RestoredLeSource,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Samples {
+    Rows(usize),
+    Rule(SampleRule),
+}
+
+impl Default for Samples {
+    fn default() -> Samples {
+        Samples::Rows(0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SampleRule {
+    pub rows: usize,
+    /// Only these tables (default: every compared table with a primary key).
+    pub tables: Option<Vec<String>>,
+}
+
+/// `orders` matches `public.orders`.
+fn same_table(given: &str, qualified: &str) -> bool {
+    given == qualified || (!given.contains('.') && qualified == format!("public.{given}"))
+}
+
+/// `public.orders` shows as `orders`.
+fn shown(qualified: &str) -> &str {
+    qualified.strip_prefix("public.").unwrap_or(qualified)
+}
+
+/// The outcome for one table.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableReport {
+    pub table: String,
+    pub ok: bool,
+    pub rows_source: Option<i64>,
+    pub rows_restored: Option<i64>,
+    /// `equal`, `different`, or absent when not checksummed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub differing_keys: Vec<KeyDiff>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<String>,
+}
+
+impl Spec for Compare {
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+
+    fn target(&self) -> Option<&str> {
+        db::target_name(&self.restored)
+    }
+
+    fn targets(&self) -> Vec<&str> {
+        [&self.source, &self.restored]
+            .into_iter()
+            .filter_map(|d| db::target_name(d))
+            .collect()
+    }
+
+    fn summary(&self) -> String {
+        let tables = match &self.tables {
+            Tables::All => "all tables".to_owned(),
+            Tables::List(l) => l.join(", "),
+        };
+        let mut what = vec!["row counts"];
+        if self.checksums != Selection::Every(false) {
+            what.push("checksums");
+        }
+        if self.samples != Samples::Rows(0) {
+            what.push("samples");
+        }
+        if self.schema {
+            what.push("schema");
+        }
+        format!(
+            "compare {} with {} ({tables}): {}",
+            crate::pg::url::redact(&self.restored),
+            crate::pg::url::redact(&self.source),
+            what.join(", ")
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        run(self, cx).await
+    }
+}
+
+async fn run(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> {
+    let (src_spec, dst_spec) = (
+        db::resolve(cx, &spec.source)?,
+        db::resolve(cx, &spec.restored)?,
+    );
+    let n = spec.concurrency.unwrap_or(2).clamp(1, 16);
+    let mut pairs = Vec::new();
+    for _ in 0..n {
+        let (a, b) =
+            tokio::try_join!(crate::pg::connect(&src_spec), crate::pg::connect(&dst_spec))?;
+        pairs.push((a, b));
+    }
+    let unavailable = |side: &str, e: String| StepError::unavailable(format!("{side}: {e}"));
+    let (src, dst) = (&pairs[0].0, &pairs[0].1);
+    let (src_tables, dst_tables) = tokio::try_join!(catalog::tables(src), catalog::tables(dst))
+        .map_err(|e| unavailable("catalog", e))?;
+    let (src_major, dst_major) =
+        tokio::try_join!(catalog::major_version(src), catalog::major_version(dst))
+            .map_err(|e| unavailable("version", e))?;
+
+    // which tables, and what to do with each
+    let mut reports: BTreeMap<String, TableReport> = BTreeMap::new();
+    let selected: Vec<&Table> = match &spec.tables {
+        Tables::All => src_tables.values().collect(),
+        Tables::List(list) => {
+            let mut v = Vec::new();
+            for want in list {
+                match src_tables.values().find(|t| same_table(want, &t.name)) {
+                    Some(t) => v.push(t),
+                    None => {
+                        let r = report(&mut reports, &qualify(want));
+                        r.findings.push("not found in source".into());
+                    }
+                }
+            }
+            v
+        }
+    };
+    let selected: Vec<&Table> = selected
+        .into_iter()
+        .filter(|t| !spec.exclude.iter().any(|x| same_table(x, &t.name)))
+        .collect();
+    let mut types = BTreeSet::new();
+    for t in &selected {
+        types.extend(t.columns.iter().map(|c| c.ty.clone()));
+    }
+    let hashable = catalog::hashable(src, &types).await;
+    let mut work = Vec::new();
+    for t in selected {
+        let r = report(&mut reports, &t.name);
+        if !dst_tables.contains_key(&t.name) {
+            r.findings.push("missing in restored".into());
+            continue;
+        }
+        let hashing = spec
+            .checksums
+            .includes(&t.name)
+            .then(|| Hashing::for_table(t, &hashable, src_major == dst_major));
+        let sample_rows = match &spec.samples {
+            Samples::Rows(n) => *n,
+            Samples::Rule(rule)
+                if rule
+                    .tables
+                    .as_ref()
+                    .is_none_or(|l| l.iter().any(|x| same_table(x, &t.name))) =>
+            {
+                rule.rows
+            }
+            Samples::Rule(_) => 0,
+        };
+        work.push(Job {
+            table: t.clone(),
+            hashing,
+            sample_rows,
+        });
+    }
+    if matches!(spec.tables, Tables::All) {
+        for name in dst_tables.keys().filter(|n| {
+            !src_tables.contains_key(*n) && !spec.exclude.iter().any(|x| same_table(x, n))
+        }) {
+            report(&mut reports, name)
+                .findings
+                .push("only in restored (not in source)".into());
+        }
+    }
+
+    // tables concurrently, one connection pair per worker
+    let queue = Arc::new(Mutex::new(work));
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let rule = match &spec.row_counts {
+        RowCounts::Enabled(false) => None,
+        RowCounts::Enabled(true) => Some(CountRule {
+            tolerance: None,
+            direction: Direction::Equal,
+        }),
+        RowCounts::Rule(r) => Some(r.clone()),
+    };
+    let limit = spec.differing_keys.unwrap_or(10);
+    let mut workers = tokio::task::JoinSet::new();
+    let schema_pair = if spec.schema { pairs.pop() } else { None };
+    let schema_pair = match schema_pair {
+        Some(p) if pairs.is_empty() => {
+            // one connection pair: the schema is read after the tables, on the same pair
+            pairs.push(p);
+            None
+        }
+        other => other,
+    };
+    for (src, dst) in pairs.drain(..) {
+        let queue = queue.clone();
+        let results = results.clone();
+        let rule = rule.clone();
+        workers.spawn(async move {
+            loop {
+                let job = queue.lock().await.pop();
+                let Some(job) = job else { break };
+                let r = check_table(&src, &dst, &job, rule.as_ref(), limit).await;
+                results.lock().await.push(r);
+            }
+            (src, dst)
+        });
+    }
+    let schema_findings = match schema_pair {
+        Some((s, d)) => Some(
+            schema(
+                &s,
+                &d,
+                rule.as_ref().map(|r| r.direction).unwrap_or_default(),
+            )
+            .await,
+        ),
+        None => None,
+    };
+    let mut last_pair = None;
+    while let Some(done) = workers.join_next().await {
+        if let Ok(pair) = done {
+            last_pair = Some(pair);
+        }
+    }
+    let schema_findings = match (schema_findings, spec.schema, &last_pair) {
+        (Some(f), _, _) => f,
+        (None, true, Some((s, d))) => {
+            schema(s, d, rule.as_ref().map(|r| r.direction).unwrap_or_default()).await
+        }
+        _ => Ok(Vec::new()),
+    };
+
+    let mut lost: Option<String> = None;
+    for (name, r) in std::mem::take(&mut *results.lock().await) {
+        if let Some(e) = &r.1 {
+            lost.get_or_insert_with(|| e.clone());
+        }
+        reports.insert(name, r.0);
+    }
+    let schema_findings = match schema_findings {
+        Ok(f) => f,
+        Err(e) => vec![(String::new(), format!("schema could not be read: {e}"))],
+    };
+    for (table, finding) in &schema_findings {
+        if table.is_empty() {
+            continue;
+        }
+        report(&mut reports, table).findings.push(finding.clone());
+    }
+    let global: Vec<String> = schema_findings
+        .iter()
+        .filter(|(t, _)| t.is_empty())
+        .map(|(_, f)| f.clone())
+        .collect();
+    for r in reports.values_mut() {
+        r.ok = r.findings.is_empty() && r.differing_keys.is_empty();
+    }
+    finish(reports, global, lost)
+}
+
+struct Job {
+    table: Table,
+    hashing: Option<Hashing>,
+    sample_rows: usize,
+}
+
+fn qualify(name: &str) -> String {
+    if name.contains('.') {
+        name.to_owned()
+    } else {
+        format!("public.{name}")
+    }
+}
+
+fn report<'r>(reports: &'r mut BTreeMap<String, TableReport>, name: &str) -> &'r mut TableReport {
+    reports
+        .entry(name.to_owned())
+        .or_insert_with(|| TableReport {
+            table: shown(name).to_owned(),
+            ..TableReport::default()
+        })
+}
+
+/// Checks one table; the second value is set when a connection was lost.
+async fn check_table(
+    src: &tokio_postgres::Client,
+    dst: &tokio_postgres::Client,
+    job: &Job,
+    rule: Option<&CountRule>,
+    limit: usize,
+) -> (String, (TableReport, Option<String>)) {
+    let t = &job.table;
+    let mut r = TableReport {
+        table: shown(&t.name).to_owned(),
+        ..TableReport::default()
+    };
+    let lost = |e: &tokio_postgres::Error| {
+        (e.is_closed()
+            || e.as_db_error()
+                .is_some_and(|d| d.code().code().starts_with("57P")))
+        .then(|| table::explain(shown(&t.name), e))
+    };
+    let digests = tokio::try_join!(
+        table::digest(src, &t.name, job.hashing.as_ref()),
+        table::digest(dst, &t.name, job.hashing.as_ref())
+    );
+    let (a, b): (Digest, Digest) = match digests {
+        Ok(d) => d,
+        Err(e) => {
+            r.findings.push(table::explain(shown(&t.name), &e));
+            let l = lost(&e);
+            return (t.name.clone(), (r, l));
+        }
+    };
+    r.rows_source = Some(a.rows);
+    r.rows_restored = Some(b.rows);
+    if let Some(rule) = rule {
+        if let Some(f) = count_finding(a.rows, b.rows, rule) {
+            r.findings.push(f);
+        }
+    }
+    if let Some(h) = &job.hashing {
+        let equal = a == b;
+        r.checksum = Some(if equal { "equal" } else { "different" });
+        if !equal {
+            r.findings.push("content checksum differs".into());
+            if !t.primary_key.is_empty() && limit > 0 {
+                match table::differing_keys(src, dst, t, h, limit).await {
+                    Ok(keys) => r.differing_keys = keys,
+                    Err(e) => r.findings.push(format!(
+                        "could not narrow down the differing keys: {}",
+                        table::explain(shown(&t.name), &e)
+                    )),
+                }
+            }
+        }
+    }
+    if job.sample_rows > 0 && !t.primary_key.is_empty() {
+        match table::sample(src, dst, t, job.sample_rows).await {
+            Ok((n, findings)) => {
+                r.sampled = Some(n);
+                r.findings.extend(findings);
+            }
+            Err(e) => r.findings.push(format!(
+                "sampling failed: {}",
+                table::explain(shown(&t.name), &e)
+            )),
+        }
+    }
+    (t.name.clone(), (r, None))
+}
+
+fn count_finding(source: i64, restored: i64, rule: &CountRule) -> Option<String> {
+    if rule.direction == Direction::RestoredLeSource && restored > source {
+        return Some(format!(
+            "row count {restored} in restored is more than {source} in source"
+        ));
+    }
+    let diff = source.abs_diff(restored);
+    let allowed = match &rule.tolerance {
+        None if rule.direction == Direction::RestoredLeSource => u64::MAX,
+        None => 0,
+        Some(Tolerance::Rows(n)) => *n,
+        Some(Tolerance::Percent(p)) => {
+            let pct: f64 = p.trim().trim_end_matches('%').trim().parse().unwrap_or(0.0);
+            ((source.max(0) as f64) * pct / 100.0).floor() as u64
+        }
+    };
+    (diff > allowed)
+        .then(|| format!("row count differs: {source} in source, {restored} in restored"))
+}
+
+/// Schema differences, each with the table it belongs to (empty for sequences).
+async fn schema(
+    src: &tokio_postgres::Client,
+    dst: &tokio_postgres::Client,
+    direction: Direction,
+) -> Result<Vec<(String, String)>, String> {
+    let (a, b) = tokio::try_join!(catalog::objects(src), catalog::objects(dst))?;
+    let mut out = Vec::new();
+    for ((kind, table, name), def) in &a {
+        let what = if kind == "sequence" {
+            format!("sequence {name}")
+        } else {
+            format!("{kind} `{name}`")
+        };
+        match b.get(&(kind.clone(), table.clone(), name.clone())) {
+            None => out.push((table.clone(), format!("{what} missing in restored ({def})"))),
+            Some(other) if other != def => out.push((
+                table.clone(),
+                format!("{what} changed: {def} in source, {other} in restored"),
+            )),
+            Some(_) => {}
+        }
+    }
+    for ((kind, table, name), def) in &b {
+        if !a.contains_key(&(kind.clone(), table.clone(), name.clone())) {
+            out.push((
+                table.clone(),
+                format!("{kind} `{name}` only in restored ({def})"),
+            ));
+        }
+    }
+    let (sa, sb) = tokio::try_join!(catalog::sequence_values(src), catalog::sequence_values(dst))?;
+    for (seq, v) in &sa {
+        if let Some(w) = sb.get(seq) {
+            let bad = match direction {
+                Direction::Equal => v != w,
+                Direction::RestoredLeSource => w.unwrap_or(0) > v.unwrap_or(0),
+            };
+            if bad {
+                let show = |x: &Option<i64>| x.map_or("unused".to_owned(), |n| n.to_string());
+                out.push((
+                    String::new(),
+                    format!(
+                        "sequence {seq} is at {} in source, {} in restored",
+                        show(v),
+                        show(w)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The step's outputs and verdict: a per-table report, a readable table, and a failure
+/// naming every table with a problem.
+fn finish(
+    reports: BTreeMap<String, TableReport>,
+    global: Vec<String>,
+    lost: Option<String>,
+) -> Result<Outputs, StepError> {
+    let tables: Vec<&TableReport> = reports.values().collect();
+    let failed: Vec<&TableReport> = tables.iter().copied().filter(|r| !r.ok).collect();
+    let mut out = Outputs::new();
+    out.insert(
+        "tables".into(),
+        serde_json::to_value(&tables).unwrap_or_default(),
+    );
+    out.insert("tables_compared".into(), tables.len().into());
+    out.insert("tables_failed".into(), failed.len().into());
+    if !global.is_empty() {
+        out.insert("schema_findings".into(), global.clone().into());
+    }
+    out.insert("report".into(), render(&tables, &global).into());
+    if let Some(e) = lost {
+        return Err(StepError::unavailable(format!(
+            "lost a connection during the comparison: {e}"
+        ))
+        .with_outputs(out));
+    }
+    if failed.is_empty() && global.is_empty() {
+        return Ok(out);
+    }
+    let mut parts: Vec<String> = failed
+        .iter()
+        .map(|r| {
+            let mut f = r.findings.clone();
+            if !r.differing_keys.is_empty() {
+                f.push(format!(
+                    "differing keys: {}",
+                    r.differing_keys
+                        .iter()
+                        .map(|k| format!("{} ({})", k.key, k.change))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            format!("{}: {}", r.table, f.join("; "))
+        })
+        .collect();
+    parts.extend(global);
+    let n = failed.len();
+    Err(StepError::failed(format!(
+        "{} table{} differ: {}",
+        n,
+        if n == 1 { "" } else { "s" },
+        parts.join(" | ")
+    ))
+    .with_outputs(out))
+}
+
+/// A table a person reads at a glance.
+fn render(tables: &[&TableReport], global: &[String]) -> String {
+    let width = tables
+        .iter()
+        .map(|r| r.table.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut s = format!(
+        "{:width$}  {:>12}  {:>12}  {:9}  {}\n",
+        "table", "source rows", "restored", "checksum", "result"
+    );
+    for r in tables {
+        let n = |v: Option<i64>| v.map_or("-".to_owned(), |n| n.to_string());
+        let result = if r.ok {
+            "ok".to_owned()
+        } else {
+            r.findings
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "differs".into())
+        };
+        s.push_str(&format!(
+            "{:width$}  {:>12}  {:>12}  {:9}  {result}\n",
+            r.table,
+            n(r.rows_source),
+            n(r.rows_restored),
+            r.checksum.unwrap_or("-")
+        ));
+        for k in r.differing_keys.iter() {
+            s.push_str(&format!("{:width$}    key {} {}\n", "", k.key, k.change));
+        }
+    }
+    for g in global {
+        s.push_str(&format!("schema: {g}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_rules() {
+        let exact = CountRule {
+            tolerance: None,
+            direction: Direction::Equal,
+        };
+        assert!(count_finding(10, 10, &exact).is_none());
+        assert!(count_finding(10, 9, &exact).is_some());
+        let le = CountRule {
+            tolerance: None,
+            direction: Direction::RestoredLeSource,
+        };
+        assert!(count_finding(10, 3, &le).is_none());
+        assert!(count_finding(10, 11, &le).is_some());
+        let pct = CountRule {
+            tolerance: Some(Tolerance::Percent("10%".into())),
+            direction: Direction::Equal,
+        };
+        assert!(count_finding(100, 90, &pct).is_none());
+        assert!(count_finding(100, 89, &pct).is_some());
+        let rows = CountRule {
+            tolerance: Some(Tolerance::Rows(5)),
+            direction: Direction::RestoredLeSource,
+        };
+        assert!(count_finding(100, 95, &rows).is_none());
+        assert!(count_finding(100, 94, &rows).is_some());
+    }
+}

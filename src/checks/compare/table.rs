@@ -1,0 +1,419 @@
+//! One table, both databases: row counts and content checksums computed where the data lives
+//! (`count(*)` and `bit_xor` of `hash_record_extended` per row: no row crosses the network),
+//! the differing keys narrowed down by bucketed checksums when the contents differ, and a
+//! sample of rows compared value by value.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::Value;
+use tokio_postgres::Client;
+
+use super::catalog::{Column, Table};
+use crate::checks::{quote_ident, quote_table};
+use crate::pg::connect::describe;
+use crate::pg::value::TextParam;
+
+/// How one table is checksummed: the per-row hash expression over alias `t`.
+#[derive(Debug, Clone)]
+pub struct Hashing {
+    pub row_hash: String,
+    /// Also sum the hashes: XOR alone cancels duplicate rows in pairs, which only tables
+    /// without a primary key can hold.
+    pub with_sum: bool,
+}
+
+impl Hashing {
+    /// Whole-row hashing where every column type has a hash function; columns that have
+    /// none (`json`, `point`) are hashed through their text form. Across major versions
+    /// the binary hashes are not comparable, so everything goes through text.
+    pub fn for_table(table: &Table, hashable: &HashMap<String, bool>, same_major: bool) -> Hashing {
+        let all = table
+            .columns
+            .iter()
+            .all(|c| hashable.get(&c.ty).copied().unwrap_or(false));
+        let row_hash = if !same_major {
+            "hashtextextended(t::text, 0)".to_owned()
+        } else if all {
+            "hash_record_extended(t, 0)".to_owned()
+        } else {
+            let cols: Vec<String> = table
+                .columns
+                .iter()
+                .map(|c| {
+                    let q = format!("t.{}", quote_ident(&c.name));
+                    if hashable.get(&c.ty).copied().unwrap_or(false) {
+                        q
+                    } else {
+                        format!("{q}::text")
+                    }
+                })
+                .collect();
+            format!("hash_record_extended(ROW({}), 0)", cols.join(", "))
+        };
+        Hashing {
+            row_hash,
+            with_sum: table.primary_key.is_empty(),
+        }
+    }
+}
+
+/// Count and checksum of one side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Digest {
+    pub rows: i64,
+    /// None when only counting.
+    pub checksum: Option<String>,
+}
+
+pub async fn digest(
+    client: &Client,
+    table: &str,
+    hashing: Option<&Hashing>,
+) -> Result<Digest, tokio_postgres::Error> {
+    let q = match hashing {
+        None => format!("SELECT count(*), NULL::text FROM {} t", quote_table(table)),
+        Some(h) if h.with_sum => format!(
+            "SELECT count(*), bit_xor({0})::text || '/' || coalesce(sum({0}), 0)::text FROM {1} t",
+            h.row_hash,
+            quote_table(table)
+        ),
+        Some(h) => format!(
+            "SELECT count(*), bit_xor({})::text FROM {} t",
+            h.row_hash,
+            quote_table(table)
+        ),
+    };
+    let row = client.query_one(q.as_str(), &[]).await?;
+    Ok(Digest {
+        rows: row.get(0),
+        checksum: row
+            .get::<_, Option<String>>(1)
+            .or_else(|| hashing.map(|_| "empty".into())),
+    })
+}
+
+/// A key whose row differs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyDiff {
+    pub key: String,
+    /// `missing in restored`, `only in restored`, or `changed`.
+    pub change: &'static str,
+}
+
+/// Buckets above this many rows are split again rather than fetched.
+const FETCH_LIMIT: i64 = 50_000;
+const BUCKETS: i64 = 1024;
+
+/// Finds up to `limit` keys whose rows differ, for a table with a primary key.
+pub async fn differing_keys(
+    src: &Client,
+    dst: &Client,
+    table: &Table,
+    hashing: &Hashing,
+    limit: usize,
+) -> Result<Vec<KeyDiff>, tokio_postgres::Error> {
+    let integer_key = table.primary_key.len() == 1
+        && matches!(
+            table.primary_key[0].ty.as_str(),
+            "smallint" | "integer" | "bigint"
+        );
+    if integer_key {
+        by_key_range(src, dst, table, hashing, limit).await
+    } else {
+        by_key_hash(src, dst, table, hashing, limit).await
+    }
+}
+
+fn key_text_expr(pk: &[Column]) -> String {
+    match pk {
+        [one] => format!("t.{}::text", quote_ident(&one.name)),
+        many => format!(
+            "ROW({})::text",
+            many.iter()
+                .map(|c| format!("t.{}", quote_ident(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Integer keys: bucket by key range in one grouped pass per side, then look inside the
+/// differing ranges (split again while they are large). Each range read uses the key index.
+async fn by_key_range(
+    src: &Client,
+    dst: &Client,
+    table: &Table,
+    hashing: &Hashing,
+    limit: usize,
+) -> Result<Vec<KeyDiff>, tokio_postgres::Error> {
+    let pk = quote_ident(&table.primary_key[0].name);
+    let name = quote_table(&table.name);
+    let bounds = format!("SELECT min({pk})::int8, max({pk})::int8 FROM {name}");
+    let (a, b) = tokio::try_join!(
+        src.query_one(bounds.as_str(), &[]),
+        dst.query_one(bounds.as_str(), &[])
+    )?;
+    let (lo, hi) = match [
+        a.get::<_, Option<i64>>(0),
+        b.get(0),
+        a.get::<_, Option<i64>>(1),
+        b.get(1),
+    ] {
+        [Some(x), Some(y), Some(p), Some(q)] => (x.min(y), p.max(q)),
+        [Some(x), None, Some(p), None] | [None, Some(x), None, Some(p)] => (x, p),
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    let mut ranges = vec![(lo, hi.saturating_add(1))];
+    for _depth in 0..6 {
+        let mut next = Vec::new();
+        for (start, end) in ranges {
+            let width = ((end - start) + BUCKETS - 1) / BUCKETS;
+            let width = width.max(1);
+            let q = format!(
+                "SELECT ({pk}::int8 - {start}) / {width} AS b, count(*), bit_xor({h}) FROM {name} t WHERE {pk} >= {start} AND {pk} < {end} GROUP BY 1",
+                h = hashing.row_hash
+            );
+            let (sa, da) =
+                tokio::try_join!(src.query(q.as_str(), &[]), dst.query(q.as_str(), &[]))?;
+            let side = |rows: Vec<tokio_postgres::Row>| {
+                rows.into_iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, i64>(0),
+                            (r.get::<_, i64>(1), r.get::<_, Option<i64>>(2)),
+                        )
+                    })
+                    .collect::<BTreeMap<_, _>>()
+            };
+            let (sa, da) = (side(sa), side(da));
+            for b in sa
+                .keys()
+                .chain(da.keys())
+                .copied()
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                let (x, y) = (sa.get(&b), da.get(&b));
+                if x == y {
+                    continue;
+                }
+                let bucket = (start + b * width, (start + (b + 1) * width).min(end));
+                let rows = x.map_or(0, |v| v.0).max(y.map_or(0, |v| v.0));
+                if rows > FETCH_LIMIT && width > 1 {
+                    next.push(bucket);
+                } else {
+                    let f = format!(
+                        "SELECT {k}, {h} FROM {name} t WHERE {pk} >= {} AND {pk} < {}",
+                        bucket.0,
+                        bucket.1,
+                        k = key_text_expr(&table.primary_key),
+                        h = hashing.row_hash
+                    );
+                    diff_rows(src, dst, &f, &[], &mut out).await?;
+                    if out.len() >= limit {
+                        out.truncate(limit);
+                        return Ok(out);
+                    }
+                }
+            }
+        }
+        if next.is_empty() {
+            break;
+        }
+        ranges = next;
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Other keys: bucket by a hash of the key in one grouped pass per side, then read the
+/// rows of the differing buckets in one more pass.
+async fn by_key_hash(
+    src: &Client,
+    dst: &Client,
+    table: &Table,
+    hashing: &Hashing,
+    limit: usize,
+) -> Result<Vec<KeyDiff>, tokio_postgres::Error> {
+    let name = quote_table(&table.name);
+    let key = key_text_expr(&table.primary_key);
+    let bucket = format!("(hashtextextended({key}, 7) & {})", BUCKETS - 1);
+    let q = format!(
+        "SELECT {bucket} AS b, bit_xor({h}), count(*) FROM {name} t GROUP BY 1",
+        h = hashing.row_hash
+    );
+    let (sa, da) = tokio::try_join!(src.query(q.as_str(), &[]), dst.query(q.as_str(), &[]))?;
+    let side = |rows: Vec<tokio_postgres::Row>| {
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0),
+                    (r.get::<_, Option<i64>>(1), r.get::<_, i64>(2)),
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (sa, da) = (side(sa), side(da));
+    let differing: Vec<i64> = sa
+        .keys()
+        .chain(da.keys())
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|b| sa.get(b) != da.get(b))
+        .collect();
+    if differing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = differing
+        .iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let f = format!(
+        "SELECT {key}, {h} FROM {name} t WHERE {bucket} IN ({list})",
+        h = hashing.row_hash
+    );
+    let mut out = Vec::new();
+    diff_rows(src, dst, &f, &[], &mut out).await?;
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Runs a (key, hash) query on both sides and records the keys that differ.
+async fn diff_rows(
+    src: &Client,
+    dst: &Client,
+    q: &str,
+    params: &[&(dyn postgres_types::ToSql + Sync)],
+    out: &mut Vec<KeyDiff>,
+) -> Result<(), tokio_postgres::Error> {
+    let (a, b) = tokio::try_join!(src.query(q, params), dst.query(q, params))?;
+    let a: BTreeMap<String, i64> = a.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let b: BTreeMap<String, i64> = b.iter().map(|r| (r.get(0), r.get(1))).collect();
+    for (k, h) in &a {
+        match b.get(k) {
+            None => out.push(KeyDiff {
+                key: k.clone(),
+                change: "missing in restored",
+            }),
+            Some(h2) if h2 != h => out.push(KeyDiff {
+                key: k.clone(),
+                change: "changed",
+            }),
+            Some(_) => {}
+        }
+    }
+    for k in b.keys().filter(|k| !a.contains_key(*k)) {
+        out.push(KeyDiff {
+            key: k.clone(),
+            change: "only in restored",
+        });
+    }
+    Ok(())
+}
+
+/// Compares up to `n` rows picked at random from the source, by primary key, value by
+/// value. Returns (rows compared, findings).
+pub async fn sample(
+    src: &Client,
+    dst: &Client,
+    table: &Table,
+    n: usize,
+) -> Result<(usize, Vec<String>), tokio_postgres::Error> {
+    let name = quote_table(&table.name);
+    let pk = &table.primary_key;
+    let key_cols: Vec<String> = pk
+        .iter()
+        .map(|c| format!("t.{}::text", quote_ident(&c.name)))
+        .collect();
+    let pick = if table.estimate < (n as f64) * 20.0 {
+        format!(
+            "SELECT {} FROM {name} t ORDER BY random() LIMIT {n}",
+            key_cols.join(", ")
+        )
+    } else {
+        let pct = ((n as f64) * 3.0 * 100.0 / table.estimate).clamp(0.0001, 100.0);
+        format!(
+            "SELECT {} FROM {name} t TABLESAMPLE BERNOULLI ({pct}) LIMIT {n}",
+            key_cols.join(", ")
+        )
+    };
+    let keys = src.query(pick.as_str(), &[]).await?;
+    if keys.is_empty() {
+        return Ok((0, Vec::new()));
+    }
+    // one array per key column, bound as text and cast to the column's array type, so the
+    // lookup uses the primary key index
+    let arrays: Vec<TextParam> = (0..pk.len())
+        .map(|i| {
+            TextParam(Some(array_literal(
+                keys.iter().map(|r| r.get::<_, String>(i)),
+            )))
+        })
+        .collect();
+    let refs: Vec<&(dyn postgres_types::ToSql + Sync)> = arrays
+        .iter()
+        .map(|p| p as &(dyn postgres_types::ToSql + Sync))
+        .collect();
+    let unnest: Vec<String> = pk
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("${}::{}[]", i + 1, c.ty))
+        .collect();
+    let cols: Vec<String> = pk
+        .iter()
+        .map(|c| format!("t.{}", quote_ident(&c.name)))
+        .collect();
+    let fetch = format!(
+        "SELECT {k}, to_jsonb(t) FROM {name} t WHERE ({cols}) IN (SELECT * FROM unnest({unnest}))",
+        k = key_text_expr(pk),
+        cols = cols.join(", "),
+        unnest = unnest.join(", ")
+    );
+    let (a, b) = tokio::try_join!(
+        src.query(fetch.as_str(), &refs),
+        dst.query(fetch.as_str(), &refs)
+    )?;
+    let a: BTreeMap<String, Value> = a.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let b: BTreeMap<String, Value> = b.iter().map(|r| (r.get(0), r.get(1))).collect();
+    let mut findings = Vec::new();
+    for (key, row) in &a {
+        match b.get(key) {
+            None => findings.push(format!("sampled key {key} is missing in restored")),
+            Some(other) if other != row => {
+                let cols = row
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .filter(|(c, v)| other.get(c.as_str()) != Some(v));
+                for (c, v) in cols.take(3) {
+                    findings.push(format!(
+                        "sampled key {key}: column `{c}` is {v} in source, {} in restored",
+                        other.get(c.as_str()).unwrap_or(&Value::Null)
+                    ));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    Ok((a.len(), findings))
+}
+
+/// `{"a","b\"c"}`: a PostgreSQL array literal of text values.
+fn array_literal(values: impl Iterator<Item = String>) -> String {
+    let items: Vec<String> = values
+        .map(|v| format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("{{{}}}", items.join(","))
+}
+
+/// A query error, said specifically: a table dropped mid-check is named as such.
+pub fn explain(table: &str, e: &tokio_postgres::Error) -> String {
+    let text = describe(e);
+    if text.contains("(42P01)") {
+        format!("{table} disappeared while it was being checked: {text}")
+    } else {
+        format!("{table}: {text}")
+    }
+}

@@ -1,0 +1,268 @@
+//! `compare` and `freshness` against real databases: a source, a faithful copy, and copies
+//! broken the ways restores go wrong. The faithful copy must pass; each broken one must fail
+//! naming the table (and, for a changed row, its key).
+
+use crate::support::{pg, Cli};
+
+const SCHEMA: &str = "
+CREATE TABLE customers (id bigint PRIMARY KEY, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id),
+                     total numeric(12,2) NOT NULL, placed_at timestamptz NOT NULL, meta json, spot point);
+CREATE INDEX orders_placed ON orders (placed_at);
+CREATE TABLE events (kind text, at timestamptz);
+CREATE TABLE tags (code text PRIMARY KEY, label text);
+INSERT INTO customers SELECT g, 'c' || g || '@example.com', '2026-01-01T00:00:00Z'::timestamptz + g * interval '1 minute' FROM generate_series(1, 500) g;
+INSERT INTO orders (customer_id, total, placed_at, meta, spot)
+  SELECT 1 + g % 500, (g % 1000) / 10.0, '2026-02-01T00:00:00Z'::timestamptz + g * interval '10 seconds', json_build_object('n', g), point(g, g)
+  FROM generate_series(1, 5000) g;
+INSERT INTO events SELECT 'login', '2026-03-01T00:00:00Z'::timestamptz + g * interval '1 second' FROM generate_series(1, 300) g;
+INSERT INTO events VALUES ('dup', '2026-03-02T00:00:00Z'), ('dup', '2026-03-02T00:00:00Z');
+INSERT INTO tags SELECT 'tag-' || g, 'label ' || g FROM generate_series(1, 200) g;
+";
+
+/// A source database and a byte-identical copy of it, with `damage` applied to the copy.
+fn pair(damage: &str) -> (String, String) {
+    let pg = pg();
+    let src = pg.database("cmp_src");
+    pg.psql(&src, SCHEMA);
+    let dst = format!("{src}_restored");
+    pg.psql("postgres", &format!("CREATE DATABASE {dst} TEMPLATE {src}"));
+    if !damage.is_empty() {
+        pg.psql(&dst, damage);
+    }
+    (pg.url(&src), pg.url(&dst))
+}
+
+fn compare(src: &str, dst: &str, options: &str) -> (i32, serde_json::Value) {
+    let yaml = format!(
+        "version: 1\nname: t\ntargets:\n  production:\n    postgres: {{ url: \"{{{{ env.SRC_URL }}}}\" }}\n    protected: true\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: integrity\n        compare:\n          source: production\n          restored: \"{{{{ env.DST_URL }}}}\"\n{options}\n"
+    );
+    let r = Cli::new()
+        .runbook(&yaml)
+        .env("SRC_URL", src)
+        .env("DST_URL", dst)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    let json: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|_| panic!("no record:\n{}\n{}", r.stdout, r.stderr));
+    (r.code, json["steps"][0].clone())
+}
+
+const FULL: &str = "          tables: all\n          checksums: true\n          samples: 20\n          schema: true";
+
+fn error(step: &serde_json::Value) -> String {
+    step["error"].as_str().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn faithful_copy_passes_every_check() {
+    let (src, dst) = pair("");
+    let (code, step) = compare(&src, &dst, FULL);
+    assert_eq!(code, 0, "{step:#}");
+    let tables = step["outputs"]["tables"].as_array().expect("tables");
+    assert_eq!(tables.len(), 4);
+    for t in tables {
+        assert_eq!(t["ok"], true, "{t:#}");
+        assert_eq!(t["checksum"], "equal", "{t:#}");
+    }
+    let orders = tables
+        .iter()
+        .find(|t| t["table"] == "orders")
+        .expect("orders");
+    assert_eq!(orders["rows_source"], 5000);
+    assert_eq!(orders["sampled"], 20);
+    let report = step["outputs"]["report"].as_str().unwrap_or_default();
+    assert!(
+        report.contains("orders") && report.contains("5000") && report.contains("equal"),
+        "{report}"
+    );
+}
+
+#[test]
+fn missing_table_fails_naming_it() {
+    let (src, dst) = pair("DROP TABLE tags;");
+    let (code, step) = compare(&src, &dst, FULL);
+    assert_eq!(code, 1);
+    assert!(
+        error(&step).contains("tags: missing in restored"),
+        "{}",
+        error(&step)
+    );
+}
+
+#[test]
+fn truncated_table_fails_naming_it() {
+    let (src, dst) = pair("DELETE FROM events WHERE at > '2026-03-01T00:02:00Z';");
+    let (code, step) = compare(&src, &dst, "          tables: [events, customers]");
+    assert_eq!(code, 1);
+    let e = error(&step);
+    assert!(
+        e.contains("events: row count differs: 302 in source, 120 in restored"),
+        "{e}"
+    );
+    assert!(!e.contains("customers"), "{e}");
+}
+
+#[test]
+fn changed_row_fails_naming_table_and_key() {
+    let (src, dst) = pair("UPDATE orders SET total = total + 1 WHERE id IN (17, 4242); UPDATE tags SET label = 'x' WHERE code = 'tag-99'; DELETE FROM customers WHERE id = 77 AND NOT EXISTS (SELECT 1 FROM orders WHERE customer_id = 77);");
+    let (code, step) = compare(
+        &src,
+        &dst,
+        "          checksums: true\n          schema: false",
+    );
+    assert_eq!(code, 1);
+    let e = error(&step);
+    assert!(
+        e.contains(
+            "orders: content checksum differs; differing keys: 17 (changed), 4242 (changed)"
+        ),
+        "{e}"
+    );
+    assert!(
+        e.contains("tags: content checksum differs; differing keys: tag-99 (changed)"),
+        "{e}"
+    );
+    let tables = step["outputs"]["tables"].as_array().expect("tables");
+    let orders = tables
+        .iter()
+        .find(|t| t["table"] == "orders")
+        .expect("orders");
+    assert_eq!(orders["differing_keys"][0]["key"], "17");
+}
+
+#[test]
+fn changed_json_and_point_values_are_caught() {
+    let (src, dst) = pair("UPDATE orders SET meta = '{\"n\": -1}' WHERE id = 3; UPDATE orders SET spot = point(0, 0) WHERE id = 9;");
+    let (code, step) = compare(
+        &src,
+        &dst,
+        "          checksums: [orders]\n          schema: false",
+    );
+    assert_eq!(code, 1);
+    assert!(
+        error(&step).contains("differing keys: 3 (changed), 9 (changed)"),
+        "{}",
+        error(&step)
+    );
+}
+
+#[test]
+fn duplicate_rows_swapped_in_a_table_without_a_key_are_caught() {
+    // same count, and XOR alone would cancel both duplicate pairs
+    let (src, dst) = pair("DELETE FROM events WHERE kind = 'dup'; INSERT INTO events VALUES ('other', '2026-03-03T00:00:00Z'), ('other', '2026-03-03T00:00:00Z');");
+    let (code, step) = compare(
+        &src,
+        &dst,
+        "          tables: [events]\n          checksums: true",
+    );
+    assert_eq!(code, 1, "{step:#}");
+    assert!(
+        error(&step).contains("events: content checksum differs"),
+        "{}",
+        error(&step)
+    );
+}
+
+#[test]
+fn changed_column_type_fails_naming_the_table() {
+    let (src, dst) = pair("ALTER TABLE customers ALTER COLUMN created_at TYPE text;");
+    let (code, step) = compare(&src, &dst, FULL);
+    assert_eq!(code, 1);
+    let e = error(&step);
+    assert!(e.contains("customers:") && e.contains("column `created_at` changed: timestamp with time zone not null in source, text not null in restored"), "{e}");
+}
+
+#[test]
+fn restored_with_fewer_rows_passes_when_allowed_and_more_fails() {
+    let (src, dst) =
+        pair("DELETE FROM orders WHERE id > 4900; SELECT setval('orders_id_seq', 4900);");
+    let rule = "          row_counts: { direction: restored_le_source }\n          checksums: [customers, tags]\n          schema: true";
+    let (code, step) = compare(&src, &dst, rule);
+    assert_eq!(code, 0, "{step:#}");
+    let (code, step) = compare(&dst, &src, rule);
+    assert_eq!(code, 1);
+    assert!(
+        error(&step).contains("orders: row count 5000 in restored is more than 4900 in source"),
+        "{}",
+        error(&step)
+    );
+    assert!(
+        error(&step)
+            .contains("sequence public.orders_id_seq is at 4900 in source, 5000 in restored"),
+        "{}",
+        error(&step)
+    );
+}
+
+#[test]
+fn unreachable_restored_database_exits_3() {
+    let (src, _) = pair("");
+    let port = drillbook::pg::cluster::free_port().expect("port");
+    let (code, step) = compare(
+        &src,
+        &format!("postgresql://postgres@127.0.0.1:{port}/x?sslmode=disable"),
+        FULL,
+    );
+    assert_eq!(code, 3);
+    assert!(error(&step).contains("cannot connect"), "{}", error(&step));
+}
+
+fn freshness(dst: &str, target: &str, max_lag: &str) -> (i32, serde_json::Value) {
+    let yaml = format!(
+        "version: 1\nname: t\nobjectives: {{ rto: 1h, rpo: 24h }}\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: rpo\n        freshness: {{ db: \"{{{{ env.DST_URL }}}}\", table: orders, column: placed_at, target: \"{target}\"{max_lag} }}\n"
+    );
+    let r = Cli::new()
+        .runbook(&yaml)
+        .env("DST_URL", dst)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    (r.code, serde_json::from_str(&r.stdout).unwrap_or_default())
+}
+
+#[test]
+fn freshness_measures_the_recovery_point() {
+    // newest order: 2026-02-01 + 5000 * 10s = 2026-02-01T13:53:20Z
+    let (_, dst) = pair("");
+    let (code, rec) = freshness(&dst, "2026-02-01T14:00:00Z", "");
+    assert_eq!(code, 0, "{rec:#}");
+    assert_eq!(
+        rec["steps"][0]["outputs"]["recovery_point"],
+        "2026-02-01T13:53:20Z"
+    );
+    assert_eq!(rec["rpo"]["data_loss_window_ms"], 400_000);
+    assert_eq!(rec["rpo"]["met"], true);
+
+    let (code, rec) = freshness(&dst, "2026-02-01T14:00:00Z", ", max_lag: 5m");
+    assert_eq!(code, 1);
+    assert!(
+        rec["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("data-loss window 6m40s"),
+        "{rec:#}"
+    );
+
+    // a restore that went past the requested point
+    let (code, rec) = freshness(&dst, "2026-02-01T12:00:00Z", "");
+    assert_eq!(code, 1);
+    assert!(
+        rec["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restored data is newer than the target"),
+        "{rec:#}"
+    );
+    assert_eq!(rec["rpo"]["met"], false);
+
+    // beyond the runbook's RPO objective
+    let (code, rec) = freshness(&dst, "2026-02-03T14:00:00Z", "");
+    assert_eq!(code, 1);
+    assert!(
+        rec["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("exceeds the RPO objective of 24h"),
+        "{rec:#}"
+    );
+}
