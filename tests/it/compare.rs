@@ -266,3 +266,28 @@ fn freshness_measures_the_recovery_point() {
         "{rec:#}"
     );
 }
+
+#[test]
+fn sql_invariants_name_what_does_not_hold() {
+    let (_, dst) = pair("ALTER TABLE orders DROP CONSTRAINT orders_customer_id_fkey; DELETE FROM customers WHERE id = 5;");
+    let yaml = "version: 1\nname: t\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: invariants\n        assert:\n          db: \"{{ env.DST_URL }}\"\n          sql:\n            every order has a customer: select o.id from orders o left join customers c on c.id = o.customer_id where c.id is null order by o.id\n            totals are never negative: select not exists (select 1 from orders where total < 0)\n            a broken query: select * from no_such_table\n";
+    let r = Cli::new()
+        .runbook(yaml)
+        .env("DST_URL", &dst)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(1);
+    let rec = r.json();
+    let e = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(e.starts_with("2 invariants violated"), "{e}");
+    assert!(
+        e.contains("every order has a customer: 10 violating rows, e.g. {\"id\":4}"),
+        "{e}"
+    );
+    assert!(
+        e.contains("a broken query: query failed: relation \"no_such_table\" does not exist"),
+        "{e}"
+    );
+    assert!(!e.contains("totals are never negative"), "{e}");
+    assert_eq!(rec["steps"][0]["outputs"]["checked"], 3);
+}

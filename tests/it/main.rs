@@ -8,4 +8,5 @@ mod run;
 mod schema;
 mod sql;
 mod support;
+mod tls;
 mod validate;

@@ -131,6 +131,33 @@ fn connection_faults_are_clear_and_exit_3() {
         "{err}"
     );
 
+    // wrong password: the server's reason, and the password never shown
+    let url = format!(
+        "postgresql://scram_user:wrong-password@127.0.0.1:{}/postgres?sslmode=disable",
+        pg().port
+    );
+    let (code, rec, _) = run(
+        &url,
+        "      - id: c\n        sql: { db: db, query: select 1 }\n",
+    );
+    assert_eq!(code, 3);
+    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("password authentication failed for user \"scram_user\""),
+        "{err}"
+    );
+    assert!(!rec.to_string().contains("wrong-password"), "{rec}");
+    let url = format!(
+        "postgresql://scram_user:right-password@127.0.0.1:{}/postgres?sslmode=disable",
+        pg().port
+    );
+    let (code, rec, _) = run(
+        &url,
+        "      - id: c\n        sql: { db: db, query: select current_user as who }\n",
+    );
+    assert_eq!(code, 0, "{rec:#}");
+    assert_eq!(rec["steps"][0]["outputs"]["who"], "scram_user");
+
     // no such database
     let url = pg().url("no_such_db");
     let (code, rec, _) = run(

@@ -201,8 +201,17 @@ pub fn pg() -> &'static Pg {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let opts = InitOptions { unsafe_fast: true, ..InitOptions::default() };
         let mut cluster = rt.block_on(Cluster::create(bin.clone(), &root, &opts)).unwrap_or_else(|e| panic!("initdb: {e}"));
+        // one role that must authenticate with a password (the rest trust loopback)
+        let hba = cluster.data_dir().join("pg_hba.conf");
+        let rules = std::fs::read_to_string(&hba).expect("read pg_hba.conf");
+        std::fs::write(&hba, format!("host all scram_user 127.0.0.1/32 scram-sha-256\n{rules}")).expect("write pg_hba.conf");
         rt.block_on(cluster.start()).unwrap_or_else(|e| panic!("start: {e}"));
         let port = cluster.port;
+        let psql = Command::new(bin.dir.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-X", "-q", "-c", "CREATE ROLE scram_user LOGIN PASSWORD 'right-password'"])
+            .status()
+            .expect("psql");
+        assert!(psql.success(), "create scram_user");
         let pg_ctl = bin.dir.join("pg_ctl");
         let script = format!(
             "while [ -d /proc/{pid} ]; do sleep 0.5; done; {pg_ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {root}",
@@ -280,4 +289,59 @@ impl Pg {
         self.psql("postgres", &format!("CREATE DATABASE {name}"));
         name
     }
+}
+
+/// A second throwaway cluster serving TLS with a certificate for `localhost` signed by a
+/// test CA (made with the `openssl` command), for the `sslmode` tests. Returns the port and
+/// the CA file.
+pub fn tls_pg() -> &'static (u16, PathBuf) {
+    static TLS: std::sync::OnceLock<(u16, PathBuf)> = std::sync::OnceLock::new();
+    TLS.get_or_init(|| {
+        use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+        let bin = find_binaries().unwrap_or_else(|e| panic!("tests need PostgreSQL: {e}"));
+        let root = std::env::temp_dir().join(format!("drillbook-it-tls-{}", std::process::id()));
+        let certs = std::env::temp_dir().join(format!("drillbook-it-certs-{}", std::process::id()));
+        std::fs::create_dir_all(&certs).expect("cert dir");
+        let sh = |script: &str| {
+            let out = Command::new("sh").arg("-c").arg(script).current_dir(&certs).output().expect("sh");
+            assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+        sh(&format!("openssl req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=drillbook-test-ca"));
+        sh(&format!("openssl req {ec} -keyout server.key -out server.csr -subj /CN=localhost"));
+        sh("printf 'subjectAltName=DNS:localhost\\n' > san.ext && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext");
+        let settings = vec![
+            ("ssl".to_owned(), "on".to_owned()),
+            ("ssl_cert_file".to_owned(), format!("'{}'", certs.join("server.crt").display())),
+            ("ssl_key_file".to_owned(), format!("'{}'", certs.join("server.key").display())),
+        ];
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let opts = InitOptions { unsafe_fast: true, settings, ..InitOptions::default() };
+        let mut cluster = rt.block_on(Cluster::create(bin.clone(), &root, &opts)).unwrap_or_else(|e| panic!("initdb: {e}"));
+        // the server reads its key as its own account, and only a private key file
+        if let Some((uid, gid)) = owner_of(&root) {
+            for f in ["server.crt", "server.key"] {
+                std::os::unix::fs::chown(certs.join(f), Some(uid), Some(gid)).expect("chown cert");
+            }
+        }
+        std::fs::set_permissions(certs.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod key");
+        rt.block_on(cluster.start()).unwrap_or_else(|e| panic!("start TLS cluster: {e}"));
+        let script = format!(
+            "while [ -d /proc/{pid} ]; do sleep 0.5; done; {pg_ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {root}",
+            pid = std::process::id(),
+            pg_ctl = bin.dir.join("pg_ctl").display(),
+            data = cluster.data_dir().display(),
+            root = root.display()
+        );
+        let mut watchdog = Command::new("sh");
+        watchdog.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        if let Some((uid, gid)) = owner_of(&root) {
+            use std::os::unix::process::CommandExt;
+            watchdog.uid(uid).gid(gid);
+        }
+        std::mem::forget(watchdog.spawn().expect("start the cluster watchdog"));
+        let port = cluster.port;
+        std::mem::forget(cluster);
+        (port, certs.join("ca.pem"))
+    })
 }
