@@ -19,6 +19,14 @@ use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
 use drillbook::runbook::Step;
 use drillbook::steps::{BoxFuture, Interaction};
 
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 struct Quiet;
 
 impl Interaction for Quiet {
@@ -102,10 +110,18 @@ fn secs(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
+    // `cargo bench` passes --bench; anything else (`cargo test --benches`) must not build a
+    // gigabyte of data
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("the compare benchmark runs with `cargo bench --bench compare`");
+        return;
+    }
     let scale = env_num("DRILLBOOK_BENCH_SCALE", 50);
     let rnd_rows = env_num("DRILLBOOK_BENCH_RND_ROWS", 2_500_000);
     let bin = find_binaries().expect("PostgreSQL server binaries");
     let root = std::env::temp_dir().join(format!("drillbook-bench-{}", std::process::id()));
+    // declared before the cluster, so it is dropped after it: the files go even on a panic
+    let _files = RemoveOnDrop(root.clone());
     let opts = InitOptions {
         unsafe_fast: true,
         settings: vec![
@@ -149,11 +165,11 @@ async fn main() {
     bench
         .batch_execute(&format!(
             "CREATE TABLE rnd (id bigint PRIMARY KEY, v text, n numeric, ts timestamptz);
-             INSERT INTO rnd SELECT g, md5(g::text) || md5((g * 7)::text) || left(md5((g * 13)::text), (g % 32)), (g * 1.37) % 100000, '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, {rnd_rows}) g;
-             VACUUM ANALYZE;"
+             INSERT INTO rnd SELECT g, md5(g::text) || md5((g * 7)::text) || left(md5((g * 13)::text), (g % 32)), (g * 1.37) % 100000, '2026-01-01'::timestamptz + g * interval '1 second' FROM generate_series(1, {rnd_rows}) g;"
         ))
         .await
         .expect("rnd");
+    bench.batch_execute("VACUUM ANALYZE").await.expect("vacuum");
     drop(bench);
     admin
         .batch_execute("CREATE DATABASE restored TEMPLATE bench STRATEGY file_copy")
@@ -264,5 +280,5 @@ async fn main() {
     println!("rows/s and MB/s count both databases; ratio is against the content floor");
 
     drop((a, b, admin));
-    cluster.remove().await.expect("remove the cluster");
+    cluster.stop().await.expect("stop the cluster");
 }

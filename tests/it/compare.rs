@@ -291,3 +291,134 @@ fn sql_invariants_name_what_does_not_hold() {
     assert!(!e.contains("totals are never negative"), "{e}");
     assert_eq!(rec["steps"][0]["outputs"]["checked"], 3);
 }
+
+/// Starts a compare of `src` vs `dst` in the background whose checksum query on `tags` will
+/// wait behind a lock the test holds; returns once the query is seen waiting. The `Cli` is
+/// returned so its directory lives until the test ends.
+#[allow(clippy::zombie_processes)] // the child is waited for by `finish`; a panic here fails the test anyway
+fn compare_blocked_on_tags(
+    src: &str,
+    dst: &str,
+    dst_db: &str,
+) -> (Cli, std::process::Child, postgres_session::Session) {
+    let pg = pg();
+    let session = postgres_session::Session::open(
+        dst_db,
+        "BEGIN; LOCK TABLE tags IN ACCESS EXCLUSIVE MODE;",
+        "tags",
+    );
+    let yaml = "version: 1\nname: t\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: integrity\n        compare: { source: \"{{ env.SRC_URL }}\", restored: \"{{ env.DST_URL }}\", tables: [tags], checksums: true, schema: false, concurrency: 1 }\n";
+    let cli = Cli::new()
+        .runbook(yaml)
+        .env("SRC_URL", src)
+        .env("DST_URL", dst)
+        .args(["run", "runbook.yaml", "p", "--format", "json"]);
+    let child = cli
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // wait (by polling the server, not the clock) until the check queues behind the lock
+    let waiting = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{dst_db}' AND application_name = 'drillbook' AND wait_event_type = 'Lock'");
+    for _ in 0..600 {
+        if pg.psql("postgres", &waiting) == "1" {
+            return (cli, child, session);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("the compare never reached the locked table");
+}
+
+fn finish(child: std::process::Child) -> (i32, serde_json::Value) {
+    let out = child.wait_with_output().expect("wait");
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or_default(),
+    )
+}
+
+#[test]
+fn table_dropped_while_being_checked_is_named() {
+    let (src, dst) = pair("");
+    let dst_db = dst
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db")
+        .to_owned();
+    let (_cli, child, mut session) = compare_blocked_on_tags(&src, &dst, &dst_db);
+    session.run("DROP TABLE tags; COMMIT;");
+    let (code, rec) = finish(child);
+    assert_eq!(code, 1, "{rec:#}");
+    let e = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(e.contains("tags") && e.contains("does not exist"), "{e}");
+}
+
+#[test]
+fn connection_lost_during_a_check_is_unavailable() {
+    let (src, dst) = pair("");
+    let dst_db = dst
+        .rsplit('/')
+        .next()
+        .and_then(|s| s.split('?').next())
+        .expect("db")
+        .to_owned();
+    let (_cli, child, mut session) = compare_blocked_on_tags(&src, &dst, &dst_db);
+    // what a server restart looks like from the client: its backend goes away mid-query
+    pg().psql("postgres", &format!("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{dst_db}' AND application_name = 'drillbook'"));
+    session.run("ROLLBACK;");
+    let (code, rec) = finish(child);
+    assert_eq!(code, 3, "{rec:#}");
+    let e = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        e.contains("lost a connection during the comparison") && e.contains("tags"),
+        "{e}"
+    );
+}
+
+/// A psql session kept open across test steps (to hold a lock).
+mod postgres_session {
+    use std::io::Write;
+    use std::process::{Child, Command, Stdio};
+
+    pub struct Session(Child);
+
+    impl Session {
+        /// Opens a session on `db`, runs `first`, and returns once the session holds the
+        /// lock `first` took on `table` (seen in pg_locks).
+        pub fn open(db: &str, first: &str, table: &str) -> Session {
+            let pg = crate::support::pg();
+            let child = Command::new(pg.bin.join("psql"))
+                .args([pg.url(db).as_str(), "-X", "-q", "-v", "ON_ERROR_STOP=1"])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("psql");
+            let mut s = Session(child);
+            s.run(first);
+            let held = format!("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = '{table}' AND l.mode = 'AccessExclusiveLock' AND l.granted");
+            for _ in 0..600 {
+                if pg.psql(db, &held) == "1" {
+                    return s;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            panic!("the lock on {table} was never taken");
+        }
+
+        pub fn run(&mut self, sql: &str) {
+            let stdin = self.0.stdin.as_mut().expect("stdin");
+            writeln!(stdin, "{sql}").expect("write to psql");
+            stdin.flush().expect("flush");
+        }
+    }
+
+    impl Drop for Session {
+        fn drop(&mut self) {
+            drop(self.0.stdin.take());
+            let _ = self.0.wait();
+        }
+    }
+}

@@ -100,9 +100,15 @@ pub struct KeyDiff {
     pub change: &'static str,
 }
 
-/// Buckets above this many rows are split again rather than fetched.
-const FETCH_LIMIT: i64 = 50_000;
+/// Buckets holding more rows than this are split again rather than read.
+const FETCH_LIMIT: i64 = 20_000;
 const BUCKETS: i64 = 1024;
+
+/// Session settings for the grouped passes: the planner cannot estimate the number of
+/// buckets and would sort the whole table; with these it hashes, in parallel, without
+/// spending time compiling JIT code for a one-off query.
+const TUNE: &str = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET enable_sort = off; SET jit = off; SET work_mem = '64MB'";
+const UNTUNE: &str = "RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET enable_sort; RESET jit; RESET work_mem";
 
 /// Finds up to `limit` keys whose rows differ, for a table with a primary key.
 pub async fn differing_keys(
@@ -117,11 +123,14 @@ pub async fn differing_keys(
             table.primary_key[0].ty.as_str(),
             "smallint" | "integer" | "bigint"
         );
-    if integer_key {
+    tokio::try_join!(src.batch_execute(TUNE), dst.batch_execute(TUNE))?;
+    let found = if integer_key {
         by_key_range(src, dst, table, hashing, limit).await
     } else {
         by_key_hash(src, dst, table, hashing, limit).await
-    }
+    };
+    tokio::try_join!(src.batch_execute(UNTUNE), dst.batch_execute(UNTUNE))?;
+    found
 }
 
 fn key_text_expr(pk: &[Column]) -> String {
@@ -137,8 +146,9 @@ fn key_text_expr(pk: &[Column]) -> String {
     }
 }
 
-/// Integer keys: bucket by key range in one grouped pass per side, then look inside the
-/// differing ranges (split again while they are large). Each range read uses the key index.
+/// Integer keys: one grouped pass per database checksums 1,024 key-range buckets; the
+/// rows of differing buckets are read as (key, row hash) pairs, and buckets still too large
+/// are split the same way (their key range is read through the index).
 async fn by_key_range(
     src: &Client,
     dst: &Client,
@@ -153,19 +163,17 @@ async fn by_key_range(
         src.query_one(bounds.as_str(), &[]),
         dst.query_one(bounds.as_str(), &[])
     )?;
-    let (lo, hi) = match [
-        a.get::<_, Option<i64>>(0),
-        b.get(0),
-        a.get::<_, Option<i64>>(1),
-        b.get(1),
-    ] {
-        [Some(x), Some(y), Some(p), Some(q)] => (x.min(y), p.max(q)),
-        [Some(x), None, Some(p), None] | [None, Some(x), None, Some(p)] => (x, p),
-        _ => return Ok(Vec::new()),
+    let lows = [a.get::<_, Option<i64>>(0), b.get(0)];
+    let highs = [a.get::<_, Option<i64>>(1), b.get(1)];
+    let (Some(lo), Some(hi)) = (
+        lows.iter().flatten().min().copied(),
+        highs.iter().flatten().max().copied(),
+    ) else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
     let mut ranges = vec![(lo, hi.saturating_add(1))];
-    for _depth in 0..6 {
+    for _round in 0..6 {
         let mut next = Vec::new();
         for (start, end) in ranges {
             let width = ((end - start) + BUCKETS - 1) / BUCKETS;
@@ -198,22 +206,21 @@ async fn by_key_range(
                     continue;
                 }
                 let bucket = (start + b * width, (start + (b + 1) * width).min(end));
-                let rows = x.map_or(0, |v| v.0).max(y.map_or(0, |v| v.0));
-                if rows > FETCH_LIMIT && width > 1 {
+                if x.map_or(0, |v| v.0).max(y.map_or(0, |v| v.0)) > FETCH_LIMIT && width > 1 {
                     next.push(bucket);
-                } else {
-                    let f = format!(
-                        "SELECT {k}, {h} FROM {name} t WHERE {pk} >= {} AND {pk} < {}",
-                        bucket.0,
-                        bucket.1,
-                        k = key_text_expr(&table.primary_key),
-                        h = hashing.row_hash
-                    );
-                    diff_rows(src, dst, &f, &[], &mut out).await?;
-                    if out.len() >= limit {
-                        out.truncate(limit);
-                        return Ok(out);
-                    }
+                    continue;
+                }
+                let f = format!(
+                    "SELECT {k}, {h} FROM {name} t WHERE {pk} >= {} AND {pk} < {}",
+                    bucket.0,
+                    bucket.1,
+                    k = key_text_expr(&table.primary_key),
+                    h = hashing.row_hash
+                );
+                diff_rows(src, dst, &f, &mut out).await?;
+                if out.len() >= limit {
+                    out.truncate(limit);
+                    return Ok(out);
                 }
             }
         }
@@ -275,7 +282,7 @@ async fn by_key_hash(
         h = hashing.row_hash
     );
     let mut out = Vec::new();
-    diff_rows(src, dst, &f, &[], &mut out).await?;
+    diff_rows(src, dst, &f, &mut out).await?;
     out.truncate(limit);
     Ok(out)
 }
@@ -285,10 +292,9 @@ async fn diff_rows(
     src: &Client,
     dst: &Client,
     q: &str,
-    params: &[&(dyn postgres_types::ToSql + Sync)],
     out: &mut Vec<KeyDiff>,
 ) -> Result<(), tokio_postgres::Error> {
-    let (a, b) = tokio::try_join!(src.query(q, params), dst.query(q, params))?;
+    let (a, b) = tokio::try_join!(src.query(q, &[]), dst.query(q, &[]))?;
     let a: BTreeMap<String, i64> = a.iter().map(|r| (r.get(0), r.get(1))).collect();
     let b: BTreeMap<String, i64> = b.iter().map(|r| (r.get(0), r.get(1))).collect();
     for (k, h) in &a {
