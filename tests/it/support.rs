@@ -318,20 +318,23 @@ pub fn tls_pg() -> &'static (u16, PathBuf) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let opts = InitOptions { unsafe_fast: true, settings, ..InitOptions::default() };
         let mut cluster = rt.block_on(Cluster::create(bin.clone(), &root, &opts)).unwrap_or_else(|e| panic!("initdb: {e}"));
-        // the server reads its key as its own account, and only a private key file
+        // the server reads its key as its own account, and only a private key file; the
+        // watchdog (same account) removes the directory at the end
         if let Some((uid, gid)) = owner_of(&root) {
-            for f in ["server.crt", "server.key"] {
-                std::os::unix::fs::chown(certs.join(f), Some(uid), Some(gid)).expect("chown cert");
+            std::os::unix::fs::chown(&certs, Some(uid), Some(gid)).expect("chown cert dir");
+            for f in std::fs::read_dir(&certs).expect("cert dir").flatten() {
+                std::os::unix::fs::chown(f.path(), Some(uid), Some(gid)).expect("chown cert");
             }
         }
         std::fs::set_permissions(certs.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod key");
         rt.block_on(cluster.start()).unwrap_or_else(|e| panic!("start TLS cluster: {e}"));
         let script = format!(
-            "while [ -d /proc/{pid} ]; do sleep 0.5; done; {pg_ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {root}",
+            "while [ -d /proc/{pid} ]; do sleep 0.5; done; {pg_ctl} stop -m immediate -D {data} >/dev/null 2>&1; rm -rf {root} {certs}",
             pid = std::process::id(),
             pg_ctl = bin.dir.join("pg_ctl").display(),
             data = cluster.data_dir().display(),
-            root = root.display()
+            root = root.display(),
+            certs = certs.display()
         );
         let mut watchdog = Command::new("sh");
         watchdog.args(["-c", &script]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
