@@ -98,10 +98,12 @@ async fn watch_signals(cancel: Cancel, signals: Signals) {
             _ = int.recv() => {}
             _ = term.recv() => {}
         }
-        match cancel.interrupt() {
-            1 => eprintln!("\ndrillbook: interrupted: stopping the running step; cleanup will run (interrupt again to abort cleanup)"),
+        // say it before acting on it: once the level rises the run may finish and exit
+        match cancel.level() {
+            0 => eprintln!("\ndrillbook: interrupted: stopping the running step; cleanup will run (interrupt again to abort cleanup)"),
             _ => eprintln!("\ndrillbook: second interrupt: aborting cleanup; resources created by this run may be left behind"),
         }
+        cancel.interrupt();
     }
 }
 
