@@ -115,6 +115,22 @@ impl Diagnostic {
     }
 }
 
+/// An error with its causes on one line ("error sending request: connection refused" is
+/// several levels deep in reqwest and tokio-postgres), passwords in URLs masked.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !text.contains(&c) {
+            text.push_str(": ");
+            text.push_str(&c);
+        }
+        source = cause.source();
+    }
+    crate::engine::redact::mask_url_passwords(&text)
+}
+
 /// Picks the candidate closest to `word` by edit distance, if it is close enough to be a
 /// plausible typo (a third of the word's length, at least 1, at most 3 edits).
 pub fn did_you_mean<'a>(

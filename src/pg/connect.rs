@@ -94,17 +94,7 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         }
         return s;
     }
-    let mut text = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(cause) = source {
-        let c = cause.to_string();
-        if !text.contains(&c) {
-            text.push_str(": ");
-            text.push_str(&c);
-        }
-        source = cause.source();
-    }
-    crate::engine::redact::mask_url_passwords(&text)
+    crate::diagnostic::error_chain(e)
 }
 
 fn tls_config(mode: SslMode, spec: &ConnSpec) -> Result<rustls::ClientConfig, String> {

@@ -103,7 +103,10 @@ impl Spec for Http {
             req = req.body(body.clone());
         }
         let resp = req.send().await.map_err(|e| {
-            StepError::unavailable(format!("{method} {shown}: {}", error_chain(&e)))
+            StepError::unavailable(format!(
+                "{method} {shown}: {}",
+                crate::diagnostic::error_chain(&e)
+            ))
         })?;
         let status = resp.status().as_u16();
         let bytes = resp.bytes().await.map_err(|e| {
@@ -149,19 +152,4 @@ impl Spec for Http {
         }
         Ok(outputs)
     }
-}
-
-/// reqwest's error with its causes ("connection refused" is two levels down).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    crate::engine::redact::mask_url_passwords(&text)
 }

@@ -182,31 +182,9 @@ async fn by_key_range(
                 "SELECT ({pk}::int8 - {start}) / {width} AS b, count(*), bit_xor({h}) FROM {name} t WHERE {pk} >= {start} AND {pk} < {end} GROUP BY 1",
                 h = hashing.row_hash
             );
-            let (sa, da) =
-                tokio::try_join!(src.query(q.as_str(), &[]), dst.query(q.as_str(), &[]))?;
-            let side = |rows: Vec<tokio_postgres::Row>| {
-                rows.into_iter()
-                    .map(|r| {
-                        (
-                            r.get::<_, i64>(0),
-                            (r.get::<_, i64>(1), r.get::<_, Option<i64>>(2)),
-                        )
-                    })
-                    .collect::<BTreeMap<_, _>>()
-            };
-            let (sa, da) = (side(sa), side(da));
-            for b in sa
-                .keys()
-                .chain(da.keys())
-                .copied()
-                .collect::<std::collections::BTreeSet<_>>()
-            {
-                let (x, y) = (sa.get(&b), da.get(&b));
-                if x == y {
-                    continue;
-                }
+            for (b, rows) in differing_buckets(src, dst, &q).await? {
                 let bucket = (start + b * width, (start + (b + 1) * width).min(end));
-                if x.map_or(0, |v| v.0).max(y.map_or(0, |v| v.0)) > FETCH_LIMIT && width > 1 {
+                if rows > FETCH_LIMIT && width > 1 {
                     next.push(bucket);
                     continue;
                 }
@@ -246,28 +224,13 @@ async fn by_key_hash(
     let key = key_text_expr(&table.primary_key);
     let bucket = format!("(hashtextextended({key}, 7) & {})", BUCKETS - 1);
     let q = format!(
-        "SELECT {bucket} AS b, bit_xor({h}), count(*) FROM {name} t GROUP BY 1",
+        "SELECT {bucket} AS b, count(*), bit_xor({h}) FROM {name} t GROUP BY 1",
         h = hashing.row_hash
     );
-    let (sa, da) = tokio::try_join!(src.query(q.as_str(), &[]), dst.query(q.as_str(), &[]))?;
-    let side = |rows: Vec<tokio_postgres::Row>| {
-        rows.into_iter()
-            .map(|r| {
-                (
-                    r.get::<_, i64>(0),
-                    (r.get::<_, Option<i64>>(1), r.get::<_, i64>(2)),
-                )
-            })
-            .collect::<BTreeMap<_, _>>()
-    };
-    let (sa, da) = (side(sa), side(da));
-    let differing: Vec<i64> = sa
-        .keys()
-        .chain(da.keys())
-        .copied()
-        .collect::<std::collections::BTreeSet<_>>()
+    let differing: Vec<i64> = differing_buckets(src, dst, &q)
+        .await?
         .into_iter()
-        .filter(|b| sa.get(b) != da.get(b))
+        .map(|(b, _)| b)
         .collect();
     if differing.is_empty() {
         return Ok(Vec::new());
@@ -285,6 +248,35 @@ async fn by_key_hash(
     diff_rows(src, dst, &f, &mut out).await?;
     out.truncate(limit);
     Ok(out)
+}
+
+/// Runs a grouped `(bucket, count(*), bit_xor(hash))` query on both databases and returns
+/// the buckets whose digests differ, each with the larger of its two row counts.
+async fn differing_buckets(
+    src: &Client,
+    dst: &Client,
+    q: &str,
+) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
+    let (a, b) = tokio::try_join!(src.query(q, &[]), dst.query(q, &[]))?;
+    let digests = |rows: Vec<tokio_postgres::Row>| -> BTreeMap<i64, (i64, Option<i64>)> {
+        rows.iter()
+            .map(|r| (r.get(0), (r.get(1), r.get(2))))
+            .collect()
+    };
+    let (a, b) = (digests(a), digests(b));
+    let buckets: std::collections::BTreeSet<i64> = a.keys().chain(b.keys()).copied().collect();
+    Ok(buckets
+        .into_iter()
+        .filter(|k| a.get(k) != b.get(k))
+        .map(|k| {
+            (
+                k,
+                a.get(&k)
+                    .map_or(0, |v| v.0)
+                    .max(b.get(&k).map_or(0, |v| v.0)),
+            )
+        })
+        .collect())
 }
 
 /// Runs a (key, hash) query on both sides and records the keys that differ.
