@@ -57,10 +57,61 @@ pub fn expression_references(
     env: &Environment<'_>,
     source: &str,
 ) -> Result<BTreeSet<String>, SyntaxError> {
-    let expr = env
-        .compile_expression(source)
-        .map_err(|e| syntax_error(source, &e))?;
+    let expr = compile_expression(env, source).map_err(|e| match e {
+        Compile::Delimiter(offset) => delimiter_error(source, offset),
+        Compile::Minijinja(e) => syntax_error(source, &e),
+    })?;
     Ok(expr.undeclared_variables(true).into_iter().collect())
+}
+
+enum Compile {
+    /// A block delimiter at this byte offset.
+    Delimiter(usize),
+    Minijinja(minijinja::Error),
+}
+
+/// Compiles an expression. A block delimiter (`}}`, `%}`, `#}`) outside a string literal is
+/// refused here: minijinja's expression compiler panics on one instead of reporting it.
+fn compile_expression<'s>(
+    env: &'s Environment<'_>,
+    source: &'s str,
+) -> Result<minijinja::Expression<'s, 's>, Compile> {
+    if let Some(offset) = stray_delimiter(source) {
+        return Err(Compile::Delimiter(offset));
+    }
+    env.compile_expression(source).map_err(Compile::Minijinja)
+}
+
+/// The byte offset of `}}`, `%}` or `#}` outside quotes, if any.
+fn stray_delimiter(source: &str) -> Option<usize> {
+    let bytes = source.as_bytes();
+    let mut quote: Option<u8> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match quote {
+            Some(_) if b == b'\\' => i += 1,
+            Some(q) if b == q => quote = None,
+            Some(_) => {}
+            None if b == b'"' || b == b'\'' => quote = Some(b),
+            None if matches!(b, b'}' | b'%' | b'#') && bytes.get(i + 1) == Some(&b'}') => {
+                return Some(i)
+            }
+            None => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+fn delimiter_error(source: &str, offset: usize) -> SyntaxError {
+    let before = &source[..offset];
+    SyntaxError {
+        message: format!("template syntax error: unexpected `{}` in an expression (expressions are written without braces)", &source[offset..offset + 2]),
+        line: before.matches('\n').count() + 1,
+        col: before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1,
+        len: 2,
+    }
 }
 
 fn syntax_error(source: &str, e: &minijinja::Error) -> SyntaxError {
@@ -88,7 +139,7 @@ fn syntax_error(source: &str, e: &minijinja::Error) -> SyntaxError {
 /// Renders a string. A string that is a single `{{ expr }}` keeps the expression's type.
 pub fn render(env: &Environment<'_>, source: &str, ctx: &Value) -> Result<Value, minijinja::Error> {
     if let Some(expr) = single_expression(source) {
-        if env.compile_expression(expr).is_ok() {
+        if compile_expression(env, expr).is_ok() {
             return eval(env, expr, ctx);
         }
     }
@@ -98,7 +149,14 @@ pub fn render(env: &Environment<'_>, source: &str, ctx: &Value) -> Result<Value,
 /// Evaluates an expression such as `when:`. Strict: an expression that reads something
 /// undefined is an error, not a silent false.
 pub fn eval(env: &Environment<'_>, expr: &str, ctx: &Value) -> Result<Value, minijinja::Error> {
-    let value = env.compile_expression(expr)?.eval(ctx)?;
+    let compiled = compile_expression(env, expr).map_err(|e| match e {
+        Compile::Delimiter(offset) => minijinja::Error::new(
+            minijinja::ErrorKind::SyntaxError,
+            delimiter_error(expr, offset).message,
+        ),
+        Compile::Minijinja(e) => e,
+    })?;
+    let value = compiled.eval(ctx)?;
     if value.is_undefined() {
         return Err(minijinja::Error::new(
             minijinja::ErrorKind::UndefinedError,
@@ -179,6 +237,15 @@ mod tests {
             render(&env, "{{ steps.a.missing }}", &ctx).is_err(),
             "strict undefined"
         );
+    }
+
+    #[test]
+    fn stray_delimiters_in_expressions_are_errors_not_panics() {
+        let env = environment();
+        let e = expression_references(&env, "steps.one.exit_code }}==").expect_err("invalid");
+        assert_eq!((e.line, e.col, e.len), (1, 21, 2), "{e:?}");
+        assert!(expression_references(&env, "x == '}}' and y == \"%}\"").is_ok());
+        assert!(eval(&env, "1 %} 2", &Value::from(())).is_err());
     }
 
     #[test]

@@ -148,6 +148,8 @@ struct Run<'a> {
     vars: Vars,
     redactor: Redactor,
     approvals: Vec<Approval>,
+    /// What steps created, undone after the cleanup steps.
+    undo: std::sync::Mutex<Vec<crate::steps::Undo>>,
     /// Wall time and monotonic clock at the start of the run: step times are the start time
     /// plus monotonic elapsed, so durations and timestamps agree (and follow a paused clock
     /// in tests).
@@ -239,6 +241,7 @@ pub async fn run(
         vars: Vars::new(runbook, procedure, params, env, &id, started_at, opts),
         redactor,
         approvals: Vec::new(),
+        undo: std::sync::Mutex::new(Vec::new()),
         started_at,
         clock,
     };
@@ -293,6 +296,18 @@ pub async fn run(
         record.cleanup.push(rec);
     }
 
+    // then what steps created, newest first, whatever the cleanup steps did
+    let created: Vec<crate::steps::Undo> = state
+        .undo
+        .lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default();
+    for undo in created.iter().rev() {
+        record
+            .cleanup
+            .push(state.undo_one(undo, &cleanup_cancel).await);
+    }
+
     record.approvals = std::mem::take(&mut state.approvals);
     record.rto = Some(measure_rto(runbook, procedure, &record.steps));
     record.rpo = observed_rpo(runbook, &record.steps);
@@ -342,6 +357,43 @@ fn run_id(at: chrono::DateTime<Utc>) -> String {
 }
 
 impl Run<'_> {
+    /// Undoes one thing a step created, as a cleanup record.
+    async fn undo_one(&self, undo: &crate::steps::Undo, cancel: &Cancel) -> StepRecord {
+        let mut rec = StepRecord {
+            id: format!("{}:undo", undo.step()),
+            title: undo.title().to_owned(),
+            kind: "undo".into(),
+            status: StepStatus::NotRun,
+            started_at: None,
+            duration_ms: None,
+            attempts: 0,
+            destructive: false,
+            outputs: Outputs::new(),
+            error: None,
+            error_class: None,
+            note: None,
+        };
+        if cancel.is_cancelled() {
+            rec.note = Some("cleanup aborted by a second interrupt".into());
+            return rec;
+        }
+        rec.started_at = Some(self.now());
+        rec.attempts = 1;
+        let clock = tokio::time::Instant::now();
+        let result = tokio::select! {
+            r = undo.run() => r,
+            () = cancel.cancelled() => Err(StepError::cancelled()),
+        };
+        rec.duration_ms = Some(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX));
+        match result {
+            Ok(()) => {
+                rec.status = StepStatus::Passed;
+                rec
+            }
+            Err(e) => self.fail(rec, e),
+        }
+    }
+
     /// The run's start plus monotonic time elapsed since.
     fn now(&self) -> chrono::DateTime<Utc> {
         self.started_at + chrono::Duration::from_std(self.clock.elapsed()).unwrap_or_default()
@@ -485,6 +537,7 @@ impl Run<'_> {
             interaction: self.interaction,
             operator: &self.opts.operator,
             redactor: &self.redactor,
+            undo: &self.undo,
         };
         let work = kind.run(&cx);
         let limited = async {

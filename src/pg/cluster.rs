@@ -329,6 +329,71 @@ impl Cluster {
         self.running
     }
 
+    /// Hands the cluster's lifetime over: it keeps running after this value is gone, and
+    /// the handle stops and removes it.
+    pub fn detach(mut self) -> ClusterHandle {
+        self.running = false;
+        self.handle()
+    }
+
+    pub fn handle(&self) -> ClusterHandle {
+        ClusterHandle {
+            bin: self.bin.clone(),
+            root: self.root.clone(),
+            account: self.account,
+        }
+    }
+
+    /// A cluster whose data directory is filled by the caller (a restore): the layout and
+    /// ownership of [`Cluster::create`] without `initdb`.
+    pub fn prepare(bin: Binaries, root: &Path) -> Result<Cluster, ClusterError> {
+        if root.exists()
+            && std::fs::read_dir(root)
+                .map_err(|e| ClusterError::io("cannot read", root, &e))?
+                .next()
+                .is_some()
+        {
+            return Err(ClusterError::NotEmpty(root.to_owned()));
+        }
+        let cluster = Cluster {
+            bin,
+            root: root.to_owned(),
+            port: 0,
+            account: server_account()?,
+            running: false,
+        };
+        for dir in [cluster.root.clone(), cluster.socket_dir()] {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| ClusterError::io("cannot create", &dir, &e))?;
+            cluster.hand_over(&dir)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Gives a directory tree drillbook created (e.g. a copied base backup) to the server's
+    /// account.
+    pub fn hand_over_tree(&self, dir: &Path) -> Result<(), ClusterError> {
+        if self.account.is_none() {
+            return Ok(());
+        }
+        self.hand_over(dir)?;
+        for entry in std::fs::read_dir(dir).map_err(|e| ClusterError::io("cannot read", dir, &e))? {
+            let entry = entry.map_err(|e| ClusterError::io("cannot read", dir, &e))?;
+            let path = entry.path();
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                self.hand_over_tree(&path)?;
+            } else {
+                self.hand_over(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The server account, when drillbook runs as root.
+    pub fn account(&self) -> Option<Account> {
+        self.account
+    }
+
     /// Gives a directory drillbook created to the server's account.
     fn hand_over(&self, dir: &Path) -> Result<(), ClusterError> {
         if let Some(a) = self.account {
@@ -406,6 +471,54 @@ pub fn free_port() -> Result<u16, ClusterError> {
     l.local_addr()
         .map(|a| a.port())
         .map_err(|e| ClusterError::Io(format!("no free loopback port: {e}")))
+}
+
+/// What it takes to stop a cluster and remove its files later, without owning it: the
+/// engine keeps one per cluster a step created, and undoes them after cleanup.
+#[derive(Debug, Clone)]
+pub struct ClusterHandle {
+    pub bin: Binaries,
+    pub root: PathBuf,
+    account: Option<Account>,
+}
+
+impl ClusterHandle {
+    /// Stops the server if it runs (fast, then immediate), then removes the cluster's root.
+    pub async fn stop_and_remove(&self) -> Result<(), ClusterError> {
+        let data = self.root.join("data");
+        if data.join("postmaster.pid").exists() {
+            let probe = Cluster {
+                bin: self.bin.clone(),
+                root: self.root.clone(),
+                port: 0,
+                account: self.account,
+                running: false,
+            };
+            let d = data.to_string_lossy().into_owned();
+            if probe
+                .run(
+                    "pg_ctl stop",
+                    "pg_ctl",
+                    &["stop", "-w", "-t", "30", "-m", "fast", "-D", &d],
+                )
+                .await
+                .is_err()
+            {
+                probe
+                    .run(
+                        "pg_ctl stop",
+                        "pg_ctl",
+                        &["stop", "-w", "-m", "immediate", "-D", &d],
+                    )
+                    .await?;
+            }
+        }
+        match std::fs::remove_dir_all(&self.root) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ClusterError::io("cannot remove", &self.root, &e)),
+        }
+    }
 }
 
 impl Drop for Cluster {

@@ -6,6 +6,7 @@
 pub mod assert;
 pub mod db;
 pub mod http;
+pub mod local;
 pub mod manual;
 pub mod shell;
 pub mod sql;
@@ -90,6 +91,76 @@ pub struct StepCx<'a> {
     pub operator: &'a str,
     /// Masks this run's secrets: anything a step shows or returns as text passes through it.
     pub redactor: &'a crate::engine::redact::Redactor,
+    /// Where a step registers what it created, the moment it exists, so the run undoes it
+    /// on every path — even when the step itself is interrupted.
+    pub undo: &'a std::sync::Mutex<Vec<Undo>>,
+}
+
+/// Something a step created that must not outlive the run. The engine undoes these after
+/// the runbook's own cleanup steps, newest first, and records each as a cleanup step.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    /// Stop a local cluster drillbook started (if it runs) and remove its directory.
+    Cluster {
+        step: String,
+        what: String,
+        handle: crate::pg::cluster::ClusterHandle,
+    },
+    /// Remove a directory drillbook created.
+    Dir {
+        step: String,
+        what: String,
+        path: std::path::PathBuf,
+    },
+}
+
+impl Undo {
+    pub fn step(&self) -> &str {
+        match self {
+            Undo::Cluster { step, .. } | Undo::Dir { step, .. } => step,
+        }
+    }
+
+    pub fn title(&self) -> &str {
+        match self {
+            Undo::Cluster { what, .. } | Undo::Dir { what, .. } => what,
+        }
+    }
+
+    pub async fn run(&self) -> Result<(), StepError> {
+        match self {
+            Undo::Cluster { handle, .. } => handle
+                .stop_and_remove()
+                .await
+                .map_err(|e| StepError::failed(e.to_string())),
+            Undo::Dir { path, .. } => match tokio::fs::remove_dir_all(path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(StepError::failed(format!(
+                    "cannot remove {}: {e}",
+                    path.display()
+                ))),
+            },
+        }
+    }
+}
+
+impl StepCx<'_> {
+    /// Registers something to undo at the end of the run.
+    pub fn created(&self, undo: Undo) {
+        if let Ok(mut list) = self.undo.lock() {
+            list.push(undo);
+        }
+    }
+
+    /// The run's id (for naming scratch resources).
+    pub fn run_id(&self) -> String {
+        self.vars
+            .get_attr("run")
+            .and_then(|r| r.get_attr("id"))
+            .map(|v| v.to_string())
+            .unwrap_or_default()
+    }
 }
 
 impl std::fmt::Debug for StepCx<'_> {
@@ -332,6 +403,10 @@ step_kinds! {
     Sql("sql") => sql::Sql,
     Freshness("freshness") => crate::checks::freshness::Freshness,
     Compare("compare") => crate::checks::compare::Compare,
+    LocalCluster("local.cluster") => local::LocalCluster,
+    LocalBaseBackup("local.base_backup") => local::LocalBaseBackup,
+    LocalRestorePoint("local.restore_point") => local::LocalRestorePoint,
+    LocalRestore("local.restore") => local::LocalRestore,
 }
 
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders

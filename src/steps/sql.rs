@@ -170,6 +170,11 @@ impl Spec for Sql {
                 ))
             }
         };
+        // several statements cannot be prepared; find out before the transaction starts (a
+        // failed prepare inside it would abort it) and run them as one batch (no rows)
+        let batch = refs.is_empty()
+            && self.expect.is_none()
+            && matches!(client.prepare(self.query.as_str()).await, Err(ref e) if describe(e).contains("multiple commands"));
         let mut client = client;
         let tx = client
             .build_transaction()
@@ -177,18 +182,11 @@ impl Spec for Sql {
             .start()
             .await
             .map_err(failed)?;
-        let rows = match tx.query(self.query.as_str(), &refs).await {
-            Ok(rows) => rows,
-            // several statements cannot be prepared: run them as a batch (no result rows)
-            Err(e)
-                if refs.is_empty()
-                    && self.expect.is_none()
-                    && describe(&e).contains("multiple commands") =>
-            {
-                tx.batch_execute(&self.query).await.map_err(failed)?;
-                Vec::new()
-            }
-            Err(e) => return Err(failed(e)),
+        let rows = if batch {
+            tx.batch_execute(&self.query).await.map_err(failed)?;
+            Vec::new()
+        } else {
+            tx.query(self.query.as_str(), &refs).await.map_err(failed)?
         };
         tx.commit().await.map_err(failed)?;
 

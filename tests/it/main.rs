@@ -4,6 +4,7 @@
 mod compare;
 mod engine;
 mod fuzz;
+mod local;
 mod run;
 mod schema;
 mod sql;

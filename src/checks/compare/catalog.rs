@@ -127,13 +127,21 @@ pub async fn objects(client: &Client) -> Result<Objects, String> {
         .collect())
 }
 
-/// Sequence name -> last value (None when never used).
-pub async fn sequence_values(client: &Client) -> Result<BTreeMap<String, Option<i64>>, String> {
+/// Sequence name -> (last value (None when never used), increment).
+pub async fn sequence_values(
+    client: &Client,
+) -> Result<BTreeMap<String, (Option<i64>, i64)>, String> {
     let rows = client
-        .query("SELECT schemaname || '.' || sequencename, last_value FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", &[])
+        .query(
+            "SELECT schemaname || '.' || sequencename, last_value, increment_by FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+            &[],
+        )
         .await
         .map_err(|e| format!("reading sequences: {}", describe(&e)))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect())
 }
 
 /// The major version (`server_version_num / 10000`): hash functions are only comparable

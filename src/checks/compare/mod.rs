@@ -541,6 +541,9 @@ fn count_finding(source: i64, restored: i64, rule: &CountRule) -> Option<String>
         .then(|| format!("row count differs: {source} in source, {restored} in restored"))
 }
 
+/// Values a sequence may be ahead after recovery (PostgreSQL's SEQ_LOG_VALS).
+const SEQUENCE_SLACK: i64 = 32;
+
 /// Schema differences, each with the table it belongs to (empty for sequences).
 async fn schema(
     src: &tokio_postgres::Client,
@@ -573,21 +576,20 @@ async fn schema(
         }
     }
     let (sa, sb) = tokio::try_join!(catalog::sequence_values(src), catalog::sequence_values(dst))?;
-    for (seq, v) in &sa {
-        if let Some(w) = sb.get(seq) {
+    for (seq, (v, increment)) in &sa {
+        if let Some((w, _)) = sb.get(seq) {
+            // PostgreSQL logs sequences 32 values ahead and outside transactions, so after
+            // recovery a sequence may stand up to 32 increments past its last handed-out value
+            let slack = SEQUENCE_SLACK.saturating_mul(increment.saturating_abs());
+            let (v, w) = (v.unwrap_or(0), w.unwrap_or(0));
             let bad = match direction {
-                Direction::Equal => v != w,
-                Direction::RestoredLeSource => w.unwrap_or(0) > v.unwrap_or(0),
+                Direction::Equal => v.abs_diff(w) > slack.unsigned_abs(),
+                Direction::RestoredLeSource => w > v.saturating_add(slack),
             };
             if bad {
-                let show = |x: &Option<i64>| x.map_or("unused".to_owned(), |n| n.to_string());
                 out.push((
                     String::new(),
-                    format!(
-                        "sequence {seq} is at {} in source, {} in restored",
-                        show(v),
-                        show(w)
-                    ),
+                    format!("sequence {seq} is at {v} in source, {w} in restored"),
                 ));
             }
         }
@@ -643,13 +645,12 @@ fn finish(
         .collect();
     parts.extend(global);
     let n = failed.len();
-    Err(StepError::failed(format!(
-        "{} table{} differ: {}",
-        n,
-        if n == 1 { "" } else { "s" },
-        parts.join(" | ")
-    ))
-    .with_outputs(out))
+    let what = match n {
+        0 => "the schemas differ".to_owned(),
+        1 => "1 table differs".to_owned(),
+        n => format!("{n} tables differ"),
+    };
+    Err(StepError::failed(format!("{what}: {}", parts.join(" | "))).with_outputs(out))
 }
 
 /// A table a person reads at a glance.

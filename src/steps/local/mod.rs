@@ -1,0 +1,305 @@
+//! The `local` provider: self-hosted PostgreSQL point-in-time recovery. `local.cluster`
+//! starts a throwaway archiving cluster (demos and tests), `local.base_backup` takes a
+//! `pg_basebackup`, `local.restore_point` names a point in the WAL, and `local.restore`
+//! restores a base backup plus the WAL archive into a scratch instance at a target. Every
+//! directory and server these create is registered for undo the moment it exists, so it is
+//! stopped and removed on every path; nothing else is touched.
+
+mod restore;
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+pub use restore::LocalRestore;
+
+use super::{db, Outputs, Spec, StepCx, StepError, Undo};
+use crate::pg::cluster::{find_binaries, Cluster, ClusterError, InitOptions};
+
+/// A scratch directory for a step: `dir` when given (must be new or empty), else a new
+/// directory in the system's temporary directory named after the run and step.
+pub(crate) fn scratch_dir(cx: &StepCx<'_>, dir: Option<&str>) -> PathBuf {
+    match dir {
+        Some(d) => PathBuf::from(d),
+        None => std::env::temp_dir().join(format!("drillbook-{}-{}", cx.run_id(), cx.step_id)),
+    }
+}
+
+pub(crate) fn cluster_error(e: ClusterError) -> StepError {
+    match e {
+        ClusterError::NoBinaries | ClusterError::NoAccount => StepError::unavailable(e.to_string()),
+        other => StepError::failed(other.to_string()),
+    }
+}
+
+/// `local.cluster`: a throwaway PostgreSQL cluster with WAL archiving, started on a free
+/// loopback port.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCluster {
+    /// Directory for the cluster (`data/`, `archive/`, `socket/`, `server.log`); must be new
+    /// or empty. Default: a new directory under the system's temporary directory.
+    pub dir: Option<String>,
+    /// Database to create (default `app`).
+    pub database: Option<String>,
+    /// Extra `postgresql.conf` settings.
+    #[serde(default)]
+    pub settings: indexmap::IndexMap<String, super::Text>,
+}
+
+impl Spec for LocalCluster {
+    fn summary(&self) -> String {
+        format!(
+            "start a throwaway archiving PostgreSQL cluster with database `{}`",
+            self.database.as_deref().unwrap_or("app")
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let bin = find_binaries().map_err(cluster_error)?;
+        let root = scratch_dir(cx, self.dir.as_deref());
+        let archive = root.join("archive");
+        let settings = self
+            .settings
+            .iter()
+            .map(|(k, v)| (k.clone(), v.0.clone()))
+            .collect();
+        let opts = InitOptions {
+            archive_dir: Some(archive.clone()),
+            unsafe_fast: false,
+            settings,
+        };
+        let mut cluster = Cluster::create(bin, &root, &opts)
+            .await
+            .map_err(cluster_error)?;
+        cx.created(Undo::Cluster {
+            step: cx.step_id.into(),
+            what: format!("stop and remove the cluster in {}", root.display()),
+            handle: cluster.handle(),
+        });
+        cluster.start().await.map_err(cluster_error)?;
+        let database = self.database.clone().unwrap_or_else(|| "app".into());
+        let admin = crate::pg::connect(
+            &crate::pg::url::parse(&cluster.url("postgres"))
+                .map_err(|e| StepError::failed(e.to_string()))?,
+        )
+        .await?;
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE {}",
+                crate::checks::quote_ident(&database)
+            ))
+            .await
+            .map_err(|e| {
+                StepError::failed(format!(
+                    "creating database {database}: {}",
+                    crate::pg::connect::describe(&e)
+                ))
+            })?;
+        let mut out = Outputs::new();
+        out.insert("connection_uri".into(), cluster.url(&database).into());
+        out.insert("admin_uri".into(), cluster.url("postgres").into());
+        out.insert("port".into(), cluster.port.into());
+        out.insert("dir".into(), root.display().to_string().into());
+        out.insert(
+            "data_dir".into(),
+            cluster.data_dir().display().to_string().into(),
+        );
+        out.insert("archive_dir".into(), archive.display().to_string().into());
+        out.insert("version".into(), cluster.bin.major.into());
+        // the undo registered above stops it; the value must not stop it when dropped here
+        let _ = cluster.detach();
+        Ok(out)
+    }
+}
+
+/// `local.base_backup`: `pg_basebackup` of a running cluster into a new directory (plain
+/// format, WAL streamed in, so the backup is self-contained).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalBaseBackup {
+    /// The cluster to back up: a target name or a connection string (a replication-capable
+    /// role, e.g. the superuser).
+    pub db: String,
+    /// Directory for the backup; must be new or empty. Default: a new scratch directory,
+    /// removed at the end of the run unless `keep` is true.
+    pub dir: Option<String>,
+    /// Keep a default-located backup after the run (default false).
+    #[serde(default)]
+    pub keep: bool,
+}
+
+impl Spec for LocalBaseBackup {
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+
+    fn target(&self) -> Option<&str> {
+        db::target_name(&self.db)
+    }
+
+    fn summary(&self) -> String {
+        format!("pg_basebackup of {}", crate::pg::url::redact(&self.db))
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let bin = find_binaries().map_err(cluster_error)?;
+        let spec = db::resolve(cx, &self.db)?;
+        let dir = scratch_dir(cx, self.dir.as_deref());
+        if dir.exists()
+            && std::fs::read_dir(&dir)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(StepError::failed(format!(
+                "refusing to write a backup into {}: the directory is not empty",
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StepError::failed(format!("cannot create {}: {e}", dir.display())))?;
+        if self.dir.is_none() && !self.keep {
+            cx.created(Undo::Dir {
+                step: cx.step_id.into(),
+                what: format!("remove the base backup {}", dir.display()),
+                path: dir.clone(),
+            });
+        }
+        let c = &spec.config;
+        let host = match c.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            #[cfg(unix)]
+            Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        };
+        let port = c.get_ports().first().copied().unwrap_or(5432).to_string();
+        let user = c.get_user().unwrap_or("postgres").to_owned();
+        let mut cmd = tokio::process::Command::new(bin.dir.join("pg_basebackup"));
+        cmd.args(["-h", &host, "-p", &port, "-U", &user, "-D"])
+            .arg(&dir)
+            .args([
+                "-Fp",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--verbose",
+                "--no-password",
+            ]);
+        if let Some(pw) = c.get_password() {
+            cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
+        }
+        let started = chrono::Utc::now();
+        let out = cmd
+            .kill_on_drop(true)
+            .output()
+            .await
+            .map_err(|e| StepError::unavailable(format!("cannot run pg_basebackup: {e}")))?;
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        if !out.status.success() {
+            let last = log
+                .lines()
+                .rfind(|l| l.contains("error") || l.contains("FATAL"))
+                .unwrap_or("failed")
+                .trim()
+                .to_owned();
+            return Err(StepError::failed(format!(
+                "pg_basebackup of {}: {}",
+                spec.display,
+                cx.redactor.redact(&last)
+            )));
+        }
+        let point = |what: &str| {
+            log.lines()
+                .find_map(|l| l.split(what).nth(1))
+                .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
+        };
+        let label = std::fs::read_to_string(dir.join("backup_label")).unwrap_or_default();
+        let mut o = Outputs::new();
+        o.insert("dir".into(), dir.display().to_string().into());
+        o.insert(
+            "start_lsn".into(),
+            point("write-ahead log start point: ")
+                .unwrap_or_default()
+                .into(),
+        );
+        o.insert(
+            "end_lsn".into(),
+            point("write-ahead log end point: ")
+                .unwrap_or_default()
+                .into(),
+        );
+        o.insert(
+            "started_at".into(),
+            crate::timestamp::rfc3339(started).into(),
+        );
+        o.insert(
+            "finished_at".into(),
+            crate::timestamp::rfc3339(chrono::Utc::now()).into(),
+        );
+        o.insert(
+            "label".into(),
+            label
+                .lines()
+                .find_map(|l| l.strip_prefix("LABEL: "))
+                .unwrap_or("")
+                .into(),
+        );
+        Ok(o)
+    }
+}
+
+/// `local.restore_point`: `pg_create_restore_point(name)` on a cluster, and a WAL switch so
+/// the point reaches the archive.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRestorePoint {
+    /// The cluster: a target name or a connection string (a superuser).
+    pub db: String,
+    /// The restore point's name (template), e.g. `"drill-{{ run.id }}"`.
+    pub name: String,
+}
+
+impl Spec for LocalRestorePoint {
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+
+    fn target(&self) -> Option<&str> {
+        db::target_name(&self.db)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "create restore point `{}` on {}",
+            self.name,
+            crate::pg::url::redact(&self.db)
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let spec = db::resolve(cx, &self.db)?;
+        let client = crate::pg::connect(&spec).await?;
+        let failed = |e: tokio_postgres::Error| {
+            StepError::failed(format!(
+                "restore point on {}: {}",
+                spec.display,
+                crate::pg::connect::describe(&e)
+            ))
+        };
+        let row = client
+            .query_one(
+                "SELECT pg_create_restore_point($1)::text, clock_timestamp()::timestamptz",
+                &[&self.name],
+            )
+            .await
+            .map_err(failed)?;
+        client
+            .query_one("SELECT pg_switch_wal()::text", &[])
+            .await
+            .map_err(failed)?;
+        let at: chrono::DateTime<chrono::Utc> = row.get(1);
+        let mut o = Outputs::new();
+        o.insert("name".into(), self.name.clone().into());
+        o.insert("lsn".into(), row.get::<_, String>(0).into());
+        o.insert("at".into(), crate::timestamp::rfc3339_precise(at).into());
+        Ok(o)
+    }
+}
