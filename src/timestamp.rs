@@ -45,10 +45,27 @@ impl FromStr for TimeSpec {
             let by = amount.trim().parse().map_err(|_| err())?;
             return Ok(TimeSpec::Relative { back, by });
         }
-        DateTime::parse_from_rfc3339(s)
+        DateTime::parse_from_rfc3339(&lenient(s))
             .map(|t| TimeSpec::Absolute(t.with_timezone(&Utc)))
             .map_err(|_| err())
     }
+}
+
+/// Accepts what psql prints too (`2026-11-29 21:37:38.5+00`): a space for the `T`, and an
+/// hour-only offset.
+fn lenient(s: &str) -> String {
+    let mut t = s.to_owned();
+    if t.len() > 10 && t.as_bytes()[10] == b' ' {
+        t.replace_range(10..11, "T");
+    }
+    let tail = t.len().saturating_sub(3);
+    if t.len() > 19
+        && matches!(t.as_bytes()[tail], b'+' | b'-')
+        && t[tail + 1..].chars().all(|c| c.is_ascii_digit())
+    {
+        t.push_str(":00");
+    }
+    t
 }
 
 impl TimeSpec {
@@ -101,6 +118,8 @@ mod tests {
             rfc3339(r("2026-11-28T09:00:00+01:00")),
             "2026-11-28T08:00:00Z"
         );
+        assert_eq!(rfc3339(r("2026-11-29 21:37:38+00")), "2026-11-29T21:37:38Z");
+        assert_eq!(rfc3339(r("2026-11-29T21:37:38-02")), "2026-11-29T23:37:38Z");
         for bad in ["yesterday", "now-", "now*2h", "2026-11-28", "now-24"] {
             assert!(bad.parse::<TimeSpec>().is_err(), "{bad}");
         }

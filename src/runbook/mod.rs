@@ -150,7 +150,7 @@ impl ParamValue {
             ParamValue::Int(n) => (*n).into(),
             ParamValue::Bool(b) => (*b).into(),
             ParamValue::Duration(d) => d.to_string().into(),
-            ParamValue::Timestamp(t) => crate::timestamp::rfc3339(t.resolve(now)).into(),
+            ParamValue::Timestamp(t) => crate::timestamp::rfc3339_precise(t.resolve(now)).into(),
         }
     }
 }

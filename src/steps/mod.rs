@@ -407,6 +407,8 @@ step_kinds! {
     LocalBaseBackup("local.base_backup") => local::LocalBaseBackup,
     LocalRestorePoint("local.restore_point") => local::LocalRestorePoint,
     LocalRestore("local.restore") => local::LocalRestore,
+    LocalArchiver("local.archiver") => local::LocalArchiver,
+    LocalBackupAge("local.backup_age") => local::LocalBackupAge,
 }
 
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders

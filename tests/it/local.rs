@@ -187,3 +187,220 @@ fn restores_to_a_named_restore_point() {
     assert_eq!(step(&rec, "target-orders")["status"], "passed");
     assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
 }
+
+/// A source cluster that archives, a base backup of it, and writes on both sides of a
+/// recorded target time: what a user's own setup looks like to postgres-pitr-drill.yaml.
+struct OwnSetup {
+    // fields drop in order: the cluster must stop before its directory goes
+    cluster: drillbook::pg::cluster::Cluster,
+    backup: std::path::PathBuf,
+    archive: std::path::PathBuf,
+    target: String,
+    _dir: crate::support::TempDir,
+}
+
+fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
+    use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+    let dir = crate::support::TempDir::new();
+    let archive = dir.join("archive");
+    let bin = find_binaries().expect("binaries");
+    let mut cluster = rt
+        .block_on(Cluster::create(
+            bin.clone(),
+            &dir.join("cluster"),
+            &InitOptions {
+                archive_dir: Some(archive.clone()),
+                unsafe_fast: true,
+                ..InitOptions::default()
+            },
+        ))
+        .expect("initdb");
+    rt.block_on(cluster.start()).expect("start");
+    let pg = |db: &str, sql: &str| {
+        let out = std::process::Command::new(bin.dir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    pg("postgres", "CREATE TABLE orders (id serial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO orders SELECT FROM generate_series(1, 500);");
+    let backup = dir.join("base");
+    let status = std::process::Command::new(bin.dir.join("pg_basebackup"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "-Fp",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-D",
+        ])
+        .arg(&backup)
+        .status()
+        .expect("pg_basebackup");
+    assert!(status.success());
+    pg(
+        "postgres",
+        "INSERT INTO orders SELECT FROM generate_series(1, 100)",
+    );
+    let target = pg("postgres", "SELECT clock_timestamp()");
+    pg(
+        "postgres",
+        "INSERT INTO orders SELECT FROM generate_series(1, 100)",
+    );
+    pg("postgres", "SELECT pg_switch_wal()");
+    let last = pg("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())");
+    while pg(
+        "postgres",
+        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+    ) < last
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    OwnSetup {
+        cluster,
+        backup,
+        archive,
+        target,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn postgres_pitr_drill_restores_your_own_backups() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let target = s.target.replace(' ', "T");
+    let mut cmd = Cli::new()
+        .env("DATABASE_URL", &s.cluster.url("postgres"))
+        .env("PG_BASE_BACKUP", &s.backup.display().to_string())
+        .env("PG_WAL_ARCHIVE", &s.archive.display().to_string())
+        .args([
+            "run",
+            "runbooks/postgres-pitr-drill.yaml",
+            "drill",
+            "--param",
+            &format!("target_time={target}"),
+            "--format",
+            "json",
+        ])
+        .command();
+    cmd.current_dir(root());
+    let out = cmd.output().expect("run");
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{rec:#}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tables = step(&rec, "integrity")["outputs"]["tables"]
+        .as_array()
+        .expect("tables")
+        .clone();
+    assert_eq!(tables[0]["rows_source"], 700);
+    assert_eq!(tables[0]["rows_restored"], 600);
+    assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
+    // the backups are untouched
+    assert!(s.backup.join("backup_label").exists());
+}
+
+#[test]
+fn archiver_and_backup_age_checks() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let yaml = |steps: &str| {
+        format!("version: 1\nname: t\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n{steps}")
+    };
+    let run = |steps: &str| {
+        let r = Cli::new()
+            .runbook(&yaml(steps))
+            .env("SRC", &s.cluster.url("postgres"))
+            .args(["run", "runbook.yaml", "p", "--format", "json"])
+            .run();
+        (r.code, r.json())
+    };
+    let backups = s.backup.parent().expect("parent").display().to_string();
+    let (code, rec) = run(&format!("      - id: a\n        local.archiver: {{ db: \"{{{{ env.SRC }}}}\", max_age: 1h }}\n      - id: b\n        local.backup_age: {{ dir: \"{backups}\", max_age: 1h }}\n"));
+    assert_eq!(code, 0, "{rec:#}");
+    assert_eq!(rec["steps"][0]["outputs"]["failing"], false);
+    assert_eq!(rec["steps"][1]["outputs"]["backups"], 1);
+    // a stale backup, and archiving that fails from now on
+    let (code, rec) = run(&format!(
+        "      - id: b\n        local.backup_age: {{ dir: \"{backups}\", max_age: 1ms }}\n"
+    ));
+    assert_eq!(code, 1);
+    assert!(
+        rec["steps"][0]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("old, more than 1ms"),
+        "{rec:#}"
+    );
+    let psql = |sql: &str| {
+        let ok = std::process::Command::new(s.cluster.bin.dir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &s.cluster.port.to_string(),
+                "-U",
+                "postgres",
+                "-X",
+                "-q",
+                "-c",
+                sql,
+            ])
+            .status()
+            .expect("psql");
+        assert!(ok.success());
+    };
+    psql("ALTER SYSTEM SET archive_command = 'false'");
+    psql("SELECT pg_reload_conf()");
+    psql("CREATE TABLE more AS SELECT g FROM generate_series(1, 1000) g");
+    psql("SELECT pg_switch_wal()");
+    // wait (polling the server) until a failure is recorded, then check
+    let step_yaml = "      - id: failed\n        wait:\n          poll: { sql: { db: \"{{ env.SRC }}\", query: \"select failed_count from pg_stat_archiver\" } }\n          until: result.failed_count > 0\n          interval: 100ms\n          deadline: 1m\n      - id: a\n        local.archiver: { db: \"{{ env.SRC }}\" }\n";
+    let (code, rec) = run(step_yaml);
+    assert_eq!(code, 1, "{rec:#}");
+    assert!(
+        rec["steps"][1]["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("WAL archiving is failing"),
+        "{rec:#}"
+    );
+}

@@ -303,3 +303,169 @@ impl Spec for LocalRestorePoint {
         Ok(o)
     }
 }
+
+/// `local.archiver`: WAL archiving health from `pg_stat_archiver`: fails when archiving has
+/// failed since its last success, or when the last archived segment is older than `max_age`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalArchiver {
+    /// The cluster: a target name or a connection string.
+    pub db: String,
+    /// The oldest acceptable last archived segment, e.g. `1h` (set `archive_timeout` on
+    /// the server so an idle database still archives).
+    pub max_age: Option<crate::duration::Duration>,
+}
+
+impl Spec for LocalArchiver {
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+
+    fn target(&self) -> Option<&str> {
+        db::target_name(&self.db)
+    }
+
+    fn summary(&self) -> String {
+        let age = self
+            .max_age
+            .map(|a| format!(", last segment younger than {a}"))
+            .unwrap_or_default();
+        format!(
+            "WAL archiving on {} works{age}",
+            crate::pg::url::redact(&self.db)
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let spec = db::resolve(cx, &self.db)?;
+        let client = crate::pg::connect(&spec).await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('archive_mode'), archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time, now() FROM pg_stat_archiver",
+                &[],
+            )
+            .await
+            .map_err(|e| StepError::failed(format!("pg_stat_archiver on {}: {}", spec.display, crate::pg::connect::describe(&e))))?;
+        let mode: String = row.get(0);
+        let archived: i64 = row.get(1);
+        let last_wal: Option<String> = row.get(2);
+        let last_time: Option<chrono::DateTime<chrono::Utc>> = row.get(3);
+        let failed: i64 = row.get(4);
+        let failed_wal: Option<String> = row.get(5);
+        let failed_time: Option<chrono::DateTime<chrono::Utc>> = row.get(6);
+        let now: chrono::DateTime<chrono::Utc> = row.get(7);
+        let mut out = Outputs::new();
+        out.insert("archive_mode".into(), mode.clone().into());
+        out.insert("archived_count".into(), archived.into());
+        out.insert("failed_count".into(), failed.into());
+        out.insert(
+            "last_archived_wal".into(),
+            last_wal.clone().unwrap_or_default().into(),
+        );
+        let age = last_time.map(|t| (now - t).to_std().unwrap_or_default());
+        if let Some(a) = age {
+            out.insert("last_archived_age_s".into(), a.as_secs().into());
+        }
+        if mode == "off" {
+            return Err(StepError::failed(format!("archive_mode is off on {}: no WAL is archived, so point-in-time recovery is impossible", spec.display)).with_outputs(out));
+        }
+        let failing = match (failed_time, last_time) {
+            (Some(f), Some(s)) => f > s,
+            (Some(_), None) => true,
+            _ => false,
+        };
+        out.insert("failing".into(), failing.into());
+        if failing {
+            return Err(StepError::failed(format!(
+                "WAL archiving is failing: {} failed at {} and nothing has been archived since (failed {failed} times in all)",
+                failed_wal.unwrap_or_default(),
+                failed_time.map(crate::timestamp::rfc3339).unwrap_or_default()
+            ))
+            .with_outputs(out));
+        }
+        if let (Some(max), Some(a)) = (self.max_age, age) {
+            if a > max.std() {
+                return Err(StepError::failed(format!(
+                    "the last archived WAL segment {} is {} old, more than {max}",
+                    last_wal.unwrap_or_default(),
+                    crate::duration::human(a)
+                ))
+                .with_outputs(out));
+            }
+        }
+        if let (Some(max), None) = (self.max_age, age) {
+            return Err(StepError::failed(format!(
+                "nothing has been archived yet (expected a segment within {max})"
+            ))
+            .with_outputs(out));
+        }
+        Ok(out)
+    }
+}
+
+/// `local.backup_age`: the newest base backup in a directory of backups (each a directory
+/// with a `backup_label`) is younger than `max_age`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalBackupAge {
+    /// A directory holding base backups, one per subdirectory (or a single backup).
+    pub dir: String,
+    /// The oldest acceptable newest backup, e.g. `25h`.
+    pub max_age: crate::duration::Duration,
+}
+
+impl Spec for LocalBackupAge {
+    fn summary(&self) -> String {
+        format!(
+            "the newest base backup in {} is younger than {}",
+            self.dir, self.max_age
+        )
+    }
+
+    async fn run<'a>(&'a self, _cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let dir = PathBuf::from(&self.dir);
+        let mut candidates = vec![dir.clone()];
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            candidates.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        } else {
+            return Err(StepError::failed(format!(
+                "cannot read the backup directory {}",
+                dir.display()
+            )));
+        }
+        let mut newest: Option<(chrono::DateTime<chrono::Utc>, PathBuf)> = None;
+        let mut count = 0;
+        for c in candidates {
+            let Ok(meta) = std::fs::metadata(c.join("backup_label")) else {
+                continue;
+            };
+            count += 1;
+            let when: chrono::DateTime<chrono::Utc> =
+                meta.modified().map(Into::into).unwrap_or_default();
+            if newest.as_ref().is_none_or(|(t, _)| when > *t) {
+                newest = Some((when, c));
+            }
+        }
+        let mut out = Outputs::new();
+        out.insert("backups".into(), count.into());
+        let Some((when, path)) = newest else {
+            return Err(StepError::failed(format!(
+                "no base backup (a directory with a backup_label) in {}",
+                dir.display()
+            ))
+            .with_outputs(out));
+        };
+        let age = (chrono::Utc::now() - when).to_std().unwrap_or_default();
+        out.insert("newest".into(), path.display().to_string().into());
+        out.insert("newest_at".into(), crate::timestamp::rfc3339(when).into());
+        out.insert("age_s".into(), age.as_secs().into());
+        if age > self.max_age.std() {
+            return Err(StepError::failed(format!(
+                "the newest base backup {} is {} old, more than {}",
+                path.display(),
+                crate::duration::human(age),
+                self.max_age
+            ))
+            .with_outputs(out));
+        }
+        Ok(out)
+    }
+}
