@@ -1,0 +1,276 @@
+//! `cargo bench --bench restore`: point-in-time restore time of drillbook's `local.restore`
+//! next to the same restore done by hand (copy the base backup, `restore_command = 'cp …'`,
+//! `recovery_target_time`, start, wait for promotion) and with pgBackRest
+//! (`pgbackrest restore --type=time`, then start and wait), on the same cluster, WAL and
+//! target. The cluster archives every segment both to a plain directory and to a pgBackRest
+//! repository. Times run from "start restoring" to "promoted and accepting writes". Medians of
+//! 3. Needs the PostgreSQL server binaries and `pgbackrest` (apt-get install pgbackrest).
+//! `DRILLBOOK_BENCH_SCALE` (pgbench scale, default 20) and `DRILLBOOK_BENCH_SECONDS`
+//! (workload after the backup, default 20) change the size.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use drillbook::engine::cancel::Cancel;
+use drillbook::engine::record::{DrillRecord, StepRecord, Verdict};
+use drillbook::engine::{Observer, RunOptions};
+use drillbook::pg::cluster::{find_binaries, Binaries, Cluster, InitOptions};
+use drillbook::runbook::Step;
+use drillbook::steps::{BoxFuture, Interaction};
+
+struct Quiet;
+
+impl Interaction for Quiet {
+    fn assume_yes(&self) -> bool {
+        true
+    }
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn show(&self, _: &str) {}
+    fn confirm(&self, _: String) -> BoxFuture<'static, std::io::Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+}
+
+impl Observer for Quiet {
+    fn started(&self, _: &DrillRecord, _: usize, _: usize) {}
+    fn step_started(&self, _: bool, _: usize, _: &Step) {}
+    fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
+}
+
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn env_num(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// The server's account (the owner of the cluster directory): pgBackRest and pg_ctl run as it.
+fn owner(path: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).expect("metadata");
+    (m.uid(), m.gid())
+}
+
+fn run_as(who: (u32, u32), program: &Path, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).uid(who.0).gid(who.1).stdin(Stdio::null()).output().expect("run");
+    assert!(out.status.success(), "{} {args:?}: {}{}", program.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn psql(bin: &Binaries, port: u16, sql: &str) -> String {
+    let out = Command::new(bin.dir.join("psql"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "bench", "-X", "-q", "-t", "-A", "-c", sql])
+        .output()
+        .expect("psql");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Starts a restored data directory on `port` and waits until it is promoted.
+fn start_and_wait(bin: &Binaries, who: (u32, u32), data: &Path, port: u16) {
+    let log = data.join("../restore.log");
+    let ok = Command::new(bin.dir.join("pg_ctl"))
+        .args(["start", "-w", "-t", "600", "-D", &data.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &format!("-p {port}")])
+        .uid(who.0)
+        .gid(who.1)
+        .stdout(Stdio::null())
+        .status()
+        .expect("pg_ctl");
+    assert!(ok.success(), "restored server did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    loop {
+        let out = Command::new(bin.dir.join("psql"))
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-X", "-t", "-A", "-c", "select pg_is_in_recovery()"])
+            .output()
+            .expect("psql");
+        if String::from_utf8_lossy(&out.stdout).trim() == "f" {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn stop(bin: &Binaries, who: (u32, u32), data: &Path) {
+    run_as(who, &bin.dir.join("pg_ctl"), &["stop", "-w", "-m", "immediate", "-D", &data.to_string_lossy()]);
+}
+
+fn overrides(data: &Path, socket: &Path, extra: &str) {
+    let auto = data.join("postgresql.auto.conf");
+    let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
+    text.push_str(&format!("\narchive_mode = 'off'\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n{extra}", socket.display()));
+    std::fs::write(&auto, text).expect("write conf");
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("the restore benchmark runs with `cargo bench --bench restore`");
+        return;
+    }
+    let scale = env_num("DRILLBOOK_BENCH_SCALE", 20);
+    let seconds = env_num("DRILLBOOK_BENCH_SECONDS", 20);
+    let pgbackrest = which("pgbackrest").expect("pgbackrest is not installed (apt-get install pgbackrest)");
+    let bin = find_binaries().expect("PostgreSQL server binaries");
+    let root = std::env::temp_dir().join(format!("drillbook-bench-restore-{}", std::process::id()));
+    let _files = RemoveOnDrop(root.clone());
+    let archive = root.join("archive");
+    let pgbr = root.join("pgbackrest");
+    let conf = pgbr.join("pgbackrest.conf");
+    let opts = InitOptions {
+        archive_dir: Some(archive.clone()),
+        unsafe_fast: false,
+        settings: vec![
+            ("max_wal_size".into(), "4GB".into()),
+            // every segment goes to the plain archive and to the pgBackRest repository
+            ("archive_command".into(), format!("'(test -f {a}/%f || cp %p {a}/%f) && {p} --config={c} --stanza=bench archive-push %p'", a = archive.display(), p = pgbackrest.display(), c = conf.display())),
+        ],
+    };
+    let mut cluster = Cluster::create(bin.clone(), &root.join("source"), &opts).await.expect("initdb");
+    let who = owner(&root.join("source"));
+    for d in [pgbr.clone(), pgbr.join("repo"), pgbr.join("log"), pgbr.join("lock"), root.join("restores")] {
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::os::unix::fs::chown(&d, Some(who.0), Some(who.1)).expect("chown");
+    }
+    std::os::unix::fs::chown(&root, Some(who.0), Some(who.1)).expect("chown");
+    cluster.start().await.expect("start");
+    std::fs::write(
+        &conf,
+        format!(
+            "[global]\nrepo1-path={}\nlog-path={}\nlock-path={}\nlog-level-console=warn\nstart-fast=y\ncompress-type=none\n[bench]\npg1-path={}\npg1-port={}\npg1-socket-path={}\n",
+            pgbr.join("repo").display(),
+            pgbr.join("log").display(),
+            pgbr.join("lock").display(),
+            cluster.data_dir().display(),
+            cluster.port,
+            cluster.socket_dir().display()
+        ),
+    )
+    .expect("write pgbackrest.conf");
+    std::os::unix::fs::chown(&conf, Some(who.0), Some(who.1)).expect("chown");
+    let conf_arg = format!("--config={}", conf.display());
+
+    eprintln!("loading pgbench scale {scale} …");
+    let admin = |sql: &str| {
+        let out = Command::new(bin.dir.join("psql")).args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres", "-d", "postgres", "-X", "-q", "-c", sql]).output().expect("psql");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    admin("CREATE DATABASE bench");
+    let pgbench = |args: &[&str]| {
+        let status = Command::new(bin.dir.join("pgbench")).args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres"]).args(args).arg("bench").stdout(Stdio::null()).stderr(Stdio::null()).status().expect("pgbench");
+        assert!(status.success(), "pgbench {args:?}");
+    };
+    pgbench(&["-i", "-q", "-s", &scale.to_string()]);
+
+    // two backups of the same cluster at the same moment: pg_basebackup and pgBackRest
+    let base = root.join("base");
+    run_as(
+        who,
+        &bin.dir.join("pg_basebackup"),
+        &["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres", "-Fp", "-X", "stream", "-c", "fast", "-D", &base.to_string_lossy()],
+    );
+    run_as(who, &pgbackrest, &[&conf_arg, "--stanza=bench", "stanza-create"]);
+    run_as(who, &pgbackrest, &[&conf_arg, "--stanza=bench", "--type=full", "backup"]);
+
+    eprintln!("workload: pgbench -c2 -j2 -T{seconds}, target at the midpoint …");
+    let half = (seconds / 2).max(1).to_string();
+    pgbench(&["-c2", "-j2", "-T", &half]);
+    // PostgreSQL's own spelling: recovery_target_time does not take `T…Z`
+    let target = psql(&bin, cluster.port, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+    pgbench(&["-c2", "-j2", "-T", &half]);
+    let last = psql(&bin, cluster.port, "SELECT pg_walfile_name(pg_switch_wal())");
+    while psql(&bin, cluster.port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let wal_mb = std::fs::read_dir(&archive).expect("archive").count() as f64 * 16.0;
+    let base_mb = dir_size(&base) as f64 / 1e6;
+    cluster.stop().await.expect("stop source");
+
+    let mut ours = Vec::new();
+    let mut by_hand = Vec::new();
+    let mut with_pgbr = Vec::new();
+    let mut replayed = 0u64;
+    for round in 0..3 {
+        // drillbook
+        let yaml = format!(
+            "version: 1\nname: bench\nprocedures:\n  p:\n    title: bench\n    kind: drill\n    steps:\n      - id: restore\n        local.restore: {{ base_backup: \"{}\", wal_archive: \"{}\", target: \"{target}\" }}\n",
+            base.display(),
+            archive.display()
+        );
+        let rb = drillbook::runbook::load_str("bench.yaml", &yaml).expect("runbook");
+        let opts = RunOptions { operator: "bench".into(), ..RunOptions::default() };
+        let rec = drillbook::engine::run(&rb, "p", &opts, &Quiet, &Quiet, &Cancel::new()).await.expect("run");
+        assert_eq!(rec.verdict, Verdict::Passed, "{:?}", rec.reason);
+        ours.push(Duration::from_millis(rec.steps[0].duration_ms.unwrap_or(0)));
+        replayed = rec.steps[0].outputs.get("wal_replayed_bytes").and_then(serde_json::Value::as_u64).unwrap_or(0);
+
+        // by hand
+        let dir = root.join("restores").join(format!("hand-{round}"));
+        let data = dir.join("data");
+        let socket = dir.join("socket");
+        for d in [&dir, &socket] {
+            std::fs::create_dir_all(d).expect("mkdir");
+            std::os::unix::fs::chown(d, Some(who.0), Some(who.1)).expect("chown");
+        }
+        let port = drillbook::pg::cluster::free_port().expect("port");
+        let t = Instant::now();
+        run_as(who, Path::new("/bin/cp"), &["-a", &format!("{}/.", base.display()), &data.to_string_lossy()]);
+        overrides(&data, &socket, &format!("restore_command = 'cp {}/%f %p'\nrecovery_target_time = '{target}'\nrecovery_target_action = 'promote'\n", archive.display()));
+        std::fs::write(data.join("recovery.signal"), "").expect("signal");
+        start_and_wait(&bin, who, &data, port);
+        by_hand.push(t.elapsed());
+        stop(&bin, who, &data);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // pgBackRest
+        let dir = root.join("restores").join(format!("pgbr-{round}"));
+        let data = dir.join("data");
+        let socket = dir.join("socket");
+        for d in [&dir, &data, &socket] {
+            std::fs::create_dir_all(d).expect("mkdir");
+            std::os::unix::fs::chown(d, Some(who.0), Some(who.1)).expect("chown");
+        }
+        let port = drillbook::pg::cluster::free_port().expect("port");
+        let t = Instant::now();
+        run_as(
+            who,
+            &pgbackrest,
+            &[&conf_arg, "--stanza=bench", &format!("--pg1-path={}", data.display()), "--type=time", &format!("--target={target}"), "--target-action=promote", "restore"],
+        );
+        overrides(&data, &socket, "");
+        start_and_wait(&bin, who, &data, port);
+        with_pgbr.push(t.elapsed());
+        stop(&bin, who, &data);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (ours, by_hand, with_pgbr) = (median(ours), median(by_hand), median(with_pgbr));
+    println!("drillbook restore benchmark — base backup {base_mb:.0} MB, WAL archive {wal_mb:.0} MB, {:.0} MB replayed to the target (medians of 3)", replayed as f64 / 1e6);
+    println!("{:<44} {:>8} {:>12}", "", "time", "drillbook ÷");
+    let line = |name: &str, d: Duration| println!("{name:<44} {:>7.2}s {:>11.2}x", d.as_secs_f64(), ours.as_secs_f64() / d.as_secs_f64());
+    line("drillbook local.restore (to promoted)", ours);
+    line("by hand: cp + restore_command cp + start", by_hand);
+    line("pgBackRest restore --type=time + start", with_pgbr);
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+}
+
+fn dir_size(p: &Path) -> u64 {
+    std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| match e.file_type() {
+        Ok(t) if t.is_dir() => dir_size(&e.path()),
+        _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+    }).sum()
+}
