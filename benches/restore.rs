@@ -3,8 +3,8 @@
 //! `recovery_target_time`, start, wait for promotion) and with pgBackRest
 //! (`pgbackrest restore --type=time`, then start and wait), on the same cluster, WAL and
 //! target. The cluster archives every segment both to a plain directory and to a pgBackRest
-//! repository. Times run from "start restoring" to "promoted and accepting writes". Medians of
-//! 3. Needs the PostgreSQL server binaries and `pgbackrest` (apt-get install pgbackrest).
+//! repository. Times run from "start restoring" to "promoted and accepting writes"; 5 rounds
+//! with the order rotated, median and best. Needs the PostgreSQL server binaries and `pgbackrest` (apt-get install pgbackrest).
 //! `DRILLBOOK_BENCH_SCALE` (pgbench scale, default 20) and `DRILLBOOK_BENCH_SECONDS`
 //! (workload after the backup, default 20) change the size.
 
@@ -50,7 +50,10 @@ impl Drop for RemoveOnDrop {
 }
 
 fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 /// The server's account (the owner of the cluster directory): pgBackRest and pg_ctl run as it.
@@ -61,17 +64,48 @@ fn owner(path: &Path) -> (u32, u32) {
 }
 
 fn run_as(who: (u32, u32), program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).uid(who.0).gid(who.1).stdin(Stdio::null()).output().expect("run");
-    assert!(out.status.success(), "{} {args:?}: {}{}", program.display(), String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(program)
+        .args(args)
+        .uid(who.0)
+        .gid(who.1)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}{}",
+        program.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 fn psql(bin: &Binaries, port: u16, sql: &str) -> String {
     let out = Command::new(bin.dir.join("psql"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "bench", "-X", "-q", "-t", "-A", "-c", sql])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            "bench",
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-c",
+            sql,
+        ])
         .output()
         .expect("psql");
-    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -79,16 +113,45 @@ fn psql(bin: &Binaries, port: u16, sql: &str) -> String {
 fn start_and_wait(bin: &Binaries, who: (u32, u32), data: &Path, port: u16) {
     let log = data.join("../restore.log");
     let ok = Command::new(bin.dir.join("pg_ctl"))
-        .args(["start", "-w", "-t", "600", "-D", &data.to_string_lossy(), "-l", &log.to_string_lossy(), "-o", &format!("-p {port}")])
+        .args([
+            "start",
+            "-w",
+            "-t",
+            "600",
+            "-D",
+            &data.to_string_lossy(),
+            "-l",
+            &log.to_string_lossy(),
+            "-o",
+            &format!("-p {port}"),
+        ])
         .uid(who.0)
         .gid(who.1)
         .stdout(Stdio::null())
         .status()
         .expect("pg_ctl");
-    assert!(ok.success(), "restored server did not start:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        ok.success(),
+        "restored server did not start:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
     loop {
         let out = Command::new(bin.dir.join("psql"))
-            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", "postgres", "-X", "-t", "-A", "-c", "select pg_is_in_recovery()"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-X",
+                "-t",
+                "-A",
+                "-c",
+                "select pg_is_in_recovery()",
+            ])
             .output()
             .expect("psql");
         if String::from_utf8_lossy(&out.stdout).trim() == "f" {
@@ -99,7 +162,18 @@ fn start_and_wait(bin: &Binaries, who: (u32, u32), data: &Path, port: u16) {
 }
 
 fn stop(bin: &Binaries, who: (u32, u32), data: &Path) {
-    run_as(who, &bin.dir.join("pg_ctl"), &["stop", "-w", "-m", "immediate", "-D", &data.to_string_lossy()]);
+    run_as(
+        who,
+        &bin.dir.join("pg_ctl"),
+        &[
+            "stop",
+            "-w",
+            "-m",
+            "immediate",
+            "-D",
+            &data.to_string_lossy(),
+        ],
+    );
 }
 
 fn overrides(data: &Path, socket: &Path, extra: &str) {
@@ -122,7 +196,8 @@ async fn main() {
     }
     let scale = env_num("DRILLBOOK_BENCH_SCALE", 20);
     let seconds = env_num("DRILLBOOK_BENCH_SECONDS", 20);
-    let pgbackrest = which("pgbackrest").expect("pgbackrest is not installed (apt-get install pgbackrest)");
+    let pgbackrest =
+        which("pgbackrest").expect("pgbackrest is not installed (apt-get install pgbackrest)");
     let bin = find_binaries().expect("PostgreSQL server binaries");
     let root = std::env::temp_dir().join(format!("drillbook-bench-restore-{}", std::process::id()));
     let _files = RemoveOnDrop(root.clone());
@@ -138,9 +213,17 @@ async fn main() {
             ("archive_command".into(), format!("'(test -f {a}/%f || cp %p {a}/%f) && {p} --config={c} --stanza=bench archive-push %p'", a = archive.display(), p = pgbackrest.display(), c = conf.display())),
         ],
     };
-    let mut cluster = Cluster::create(bin.clone(), &root.join("source"), &opts).await.expect("initdb");
+    let mut cluster = Cluster::create(bin.clone(), &root.join("source"), &opts)
+        .await
+        .expect("initdb");
     let who = owner(&root.join("source"));
-    for d in [pgbr.clone(), pgbr.join("repo"), pgbr.join("log"), pgbr.join("lock"), root.join("restores")] {
+    for d in [
+        pgbr.clone(),
+        pgbr.join("repo"),
+        pgbr.join("log"),
+        pgbr.join("lock"),
+        root.join("restores"),
+    ] {
         std::fs::create_dir_all(&d).expect("mkdir");
         std::os::unix::fs::chown(&d, Some(who.0), Some(who.1)).expect("chown");
     }
@@ -164,12 +247,46 @@ async fn main() {
 
     eprintln!("loading pgbench scale {scale} …");
     let admin = |sql: &str| {
-        let out = Command::new(bin.dir.join("psql")).args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres", "-d", "postgres", "-X", "-q", "-c", sql]).output().expect("psql");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(bin.dir.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-X",
+                "-q",
+                "-c",
+                sql,
+            ])
+            .output()
+            .expect("psql");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     admin("CREATE DATABASE bench");
     let pgbench = |args: &[&str]| {
-        let status = Command::new(bin.dir.join("pgbench")).args(["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres"]).args(args).arg("bench").stdout(Stdio::null()).stderr(Stdio::null()).status().expect("pgbench");
+        let status = Command::new(bin.dir.join("pgbench"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &cluster.port.to_string(),
+                "-U",
+                "postgres",
+            ])
+            .args(args)
+            .arg("bench")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("pgbench");
         assert!(status.success(), "pgbench {args:?}");
     };
     pgbench(&["-i", "-q", "-s", &scale.to_string()]);
@@ -179,98 +296,239 @@ async fn main() {
     run_as(
         who,
         &bin.dir.join("pg_basebackup"),
-        &["-h", "127.0.0.1", "-p", &cluster.port.to_string(), "-U", "postgres", "-Fp", "-X", "stream", "-c", "fast", "-D", &base.to_string_lossy()],
+        &[
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port.to_string(),
+            "-U",
+            "postgres",
+            "-Fp",
+            "-X",
+            "stream",
+            "-c",
+            "fast",
+            "-D",
+            &base.to_string_lossy(),
+        ],
     );
-    run_as(who, &pgbackrest, &[&conf_arg, "--stanza=bench", "stanza-create"]);
-    run_as(who, &pgbackrest, &[&conf_arg, "--stanza=bench", "--type=full", "backup"]);
+    run_as(
+        who,
+        &pgbackrest,
+        &[&conf_arg, "--stanza=bench", "stanza-create"],
+    );
+    run_as(
+        who,
+        &pgbackrest,
+        &[&conf_arg, "--stanza=bench", "--type=full", "backup"],
+    );
 
     eprintln!("workload: pgbench -c2 -j2 -T{seconds}, target at the midpoint …");
     let half = (seconds / 2).max(1).to_string();
     pgbench(&["-c2", "-j2", "-T", &half]);
     // PostgreSQL's own spelling: recovery_target_time does not take `T…Z`
-    let target = psql(&bin, cluster.port, "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'");
+    let target = psql(
+        &bin,
+        cluster.port,
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') || '+00'",
+    );
     pgbench(&["-c2", "-j2", "-T", &half]);
-    let last = psql(&bin, cluster.port, "SELECT pg_walfile_name(pg_switch_wal())");
-    while psql(&bin, cluster.port, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last {
+    let last = psql(
+        &bin,
+        cluster.port,
+        "SELECT pg_walfile_name(pg_switch_wal())",
+    );
+    while psql(
+        &bin,
+        cluster.port,
+        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+    ) < last
+    {
         std::thread::sleep(Duration::from_millis(100));
     }
     let wal_mb = std::fs::read_dir(&archive).expect("archive").count() as f64 * 16.0;
     let base_mb = dir_size(&base) as f64 / 1e6;
     cluster.stop().await.expect("stop source");
 
-    let mut ours = Vec::new();
-    let mut by_hand = Vec::new();
-    let mut with_pgbr = Vec::new();
+    let rounds = env_num("DRILLBOOK_BENCH_ROUNDS", 5) as usize;
+    let mut times: [Vec<Duration>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let mut replayed = 0u64;
-    for round in 0..3 {
-        // drillbook
-        let yaml = format!(
-            "version: 1\nname: bench\nprocedures:\n  p:\n    title: bench\n    kind: drill\n    steps:\n      - id: restore\n        local.restore: {{ base_backup: \"{}\", wal_archive: \"{}\", target: \"{target}\" }}\n",
-            base.display(),
-            archive.display()
-        );
-        let rb = drillbook::runbook::load_str("bench.yaml", &yaml).expect("runbook");
-        let opts = RunOptions { operator: "bench".into(), ..RunOptions::default() };
-        let rec = drillbook::engine::run(&rb, "p", &opts, &Quiet, &Quiet, &Cancel::new()).await.expect("run");
-        assert_eq!(rec.verdict, Verdict::Passed, "{:?}", rec.reason);
-        ours.push(Duration::from_millis(rec.steps[0].duration_ms.unwrap_or(0)));
-        replayed = rec.steps[0].outputs.get("wal_replayed_bytes").and_then(serde_json::Value::as_u64).unwrap_or(0);
-
-        // by hand
-        let dir = root.join("restores").join(format!("hand-{round}"));
-        let data = dir.join("data");
-        let socket = dir.join("socket");
-        for d in [&dir, &socket] {
-            std::fs::create_dir_all(d).expect("mkdir");
-            std::os::unix::fs::chown(d, Some(who.0), Some(who.1)).expect("chown");
+    for round in 0..rounds {
+        // rotate the order each round: writeback from one restore must not always land on
+        // the same next one
+        for m in 0..3 {
+            let method = (round + m) % 3;
+            let d = match method {
+                0 => {
+                    let (d, r) = restore_with_drillbook(&base, &archive, &target).await;
+                    replayed = r;
+                    d
+                }
+                1 => restore_by_hand(&bin, who, &root, &base, &archive, &target, round),
+                _ => restore_with_pgbackrest(
+                    &bin,
+                    who,
+                    &root,
+                    &pgbackrest,
+                    &conf_arg,
+                    &target,
+                    round,
+                ),
+            };
+            times[method].push(d);
         }
-        let port = drillbook::pg::cluster::free_port().expect("port");
-        let t = Instant::now();
-        run_as(who, Path::new("/bin/cp"), &["-a", &format!("{}/.", base.display()), &data.to_string_lossy()]);
-        overrides(&data, &socket, &format!("restore_command = 'cp {}/%f %p'\nrecovery_target_time = '{target}'\nrecovery_target_action = 'promote'\n", archive.display()));
-        std::fs::write(data.join("recovery.signal"), "").expect("signal");
-        start_and_wait(&bin, who, &data, port);
-        by_hand.push(t.elapsed());
-        stop(&bin, who, &data);
-        let _ = std::fs::remove_dir_all(&dir);
-
-        // pgBackRest
-        let dir = root.join("restores").join(format!("pgbr-{round}"));
-        let data = dir.join("data");
-        let socket = dir.join("socket");
-        for d in [&dir, &data, &socket] {
-            std::fs::create_dir_all(d).expect("mkdir");
-            std::os::unix::fs::chown(d, Some(who.0), Some(who.1)).expect("chown");
-        }
-        let port = drillbook::pg::cluster::free_port().expect("port");
-        let t = Instant::now();
-        run_as(
-            who,
-            &pgbackrest,
-            &[&conf_arg, "--stanza=bench", &format!("--pg1-path={}", data.display()), "--type=time", &format!("--target={target}"), "--target-action=promote", "restore"],
-        );
-        overrides(&data, &socket, "");
-        start_and_wait(&bin, who, &data, port);
-        with_pgbr.push(t.elapsed());
-        stop(&bin, who, &data);
-        let _ = std::fs::remove_dir_all(&dir);
     }
-    let (ours, by_hand, with_pgbr) = (median(ours), median(by_hand), median(with_pgbr));
-    println!("drillbook restore benchmark — base backup {base_mb:.0} MB, WAL archive {wal_mb:.0} MB, {:.0} MB replayed to the target (medians of 3)", replayed as f64 / 1e6);
-    println!("{:<44} {:>8} {:>12}", "", "time", "drillbook ÷");
-    let line = |name: &str, d: Duration| println!("{name:<44} {:>7.2}s {:>11.2}x", d.as_secs_f64(), ours.as_secs_f64() / d.as_secs_f64());
-    line("drillbook local.restore (to promoted)", ours);
-    line("by hand: cp + restore_command cp + start", by_hand);
-    line("pgBackRest restore --type=time + start", with_pgbr);
+    let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
+    let [a, b, c] = times;
+    let (ours_best, hand_best, pgbr_best) = (best(&a), best(&b), best(&c));
+    let (ours, by_hand, with_pgbr) = (median(a), median(b), median(c));
+    println!(
+        "drillbook restore benchmark — base backup {base_mb:.0} MB, WAL archive {wal_mb:.0} MB, {:.0} MB replayed to the target ({rounds} rounds, order rotated)",
+        replayed as f64 / 1e6
+    );
+    println!(
+        "{:<44} {:>8} {:>12} {:>8} {:>12}",
+        "", "median", "drillbook ÷", "best", "drillbook ÷"
+    );
+    let line = |name: &str, d: Duration, b: Duration| {
+        println!(
+            "{name:<44} {:>7.2}s {:>11.2}x {:>7.2}s {:>11.2}x",
+            d.as_secs_f64(),
+            ours.as_secs_f64() / d.as_secs_f64(),
+            b.as_secs_f64(),
+            ours_best.as_secs_f64() / b.as_secs_f64()
+        )
+    };
+    line("drillbook local.restore (to promoted)", ours, ours_best);
+    line(
+        "by hand: cp + restore_command cp + start",
+        by_hand,
+        hand_best,
+    );
+    line(
+        "pgBackRest restore --type=time + start",
+        with_pgbr,
+        pgbr_best,
+    );
+}
+
+async fn restore_with_drillbook(base: &Path, archive: &Path, target: &str) -> (Duration, u64) {
+    let yaml = format!(
+        "version: 1\nname: bench\nprocedures:\n  p:\n    title: bench\n    kind: drill\n    steps:\n      - id: restore\n        local.restore: {{ base_backup: \"{}\", wal_archive: \"{}\", target: \"{target}\" }}\n",
+        base.display(),
+        archive.display()
+    );
+    let rb = drillbook::runbook::load_str("bench.yaml", &yaml).expect("runbook");
+    let opts = RunOptions {
+        operator: "bench".into(),
+        ..RunOptions::default()
+    };
+    let rec = drillbook::engine::run(&rb, "p", &opts, &Quiet, &Quiet, &Cancel::new())
+        .await
+        .expect("run");
+    assert_eq!(rec.verdict, Verdict::Passed, "{:?}", rec.reason);
+    let replayed = rec.steps[0]
+        .outputs
+        .get("wal_replayed_bytes")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or(0);
+    (
+        Duration::from_millis(rec.steps[0].duration_ms.unwrap_or(0)),
+        replayed,
+    )
+}
+
+fn restore_by_hand(
+    bin: &Binaries,
+    who: (u32, u32),
+    root: &Path,
+    base: &Path,
+    archive: &Path,
+    target: &str,
+    round: usize,
+) -> Duration {
+    let dir = root.join("restores").join(format!("hand-{round}"));
+    let data = dir.join("data");
+    let socket = dir.join("socket");
+    for d in [&dir, &socket] {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(who.0), Some(who.1)).expect("chown");
+    }
+    let port = drillbook::pg::cluster::free_port().expect("port");
+    let t = Instant::now();
+    run_as(
+        who,
+        Path::new("/bin/cp"),
+        &[
+            "-a",
+            &format!("{}/.", base.display()),
+            &data.to_string_lossy(),
+        ],
+    );
+    overrides(&data, &socket, &format!("restore_command = 'cp {}/%f %p'\nrecovery_target_time = '{target}'\nrecovery_target_action = 'promote'\n", archive.display()));
+    std::fs::write(data.join("recovery.signal"), "").expect("signal");
+    start_and_wait(bin, who, &data, port);
+    let d = t.elapsed();
+    stop(bin, who, &data);
+    let _ = std::fs::remove_dir_all(&dir);
+    d
+}
+
+fn restore_with_pgbackrest(
+    bin: &Binaries,
+    who: (u32, u32),
+    root: &Path,
+    pgbackrest: &Path,
+    conf_arg: &str,
+    target: &str,
+    round: usize,
+) -> Duration {
+    let dir = root.join("restores").join(format!("pgbr-{round}"));
+    let data = dir.join("data");
+    let socket = dir.join("socket");
+    for d in [&dir, &data, &socket] {
+        std::fs::create_dir_all(d).expect("mkdir");
+        std::os::unix::fs::chown(d, Some(who.0), Some(who.1)).expect("chown");
+    }
+    let port = drillbook::pg::cluster::free_port().expect("port");
+    let t = Instant::now();
+    run_as(
+        who,
+        pgbackrest,
+        &[
+            conf_arg,
+            "--stanza=bench",
+            &format!("--pg1-path={}", data.display()),
+            "--type=time",
+            &format!("--target={target}"),
+            "--target-action=promote",
+            "restore",
+        ],
+    );
+    overrides(&data, &socket, "");
+    start_and_wait(bin, who, &data, port);
+    let d = t.elapsed();
+    stop(bin, who, &data);
+    let _ = std::fs::remove_dir_all(&dir);
+    d
 }
 
 fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
 }
 
 fn dir_size(p: &Path) -> u64 {
-    std::fs::read_dir(p).into_iter().flatten().flatten().map(|e| match e.file_type() {
-        Ok(t) if t.is_dir() => dir_size(&e.path()),
-        _ => e.metadata().map(|m| m.len()).unwrap_or(0),
-    }).sum()
+    std::fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+        })
+        .sum()
 }

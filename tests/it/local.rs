@@ -404,3 +404,62 @@ fn archiver_and_backup_age_checks() {
         "{rec:#}"
     );
 }
+
+#[test]
+fn target_after_the_end_of_the_archive_is_explained() {
+    let yaml =
+        std::fs::read_to_string(root().join("runbooks/local-pitr-drill.yaml")).expect("runbook");
+    let yaml = yaml.replace(
+        "          target: \"{{ steps.mark.target_time }}\"\n          database: shop",
+        "          target: \"now+1h\"\n          database: shop",
+    );
+    let r = Cli::new()
+        .runbook(&yaml)
+        .args([
+            "run",
+            "runbook.yaml",
+            "drill",
+            "--param",
+            "orders=100",
+            "--param",
+            "customers=10",
+            "--format",
+            "json",
+        ])
+        .run();
+    r.code(1);
+    let rec = r.json();
+    let err = step(&rec, "restore")["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("ends before the target") || err.contains("is missing from the archive"),
+        "{err}"
+    );
+    assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
+}
+
+#[test]
+fn missing_server_binaries_could_not_run() {
+    let r = Cli::new()
+        .env("PG_BIN", "/nonexistent/bin")
+        .args([
+            "run",
+            "runbooks/local-pitr-drill.yaml",
+            "drill",
+            "--format",
+            "json",
+        ])
+        .command()
+        .current_dir(root())
+        .output()
+        .expect("run");
+    assert_eq!(r.status.code(), Some(3));
+    let rec: serde_json::Value = serde_json::from_slice(&r.stdout).expect("record");
+    assert!(
+        step(&rec, "source")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("PostgreSQL server binaries not found"),
+        "{rec:#}"
+    );
+    assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
+}
