@@ -37,10 +37,12 @@ impl FromStr for TimeSpec {
                     by: Duration::default(),
                 });
             }
-            let (back, amount) = match rest.split_at(1) {
-                ("-", a) => (true, a),
-                ("+", a) => (false, a),
-                _ => return Err(err()),
+            let (back, amount) = if let Some(a) = rest.strip_prefix('-') {
+                (true, a)
+            } else if let Some(a) = rest.strip_prefix('+') {
+                (false, a)
+            } else {
+                return Err(err());
             };
             let by = amount.trim().parse().map_err(|_| err())?;
             return Ok(TimeSpec::Relative { back, by });
@@ -120,7 +122,15 @@ mod tests {
         );
         assert_eq!(rfc3339(r("2026-11-29 21:37:38+00")), "2026-11-29T21:37:38Z");
         assert_eq!(rfc3339(r("2026-11-29T21:37:38-02")), "2026-11-29T23:37:38Z");
-        for bad in ["yesterday", "now-", "now*2h", "2026-11-28", "now-24"] {
+        for bad in [
+            "yesterday",
+            "now-",
+            "now*2h",
+            "2026-11-28",
+            "now-24",
+            "nowé",
+            "now\u{1F600}1h",
+        ] {
             assert!(bad.parse::<TimeSpec>().is_err(), "{bad}");
         }
         assert_eq!(

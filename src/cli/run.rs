@@ -70,15 +70,21 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     Ok(record.verdict.exit_code())
 }
 
-type Signals = Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>;
+/// SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session).
+type Signals = Option<(
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+    tokio::signal::unix::Signal,
+)>;
 
 fn listen() -> Signals {
     use tokio::signal::unix::{signal, SignalKind};
     match (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::hangup()),
     ) {
-        (Ok(int), Ok(term)) => Some((int, term)),
+        (Ok(int), Ok(term), Ok(hup)) => Some((int, term, hup)),
         _ => {
             eprintln!(
                 "drillbook: warning: cannot listen for signals; an interrupt will not run cleanup"
@@ -90,13 +96,14 @@ fn listen() -> Signals {
 
 /// Turns SIGINT and SIGTERM into interrupt levels.
 async fn watch_signals(cancel: Cancel, signals: Signals) {
-    let Some((mut int, mut term)) = signals else {
+    let Some((mut int, mut term, mut hup)) = signals else {
         return;
     };
     loop {
         tokio::select! {
             _ = int.recv() => {}
             _ = term.recv() => {}
+            _ = hup.recv() => {}
         }
         // say it before acting on it: once the level rises the run may finish and exit
         match cancel.level() {

@@ -297,15 +297,24 @@ pub async fn run(
     }
 
     // then what steps created, newest first, whatever the cleanup steps did
-    let created: Vec<crate::steps::Undo> = state
-        .undo
-        .lock()
-        .map(|mut l| std::mem::take(&mut *l))
-        .unwrap_or_default();
+    let created: Vec<crate::steps::Undo> = std::mem::take(
+        &mut *state
+            .undo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     for undo in created.iter().rev() {
         record
             .cleanup
             .push(state.undo_one(undo, &cleanup_cancel).await);
+    }
+    if cleanup_cancel.is_cancelled() {
+        // cleanup was aborted: still stop every server this run started, without waiting
+        for undo in &created {
+            if let crate::steps::Undo::Cluster { handle, .. } = undo {
+                handle.kill_now();
+            }
+        }
     }
 
     record.approvals = std::mem::take(&mut state.approvals);

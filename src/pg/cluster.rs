@@ -20,6 +20,8 @@ pub enum ClusterError {
     NoBinaries,
     #[error("refusing to use {0}: the directory is not empty (drillbook only creates clusters in empty or new directories)")]
     NotEmpty(PathBuf),
+    #[error("refusing to use {0}: it already exists (drillbook creates its clusters in new directories, so that it removes only what it created)")]
+    Exists(PathBuf),
     #[error("running as root needs the `postgres` account to run the server, and there is none")]
     NoAccount,
     #[error("{what} failed: {detail}")]
@@ -178,15 +180,8 @@ impl Cluster {
         root: &Path,
         opts: &InitOptions,
     ) -> Result<Cluster, ClusterError> {
-        if root.exists()
-            && std::fs::read_dir(root)
-                .map_err(|e| ClusterError::io("cannot read", root, &e))?
-                .next()
-                .is_some()
-        {
-            return Err(ClusterError::NotEmpty(root.to_owned()));
-        }
         let account = server_account()?;
+        new_root(root)?;
         let cluster = Cluster {
             bin,
             root: root.to_owned(),
@@ -231,17 +226,21 @@ impl Cluster {
             ("listen_addresses".to_owned(), "'127.0.0.1'".to_owned()),
             (
                 "unix_socket_directories".to_owned(),
-                format!("'{}'", cluster.socket_dir().display()),
+                conf_string(&cluster.socket_dir().display().to_string()),
             ),
             ("max_connections".to_owned(), "50".to_owned()),
         ];
         if let Some(archive) = &opts.archive_dir {
             conf.push(("archive_mode".into(), "on".into()));
             conf.push(("wal_level".into(), "replica".into()));
-            let a = archive.display();
+            // copy to a temporary name and rename, so an interrupted copy never leaves a
+            // partial segment under the real name
+            let a = shell_quote(&archive.display().to_string().replace('%', "%%"));
             conf.push((
                 "archive_command".into(),
-                format!("'test ! -f {a}/%f && cp %p {a}/%f'"),
+                conf_string(&format!(
+                    "test ! -f {a}/%f && cp %p {a}/%f.tmp && mv {a}/%f.tmp {a}/%f"
+                )),
             ));
         }
         if opts.unsafe_fast {
@@ -269,18 +268,29 @@ impl Cluster {
 
     /// Starts the server on a free loopback port and waits until it accepts connections.
     pub async fn start(&mut self) -> Result<(), ClusterError> {
+        self.start_waiting(120).await
+    }
+
+    /// Starts the server and waits up to `seconds` for it to accept connections (a restore
+    /// reaching consistency can take long; the caller's own deadline still applies).
+    pub async fn start_waiting(&mut self, seconds: u32) -> Result<(), ClusterError> {
         let mut last = None;
+        let wait = seconds.to_string();
         for _ in 0..5 {
             self.port = free_port()?;
             let opts = format!("-p {}", self.port);
             let data = self.data_dir().to_string_lossy().into_owned();
             let log = self.log_file().to_string_lossy().into_owned();
+            // only what this attempt writes to the log says why it failed
+            let seen = std::fs::metadata(self.log_file())
+                .map(|m| m.len())
+                .unwrap_or(0);
             match self
                 .run(
                     "pg_ctl start",
                     "pg_ctl",
                     &[
-                        "start", "-w", "-t", "120", "-D", &data, "-l", &log, "-o", &opts,
+                        "start", "-w", "-t", &wait, "-D", &data, "-l", &log, "-o", &opts,
                     ],
                 )
                 .await
@@ -290,7 +300,12 @@ impl Cluster {
                     return Ok(());
                 }
                 Err(e) => {
-                    let log_text = std::fs::read_to_string(self.log_file()).unwrap_or_default();
+                    let full = std::fs::read(self.log_file()).unwrap_or_default();
+                    let log_text = String::from_utf8_lossy(
+                        full.get(usize::try_from(seen).unwrap_or(0)..)
+                            .unwrap_or_default(),
+                    )
+                    .into_owned();
                     // another process took the port between our probe and the bind: try another
                     if !log_text.contains("could not bind") {
                         return Err(with_log(e, &log_text));
@@ -347,19 +362,13 @@ impl Cluster {
     /// A cluster whose data directory is filled by the caller (a restore): the layout and
     /// ownership of [`Cluster::create`] without `initdb`.
     pub fn prepare(bin: Binaries, root: &Path) -> Result<Cluster, ClusterError> {
-        if root.exists()
-            && std::fs::read_dir(root)
-                .map_err(|e| ClusterError::io("cannot read", root, &e))?
-                .next()
-                .is_some()
-        {
-            return Err(ClusterError::NotEmpty(root.to_owned()));
-        }
+        let account = server_account()?;
+        new_root(root)?;
         let cluster = Cluster {
             bin,
             root: root.to_owned(),
             port: 0,
-            account: server_account()?,
+            account,
             running: false,
         };
         for dir in [cluster.root.clone(), cluster.socket_dir()] {
@@ -464,6 +473,39 @@ fn with_log(e: ClusterError, log: &str) -> ClusterError {
     }
 }
 
+/// Creates `root` as a new directory (its parents as needed): an existing one is refused, so
+/// that removing the root later removes only what drillbook created.
+fn new_root(root: &Path) -> Result<(), ClusterError> {
+    if let Some(parent) = root.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| ClusterError::io("cannot create", parent, &e))?;
+    }
+    match std::fs::create_dir(root) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let empty = std::fs::read_dir(root)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+            Err(if empty {
+                ClusterError::Exists(root.to_owned())
+            } else {
+                ClusterError::NotEmpty(root.to_owned())
+            })
+        }
+        Err(e) => Err(ClusterError::io("cannot create", root, &e)),
+    }
+}
+
+/// `text` as one shell word: single-quoted, embedded quotes closed and reopened.
+pub fn shell_quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "'\\''"))
+}
+
+/// `text` as a postgresql.conf string value: quoted, with `'` and `\` escaped.
+pub fn conf_string(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> Result<u16, ClusterError> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")
@@ -483,10 +525,52 @@ pub struct ClusterHandle {
 }
 
 impl ClusterHandle {
+    /// A handle for a cluster about to be created in `root`: registered for undo before the
+    /// first directory exists, so an interrupted `initdb` leaves nothing behind.
+    pub fn for_root(bin: &Binaries, root: &Path) -> Result<ClusterHandle, ClusterError> {
+        Ok(ClusterHandle {
+            bin: bin.clone(),
+            root: root.to_owned(),
+            account: server_account()?,
+        })
+    }
+
+    /// The postmaster's pid, if `postmaster.pid` names a live process whose working directory
+    /// is this cluster's data directory (a stale file, or a reused pid, is not ours).
+    fn live_postmaster(&self) -> Option<i32> {
+        let data = self.root.join("data");
+        let text = std::fs::read_to_string(data.join("postmaster.pid")).ok()?;
+        let pid: i32 = text.lines().next()?.trim().parse().ok()?;
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok()?;
+        (cwd.canonicalize().ok()? == data.canonicalize().ok()?).then_some(pid)
+    }
+
+    /// True while this cluster's postmaster lives.
+    pub fn is_running(&self) -> bool {
+        self.live_postmaster().is_some()
+    }
+
+    /// Stops the server at once without waiting: for when cleanup itself is aborted.
+    pub fn kill_now(&self) {
+        if self.live_postmaster().is_none() {
+            return;
+        }
+        let mut cmd = std::process::Command::new(self.bin.dir.join("pg_ctl"));
+        cmd.args(["stop", "-m", "immediate", "-W", "-D"])
+            .arg(self.root.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(a) = self.account {
+            use std::os::unix::process::CommandExt;
+            cmd.uid(a.uid).gid(a.gid);
+        }
+        let _ = cmd.status();
+    }
+
     /// Stops the server if it runs (fast, then immediate), then removes the cluster's root.
     pub async fn stop_and_remove(&self) -> Result<(), ClusterError> {
         let data = self.root.join("data");
-        if data.join("postmaster.pid").exists() {
+        if self.live_postmaster().is_some() {
             let probe = Cluster {
                 bin: self.bin.clone(),
                 root: self.root.clone(),
@@ -535,5 +619,16 @@ impl Drop for Cluster {
             }
             let _ = cmd.status();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("/tmp/a b/it's"), "'/tmp/a b/it'\\''s'");
+        assert_eq!(conf_string("cp 'a' \\x"), "'cp ''a'' \\\\x'");
     }
 }

@@ -148,9 +148,10 @@ impl Undo {
 impl StepCx<'_> {
     /// Registers something to undo at the end of the run.
     pub fn created(&self, undo: Undo) {
-        if let Ok(mut list) = self.undo.lock() {
-            list.push(undo);
-        }
+        self.undo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(undo);
     }
 
     /// The run's id (for naming scratch resources).

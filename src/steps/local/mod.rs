@@ -15,7 +15,7 @@ use serde::Deserialize;
 pub use restore::LocalRestore;
 
 use super::{db, Outputs, Spec, StepCx, StepError, Undo};
-use crate::pg::cluster::{find_binaries, Cluster, ClusterError, InitOptions};
+use crate::pg::cluster::{find_binaries, Cluster, ClusterError, ClusterHandle, InitOptions};
 
 /// A scratch directory for a step: `dir` when given (must be new or empty), else a new
 /// directory in the system's temporary directory named after the run and step.
@@ -70,14 +70,19 @@ impl Spec for LocalCluster {
             unsafe_fast: false,
             settings,
         };
-        let mut cluster = Cluster::create(bin, &root, &opts)
-            .await
-            .map_err(cluster_error)?;
+        // registered before anything exists, so an interrupted initdb leaves nothing behind
+        let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;
+        if root.exists() {
+            return Err(cluster_error(ClusterError::Exists(root)));
+        }
         cx.created(Undo::Cluster {
             step: cx.step_id.into(),
             what: format!("stop and remove the cluster in {}", root.display()),
-            handle: cluster.handle(),
+            handle,
         });
+        let mut cluster = Cluster::create(bin, &root, &opts)
+            .await
+            .map_err(cluster_error)?;
         cluster.start().await.map_err(cluster_error)?;
         let database = self.database.clone().unwrap_or_else(|| "app".into());
         let admin = crate::pg::connect(
@@ -145,17 +150,18 @@ impl Spec for LocalBaseBackup {
         let bin = find_binaries().map_err(cluster_error)?;
         let spec = db::resolve(cx, &self.db)?;
         let dir = scratch_dir(cx, self.dir.as_deref());
-        if dir.exists()
-            && std::fs::read_dir(&dir)
-                .map(|mut d| d.next().is_some())
-                .unwrap_or(true)
-        {
+        if dir.exists() {
             return Err(StepError::failed(format!(
-                "refusing to write a backup into {}: the directory is not empty",
+                "refusing to write a backup into {}: it already exists (give a new directory)",
                 dir.display()
             )));
         }
-        std::fs::create_dir_all(&dir)
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                StepError::failed(format!("cannot create {}: {e}", parent.display()))
+            })?;
+        }
+        std::fs::create_dir(&dir)
             .map_err(|e| StepError::failed(format!("cannot create {}: {e}", dir.display())))?;
         if self.dir.is_none() && !self.keep {
             cx.created(Undo::Dir {
@@ -164,6 +170,8 @@ impl Spec for LocalBaseBackup {
                 path: dir.clone(),
             });
         }
+        // a failed or interrupted backup is removed on the spot; a finished one is kept
+        let partial = RemoveUnlessKept(Some(dir.clone()));
         let c = &spec.config;
         let host = match c.get_hosts().first() {
             Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
@@ -187,6 +195,18 @@ impl Spec for LocalBaseBackup {
             ]);
         if let Some(pw) = c.get_password() {
             cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned());
+        }
+        // the same TLS expectations as drillbook's own connections
+        let mode = match spec.ssl {
+            crate::pg::url::SslMode::Disable => "disable",
+            crate::pg::url::SslMode::Prefer => "prefer",
+            crate::pg::url::SslMode::Require => "require",
+            crate::pg::url::SslMode::VerifyCa => "verify-ca",
+            crate::pg::url::SslMode::VerifyFull => "verify-full",
+        };
+        cmd.env("PGSSLMODE", mode);
+        if let Some(root) = &spec.root_cert {
+            cmd.env("PGSSLROOTCERT", root);
         }
         let started = chrono::Utc::now();
         let out = cmd
@@ -214,6 +234,7 @@ impl Spec for LocalBaseBackup {
                 .map(|r| r.split_whitespace().next().unwrap_or("").to_owned())
         };
         let label = std::fs::read_to_string(dir.join("backup_label")).unwrap_or_default();
+        partial.keep();
         let mut o = Outputs::new();
         o.insert("dir".into(), dir.display().to_string().into());
         o.insert(
@@ -245,6 +266,23 @@ impl Spec for LocalBaseBackup {
                 .into(),
         );
         Ok(o)
+    }
+}
+
+/// Removes a directory when dropped, unless told to keep it.
+struct RemoveUnlessKept(Option<PathBuf>);
+
+impl RemoveUnlessKept {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveUnlessKept {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 

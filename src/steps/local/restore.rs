@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{cluster_error, scratch_dir};
-use crate::pg::cluster::{find_binaries, Cluster};
+use crate::pg::cluster::{conf_string, find_binaries, shell_quote, Cluster, ClusterHandle};
 use crate::steps::{Outputs, Spec, StepCx, StepError, Undo};
 use crate::timestamp::{rfc3339_precise, TimeSpec};
 
@@ -28,6 +28,9 @@ pub struct LocalRestore {
     pub target: String,
     /// Database named in the `connection_uri` output (default `postgres`).
     pub database: Option<String>,
+    /// Role named in the `connection_uri` output (default `postgres`); the restored instance
+    /// trusts loopback connections, whatever the source's `pg_hba.conf` said.
+    pub user: Option<String>,
     /// Directory for the restored instance; must be new or empty. Default: a new scratch
     /// directory. It is stopped and removed at the end of the run.
     pub dir: Option<String>,
@@ -188,22 +191,30 @@ impl Spec for LocalRestore {
         }
 
         let root = scratch_dir(cx, self.dir.as_deref());
-        let mut cluster = Cluster::prepare(bin, &root).map_err(cluster_error)?;
+        // registered before anything exists, so an interrupt at any point leaves nothing
+        let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;
+        if root.exists() {
+            return Err(cluster_error(crate::pg::cluster::ClusterError::Exists(
+                root,
+            )));
+        }
         cx.created(Undo::Cluster {
             step: cx.step_id.into(),
             what: format!(
                 "stop and remove the restored instance in {}",
                 root.display()
             ),
-            handle: cluster.handle(),
+            handle,
         });
+        let mut cluster = Cluster::prepare(bin, &root).map_err(cluster_error)?;
         let data = cluster.data_dir();
         copy_backup(&backup, &data).await?;
         cluster.hand_over_tree(&data).map_err(cluster_error)?;
-        configure(&data, &archive, &cluster.socket_dir(), &target)?;
+        configure(&data, &root, &archive, &cluster.socket_dir(), &target)?;
 
         let clock = tokio::time::Instant::now();
-        let started = cluster.start().await;
+        // a large restore may take long to become consistent; the step's timeout governs
+        let started = cluster.start_waiting(86_400).await;
         let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
         if let Err(e) = started {
             return Err(StepError::failed(
@@ -216,7 +227,14 @@ impl Spec for LocalRestore {
         let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
 
         let mut out = Outputs::new();
-        out.insert("connection_uri".into(), cluster.url(&database).into());
+        let user = self.user.clone().unwrap_or_else(|| "postgres".into());
+        out.insert(
+            "connection_uri".into(),
+            cluster
+                .url(&database)
+                .replacen("postgres@", &format!("{user}@"), 1)
+                .into(),
+        );
         out.insert("port".into(), cluster.port.into());
         out.insert("dir".into(), root.display().to_string().into());
         out.insert("data_dir".into(), data.display().to_string().into());
@@ -274,78 +292,170 @@ async fn copy_backup(backup: &Path, data: &Path) -> Result<(), StepError> {
 }
 
 /// Recovery settings, appended to `postgresql.auto.conf` (which wins over the copied
-/// `postgresql.conf`): never archive into the source's archive, never listen beyond
-/// loopback, sockets in our own directory.
-fn configure(data: &Path, archive: &Path, socket: &Path, target: &Target) -> Result<(), StepError> {
-    let q = |s: &str| s.replace('\'', "''");
-    let mut conf = format!(
-        "\n# drillbook local.restore\nrestore_command = 'cp \"{}/%f\" \"%p\"'\nrecovery_target_action = 'promote'\narchive_mode = 'off'\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\n",
-        q(&archive.display().to_string()),
-        q(&socket.display().to_string())
+/// configuration). The copy inherits production's settings, so everything that could reach
+/// outside the scratch directory is switched off: archiving and archive cleanup, replication
+/// to or from production, an external pid file, a log collector writing elsewhere, TLS files,
+/// logical replication workers; it listens on loopback only, with its own `pg_hba.conf`.
+fn configure(
+    data: &Path,
+    root: &Path,
+    archive: &Path,
+    socket: &Path,
+    target: &Target,
+) -> Result<(), StepError> {
+    // exit 1 (not found) only when the segment is absent; a failed copy (disk full,
+    // permissions) exits 255, which makes PostgreSQL stop instead of promoting early
+    let seg = format!(
+        "{}/%f",
+        shell_quote(&archive.display().to_string().replace('%', "%%"))
     );
+    let restore = format!("test -f {seg} || {{ echo \"restore_command: No such file or directory: %f\" >&2; exit 1; }}; cp {seg} %p || exit 255");
+    let hba = root.join("pg_hba.conf");
+    std::fs::write(
+        &hba,
+        "local all all trust\nhost all all 127.0.0.1/32 trust\n",
+    )
+    .map_err(|e| StepError::failed(format!("cannot write {}: {e}", hba.display())))?;
+    let mut conf = String::from(
+        "\n# drillbook local.restore: a scratch copy that must not reach outside its directory\n",
+    );
+    let mut set = |k: &str, v: String| conf.push_str(&format!("{k} = {v}\n"));
+    set("restore_command", conf_string(&restore));
+    set("recovery_target_action", "'promote'".into());
+    for k in [
+        "recovery_target",
+        "recovery_target_time",
+        "recovery_target_lsn",
+        "recovery_target_name",
+        "recovery_target_xid",
+    ] {
+        set(k, "''".into());
+    }
+    for k in [
+        "archive_cleanup_command",
+        "recovery_end_command",
+        "primary_conninfo",
+        "primary_slot_name",
+        "external_pid_file",
+        "ssl_cert_file",
+        "ssl_key_file",
+        "ssl_ca_file",
+        "ssl_crl_file",
+    ] {
+        set(k, "''".into());
+    }
+    set("archive_mode", "'off'".into());
+    set("recovery_min_apply_delay", "0".into());
+    set("max_logical_replication_workers", "0".into());
+    set("ssl", "off".into());
+    set("logging_collector", "off".into());
+    set("log_destination", "'stderr'".into());
+    set("lc_messages", "'C'".into());
+    set("listen_addresses", "'127.0.0.1'".into());
+    set(
+        "unix_socket_directories",
+        conf_string(&socket.display().to_string()),
+    );
+    set("hba_file", conf_string(&hba.display().to_string()));
     match target {
         Target::Latest => {}
-        Target::Time(t) => conf.push_str(&format!(
-            "recovery_target_time = '{}'\n",
-            t.format("%Y-%m-%d %H:%M:%S%.6f+00")
-        )),
-        Target::Lsn(l) => conf.push_str(&format!("recovery_target_lsn = '{}'\n", q(l))),
-        Target::Name(n) => conf.push_str(&format!("recovery_target_name = '{}'\n", q(n))),
+        Target::Time(t) => set(
+            "recovery_target_time",
+            format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f+00")),
+        ),
+        Target::Lsn(l) => set("recovery_target_lsn", conf_string(l)),
+        Target::Name(n) => set("recovery_target_name", conf_string(n)),
     }
     let auto = data.join("postgresql.auto.conf");
     let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
     text.push_str(&conf);
     std::fs::write(&auto, text)
         .map_err(|e| StepError::failed(format!("cannot write {}: {e}", auto.display())))?;
+    // a standby.signal (pg_basebackup -R) would make the copy follow production forever
+    let _ = std::fs::remove_file(data.join("standby.signal"));
     std::fs::write(data.join("recovery.signal"), "")
         .map_err(|e| StepError::failed(format!("cannot write recovery.signal: {e}")))
 }
 
-/// Waits until the instance leaves recovery, or says why it never will.
+/// Waits until the instance leaves recovery, or says why it never will. Reads the control
+/// file (`pg_controldata`) rather than logging in, so a role or pg_hba detail cannot make it
+/// wait forever; fails when the server is gone or recovery paused.
 async fn wait_promoted(
     cluster: &Cluster,
     archive: &Path,
     gap: Option<&str>,
 ) -> Result<(), StepError> {
-    let spec = crate::pg::url::parse(&cluster.url("postgres"))
-        .map_err(|e| StepError::failed(e.to_string()))?;
+    let data = cluster.data_dir().display().to_string();
     loop {
-        if !cluster.data_dir().join("postmaster.pid").exists() {
-            let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
+        let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
+        if !cluster.handle().is_running() {
             return Err(StepError::failed(
                 explain_failure(&log, gap, archive)
                     .unwrap_or_else(|| "the restored server stopped during recovery".into()),
             ));
         }
-        if let Ok(client) = crate::pg::connect(&spec).await {
-            if let Ok(row) = client.query_one("SELECT pg_is_in_recovery()", &[]).await {
-                if !row.get::<_, bool>(0) {
-                    return Ok(());
-                }
+        if log.contains("recovery has paused") {
+            return Err(StepError::failed("recovery paused before reaching the target (the restored server's settings are lower than the source's, or a pause was requested)"));
+        }
+        if let Ok(state) = cluster
+            .run("pg_controldata", "pg_controldata", &["-D", &data])
+            .await
+        {
+            if state
+                .lines()
+                .any(|l| l.starts_with("Database cluster state:") && l.contains("in production"))
+            {
+                return Ok(());
             }
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 
-/// The cause of a failed recovery, from the server log, in the operator's terms.
+/// The cause of a failed recovery, from the server log, in the operator's terms. Connection
+/// refusals during startup are not causes; a PANIC outranks a FATAL.
 fn explain_failure(log: &str, gap: Option<&str>, archive: &Path) -> Option<String> {
-    let fatal = log
+    const NOISE: [&str; 3] = [
+        "the database system is starting up",
+        "the database system is shutting down",
+        "the database system is not yet accepting connections",
+    ];
+    let lines: Vec<&str> = log
         .lines()
-        .rev()
-        .find(|l| l.contains("FATAL:") || l.contains("PANIC:"))?;
-    let fatal = fatal
-        .split_once("FATAL:")
-        .or_else(|| fatal.split_once("PANIC:"))
-        .map_or(fatal, |(_, r)| r)
-        .trim();
+        .filter(|l| !NOISE.iter().any(|n| l.contains(n)))
+        .collect();
+    let pick = |marker: &str| {
+        lines.iter().rev().find(|l| l.contains(marker)).map(|l| {
+            l.split_once(marker)
+                .map_or(*l, |(_, r)| r)
+                .trim()
+                .to_owned()
+        })
+    };
+    let Some(fatal) = pick("PANIC:").or_else(|| pick("FATAL:")) else {
+        let tail: Vec<&str> = lines.iter().rev().take(3).rev().copied().collect();
+        return (!tail.is_empty()).then(|| {
+            format!(
+                "recovery failed; the server log ends with: {}",
+                tail.join(" / ")
+            )
+        });
+    };
+    if fatal.contains("No space left on device") {
+        return Some(format!("the disk is full: {fatal}"));
+    }
     // the first WAL segment the restore command could not fetch is where replay stopped
     let missing = gap
         .map(str::to_owned)
         .or_else(|| first_unfetched_segment(log));
     if let Some(missing) = missing {
+        let context = match newest_segment(archive) {
+            Some(n) if n < missing => format!("; the archive ends at {n}, so either the target is after the end of the archive or {missing} was lost"),
+            Some(n) => format!("; the archive holds segments up to {n}"),
+            None => String::new(),
+        };
         return Some(format!(
-            "WAL segment {missing} is missing from the archive {}: recovery stopped there before reaching the target ({fatal})",
+            "WAL segment {missing} is missing from the archive {}: recovery stopped there before reaching the target ({fatal}{context})",
             archive.display()
         ));
     }
@@ -353,6 +463,20 @@ fn explain_failure(log: &str, gap: Option<&str>, archive: &Path) -> Option<Strin
         return Some(format!("the WAL archive {} ends before the target: {fatal} (is the target in the future, or is archiving behind?)", archive.display()));
     }
     Some(format!("recovery failed: {fatal}"))
+}
+
+/// The newest WAL segment file in the archive, by name.
+fn newest_segment(archive: &Path) -> Option<String> {
+    std::fs::read_dir(archive)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_str()
+                .filter(|n| segment(n).is_some())
+                .map(str::to_owned)
+        })
+        .max()
 }
 
 /// A WAL segment name from a failed `restore_command` (`cp: cannot stat '…/SEGMENT'`).
