@@ -406,7 +406,8 @@ impl Cluster {
     /// Gives a directory drillbook created to the server's account.
     fn hand_over(&self, dir: &Path) -> Result<(), ClusterError> {
         if let Some(a) = self.account {
-            std::os::unix::fs::chown(dir, Some(a.uid), Some(a.gid))
+            // lchown: a symlink is handed over itself, never what it points at
+            std::os::unix::fs::lchown(dir, Some(a.uid), Some(a.gid))
                 .map_err(|e| ClusterError::io("cannot hand over", dir, &e))?;
         }
         Ok(())

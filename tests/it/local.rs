@@ -463,3 +463,16 @@ fn missing_server_binaries_could_not_run() {
     );
     assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
 }
+
+#[test]
+fn backups_linking_outside_are_refused() {
+    // a tablespace link, as a plain backup of a cluster with tablespaces has
+    let link = "      - id: tablespace\n        shell:\n          run: 'mkdir -p \"$DIR/pg_tblspc\" && ln -s /var/tmp \"$DIR/pg_tblspc/16999\"'\n          env: { DIR: \"{{ steps.backup.dir }}\" }\n\n";
+    let (code, rec) = drill(link, &[]);
+    assert_eq!(code, 1);
+    let err = step(&rec, "restore")["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("would write outside the scratch directory"),
+        "{err}"
+    );
+}

@@ -126,6 +126,34 @@ fn read_label(backup: &Path) -> Result<Label, StepError> {
     })
 }
 
+/// A plain base backup of a cluster with tablespaces (or a separate WAL directory) holds
+/// symlinks to the source's own directories; recovery would write through them, outside
+/// the scratch directory. Such backups are refused until they can be relocated.
+fn refuse_links(backup: &Path) -> Result<(), StepError> {
+    let mut links: Vec<PathBuf> = std::fs::read_dir(backup.join("pg_tblspc"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    links.push(backup.join("pg_wal"));
+    for l in links {
+        if std::fs::symlink_metadata(&l)
+            .map(|m| m.file_type().is_symlink())
+            .unwrap_or(false)
+        {
+            let to = std::fs::read_link(&l)
+                .map(|t| t.display().to_string())
+                .unwrap_or_default();
+            return Err(StepError::failed(format!(
+                "the base backup links {} to {to}: restoring it would write outside the scratch directory (backups with tablespaces or a separate pg_wal are not supported yet)",
+                l.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The first segment missing from the archive between the backup's start and the newest
 /// archived segment of its timeline, if any.
 fn archive_gap(archive: &Path, start: &str) -> Result<Option<String>, StepError> {
@@ -165,6 +193,7 @@ impl Spec for LocalRestore {
         let backup = PathBuf::from(&self.base_backup);
         let archive = PathBuf::from(&self.wal_archive);
         let label = read_label(&backup)?;
+        refuse_links(&backup)?;
         let version: u32 = std::fs::read_to_string(backup.join("PG_VERSION"))
             .ok()
             .and_then(|v| v.trim().parse().ok())
