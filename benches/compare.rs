@@ -10,55 +10,15 @@
 //! `rnd` table) lives in two databases of a throwaway cluster. Medians of 3 runs after a
 //! warm-up pass. `DRILLBOOK_BENCH_SCALE` and `DRILLBOOK_BENCH_RND_ROWS` change the size.
 
+mod common;
+
+use common::{env_num, median, Quiet, RemoveOnDrop};
 use std::time::{Duration, Instant};
 
 use drillbook::engine::cancel::Cancel;
-use drillbook::engine::record::{DrillRecord, StepRecord};
-use drillbook::engine::{Observer, RunOptions};
+use drillbook::engine::record::DrillRecord;
+use drillbook::engine::RunOptions;
 use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
-use drillbook::runbook::Step;
-use drillbook::steps::{BoxFuture, Interaction};
-
-struct RemoveOnDrop(std::path::PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-struct Quiet;
-
-impl Interaction for Quiet {
-    fn assume_yes(&self) -> bool {
-        true
-    }
-    fn is_interactive(&self) -> bool {
-        false
-    }
-    fn show(&self, _: &str) {}
-    fn confirm(&self, _: String) -> BoxFuture<'static, std::io::Result<bool>> {
-        Box::pin(async { Ok(true) })
-    }
-}
-
-impl Observer for Quiet {
-    fn started(&self, _: &DrillRecord, _: usize, _: usize) {}
-    fn step_started(&self, _: bool, _: usize, _: &Step) {}
-    fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
 
 async fn connect(url: &str) -> tokio_postgres::Client {
     let spec = drillbook::pg::url::parse(url).expect("url");
@@ -110,10 +70,7 @@ fn secs(d: Duration) -> f64 {
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes --bench; anything else (`cargo test --benches`) must not build a
-    // gigabyte of data
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("the compare benchmark runs with `cargo bench --bench compare`");
+    if !common::invoked_by_cargo_bench("compare") {
         return;
     }
     let scale = env_num("DRILLBOOK_BENCH_SCALE", 50);

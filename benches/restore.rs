@@ -8,53 +8,18 @@
 //! `DRILLBOOK_BENCH_SCALE` (pgbench scale, default 20) and `DRILLBOOK_BENCH_SECONDS`
 //! (workload after the backup, default 20) change the size.
 
+mod common;
+
+use common::{env_num, median, Quiet, RemoveOnDrop};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drillbook::engine::cancel::Cancel;
-use drillbook::engine::record::{DrillRecord, StepRecord, Verdict};
-use drillbook::engine::{Observer, RunOptions};
+use drillbook::engine::record::Verdict;
+use drillbook::engine::RunOptions;
 use drillbook::pg::cluster::{find_binaries, Binaries, Cluster, InitOptions};
-use drillbook::runbook::Step;
-use drillbook::steps::{BoxFuture, Interaction};
-
-struct Quiet;
-
-impl Interaction for Quiet {
-    fn assume_yes(&self) -> bool {
-        true
-    }
-    fn is_interactive(&self) -> bool {
-        false
-    }
-    fn show(&self, _: &str) {}
-    fn confirm(&self, _: String) -> BoxFuture<'static, std::io::Result<bool>> {
-        Box::pin(async { Ok(true) })
-    }
-}
-
-impl Observer for Quiet {
-    fn started(&self, _: &DrillRecord, _: usize, _: usize) {}
-    fn step_started(&self, _: bool, _: usize, _: &Step) {}
-    fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// The server's account (the owner of the cluster directory): pgBackRest and pg_ctl run as it.
 fn owner(path: &Path) -> (u32, u32) {
@@ -183,15 +148,9 @@ fn overrides(data: &Path, socket: &Path, extra: &str) {
     std::fs::write(&auto, text).expect("write conf");
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("the restore benchmark runs with `cargo bench --bench restore`");
+    if !common::invoked_by_cargo_bench("restore") {
         return;
     }
     let scale = env_num("DRILLBOOK_BENCH_SCALE", 20);

@@ -27,13 +27,28 @@ fn leftovers(run_id: &str) -> Vec<String> {
 
 /// The shipped drill, small, with `extra` YAML steps inserted before the restore.
 fn drill(extra: &str, args: &[&str]) -> (i32, serde_json::Value) {
-    let yaml =
-        std::fs::read_to_string(root().join("runbooks/local-pitr-drill.yaml")).expect("runbook");
-    let yaml = yaml.replacen(
+    let yaml = shipped().replacen(
         "      - id: restore\n",
         &format!("{extra}      - id: restore\n"),
         1,
     );
+    run_drill(&yaml, args)
+}
+
+fn shipped() -> String {
+    std::fs::read_to_string(root().join("runbooks/local-pitr-drill.yaml")).expect("runbook")
+}
+
+/// The shipped drill restoring to `target` instead of the recorded target time.
+fn with_target(target: &str) -> String {
+    shipped().replace(
+        "          target: \"{{ steps.mark.target_time }}\"\n          database: shop",
+        &format!("          target: \"{target}\"\n          database: shop"),
+    )
+}
+
+/// Runs a (modified) drill, small, and checks that the run left nothing behind.
+fn run_drill(yaml: &str, args: &[&str]) -> (i32, serde_json::Value) {
     let mut all = vec![
         "run",
         "runbook.yaml",
@@ -46,7 +61,7 @@ fn drill(extra: &str, args: &[&str]) -> (i32, serde_json::Value) {
         "json",
     ];
     all.extend_from_slice(args);
-    let r = Cli::new().runbook(&yaml).args(all).run();
+    let r = Cli::new().runbook(yaml).args(all).run();
     let rec: serde_json::Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|_| panic!("no record:\n{}\n{}", r.stdout, r.stderr));
     let id = rec["id"].as_str().expect("run id").to_owned();
@@ -124,31 +139,10 @@ fn missing_wal_segment_is_named_and_everything_is_cleaned_up() {
 
 #[test]
 fn target_before_the_base_backup_is_refused() {
-    let yaml =
-        std::fs::read_to_string(root().join("runbooks/local-pitr-drill.yaml")).expect("runbook");
-    let yaml = yaml.replace(
-        "          target: \"{{ steps.mark.target_time }}\"\n          database: shop",
-        "          target: \"2020-01-01T00:00:00Z\"\n          database: shop",
-    );
-    let r = Cli::new()
-        .runbook(&yaml)
-        .args([
-            "run",
-            "runbook.yaml",
-            "drill",
-            "--param",
-            "orders=100",
-            "--param",
-            "customers=10",
-            "--format",
-            "json",
-        ])
-        .run();
-    r.code(1);
-    let rec = r.json();
+    let (code, rec) = run_drill(&with_target("2020-01-01T00:00:00Z"), &[]);
+    assert_eq!(code, 1);
     let err = step(&rec, "restore")["error"].as_str().unwrap_or_default();
     assert!(err.contains("is before the base backup started"), "{err}");
-    assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
 }
 
 #[test]
@@ -162,30 +156,13 @@ fn damaged_backup_label_is_named() {
 
 #[test]
 fn restores_to_a_named_restore_point() {
-    let yaml =
-        std::fs::read_to_string(root().join("runbooks/local-pitr-drill.yaml")).expect("runbook");
     // name a point right after the target, and restore to it instead of the time
-    let yaml = yaml
-        .replacen("      - id: writes-after\n", "      - id: point\n        local.restore_point: { db: \"{{ steps.source.admin_uri }}\", name: \"drill-{{ run.id }}\" }\n\n      - id: writes-after\n", 1)
-        .replace("          target: \"{{ steps.mark.target_time }}\"\n          database: shop", "          target: \"{{ steps.point.name }}\"\n          database: shop");
-    let r = Cli::new()
-        .runbook(&yaml)
-        .args([
-            "run",
-            "runbook.yaml",
-            "drill",
-            "--param",
-            "orders=1000",
-            "--param",
-            "customers=100",
-            "--format",
-            "json",
-        ])
-        .run();
-    let rec = r.json();
-    assert_eq!(r.code, 0, "{rec:#}");
+    let point = "      - id: point\n        local.restore_point: { db: \"{{ steps.source.admin_uri }}\", name: \"drill-{{ run.id }}\" }\n\n      - id: writes-after\n";
+    let yaml =
+        with_target("{{ steps.point.name }}").replacen("      - id: writes-after\n", point, 1);
+    let (code, rec) = run_drill(&yaml, &[]);
+    assert_eq!(code, 0, "{rec:#}");
     assert_eq!(step(&rec, "target-orders")["status"], "passed");
-    assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
 }
 
 /// A source cluster that archives, a base backup of it, and writes on both sides of a
@@ -216,35 +193,7 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
         ))
         .expect("initdb");
     rt.block_on(cluster.start()).expect("start");
-    let pg = |db: &str, sql: &str| {
-        let out = std::process::Command::new(bin.dir.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &cluster.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    };
+    let pg = |db: &str, sql: &str| crate::support::psql_at(&bin.dir, cluster.port, db, sql);
     pg("postgres", "CREATE TABLE orders (id serial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO orders SELECT FROM generate_series(1, 500);");
     let backup = dir.join("base");
     let status = std::process::Command::new(bin.dir.join("pg_basebackup"))
@@ -407,34 +356,13 @@ fn archiver_and_backup_age_checks() {
 
 #[test]
 fn target_after_the_end_of_the_archive_is_explained() {
-    let yaml =
-        std::fs::read_to_string(root().join("runbooks/local-pitr-drill.yaml")).expect("runbook");
-    let yaml = yaml.replace(
-        "          target: \"{{ steps.mark.target_time }}\"\n          database: shop",
-        "          target: \"now+1h\"\n          database: shop",
-    );
-    let r = Cli::new()
-        .runbook(&yaml)
-        .args([
-            "run",
-            "runbook.yaml",
-            "drill",
-            "--param",
-            "orders=100",
-            "--param",
-            "customers=10",
-            "--format",
-            "json",
-        ])
-        .run();
-    r.code(1);
-    let rec = r.json();
+    let (code, rec) = run_drill(&with_target("now+1h"), &[]);
+    assert_eq!(code, 1);
     let err = step(&rec, "restore")["error"].as_str().unwrap_or_default();
     assert!(
         err.contains("ends before the target") || err.contains("is missing from the archive"),
         "{err}"
     );
-    assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
 }
 
 #[test]

@@ -235,6 +235,39 @@ pub fn pg() -> &'static Pg {
     })
 }
 
+/// Runs SQL through the psql in `bin` against 127.0.0.1:`port` as `postgres`; panics with
+/// psql's message on failure. Returns the unaligned, tuples-only output.
+#[track_caller]
+pub fn psql_at(bin: &Path, port: u16, db: &str, sql: &str) -> String {
+    let out = Command::new(bin.join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed on {db}: {}\n{sql}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 fn owner_of(path: &Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
@@ -252,33 +285,7 @@ impl Pg {
     /// Runs SQL through psql (ON_ERROR_STOP), panicking with psql's message on failure.
     #[track_caller]
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                db,
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("run psql");
-        assert!(
-            out.status.success(),
-            "psql failed on {db}: {}\n{sql}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        psql_at(&self.bin, self.port, db, sql)
     }
 
     /// A fresh, empty database with a unique name; returns its name.
