@@ -516,7 +516,7 @@ impl Run<'_> {
         loop {
             attempt += 1;
             rec.attempts = attempt;
-            let result = self.attempt(step, &kind, cancel).await;
+            let result = self.attempt(step, &kind, cancel, attempt).await;
             match result {
                 Err(e) if attempt < attempts && !matches!(e.class, ErrorClass::Cancelled) => {
                     tokio::select! {
@@ -535,6 +535,7 @@ impl Run<'_> {
         step: &Step,
         kind: &StepKind,
         cancel: &Cancel,
+        attempt: u32,
     ) -> Result<Outputs, StepError> {
         let vars = self.vars.context(None);
         let cx = StepCx {
@@ -547,6 +548,7 @@ impl Run<'_> {
             operator: &self.opts.operator,
             redactor: &self.redactor,
             undo: &self.undo,
+            attempt,
         };
         let work = kind.run(&cx);
         let limited = async {

@@ -94,6 +94,8 @@ pub struct StepCx<'a> {
     /// Where a step registers what it created, the moment it exists, so the run undoes it
     /// on every path — even when the step itself is interrupted.
     pub undo: &'a std::sync::Mutex<Vec<Undo>>,
+    /// Which attempt this is (1 for the first; more with `retries`).
+    pub attempt: u32,
 }
 
 /// Something a step created that must not outlive the run. The engine undoes these after

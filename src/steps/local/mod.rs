@@ -22,6 +22,13 @@ use crate::pg::cluster::{find_binaries, Cluster, ClusterError, ClusterHandle, In
 pub(crate) fn scratch_dir(cx: &StepCx<'_>, dir: Option<&str>) -> PathBuf {
     match dir {
         Some(d) => PathBuf::from(d),
+        // a retry gets its own directory: the failed attempt's is undone at the end of the run
+        None if cx.attempt > 1 => std::env::temp_dir().join(format!(
+            "drillbook-{}-{}-{}",
+            cx.run_id(),
+            cx.step_id,
+            cx.attempt
+        )),
         None => std::env::temp_dir().join(format!("drillbook-{}-{}", cx.run_id(), cx.step_id)),
     }
 }
@@ -377,7 +384,7 @@ impl Spec for LocalArchiver {
         let client = crate::pg::connect(&spec).await?;
         let row = client
             .query_one(
-                "SELECT current_setting('archive_mode'), archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time, now() FROM pg_stat_archiver",
+                "SELECT current_setting('archive_mode'), archived_count, last_archived_wal, last_archived_time, failed_count, last_failed_wal, last_failed_time, now(), current_setting('archive_command') || coalesce(current_setting('archive_library', true), '') FROM pg_stat_archiver",
                 &[],
             )
             .await
@@ -401,6 +408,10 @@ impl Spec for LocalArchiver {
         let age = last_time.map(|t| (now - t).to_std().unwrap_or_default());
         if let Some(a) = age {
             out.insert("last_archived_age_s".into(), a.as_secs().into());
+        }
+        let configured: String = row.get(8);
+        if mode != "off" && configured.trim().is_empty() {
+            return Err(StepError::failed(format!("archive_mode is on but neither archive_command nor archive_library is set on {}: nothing is archived", spec.display)).with_outputs(out));
         }
         if mode == "off" {
             return Err(StepError::failed(format!("archive_mode is off on {}: no WAL is archived, so point-in-time recovery is impossible", spec.display)).with_outputs(out));

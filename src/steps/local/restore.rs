@@ -181,6 +181,19 @@ fn archive_gap(archive: &Path, start: &str) -> Result<Option<String>, StepError>
 }
 
 impl Spec for LocalRestore {
+    fn check(&self) -> Result<(), String> {
+        let t = self.target.trim();
+        // something that starts like a date but does not parse is a typo, not a restore
+        // point name (recovery would wait for a point that never comes)
+        let looks_like_date = t.len() >= 8
+            && t.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+            && t.as_bytes()[4] == b'-';
+        if looks_like_date && !crate::template::is_template(t) && t.parse::<TimeSpec>().is_err() {
+            return Err(format!("target `{t}` looks like a timestamp but is not one: write RFC 3339, e.g. `2026-11-28T09:00:00Z`"));
+        }
+        Ok(())
+    }
+
     fn summary(&self) -> String {
         format!(
             "restore {} + WAL from {} to {} in a scratch instance",
