@@ -116,10 +116,14 @@ fn text(
     params: &[(String, String, serde_json::Value)],
 ) -> String {
     let mut s = String::new();
+    let kind = match procedure.kind {
+        crate::runbook::ProcedureKind::Drill => "drill",
+        crate::runbook::ProcedureKind::Recovery => "recovery",
+    };
     let _ = writeln!(
         s,
-        "procedure  {} — {} ({:?})",
-        procedure.id, procedure.title, procedure.kind
+        "procedure  {} — {} ({kind})",
+        procedure.id, procedure.title
     );
     let _ = writeln!(s, "runbook    {} ({})", rb.name, rb.path);
     if let Some(rto) = rb.objectives.rto {

@@ -89,10 +89,16 @@ fn serde_diagnostic(doc: &Document, at: &YamlPath, message: &str) -> Diagnostic 
         );
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
-        return Diagnostic::error(
+        let d = Diagnostic::error(
             doc.value_span(at),
             format!("wrong type at `{at}`: found {}", plain_types(rest)),
         );
+        if rest.contains("{{") {
+            return d.with_help(
+                "templates are expanded in text values only; this field takes a literal value",
+            );
+        }
+        return d;
     }
     Diagnostic::error(
         doc.value_span(at),
