@@ -171,6 +171,7 @@ async fn main() {
             // every segment goes to the plain archive and to the pgBackRest repository
             ("archive_command".into(), format!("'(test -f {a}/%f || cp %p {a}/%f) && {p} --config={c} --stanza=bench archive-push %p'", a = archive.display(), p = pgbackrest.display(), c = conf.display())),
         ],
+        private: false,
     };
     let mut cluster = Cluster::create(bin.clone(), &root.join("source"), &opts)
         .await

@@ -139,6 +139,9 @@ pub struct InitOptions {
     pub unsafe_fast: bool,
     /// Extra `postgresql.conf` lines, e.g. `("max_wal_size", "4GB")`.
     pub settings: Vec<(String, String)>,
+    /// Listen only on a Unix socket in a directory only the server's account can enter,
+    /// instead of loopback TCP.
+    pub private: bool,
 }
 
 /// A cluster drillbook created. Dropping it stops the server if it still runs; the files
@@ -151,6 +154,9 @@ pub struct Cluster {
     pub port: u16,
     account: Option<Account>,
     running: bool,
+    /// Reachable only through its own Unix socket (no TCP), for clusters holding copies of
+    /// real data and for throwaway demo clusters.
+    private: bool,
 }
 
 impl Cluster {
@@ -168,10 +174,22 @@ impl Cluster {
 
     /// A URL for `db` as the `postgres` superuser over loopback TCP.
     pub fn url(&self, db: &str) -> String {
+        let host = if self.private {
+            percent_encode(&self.socket_dir().display().to_string())
+        } else {
+            "127.0.0.1".into()
+        };
         format!(
-            "postgresql://postgres@127.0.0.1:{}/{db}?sslmode=disable",
-            self.port
+            "postgresql://postgres@{host}:{}/{}?sslmode=disable",
+            self.port,
+            percent_encode(db)
         )
+    }
+
+    /// From now on reachable only through its Unix socket (the caller configures the server
+    /// accordingly: `listen_addresses = ''`, `unix_socket_permissions = 0700`).
+    pub fn make_private(&mut self) {
+        self.private = true;
     }
 
     /// Creates a cluster under `root`, which must be missing or empty.
@@ -188,6 +206,7 @@ impl Cluster {
             port: 0,
             account,
             running: false,
+            private: opts.private,
         };
         for dir in [
             cluster.root.clone(),
@@ -222,8 +241,13 @@ impl Cluster {
                 ],
             )
             .await?;
+        let listen = if opts.private { "''" } else { "'127.0.0.1'" };
         let mut conf = vec![
-            ("listen_addresses".to_owned(), "'127.0.0.1'".to_owned()),
+            ("listen_addresses".to_owned(), listen.to_owned()),
+            (
+                "unix_socket_permissions".to_owned(),
+                if opts.private { "0700" } else { "0777" }.to_owned(),
+            ),
             (
                 "unix_socket_directories".to_owned(),
                 conf_string(&cluster.socket_dir().display().to_string()),
@@ -370,6 +394,7 @@ impl Cluster {
             port: 0,
             account,
             running: false,
+            private: false,
         };
         for dir in [cluster.root.clone(), cluster.socket_dir()] {
             std::fs::create_dir_all(&dir)
@@ -497,6 +522,19 @@ fn new_root(root: &Path) -> Result<(), ClusterError> {
     }
 }
 
+/// Percent-encodes everything but unreserved characters, for a URL's host or path.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// `text` as one shell word: single-quoted, embedded quotes closed and reopened.
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
@@ -578,6 +616,7 @@ impl ClusterHandle {
                 port: 0,
                 account: self.account,
                 running: false,
+                private: false,
             };
             let d = data.to_string_lossy().into_owned();
             if probe

@@ -281,3 +281,21 @@ mod tests {
         assert!(parse("postgres://u@h/db?sslcert=/x.pem").is_err());
     }
 }
+
+#[cfg(test)]
+mod socket_tests {
+    use super::*;
+
+    #[test]
+    fn unix_socket_urls() {
+        let s =
+            parse("postgresql://postgres@%2Ftmp%2Fdrillbook-x%2Fsocket:54321/shop?sslmode=disable")
+                .expect("valid");
+        assert_eq!(s.config.get_ports(), &[54321]);
+        assert!(
+            matches!(&s.config.get_hosts()[0], tokio_postgres::config::Host::Unix(p) if p.display().to_string() == "/tmp/drillbook-x/socket"),
+            "{:?}",
+            s.config.get_hosts()
+        );
+    }
+}

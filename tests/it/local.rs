@@ -96,6 +96,9 @@ fn demo_drill_restores_to_the_target_and_proves_it() {
     assert_eq!(restored["rows_restored"], 5000);
     assert_eq!(restored["rows_source"], 8000);
     let restore = &step(&rec, "restore")["outputs"];
+    // a copy of the data is reachable only through its private socket, never over TCP
+    let uri = restore["connection_uri"].as_str().unwrap_or_default();
+    assert!(uri.starts_with("postgresql://postgres@%2F"), "{uri}");
     assert!(
         restore["wal_replayed_bytes"].as_u64().unwrap_or(0) > 0,
         "{restore:#}"

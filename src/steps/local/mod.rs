@@ -72,10 +72,12 @@ impl Spec for LocalCluster {
             .iter()
             .map(|(k, v)| (k.clone(), v.0.clone()))
             .collect();
+        // a demo cluster is reachable only through its own socket, never over TCP
         let opts = InitOptions {
             archive_dir: Some(archive.clone()),
             unsafe_fast: false,
             settings,
+            private: true,
         };
         // registered before anything exists, so an interrupted initdb leaves nothing behind
         let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;

@@ -253,6 +253,7 @@ impl Spec for LocalRestore {
         copy_backup(&backup, &data).await?;
         cluster.hand_over_tree(&data).map_err(cluster_error)?;
         configure(&data, &root, &archive, &cluster.socket_dir(), &target)?;
+        cluster.make_private();
 
         let clock = tokio::time::Instant::now();
         // a large restore may take long to become consistent; the step's timeout governs
@@ -393,7 +394,9 @@ fn configure(
     set("logging_collector", "off".into());
     set("log_destination", "'stderr'".into());
     set("lc_messages", "'C'".into());
-    set("listen_addresses", "'127.0.0.1'".into());
+    // a copy of production data: reachable only through a socket only its account can use
+    set("listen_addresses", "''".into());
+    set("unix_socket_permissions", "0700".into());
     set(
         "unix_socket_directories",
         conf_string(&socket.display().to_string()),
