@@ -407,3 +407,53 @@ fn backups_linking_outside_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn interrupt_during_the_restore_leaves_nothing_behind() {
+    use std::io::{BufRead, BufReader};
+    let cli = Cli::new().runbook(&shipped()).args([
+        "run",
+        "runbook.yaml",
+        "drill",
+        "--param",
+        "orders=3000",
+        "--param",
+        "customers=300",
+    ]);
+    let mut child = cli
+        .command()
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().to_string();
+    let mut run_id = String::new();
+    let mut seen = String::new();
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("utf8");
+        if let Some(rest) = line.split(" — run ").nth(1) {
+            run_id = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if line.contains("restore — ") {
+            let ok = std::process::Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .expect("kill");
+            assert!(ok.success());
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(!run_id.is_empty(), "{seen}");
+    let left = leftovers(&run_id);
+    assert!(
+        left.is_empty(),
+        "left behind after the interrupt: {left:#?}\n{seen}"
+    );
+}
