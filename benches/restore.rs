@@ -46,7 +46,9 @@ fn run_as(who: (u32, u32), program: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-fn psql(bin: &Binaries, port: u16, sql: &str) -> String {
+/// Runs SQL through psql as `postgres` on 127.0.0.1:`port`; the unaligned output, or
+/// psql's message.
+fn try_psql(bin: &Binaries, port: u16, db: &str, sql: &str) -> Result<String, String> {
     let out = Command::new(bin.dir.join("psql"))
         .args([
             "-h",
@@ -56,7 +58,7 @@ fn psql(bin: &Binaries, port: u16, sql: &str) -> String {
             "-U",
             "postgres",
             "-d",
-            "bench",
+            db,
             "-X",
             "-q",
             "-t",
@@ -66,12 +68,15 @@ fn psql(bin: &Binaries, port: u16, sql: &str) -> String {
         ])
         .output()
         .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn psql(bin: &Binaries, port: u16, sql: &str) -> String {
+    try_psql(bin, port, "bench", sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// Starts a restored data directory on `port` and waits until it is promoted.
@@ -101,25 +106,7 @@ fn start_and_wait(bin: &Binaries, who: (u32, u32), data: &Path, port: u16) {
         std::fs::read_to_string(&log).unwrap_or_default()
     );
     loop {
-        let out = Command::new(bin.dir.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-X",
-                "-t",
-                "-A",
-                "-c",
-                "select pg_is_in_recovery()",
-            ])
-            .output()
-            .expect("psql");
-        if String::from_utf8_lossy(&out.stdout).trim() == "f" {
+        if try_psql(bin, port, "postgres", "select pg_is_in_recovery()").as_deref() == Ok("f") {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -207,28 +194,7 @@ async fn main() {
 
     eprintln!("loading pgbench scale {scale} …");
     let admin = |sql: &str| {
-        let out = Command::new(bin.dir.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &cluster.port.to_string(),
-                "-U",
-                "postgres",
-                "-d",
-                "postgres",
-                "-X",
-                "-q",
-                "-c",
-                sql,
-            ])
-            .output()
-            .expect("psql");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        try_psql(&bin, cluster.port, "postgres", sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     };
     admin("CREATE DATABASE bench");
     let pgbench = |args: &[&str]| {

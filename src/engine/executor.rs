@@ -336,20 +336,19 @@ fn is_failure(s: StepStatus) -> bool {
 }
 
 fn not_run(step: &Step, why: &str) -> StepRecord {
-    StepRecord {
-        id: step.id.clone(),
-        title: step.display_title().to_owned(),
-        kind: step.kind.name().to_owned(),
-        status: StepStatus::NotRun,
-        started_at: None,
-        duration_ms: None,
-        attempts: 0,
-        destructive: step.destructive || step.kind.is_destructive(),
-        outputs: Outputs::new(),
-        error: None,
-        error_class: None,
-        note: Some(why.to_owned()),
-    }
+    let mut rec = pending(step);
+    rec.note = Some(why.to_owned());
+    rec
+}
+
+/// The record a step starts from.
+fn pending(step: &Step) -> StepRecord {
+    StepRecord::new(
+        step.id.clone(),
+        step.display_title().to_owned(),
+        step.kind.name().to_owned(),
+        step.destructive || step.kind.is_destructive(),
+    )
 }
 
 /// `20261129T201752Z-3fa9`: sortable by time, unique enough for one operator's runs.
@@ -368,20 +367,12 @@ fn run_id(at: chrono::DateTime<Utc>) -> String {
 impl Run<'_> {
     /// Undoes one thing a step created, as a cleanup record.
     async fn undo_one(&self, undo: &crate::steps::Undo, cancel: &Cancel) -> StepRecord {
-        let mut rec = StepRecord {
-            id: format!("{}:undo", undo.step()),
-            title: undo.title().to_owned(),
-            kind: "undo".into(),
-            status: StepStatus::NotRun,
-            started_at: None,
-            duration_ms: None,
-            attempts: 0,
-            destructive: false,
-            outputs: Outputs::new(),
-            error: None,
-            error_class: None,
-            note: None,
-        };
+        let mut rec = StepRecord::new(
+            format!("{}:undo", undo.step()),
+            undo.title().to_owned(),
+            "undo".into(),
+            false,
+        );
         if cancel.is_cancelled() {
             rec.note = Some("cleanup aborted by a second interrupt".into());
             return rec;
@@ -409,8 +400,7 @@ impl Run<'_> {
     }
 
     async fn run_step(&mut self, step: &Step, cancel: &Cancel, cleanup: bool) -> StepRecord {
-        let mut rec = not_run(step, "");
-        rec.note = None;
+        let mut rec = pending(step);
         // cleanup steps that read outputs of steps that never produced any are skipped
         if cleanup {
             if let Some(missing) = step

@@ -125,6 +125,24 @@ pub struct StepRecord {
 }
 
 impl StepRecord {
+    /// A record of a step that has not run (yet): no times, no outputs, no error.
+    pub fn new(id: String, title: String, kind: String, destructive: bool) -> StepRecord {
+        StepRecord {
+            id,
+            title,
+            kind,
+            status: StepStatus::NotRun,
+            started_at: None,
+            duration_ms: None,
+            attempts: 0,
+            destructive,
+            outputs: Outputs::new(),
+            error: None,
+            error_class: None,
+            note: None,
+        }
+    }
+
     pub fn finished_at(&self) -> Option<DateTime<Utc>> {
         let ms = i64::try_from(self.duration_ms?).ok()?;
         Some(self.started_at? + chrono::Duration::milliseconds(ms))
