@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-pub use restore::LocalRestore;
+pub use restore::{restore_into, LocalRestore, Restored};
 
 use super::{db, Outputs, Spec, StepCx, StepError, Undo};
 use crate::pg::cluster::{find_binaries, Cluster, ClusterError, ClusterHandle, InitOptions};

@@ -202,75 +202,28 @@ impl Spec for LocalRestore {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let bin = find_binaries().map_err(cluster_error)?;
-        let backup = PathBuf::from(&self.base_backup);
-        let archive = PathBuf::from(&self.wal_archive);
-        let label = read_label(&backup)?;
-        refuse_links(&backup)?;
-        let version: u32 = std::fs::read_to_string(backup.join("PG_VERSION"))
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        if version != bin.major {
-            return Err(StepError::failed(format!("the base backup is PostgreSQL {version}, but the server binaries found are {} (set PG_BIN)", bin.major)));
-        }
-        let target = parse_target(&self.target);
-        if let (Target::Time(t), Some(start)) = (&target, label.start_time) {
-            if *t < start {
-                return Err(StepError::failed(format!(
-                    "target {} is before the base backup started ({}): recovery cannot go back past its backup; choose a later target or an older backup",
-                    rfc3339_precise(*t),
-                    rfc3339_precise(start)
-                )));
-            }
-        }
-        let gap = archive_gap(&archive, &label.start_segment)?;
-        if let (Some(missing), Target::Latest) = (&gap, &target) {
-            return Err(StepError::failed(format!(
-                "WAL segment {missing} is missing from the archive {}: recovery to `latest` would stop there and lose everything after it",
-                archive.display()
-            )));
-        }
-
         let root = scratch_dir(cx, self.dir.as_deref());
-        // registered before anything exists, so an interrupt at any point leaves nothing
-        let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;
-        if root.exists() {
-            return Err(cluster_error(crate::pg::cluster::ClusterError::Exists(
-                root,
-            )));
-        }
-        cx.created(Undo::Cluster {
-            step: cx.step_id.into(),
-            what: format!(
-                "stop and remove the restored instance in {}",
-                root.display()
-            ),
-            handle,
-        });
-        let mut cluster = Cluster::prepare(bin, &root).map_err(cluster_error)?;
-        let data = cluster.data_dir();
-        copy_backup(&backup, &data).await?;
-        cluster.hand_over_tree(&data).map_err(cluster_error)?;
-        configure(&data, &root, &archive, &cluster.socket_dir(), &target)?;
-        cluster.make_private();
-
-        let clock = tokio::time::Instant::now();
-        // a large restore may take long to become consistent; the step's timeout governs
-        let started = cluster.start_waiting(86_400).await;
-        let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
-        if let Err(e) = started {
-            return Err(StepError::failed(
-                explain_failure(&log, gap.as_deref(), &archive).unwrap_or_else(|| e.to_string()),
-            ));
-        }
+        let restored = restore_into(
+            Path::new(&self.base_backup),
+            Path::new(&self.wal_archive),
+            &self.target,
+            &root,
+            |handle| {
+                cx.created(Undo::Cluster {
+                    step: cx.step_id.into(),
+                    what: format!(
+                        "stop and remove the restored instance in {}",
+                        root.display()
+                    ),
+                    handle,
+                });
+            },
+        )
+        .await?;
         let database = self.database.clone().unwrap_or_else(|| "postgres".into());
-        wait_promoted(&cluster, &archive, gap.as_deref()).await?;
-        let promoted_in = clock.elapsed();
-        let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
-
-        let mut out = Outputs::new();
         let user = self.user.clone().unwrap_or_else(|| "postgres".into());
+        let cluster = &restored.cluster;
+        let mut out = Outputs::new();
         out.insert(
             "connection_uri".into(),
             cluster
@@ -280,33 +233,125 @@ impl Spec for LocalRestore {
         );
         out.insert("port".into(), cluster.port.into());
         out.insert("dir".into(), root.display().to_string().into());
-        out.insert("data_dir".into(), data.display().to_string().into());
         out.insert(
-            "target".into(),
-            match &target {
-                Target::Time(t) => rfc3339_precise(*t),
-                _ => self.target.clone(),
-            }
-            .into(),
+            "data_dir".into(),
+            cluster.data_dir().display().to_string().into(),
         );
-        if let Some(t) = recovered_to(&log) {
-            out.insert("recovered_to".into(), t.into());
+        out.insert("target".into(), restored.target.clone().into());
+        if let Some(t) = &restored.recovered_to {
+            out.insert("recovered_to".into(), t.clone().into());
         }
-        if let Some(bytes) = wal_replayed(&log) {
+        if let Some(bytes) = restored.wal_replayed_bytes {
             out.insert("wal_replayed_bytes".into(), bytes.into());
         }
         out.insert(
             "promoted_in_ms".into(),
-            u64::try_from(promoted_in.as_millis())
+            u64::try_from(restored.promoted_in.as_millis())
                 .unwrap_or(u64::MAX)
                 .into(),
         );
-        if let Some(g) = gap {
-            out.insert("archive_gap".into(), g.into());
+        if let Some(g) = &restored.archive_gap {
+            out.insert("archive_gap".into(), g.clone().into());
         }
-        let _ = cluster.detach();
+        // the undo registered above stops it; dropping the value here must not
+        let _ = restored.cluster.detach();
         Ok(out)
     }
+}
+
+/// A base backup restored and promoted: the running instance and what recovery reported.
+#[derive(Debug)]
+pub struct Restored {
+    /// The running instance; dropping it stops the server (detach it to keep it running).
+    pub cluster: Cluster,
+    /// The target as resolved (a relative time made absolute, RFC 3339).
+    pub target: String,
+    /// The last transaction's commit time recovery reached, when the log says.
+    pub recovered_to: Option<String>,
+    pub wal_replayed_bytes: Option<u64>,
+    pub promoted_in: std::time::Duration,
+    /// The first segment missing from the archive, when recovery could stop before it.
+    pub archive_gap: Option<String>,
+}
+
+/// Restores `backup` plus the WAL in `archive` into a new instance under `root` (new or
+/// empty), recovered to `target` (`latest`, a timestamp, an LSN or a restore point name) and
+/// promoted. `created` receives the instance's handle before anything exists on disk, so the
+/// caller can undo it on every path. Shared by `local.restore` and the test suite's fake Neon
+/// (whose branches are real point-in-time restores).
+pub async fn restore_into(
+    backup: &Path,
+    archive: &Path,
+    target_text: &str,
+    root: &Path,
+    created: impl FnOnce(ClusterHandle),
+) -> Result<Restored, StepError> {
+    let bin = find_binaries().map_err(cluster_error)?;
+    let label = read_label(backup)?;
+    refuse_links(backup)?;
+    let version: u32 = std::fs::read_to_string(backup.join("PG_VERSION"))
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    if version != bin.major {
+        return Err(StepError::failed(format!("the base backup is PostgreSQL {version}, but the server binaries found are {} (set PG_BIN)", bin.major)));
+    }
+    let target = parse_target(target_text);
+    if let (Target::Time(t), Some(start)) = (&target, label.start_time) {
+        if *t < start {
+            return Err(StepError::failed(format!(
+                "target {} is before the base backup started ({}): recovery cannot go back past its backup; choose a later target or an older backup",
+                rfc3339_precise(*t),
+                rfc3339_precise(start)
+            )));
+        }
+    }
+    let gap = archive_gap(archive, &label.start_segment)?;
+    if let (Some(missing), Target::Latest) = (&gap, &target) {
+        return Err(StepError::failed(format!(
+            "WAL segment {missing} is missing from the archive {}: recovery to `latest` would stop there and lose everything after it",
+            archive.display()
+        )));
+    }
+
+    // registered before anything exists, so an interrupt at any point leaves nothing
+    let handle = ClusterHandle::for_root(&bin, root).map_err(cluster_error)?;
+    if root.exists() {
+        return Err(cluster_error(crate::pg::cluster::ClusterError::Exists(
+            root.to_owned(),
+        )));
+    }
+    created(handle);
+    let mut cluster = Cluster::prepare(bin, root).map_err(cluster_error)?;
+    let data = cluster.data_dir();
+    copy_backup(backup, &data).await?;
+    cluster.hand_over_tree(&data).map_err(cluster_error)?;
+    configure(&data, root, archive, &cluster.socket_dir(), &target)?;
+    cluster.make_private();
+
+    let clock = tokio::time::Instant::now();
+    // a large restore may take long to become consistent; the caller's deadline governs
+    let started = cluster.start_waiting(86_400).await;
+    let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
+    if let Err(e) = started {
+        return Err(StepError::failed(
+            explain_failure(&log, gap.as_deref(), archive).unwrap_or_else(|| e.to_string()),
+        ));
+    }
+    wait_promoted(&cluster, archive, gap.as_deref()).await?;
+    let promoted_in = clock.elapsed();
+    let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
+    Ok(Restored {
+        target: match &target {
+            Target::Time(t) => rfc3339_precise(*t),
+            _ => target_text.to_owned(),
+        },
+        recovered_to: recovered_to(&log),
+        wal_replayed_bytes: wal_replayed(&log),
+        promoted_in,
+        archive_gap: gap,
+        cluster,
+    })
 }
 
 async fn copy_backup(backup: &Path, data: &Path) -> Result<(), StepError> {
