@@ -11,6 +11,7 @@
 //! - [`engine`]: runs a procedure: params, templates, timeouts, retries, cancellation,
 //!   cleanup, RTO, and the [`engine::record::DrillRecord`] it produces.
 //! - [`steps`]: the closed set of step kinds, one file per family.
+//! - [`neon`]: the Neon API v2 client: retries, operation polling, lenient types.
 //! - [`diagnostic`]: places, caret snippets and "did you mean" for user-facing errors.
 //! - [`template`]: the minijinja environment (strict undefined) shared by validation and runs.
 //! - [`cron`], [`duration`], [`timestamp`]: the value types runbooks are written in.
@@ -21,6 +22,7 @@ pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod engine;
+pub mod neon;
 pub mod pg;
 pub mod runbook;
 pub mod steps;

@@ -39,7 +39,7 @@ impl Spec for Freshness {
     const LITERAL: &'static [&'static str] = &["sql"];
     const LITERAL_HELP: &'static str =
         "the query is literal SQL: read the target from `target`, not from the query";
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
 
     fn target(&self) -> Option<&str> {
         db::target_name(&self.db)
@@ -75,7 +75,7 @@ impl Spec for Freshness {
             .parse()
             .map_err(|e: crate::timestamp::TimestampError| StepError::failed(e.to_string()))?;
         let target = target.resolve(Utc::now());
-        let spec = db::resolve(cx, &self.db)?;
+        let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
         let query = match (&self.table, &self.column, &self.sql) {
             (Some(t), Some(c), _) => format!(

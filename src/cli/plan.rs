@@ -20,6 +20,11 @@ pub struct Args {
     target: ProcedureArgs,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also check, read-only, what can be checked before a run: every point in time a Neon
+    /// step will use lies inside its project's restore window (needs NEON_API_KEY). Exits 1
+    /// when a check fails, 3 when it could not be made.
+    #[arg(long)]
+    preflight: bool,
 }
 
 pub fn run(args: &Args) -> anyhow::Result<u8> {
@@ -63,6 +68,24 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
             )
         })
         .collect();
+    let preflight = if args.preflight {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        match rt.block_on(crate::engine::preflight(
+            &rb,
+            procedure,
+            &args.target.params,
+        )) {
+            Ok(items) => Some(items),
+            Err(e) => {
+                eprintln!("drillbook: error: {e}");
+                return Ok(e.exit_code());
+            }
+        }
+    } else {
+        None
+    };
     match args.format {
         Format::Json => {
             let steps = |steps: &[Step]| steps.iter().map(step_json).collect::<Vec<_>>();
@@ -74,12 +97,45 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
                 "steps": steps(&procedure.steps),
                 "cleanup": steps(&procedure.cleanup),
                 "objectives": rb.objectives,
+                "preflight": preflight,
             });
             out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
         }
-        Format::Text => out(&text(&rb, procedure, &resolved)),
+        Format::Text => {
+            let mut t = text(&rb, procedure, &resolved);
+            if let Some(items) = &preflight {
+                t.push_str(&preflight_text(items));
+            }
+            out(&t);
+        }
     }
-    Ok(exit::OK)
+    Ok(preflight.map_or(exit::OK, |items| preflight_exit(&items)))
+}
+
+fn preflight_text(items: &[crate::engine::preflight::PreflightItem]) -> String {
+    let mut s = String::from("\npreflight\n");
+    if items.is_empty() {
+        s.push_str("  nothing to check before the run\n");
+    }
+    for i in items {
+        let mark = if i.ok { "ok  " } else { "FAIL" };
+        let _ = writeln!(s, "  {mark} {}: {} — {}", i.step, i.check, i.detail);
+    }
+    s
+}
+
+fn preflight_exit(items: &[crate::engine::preflight::PreflightItem]) -> u8 {
+    use crate::steps::ErrorClass;
+    if items
+        .iter()
+        .any(|i| !i.ok && i.error_class == Some(ErrorClass::Unavailable))
+    {
+        exit::UNAVAILABLE
+    } else if items.iter().any(|i| !i.ok) {
+        exit::FAILED
+    } else {
+        exit::OK
+    }
 }
 
 fn step_json(s: &Step) -> serde_json::Value {

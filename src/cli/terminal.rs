@@ -82,6 +82,13 @@ impl Observer for Terminal {
         ));
     }
 
+    fn preflight(&self, items: &[crate::engine::preflight::PreflightItem]) {
+        for i in items {
+            let mark = if i.ok { "✓" } else { "✗" };
+            self.line(&format!("  preflight {mark} {}: {} — {}", i.step, i.check, i.detail));
+        }
+    }
+
     fn step_started(&self, cleanup: bool, index: usize, step: &Step) {
         if cleanup && index == 0 {
             self.line("  cleanup (always runs)");

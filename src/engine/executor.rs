@@ -26,6 +26,8 @@ pub trait Observer: Send + Sync {
     fn started(&self, record: &DrillRecord, steps: usize, cleanup: usize);
     fn step_started(&self, cleanup: bool, index: usize, step: &Step);
     fn step_finished(&self, cleanup: bool, index: usize, record: &StepRecord);
+    /// What was checked before the first step.
+    fn preflight(&self, _items: &[super::preflight::PreflightItem]) {}
 }
 
 /// A run that could not start.
@@ -158,6 +160,42 @@ struct Run<'a> {
 }
 
 /// Runs a procedure to completion (cleanup included) and returns its record.
+/// The preflight of a procedure without running it (`plan --preflight`): params resolved
+/// as a run would, env read, every point in time checked against its restore window.
+pub async fn preflight(
+    runbook: &Runbook,
+    procedure: &Procedure,
+    given: &[(String, String)],
+) -> Result<Vec<super::preflight::PreflightItem>, RunError> {
+    let now = Utc::now();
+    let params: Map<String, Value> = plan_params(procedure, given)?
+        .iter()
+        .map(|(k, v)| (k.clone(), v.resolve(now)))
+        .collect();
+    let mut env = Map::new();
+    let mut missing = Vec::new();
+    for name in needed_env(runbook, procedure) {
+        match std::env::var(&name) {
+            Ok(v) => {
+                env.insert(name, Value::String(v));
+            }
+            Err(_) => missing.push(name),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(RunError::MissingEnv(missing));
+    }
+    let opts = RunOptions {
+        params: given.to_vec(),
+        yes: false,
+        dry_run: true,
+        operator: super::operator(),
+    };
+    let vars = Vars::new(runbook, procedure, params, env, "preflight", now, &opts);
+    let templates = crate::template::environment();
+    Ok(super::preflight::check(runbook, procedure, &templates, &vars.context(None), now).await)
+}
+
 pub async fn run(
     runbook: &Runbook,
     procedure_id: &str,
@@ -231,6 +269,7 @@ pub async fn run(
         rto: None,
         rpo: None,
         approvals: Vec::new(),
+        preflight: Vec::new(),
     };
     let clock = tokio::time::Instant::now();
     let mut state = Run {
@@ -265,6 +304,21 @@ pub async fn run(
 
     // main steps: stop at the first failure that is not allowed to continue, or an interrupt
     let mut stop: Option<String> = None;
+    if super::preflight::needed(procedure) {
+        let items = super::preflight::check(
+            runbook,
+            procedure,
+            &state.templates,
+            &state.vars.context(None),
+            started_at,
+        )
+        .await;
+        observer.preflight(&items);
+        if let Some(bad) = items.iter().find(|i| !i.ok) {
+            stop = Some(format!("preflight failed at step `{}`", bad.step));
+        }
+        record.preflight = items;
+    }
     for (i, step) in procedure.steps.iter().enumerate() {
         if let Some(why) = &stop {
             record.steps.push(not_run(step, why));
@@ -718,6 +772,17 @@ fn verdict(record: &DrillRecord, cancel: &Cancel) -> (Verdict, Option<String>) {
         return (
             Verdict::Interrupted,
             Some(format!("interrupted; {cleanup}")),
+        );
+    }
+    if let Some(bad) = record.preflight.iter().find(|i| !i.ok) {
+        let verdict = if bad.error_class == Some(ErrorClass::Unavailable) {
+            Verdict::Error
+        } else {
+            Verdict::Failed
+        };
+        return (
+            verdict,
+            Some(format!("preflight: step `{}`: {}", bad.step, bad.detail)),
         );
     }
     let failed = |recs: &[StepRecord]| recs.iter().find(|s| is_failure(s.status)).cloned();

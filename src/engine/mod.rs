@@ -6,8 +6,9 @@
 pub mod cancel;
 mod context;
 mod executor;
+pub mod preflight;
 pub mod record;
 pub mod redact;
 
 pub use context::{operator, RunOptions};
-pub use executor::{find_procedure, needed_env, plan_params, run, Observer, RunError};
+pub use executor::{find_procedure, needed_env, plan_params, preflight, run, Observer, RunError};

@@ -36,6 +36,9 @@ pub struct DrillRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rpo: Option<RpoRecord>,
     pub approvals: Vec<Approval>,
+    /// What was checked before anything changed (restore windows of Neon points in time).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preflight: Vec<super::preflight::PreflightItem>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -50,7 +50,7 @@ impl Spec for Assert {
     const LITERAL: &'static [&'static str] = &["sql"];
     const LITERAL_HELP: &'static str =
         "invariants are literal SQL: they read the database, not the run's values";
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
 
     fn target(&self) -> Option<&str> {
         match self {
@@ -150,7 +150,7 @@ async fn invariants(
     db: &str,
     sql: &IndexMap<String, String>,
 ) -> Result<Outputs, StepError> {
-    let spec = db::resolve(cx, db)?;
+    let spec = db::resolve(cx, db).await?;
     let mut client = crate::pg::connect(&spec).await?;
     let mut tx = client
         .build_transaction()

@@ -1,4 +1,5 @@
-//! Where a step's `db:` points: a target name (a `postgres` target's URL, rendered), or a
+//! Where a step's `db:` points: a target name (a `postgres` target's URL, rendered; a `neon`
+//! target's branch, whose connection string is looked up through Neon's API), or a
 //! connection string given directly — typically a step output such as
 //! `{{ steps.branch.connection_uri }}`, already rendered by the time the step runs.
 
@@ -20,7 +21,7 @@ pub fn target_name(db: &str) -> Option<&str> {
 }
 
 /// Resolves `db` to a parsed connection string.
-pub fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
+pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
     let text = if is_target_name(db) {
         let target = cx
             .runbook
@@ -33,11 +34,7 @@ pub fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
                 Some(u) => render(cx, u, db)?,
                 None => return Err(StepError::failed(format!("target `{db}` has no `url` to connect to"))),
             },
-            TargetKind::Neon(_) => {
-                return Err(StepError::failed(format!(
-                    "target `{db}` is a Neon target: connect through a branch's `connection_uri` output, or a postgres target"
-                )))
-            }
+            TargetKind::Neon(_) => super::neon::branch_uri(cx, db).await?,
         }
     } else {
         db.to_owned()

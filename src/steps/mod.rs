@@ -8,6 +8,7 @@ pub mod db;
 pub mod http;
 pub mod local;
 pub mod manual;
+pub mod neon;
 pub mod shell;
 pub mod sql;
 pub mod wait;
@@ -114,18 +115,41 @@ pub enum Undo {
         what: String,
         path: std::path::PathBuf,
     },
+    /// Delete a Neon branch drillbook created: by id once known, else by its unique name
+    /// (registered before the create request is sent).
+    NeonBranch {
+        step: String,
+        what: String,
+        project: String,
+        name: String,
+        id: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    },
+    /// Delete a Neon snapshot drillbook created (same rules as a branch).
+    NeonSnapshot {
+        step: String,
+        what: String,
+        project: String,
+        name: String,
+        id: std::sync::Arc<std::sync::Mutex<Option<String>>>,
+    },
 }
 
 impl Undo {
     pub fn step(&self) -> &str {
         match self {
-            Undo::Cluster { step, .. } | Undo::Dir { step, .. } => step,
+            Undo::Cluster { step, .. }
+            | Undo::Dir { step, .. }
+            | Undo::NeonBranch { step, .. }
+            | Undo::NeonSnapshot { step, .. } => step,
         }
     }
 
     pub fn title(&self) -> &str {
         match self {
-            Undo::Cluster { what, .. } | Undo::Dir { what, .. } => what,
+            Undo::Cluster { what, .. }
+            | Undo::Dir { what, .. }
+            | Undo::NeonBranch { what, .. }
+            | Undo::NeonSnapshot { what, .. } => what,
         }
     }
 
@@ -143,6 +167,12 @@ impl Undo {
                     path.display()
                 ))),
             },
+            Undo::NeonBranch {
+                project, name, id, ..
+            } => neon::undo_branch(project, name, id).await,
+            Undo::NeonSnapshot {
+                project, name, id, ..
+            } => neon::undo_snapshot(project, name, id).await,
         }
     }
 }
@@ -234,6 +264,12 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     const EXPRESSIONS: &'static [&'static str] = &[];
     /// Kinds that always destroy or overwrite data.
     const DESTRUCTIVE: bool = false;
+
+    /// Whether this step destroys or overwrites data (a kind may decide per step, e.g. a
+    /// snapshot restore only when it replaces the target branch).
+    fn destructive(&self) -> bool {
+        Self::DESTRUCTIVE
+    }
 
     /// The runbook target the step acts on, if any (by name).
     fn target(&self) -> Option<&str> {
@@ -331,7 +367,7 @@ macro_rules! step_kinds {
 
             pub fn is_destructive(&self) -> bool {
                 match self {
-                    $(StepKind::$variant(_) => <$spec as Spec>::DESTRUCTIVE),+
+                    $(StepKind::$variant(s) => s.destructive()),+
                 }
             }
 
@@ -412,6 +448,19 @@ step_kinds! {
     LocalRestore("local.restore") => local::LocalRestore,
     LocalArchiver("local.archiver") => local::LocalArchiver,
     LocalBackupAge("local.backup_age") => local::LocalBackupAge,
+    NeonCreateBranch("neon.create_branch") => neon::NeonCreateBranch,
+    NeonRestoreBranch("neon.restore_branch") => neon::NeonRestoreBranch,
+    NeonDeleteBranch("neon.delete_branch") => neon::NeonDeleteBranch,
+    NeonSetDefaultBranch("neon.set_default_branch") => neon::NeonSetDefaultBranch,
+    NeonConnectionUri("neon.connection_uri") => neon::NeonConnectionUri,
+    NeonCreateSnapshot("neon.create_snapshot") => neon::NeonCreateSnapshot,
+    NeonRestoreSnapshot("neon.restore_snapshot") => neon::NeonRestoreSnapshot,
+    NeonDeleteSnapshot("neon.delete_snapshot") => neon::NeonDeleteSnapshot,
+    NeonSchemaDiff("neon.schema_diff") => neon::NeonSchemaDiff,
+    NeonRetention("neon.retention") => neon::NeonRetention,
+    NeonBackupSchedule("neon.backup_schedule") => neon::NeonBackupSchedule,
+    NeonSnapshotAge("neon.snapshot_age") => neon::NeonSnapshotAge,
+    NeonProject("neon.project") => neon::NeonProject,
 }
 
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders

@@ -123,7 +123,7 @@ impl Spec for Sql {
     const LITERAL: &'static [&'static str] = &["query"];
     const LITERAL_HELP: &'static str =
         "bind values instead: `params: [\"{{ steps.x.y }}\"]` and `$1` in the query";
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
 
     fn target(&self) -> Option<&str> {
         db::target_name(&self.db)
@@ -144,7 +144,7 @@ impl Spec for Sql {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let spec = db::resolve(cx, &self.db)?;
+        let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
         let params: Vec<TextParam> = self
             .params

@@ -213,7 +213,7 @@ pub struct TableReport {
 }
 
 impl Spec for Compare {
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
 
     fn target(&self) -> Option<&str> {
         db::target_name(&self.restored)
@@ -256,8 +256,8 @@ impl Spec for Compare {
 
 async fn run(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> {
     let (src_spec, dst_spec) = (
-        db::resolve(cx, &spec.source)?,
-        db::resolve(cx, &spec.restored)?,
+        db::resolve(cx, &spec.source).await?,
+        db::resolve(cx, &spec.restored).await?,
     );
     let n = spec.concurrency.unwrap_or(2).clamp(1, 16);
     let mut pairs = Vec::new();

@@ -157,7 +157,7 @@ impl Spec for LocalBaseBackup {
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let bin = find_binaries().map_err(cluster_error)?;
-        let spec = db::resolve(cx, &self.db)?;
+        let spec = db::resolve(cx, &self.db).await?;
         let dir = scratch_dir(cx, self.dir.as_deref());
         if dir.exists() {
             return Err(StepError::failed(format!(
@@ -322,7 +322,7 @@ impl Spec for LocalRestorePoint {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let spec = db::resolve(cx, &self.db)?;
+        let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
         let failed = |e: tokio_postgres::Error| {
             StepError::failed(format!(
@@ -382,7 +382,7 @@ impl Spec for LocalArchiver {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let spec = db::resolve(cx, &self.db)?;
+        let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
         let row = client
             .query_one(

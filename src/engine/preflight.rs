@@ -1,0 +1,112 @@
+//! Checks made before a procedure changes anything: every point in time a Neon step will
+//! branch, restore or snapshot at must lie inside the project's restore window. A point
+//! that depends on an earlier step's output is decided when that step has run (and checked
+//! by the step itself before it mutates anything).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::runbook::{Procedure, Runbook};
+use crate::steps::neon::{place_in, within_window, Point};
+use crate::steps::{ErrorClass, StepKind};
+
+/// One preflight finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreflightItem {
+    pub step: String,
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+    /// Set when the check could not be made (Neon unreachable, key refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+}
+
+/// The target and point-in-time template of a step that acts at a point in Neon history.
+fn point_in_time(kind: &StepKind) -> Option<(&str, &str)> {
+    let (target, at) = match kind {
+        StepKind::NeonCreateBranch(s) => (&s.target, &s.at),
+        StepKind::NeonRestoreBranch(s) => (&s.target, &s.at),
+        StepKind::NeonCreateSnapshot(s) => (&s.target, &s.at),
+        StepKind::NeonSchemaDiff(s) => (&s.target, &s.at),
+        _ => return None,
+    };
+    at.as_deref()
+        .filter(|a| a.trim() != "head")
+        .map(|a| (target.as_str(), a))
+}
+
+/// True when the procedure has anything to check before it runs.
+pub fn needed(procedure: &Procedure) -> bool {
+    procedure
+        .steps
+        .iter()
+        .any(|s| point_in_time(&s.kind).is_some())
+}
+
+/// Checks every point in time the procedure's steps name, with the template context of the
+/// run's start (`params`, `env`, `run`).
+pub async fn check(
+    runbook: &Runbook,
+    procedure: &Procedure,
+    templates: &minijinja::Environment<'static>,
+    vars: &minijinja::Value,
+    now: DateTime<Utc>,
+) -> Vec<PreflightItem> {
+    let mut items = Vec::new();
+    let mut projects: std::collections::HashMap<String, Result<crate::neon::Project, crate::steps::StepError>> =
+        std::collections::HashMap::new();
+    for step in &procedure.steps {
+        let Some((target, at)) = point_in_time(&step.kind) else {
+            continue;
+        };
+        let item = |ok: bool, detail: String, class: Option<ErrorClass>| PreflightItem {
+            step: step.id.clone(),
+            check: "restore window".into(),
+            ok,
+            detail,
+            error_class: class,
+        };
+        // a point taken from an earlier step's output is checked when the step runs
+        let Ok(rendered) = crate::template::render(templates, at, vars) else {
+            items.push(item(true, format!("`{at}` is known only at run time; the step checks it before changing anything"), None));
+            continue;
+        };
+        let text = rendered
+            .as_str()
+            .map_or_else(|| rendered.to_string(), str::to_owned);
+        let point = match Point::parse(&text, now) {
+            Ok(p) => p,
+            Err(e) => {
+                items.push(item(false, e, Some(ErrorClass::Failed)));
+                continue;
+            }
+        };
+        let place = match place_in(runbook, templates, vars, target) {
+            Ok(p) => p,
+            Err(e) => {
+                items.push(item(false, e.message, Some(e.class)));
+                continue;
+            }
+        };
+        if !projects.contains_key(&place.project) {
+            let fetched = match crate::steps::neon::client() {
+                Ok(c) => c.project(&place.project).await.map_err(Into::into),
+                Err(e) => Err(e),
+            };
+            projects.insert(place.project.clone(), fetched);
+        }
+        match &projects[&place.project] {
+            Ok(project) => match within_window(project, &point, now) {
+                Ok(d) => items.push(item(true, d, None)),
+                Err(d) => items.push(item(false, d, Some(ErrorClass::Failed))),
+            },
+            Err(e) => items.push(item(
+                false,
+                format!("cannot check {}: {}", point.describe(), e.message),
+                Some(e.class),
+            )),
+        }
+    }
+    items
+}

@@ -1,0 +1,786 @@
+//! A client for Neon's control-plane API v2 (`NEON_API_URL`, default
+//! `https://console.neon.tech/api/v2`; `Authorization: Bearer $NEON_API_KEY`).
+//!
+//! What it promises, from Neon's own rules:
+//! - `423 Locked` and `503` are retried for every method, with exponential backoff; `429`
+//!   waits for `Retry-After` (seconds or an HTTP date) when sent, else backs off.
+//! - GETs are retried on network errors and other 5xx. A POST/PATCH/PUT/DELETE whose
+//!   response was lost is never sent again blindly: [`NeonError::Uncertain`] tells the caller
+//!   to re-read state first (the step kinds do: a branch is looked up by its unique name).
+//! - Every mutating call waits until the operations it started have finished; a `failed`,
+//!   `error` or `cancelled` operation is an error naming it. Mutations on one project are
+//!   serialized within the process (Neon refuses overlapping ones with 423 anyway).
+//! - The API key is never part of any message, log or record.
+
+pub mod types;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+pub use types::*;
+
+/// The default API base.
+pub const DEFAULT_URL: &str = "https://console.neon.tech/api/v2";
+
+/// How long the operations of one call may run before drillbook gives up on them.
+const OPERATIONS_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// Attempts for responses Neon says are always safe to retry (423, 503) and for 429.
+const RETRYABLE_ATTEMPTS: u32 = 12;
+/// Attempts for GETs after a network error or another 5xx.
+const GET_ATTEMPTS: u32 = 4;
+const BACKOFF_BASE: Duration = Duration::from_millis(200);
+const BACKOFF_CAP: Duration = Duration::from_secs(8);
+/// The longest `Retry-After` honoured; longer asks are capped (the step timeout governs).
+const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NeonError {
+    /// Configuration missing (no API key, bad URL).
+    #[error("{0}")]
+    Config(String),
+    /// Neon answered with an error.
+    #[error("Neon API {method} {path} → HTTP {status}: {message}{}", detail(.code, .request_id))]
+    Api {
+        method: String,
+        path: String,
+        status: u16,
+        code: String,
+        message: String,
+        request_id: Option<String>,
+    },
+    /// Neon could not be reached (nothing was sent, or a GET failed every attempt).
+    #[error("cannot reach the Neon API at {base} ({method} {path}): {reason}")]
+    Network {
+        base: String,
+        method: String,
+        path: String,
+        reason: String,
+    },
+    /// A mutating request was sent but its response was lost: whether Neon acted is unknown.
+    #[error("Neon API {method} {path}: the request was sent but no response came back ({reason}); not resent blindly")]
+    Uncertain {
+        method: String,
+        path: String,
+        reason: String,
+    },
+    /// An operation a call started ended badly, or never ended.
+    #[error("Neon operation {id} ({action}) {status}{}", .error.as_ref().map(|e| format!(": {e}")).unwrap_or_default())]
+    Operation {
+        id: String,
+        action: String,
+        status: String,
+        error: Option<String>,
+    },
+    /// A response that is not what the API documents.
+    #[error("Neon API {path}: unexpected response: {message}")]
+    Decode { path: String, message: String },
+}
+
+fn detail(code: &str, request_id: &Option<String>) -> String {
+    let mut parts = Vec::new();
+    if !code.is_empty() {
+        parts.push(format!("code {code}"));
+    }
+    if let Some(r) = request_id {
+        parts.push(format!("request_id {r}"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join(", "))
+    }
+}
+
+impl NeonError {
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            NeonError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// True when the run could not be carried out (auth, unreachable, Neon's own failure)
+    /// rather than having found something wrong.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            NeonError::Config(_) | NeonError::Network { .. } | NeonError::Uncertain { .. } => {
+                true
+            }
+            NeonError::Api { status, .. } => {
+                matches!(status, 401 | 403 | 423 | 429) || *status >= 500
+            }
+            NeonError::Operation { .. } | NeonError::Decode { .. } => false,
+        }
+    }
+}
+
+impl From<NeonError> for crate::steps::StepError {
+    fn from(e: NeonError) -> Self {
+        let hint = match e.status() {
+            Some(401) => " — NEON_API_KEY was refused: check that it is current and has access to this project",
+            Some(403) => " — the API key has no access to this project or action",
+            _ => "",
+        };
+        let message = format!("{e}{hint}");
+        if e.is_unavailable() {
+            crate::steps::StepError::unavailable(message)
+        } else {
+            crate::steps::StepError::failed(message)
+        }
+    }
+}
+
+/// A Neon API client. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Per-project locks serializing this process's mutations.
+fn project_lock(project: &str) -> Arc<tokio::sync::Mutex<()>> {
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+        OnceLock::new();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(project.to_owned())
+        .or_default()
+        .clone()
+}
+
+fn backoff(attempt: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1 << attempt.min(10));
+    let capped = exp.min(BACKOFF_CAP);
+    // a little jitter so parallel drills do not retry in lockstep
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    capped + Duration::from_millis(u64::from(nanos % 100))
+}
+
+/// `Retry-After` as delta-seconds or an HTTP date.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
+}
+
+fn request_id() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or(0);
+    format!(
+        "drillbook-{}-{t:x}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Percent-encodes a path segment or query value.
+fn enc(text: &str) -> String {
+    crate::pg::cluster::percent_encode(text)
+}
+
+impl Client {
+    /// From `NEON_API_KEY` and `NEON_API_URL`.
+    pub fn from_env() -> Result<Client, NeonError> {
+        let key = std::env::var("NEON_API_KEY").unwrap_or_default();
+        if key.trim().is_empty() {
+            return Err(NeonError::Config(
+                "NEON_API_KEY is not set: create an API key in the Neon Console (Account settings → API keys) and export it".into(),
+            ));
+        }
+        let base = std::env::var("NEON_API_URL")
+            .ok()
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_owned());
+        Client::new(&base, key.trim())
+    }
+
+    pub fn new(base: &str, key: &str) -> Result<Client, NeonError> {
+        let base = base.trim().trim_end_matches('/').to_owned();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(NeonError::Config(format!(
+                "NEON_API_URL must be an http(s) URL including /api/v2, got `{}`",
+                crate::engine::redact::mask_url_passwords(&base)
+            )));
+        }
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("drillbook/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| NeonError::Config(format!("cannot build an HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            base,
+            key: key.to_owned(),
+        })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// One call with Neon's retry rules. `path` is relative to the base and already encoded.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, NeonError> {
+        let safe = method == Method::GET;
+        let mut attempt = 0u32;
+        let mut get_failures = 0u32;
+        loop {
+            let mut url = format!("{}{path}", self.base);
+            if !query.is_empty() {
+                let q: Vec<String> = query
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", enc(v)))
+                    .collect();
+                url.push('?');
+                url.push_str(&q.join("&"));
+            }
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(&self.key)
+                .header(reqwest::header::ACCEPT, "application/json")
+                .header("X-Request-ID", request_id());
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let response = match req.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    // never reached the server: safe to send again, whatever the method
+                    let unsent = e.is_connect();
+                    let reason = describe_reqwest(&e);
+                    if (safe || unsent) && get_failures + 1 < GET_ATTEMPTS {
+                        get_failures += 1;
+                        tokio::time::sleep(backoff(get_failures)).await;
+                        continue;
+                    }
+                    return Err(if safe || unsent {
+                        NeonError::Network {
+                            base: self.base.clone(),
+                            method: method.to_string(),
+                            path: path.to_owned(),
+                            reason,
+                        }
+                    } else {
+                        NeonError::Uncertain {
+                            method: method.to_string(),
+                            path: path.to_owned(),
+                            reason,
+                        }
+                    });
+                }
+            };
+            let status = response.status().as_u16();
+            let wait = retry_after(response.headers());
+            let text = match response.text().await {
+                Ok(t) => t,
+                Err(e) if !safe => {
+                    return Err(NeonError::Uncertain {
+                        method: method.to_string(),
+                        path: path.to_owned(),
+                        reason: describe_reqwest(&e),
+                    })
+                }
+                Err(e) => {
+                    get_failures += 1;
+                    if get_failures < GET_ATTEMPTS {
+                        tokio::time::sleep(backoff(get_failures)).await;
+                        continue;
+                    }
+                    return Err(NeonError::Network {
+                        base: self.base.clone(),
+                        method: method.to_string(),
+                        path: path.to_owned(),
+                        reason: describe_reqwest(&e),
+                    });
+                }
+            };
+            if (200..300).contains(&status) {
+                if text.trim().is_empty() {
+                    return Ok(Value::Null);
+                }
+                return serde_json::from_str(&text).map_err(|e| NeonError::Decode {
+                    path: path.to_owned(),
+                    message: format!("not JSON ({e})"),
+                });
+            }
+            let always_retryable = matches!(status, 423 | 503 | 429);
+            if always_retryable && attempt + 1 < RETRYABLE_ATTEMPTS {
+                let delay = match (status, wait) {
+                    (429, Some(w)) => w.min(RETRY_AFTER_CAP),
+                    _ => backoff(attempt),
+                };
+                attempt += 1;
+                tracing_note(&format!(
+                    "Neon API {method} {path} → {status}; retrying in {}",
+                    crate::duration::human(delay)
+                ));
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            if safe && status >= 500 && get_failures + 1 < GET_ATTEMPTS {
+                get_failures += 1;
+                tokio::time::sleep(backoff(get_failures)).await;
+                continue;
+            }
+            let err: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let field = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
+            return Err(NeonError::Api {
+                method: method.to_string(),
+                path: path.to_owned(),
+                status,
+                code: field("code").unwrap_or_default(),
+                message: field("message").unwrap_or_else(|| {
+                    let t = text.trim();
+                    if t.is_empty() {
+                        reqwest::StatusCode::from_u16(status)
+                            .ok()
+                            .and_then(|s| s.canonical_reason())
+                            .unwrap_or("error")
+                            .to_owned()
+                    } else {
+                        t.chars().take(300).collect()
+                    }
+                }),
+                request_id: field("request_id"),
+            });
+        }
+    }
+
+    pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, NeonError> {
+        self.call(Method::GET, path, query, None).await
+    }
+
+    /// A mutating call on `project`, serialized with this process's other mutations there,
+    /// that returns once every operation it started has finished.
+    pub async fn mutate(
+        &self,
+        project: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, NeonError> {
+        let lock = project_lock(project);
+        let _guard = lock.lock().await;
+        let value = self.call(method, path, query, body).await?;
+        let ops: Vec<Operation> = value
+            .get("operations")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| NeonError::Decode {
+                path: path.to_owned(),
+                message: format!("operations: {e}"),
+            })?
+            .unwrap_or_default();
+        self.wait_operations(project, &ops).await?;
+        Ok(value)
+    }
+
+    /// Polls each operation until it has finished; a failed one is an error naming it.
+    pub async fn wait_operations(&self, project: &str, ops: &[Operation]) -> Result<(), NeonError> {
+        let started = tokio::time::Instant::now();
+        for op in ops {
+            let mut current = op.clone();
+            let mut polls = 0u32;
+            loop {
+                if current.status.is_done() {
+                    break;
+                }
+                if current.status.is_failure() {
+                    return Err(NeonError::Operation {
+                        id: current.id,
+                        action: current.action,
+                        status: current.status.as_str().to_owned(),
+                        error: current.error,
+                    });
+                }
+                if started.elapsed() > OPERATIONS_DEADLINE {
+                    return Err(NeonError::Operation {
+                        id: current.id,
+                        action: current.action,
+                        status: format!(
+                            "still {} after {}",
+                            current.status.as_str(),
+                            crate::duration::human(OPERATIONS_DEADLINE)
+                        ),
+                        error: None,
+                    });
+                }
+                // quick at first (most operations take seconds), then every 2 s
+                let pause = Duration::from_millis((100 * 2u64.pow(polls.min(4))).min(2000));
+                tokio::time::sleep(pause).await;
+                polls += 1;
+                let v = self
+                    .get(
+                        &format!("/projects/{}/operations/{}", enc(project), enc(&op.id)),
+                        &[],
+                    )
+                    .await?;
+                current = decode(&v, "operation", "operation")?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn project(&self, project: &str) -> Result<Project, NeonError> {
+        let v = self.get(&format!("/projects/{}", enc(project)), &[]).await?;
+        decode(&v, "project", "project")
+    }
+
+    /// Every branch (following `pagination.next`), optionally filtered by Neon's `search`.
+    pub async fn branches(
+        &self,
+        project: &str,
+        search: Option<&str>,
+    ) -> Result<Vec<Branch>, NeonError> {
+        const LIMIT: usize = 100;
+        let path = format!("/projects/{}/branches", enc(project));
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = vec![("limit", LIMIT.to_string())];
+            if let Some(s) = search {
+                q.push(("search", s.to_owned()));
+            }
+            if let Some(c) = &cursor {
+                q.push(("cursor", c.clone()));
+            }
+            let v = self.get(&path, &q).await?;
+            let page: Vec<Branch> = decode(&v, "branches", &path)?;
+            let n = page.len();
+            out.extend(page);
+            let next = v
+                .pointer("/pagination/next")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
+            match next {
+                Some(c) if n == LIMIT && cursor.as_deref() != Some(&c) => cursor = Some(c),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Every operation of the project (following `pagination.cursor`), newest first.
+    pub async fn operations(&self, project: &str) -> Result<Vec<Operation>, NeonError> {
+        const LIMIT: usize = 1000;
+        let path = format!("/projects/{}/operations", enc(project));
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = vec![("limit", LIMIT.to_string())];
+            if let Some(c) = &cursor {
+                q.push(("cursor", c.clone()));
+            }
+            let v = self.get(&path, &q).await?;
+            let page: Vec<Operation> = decode(&v, "operations", &path)?;
+            let n = page.len();
+            out.extend(page);
+            let next = v
+                .pointer("/pagination/cursor")
+                .and_then(Value::as_str)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
+            match next {
+                Some(c) if n == LIMIT && cursor.as_deref() != Some(&c) => cursor = Some(c),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// A branch by id (`br-…`) or exact name; the project's default branch for `None`.
+    pub async fn find_branch(
+        &self,
+        project: &str,
+        branch: Option<&str>,
+    ) -> Result<Branch, NeonError> {
+        let not_found = |what: String| NeonError::Api {
+            method: "GET".into(),
+            path: format!("/projects/{project}/branches"),
+            status: 404,
+            code: String::new(),
+            message: what,
+            request_id: None,
+        };
+        match branch {
+            None => self
+                .branches(project, None)
+                .await?
+                .into_iter()
+                .find(|b| b.default)
+                .ok_or_else(|| not_found("the project has no default branch".into())),
+            Some(b) if b.starts_with("br-") => {
+                let v = self
+                    .get(&format!("/projects/{}/branches/{}", enc(project), enc(b)), &[])
+                    .await?;
+                decode(&v, "branch", "branch")
+            }
+            Some(name) => self
+                .branches(project, Some(name))
+                .await?
+                .into_iter()
+                .find(|b| b.name == name)
+                .ok_or_else(|| not_found(format!("no branch named `{name}` in project {project}"))),
+        }
+    }
+
+    /// The branch with exactly this name, if any (for re-reading state after a lost
+    /// response).
+    pub async fn branch_named(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Option<Branch>, NeonError> {
+        Ok(self
+            .branches(project, Some(name))
+            .await?
+            .into_iter()
+            .find(|b| b.name == name))
+    }
+
+    pub async fn branch_endpoints(
+        &self,
+        project: &str,
+        branch_id: &str,
+    ) -> Result<Vec<Endpoint>, NeonError> {
+        let path = format!(
+            "/projects/{}/branches/{}/endpoints",
+            enc(project),
+            enc(branch_id)
+        );
+        let v = self.get(&path, &[]).await?;
+        decode(&v, "endpoints", &path)
+    }
+
+    /// Creates a branch (body as in `createProjectBranch`) and waits for its operations.
+    pub async fn create_branch(
+        &self,
+        project: &str,
+        body: &Value,
+    ) -> Result<BranchResponse, NeonError> {
+        let path = format!("/projects/{}/branches", enc(project));
+        let v = self
+            .mutate(project, Method::POST, &path, &[], Some(body))
+            .await?;
+        serde_json::from_value(v).map_err(|e| NeonError::Decode {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    /// Deletes a branch and waits for its operations; a branch already gone is fine.
+    pub async fn delete_branch(&self, project: &str, branch_id: &str) -> Result<(), NeonError> {
+        let path = format!("/projects/{}/branches/{}", enc(project), enc(branch_id));
+        match self
+            .mutate(project, Method::DELETE, &path, &[], None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.status() == Some(404) => Ok(()),
+            Err(NeonError::Uncertain { .. }) => {
+                // re-read: gone means done; otherwise ask once more (deleting is idempotent)
+                match self.get(&path, &[]).await {
+                    Err(e) if e.status() == Some(404) => Ok(()),
+                    _ => self
+                        .mutate(project, Method::DELETE, &path, &[], None)
+                        .await
+                        .map(|_| ()),
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn connection_uri(
+        &self,
+        project: &str,
+        branch_id: &str,
+        database: &str,
+        role: &str,
+        pooled: bool,
+    ) -> Result<String, NeonError> {
+        let mut q = vec![
+            ("branch_id", branch_id.to_owned()),
+            ("database_name", database.to_owned()),
+            ("role_name", role.to_owned()),
+        ];
+        if pooled {
+            q.push(("pooled", "true".into()));
+        }
+        let path = format!("/projects/{}/connection_uri", enc(project));
+        let v = self.get(&path, &q).await?;
+        v.get("uri")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| NeonError::Decode {
+                path,
+                message: "no `uri`".into(),
+            })
+    }
+
+    /// The owner of `database` on a branch (the role to connect as when none is named).
+    pub async fn database_owner(
+        &self,
+        project: &str,
+        branch_id: &str,
+        database: &str,
+    ) -> Result<Option<String>, NeonError> {
+        let path = format!(
+            "/projects/{}/branches/{}/databases",
+            enc(project),
+            enc(branch_id)
+        );
+        let v = self.get(&path, &[]).await?;
+        Ok(v.get("databases")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .find(|d| d.get("name").and_then(Value::as_str) == Some(database))
+            .and_then(|d| d.get("owner_name").and_then(Value::as_str))
+            .map(str::to_owned))
+    }
+
+    pub async fn snapshots(&self, project: &str) -> Result<Vec<Snapshot>, NeonError> {
+        let path = format!("/projects/{}/snapshots", enc(project));
+        let v = self.get(&path, &[]).await?;
+        decode(&v, "snapshots", &path)
+    }
+
+    pub async fn backup_schedule(
+        &self,
+        project: &str,
+        branch_id: &str,
+    ) -> Result<Vec<ScheduleItem>, NeonError> {
+        let path = format!(
+            "/projects/{}/branches/{}/backup_schedule",
+            enc(project),
+            enc(branch_id)
+        );
+        let v = self.get(&path, &[]).await?;
+        if v.is_null() {
+            return Ok(Vec::new());
+        }
+        decode(&v, "schedule", &path)
+    }
+
+    /// Builds `/projects/{p}/…` with each segment encoded.
+    pub fn project_path(project: &str, rest: &[&str]) -> String {
+        let mut p = format!("/projects/{}", enc(project));
+        for r in rest {
+            p.push('/');
+            p.push_str(&enc(r));
+        }
+        p
+    }
+}
+
+/// `value[key]` decoded as `T`.
+pub fn decode<T: serde::de::DeserializeOwned>(
+    value: &Value,
+    key: &str,
+    path: &str,
+) -> Result<T, NeonError> {
+    let inner = value.get(key).cloned().unwrap_or(Value::Null);
+    serde_json::from_value(inner).map_err(|e| NeonError::Decode {
+        path: path.to_owned(),
+        message: format!("`{key}`: {e}"),
+    })
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Retry notices go to stderr, where the operator sees progress.
+fn tracing_note(text: &str) {
+    eprintln!("  … {text}");
+}
+
+/// An empty JSON object (for calls whose body is optional).
+pub fn empty() -> Value {
+    json!({})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert(reqwest::header::RETRY_AFTER, "3".parse().expect("header"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(3)));
+        let at = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
+        h.insert(reqwest::header::RETRY_AFTER, at.parse().expect("header"));
+        let w = retry_after(&h).expect("date");
+        assert!(w > Duration::from_secs(25) && w <= Duration::from_secs(30), "{w:?}");
+    }
+
+    #[test]
+    fn errors_name_status_code_and_request_id_but_never_the_key() {
+        let e = NeonError::Api {
+            method: "POST".into(),
+            path: "/projects/p/branches".into(),
+            status: 422,
+            code: "BRANCHES_LIMIT_EXCEEDED".into(),
+            message: "branches limit exceeded".into(),
+            request_id: Some("r-1".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "Neon API POST /projects/p/branches → HTTP 422: branches limit exceeded (code BRANCHES_LIMIT_EXCEEDED, request_id r-1)"
+        );
+        assert!(!e.is_unavailable());
+        let c = Client::new("http://127.0.0.1:1/api/v2", "secret-key").expect("client");
+        assert!(!format!("{c:?}").contains("secret-key"));
+    }
+}

@@ -1,0 +1,1424 @@
+//! The `neon` provider: point-in-time branches, branch restores, snapshots and the checks
+//! that prove backups are configured, all through Neon's API ([`crate::neon`]).
+//!
+//! Safety rules every kind follows:
+//! - a branch or snapshot drillbook creates is registered for undo *before* the request is
+//!   sent (by its unique name), so it is deleted on every path — failure, timeout, Ctrl-C —
+//!   unless the step says `keep: true`;
+//! - a point in time is checked against the project's restore window before anything is
+//!   changed;
+//! - a create whose response was lost or failed with a server error is never sent twice:
+//!   the branch is looked up by name first and adopted when it exists.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Outputs, Spec, StepCx, StepError, Undo};
+use crate::duration::Duration;
+use crate::neon::{Branch, Client, NeonError, Project, ScheduleItem};
+use crate::runbook::TargetKind;
+use crate::timestamp::{rfc3339, rfc3339_precise, TimeSpec};
+
+/// A Neon target with its templates rendered.
+#[derive(Debug, Clone)]
+pub struct NeonPlace {
+    pub project: String,
+    pub branch: Option<String>,
+    pub database: Option<String>,
+    pub role: Option<String>,
+}
+
+/// The rendered `neon:` settings of target `name`.
+pub fn place(cx: &StepCx<'_>, name: &str) -> Result<NeonPlace, StepError> {
+    place_in(cx.runbook, cx.templates, cx.vars, name)
+}
+
+/// [`place`] outside a running step (the preflight renders targets before any step runs).
+pub fn place_in(
+    runbook: &crate::runbook::Runbook,
+    templates: &minijinja::Environment<'static>,
+    vars: &minijinja::Value,
+    name: &str,
+) -> Result<NeonPlace, StepError> {
+    let target = runbook
+        .targets
+        .get(name)
+        .ok_or_else(|| StepError::failed(format!("no target `{name}`")))?;
+    let TargetKind::Neon(n) = &target.kind else {
+        return Err(StepError::failed(format!(
+            "target `{name}` is not a Neon target"
+        )));
+    };
+    let render = |t: &str| -> Result<String, StepError> {
+        crate::template::render(templates, t, vars)
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .map_err(|e| {
+                StepError::failed(format!(
+                    "target `{name}`: {}",
+                    crate::template::describe_error(&e)
+                ))
+            })
+    };
+    let project = render(&n.project_id)?;
+    if project.trim().is_empty() {
+        return Err(StepError::unavailable(format!(
+            "target `{name}`: the Neon project id is empty (is NEON_PROJECT_ID set?)"
+        )));
+    }
+    Ok(NeonPlace {
+        project: project.trim().to_owned(),
+        branch: n.branch.as_deref().map(render).transpose()?,
+        database: n.database.as_deref().map(render).transpose()?,
+        role: n.role.as_deref().map(render).transpose()?,
+    })
+}
+
+/// The connection string of a Neon target's branch (its database and role), for steps whose
+/// `db:` names the target.
+pub async fn branch_uri(cx: &StepCx<'_>, name: &str) -> Result<String, StepError> {
+    let place = place(cx, name)?;
+    let client = client()?;
+    let b = client
+        .find_branch(&place.project, place.branch.as_deref())
+        .await?;
+    let (db, role) = database_and_role(&client, &place, &b.id, None, None).await?;
+    Ok(client
+        .connection_uri(&place.project, &b.id, &db, &role, false)
+        .await?)
+}
+
+pub(crate) fn client() -> Result<Client, StepError> {
+    Client::from_env().map_err(StepError::from)
+}
+
+/// A point in a branch's history: a time or a WAL position.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Point {
+    Time(DateTime<Utc>),
+    Lsn(String),
+}
+
+impl Point {
+    pub fn parse(text: &str, now: DateTime<Utc>) -> Result<Point, String> {
+        let t = text.trim();
+        if let Some((a, b)) = t.split_once('/') {
+            let hex = |s: &str| !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_hexdigit());
+            if hex(a) && hex(b) {
+                return Ok(Point::Lsn(t.to_uppercase()));
+            }
+        }
+        t.parse::<TimeSpec>()
+            .map(|s| Point::Time(s.resolve(now)))
+            .map_err(|_| format!("`{t}` is neither a timestamp (RFC 3339 or `now-24h`) nor an LSN (`0/1DE2850`)"))
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Point::Time(t) => rfc3339_precise(*t),
+            Point::Lsn(l) => format!("LSN {l}"),
+        }
+    }
+
+    /// The value Neon gets: RFC 3339 UTC for times, the LSN as written.
+    pub fn wire(&self) -> String {
+        match self {
+            Point::Time(t) => rfc3339_precise(*t),
+            Point::Lsn(l) => l.clone(),
+        }
+    }
+}
+
+/// Whether `point` lies inside the project's restore window now: `Ok(text)` says how far
+/// inside, `Err(text)` why not.
+pub fn within_window(project: &Project, point: &Point, now: DateTime<Utc>) -> Result<String, String> {
+    let Point::Time(t) = point else {
+        return Ok("an LSN: Neon checks it against the restore window itself".into());
+    };
+    let retention = project.history_retention_seconds.unwrap_or(0);
+    let window = crate::duration::human(std::time::Duration::from_secs(retention.max(0).unsigned_abs()));
+    if retention <= 0 {
+        return Err(format!("project {} keeps no history (history_retention_seconds = 0): point-in-time restore is disabled", project.id));
+    }
+    if *t > now {
+        return Err(format!("{} is in the future", rfc3339_precise(*t)));
+    }
+    let oldest = now - chrono::Duration::seconds(retention);
+    if *t < oldest {
+        return Err(format!(
+            "{} is outside project {}'s restore window of {window} (the oldest restorable point is {})",
+            rfc3339_precise(*t),
+            project.id,
+            rfc3339(oldest)
+        ));
+    }
+    let spare = *t - oldest;
+    Ok(format!(
+        "{} is inside the {window} restore window ({} to spare)",
+        rfc3339(*t),
+        crate::duration::human(spare.to_std().unwrap_or_default())
+    ))
+}
+
+/// Parses `at` and checks it against the window (fetching the project), before any change.
+async fn checked_point(client: &Client, project: &str, at: &str) -> Result<Point, StepError> {
+    let point = Point::parse(at, Utc::now()).map_err(StepError::failed)?;
+    let p = client.project(project).await?;
+    within_window(&p, &point, Utc::now()).map_err(StepError::failed)?;
+    Ok(point)
+}
+
+/// Names for things drillbook creates: unique per run and step.
+fn default_name(cx: &StepCx<'_>, what: &str) -> String {
+    let mut n = format!("drillbook-{}-{}", cx.run_id(), cx.step_id);
+    if cx.attempt > 1 {
+        n.push_str(&format!("-{}", cx.attempt));
+    }
+    if !what.is_empty() {
+        n.push('-');
+        n.push_str(what);
+    }
+    n
+}
+
+/// The database and role to connect as on a branch: the step's, else the target's, else
+/// `neondb` and that database's owner.
+async fn database_and_role(
+    client: &Client,
+    place: &NeonPlace,
+    branch_id: &str,
+    database: Option<&str>,
+    role: Option<&str>,
+) -> Result<(String, String), StepError> {
+    let db = database
+        .map(str::to_owned)
+        .or_else(|| place.database.clone())
+        .unwrap_or_else(|| "neondb".into());
+    let role = match role.map(str::to_owned).or_else(|| place.role.clone()) {
+        Some(r) => r,
+        None => client
+            .database_owner(&place.project, branch_id, &db)
+            .await?
+            .ok_or_else(|| StepError::failed(format!("branch {branch_id} has no database `{db}`; name one with `database:`")))?,
+    };
+    Ok((db, role))
+}
+
+fn insert_branch(out: &mut Outputs, b: &Branch) {
+    out.insert("id".into(), b.id.clone().into());
+    out.insert("name".into(), b.name.clone().into());
+    for (k, v) in [
+        ("parent_id", &b.parent_id),
+        ("parent_lsn", &b.parent_lsn),
+        ("parent_timestamp", &b.parent_timestamp),
+        ("current_state", &b.current_state),
+    ] {
+        if let Some(v) = v {
+            out.insert(k.into(), v.clone().into());
+        }
+    }
+}
+
+/// Waits until a branch found by re-reading (its creating call's operations unknown) is
+/// ready.
+async fn wait_ready(client: &Client, project: &str, id: &str) -> Result<Branch, StepError> {
+    let mut pause = std::time::Duration::from_millis(200);
+    loop {
+        let b = client.find_branch(project, Some(id)).await?;
+        if b.current_state.as_deref() == Some("ready") && b.pending_state.is_none() {
+            return Ok(b);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
+    }
+}
+
+/// The branch to undo, filled in as soon as its id is known.
+type Slot = Arc<Mutex<Option<String>>>;
+
+fn slot_get(slot: &Slot) -> Option<String> {
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn slot_set(slot: &Slot, id: &str) {
+    *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+}
+
+/// Deletes a branch drillbook created: by id when known, else by its unique name (the
+/// create may have been interrupted before its response came back).
+pub async fn undo_branch(project: &str, name: &str, id: &Slot) -> Result<(), StepError> {
+    let client = client()?;
+    let id = match slot_get(id) {
+        Some(id) => id,
+        None => match client.branch_named(project, name).await? {
+            Some(b) => b.id,
+            None => return Ok(()),
+        },
+    };
+    client.delete_branch(project, &id).await.map_err(StepError::from)
+}
+
+pub async fn undo_snapshot(project: &str, name: &str, id: &Slot) -> Result<(), StepError> {
+    let client = client()?;
+    let id = match slot_get(id) {
+        Some(id) => id,
+        None => match client
+            .snapshots(project)
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+        {
+            Some(s) => s.id,
+            None => return Ok(()),
+        },
+    };
+    delete_snapshot(&client, project, &id).await
+}
+
+async fn delete_snapshot(client: &Client, project: &str, id: &str) -> Result<(), StepError> {
+    let path = Client::project_path(project, &["snapshots", id]);
+    match client
+        .mutate(project, reqwest::Method::DELETE, &path, &[], None)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.status() == Some(404) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn ms_since(t: tokio::time::Instant) -> Value {
+    u64::try_from(t.elapsed().as_millis())
+        .unwrap_or(u64::MAX)
+        .into()
+}
+
+// ---------------------------------------------------------------------------------------
+
+/// `neon.create_branch`: a new branch from the target's branch (or `from`) as of `at`, with
+/// a read-write compute, deleted at the end of the run unless `keep: true`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonCreateBranch {
+    /// A `neon` target.
+    pub target: String,
+    /// The parent branch (name or `br-…` id); default: the target's branch, else the
+    /// project's default branch.
+    pub from: Option<String>,
+    /// The point in the parent's history: a timestamp (RFC 3339 or `now-24h`) or an LSN
+    /// (`0/1DE2850`); default: the parent's head.
+    pub at: Option<String>,
+    /// Branch name; default `drillbook-<run id>-<step id>`.
+    pub name: Option<String>,
+    /// Sets the branch's `expires_at` this far ahead, so Neon deletes it even if drillbook
+    /// cannot (default `1d` for branches drillbook deletes itself; none with `keep`). At most
+    /// 30 days.
+    pub expires_in: Option<Duration>,
+    /// Database named in `connection_uri` (default: the target's, else `neondb`).
+    pub database: Option<String>,
+    /// Role named in `connection_uri` (default: the target's, else the database's owner).
+    pub role: Option<String>,
+    /// Keep the branch after the run (default false: it is deleted on every path).
+    #[serde(default)]
+    pub keep: bool,
+}
+
+impl Spec for NeonCreateBranch {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if let Some(e) = self.expires_in {
+            if e.0 > std::time::Duration::from_secs(30 * 86_400) || e.0.as_secs() < 60 {
+                return Err(format!("`expires_in: {e}`: Neon accepts 1 minute to 30 days"));
+            }
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "create Neon branch {} from {} at {}{}",
+            self.name.as_deref().unwrap_or("drillbook-<run>"),
+            self.from.as_deref().unwrap_or(&self.target),
+            self.at.as_deref().unwrap_or("its head"),
+            if self.keep { " (kept)" } else { " (deleted at the end of the run)" }
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let project = place.project.clone();
+        let point = match &self.at {
+            Some(at) if !at.trim().is_empty() && at.trim() != "head" => {
+                Some(checked_point(&client, &project, at).await?)
+            }
+            _ => None,
+        };
+        let parent = client
+            .find_branch(&project, self.from.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        if let Some(existing) = client.branch_named(&project, &name).await? {
+            return Err(StepError::failed(format!(
+                "a branch named `{name}` already exists ({}); give the step a new `name`",
+                existing.id
+            )));
+        }
+        let slot: Slot = Arc::default();
+        if !self.keep {
+            cx.created(Undo::NeonBranch {
+                step: cx.step_id.into(),
+                what: format!("delete Neon branch {name}"),
+                project: project.clone(),
+                name: name.clone(),
+                id: slot.clone(),
+            });
+        }
+        let mut branch = json!({ "parent_id": parent.id, "name": name });
+        match &point {
+            Some(Point::Time(t)) => branch["parent_timestamp"] = rfc3339_precise(*t).into(),
+            Some(Point::Lsn(l)) => branch["parent_lsn"] = l.clone().into(),
+            None => {}
+        }
+        let expires = self
+            .expires_in
+            .map(|d| d.chrono())
+            .or_else(|| (!self.keep).then(|| chrono::Duration::days(1)));
+        if let Some(d) = expires {
+            branch["expires_at"] = rfc3339(Utc::now() + d).into();
+        }
+        let body = json!({ "branch": branch, "endpoints": [{ "type": "read_write" }] });
+        let clock = tokio::time::Instant::now();
+        let (created, uri) = match client.create_branch(&project, &body).await {
+            Ok(r) => {
+                slot_set(&slot, &r.branch.id);
+                let uri = r.connection_uris.first().map(|c| c.connection_uri.clone());
+                (r.branch, uri)
+            }
+            // the branch may exist although the answer says otherwise: look before failing
+            Err(e)
+                if matches!(e, NeonError::Uncertain { .. })
+                    || e.status().is_some_and(|s| s >= 500) =>
+            {
+                match client.branch_named(&project, &name).await? {
+                    Some(b) => {
+                        slot_set(&slot, &b.id);
+                        (wait_ready(&client, &project, &b.id).await?, None)
+                    }
+                    None => return Err(e.into()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        };
+        // the final parent LSN is known once the branch's operations finished
+        let created = client
+            .find_branch(&project, Some(&created.id))
+            .await
+            .unwrap_or(created);
+        let endpoints = client.branch_endpoints(&project, &created.id).await?;
+        let endpoint = endpoints.iter().find(|e| e.kind == "read_write");
+        let uri = match uri {
+            Some(u) if !u.is_empty() => u,
+            _ => {
+                let (db, role) = database_and_role(
+                    &client,
+                    &place,
+                    &created.id,
+                    self.database.as_deref(),
+                    self.role.as_deref(),
+                )
+                .await?;
+                client
+                    .connection_uri(&project, &created.id, &db, &role, false)
+                    .await?
+            }
+        };
+        let mut out = Outputs::new();
+        insert_branch(&mut out, &created);
+        out.insert("project_id".into(), project.into());
+        if let Some(e) = endpoint {
+            out.insert("endpoint_id".into(), e.id.clone().into());
+            out.insert("endpoint_host".into(), e.host.clone().into());
+        }
+        out.insert("connection_uri".into(), uri.into());
+        out.insert(
+            "recovery_point".into(),
+            match &point {
+                Some(p) => p.wire(),
+                None => created.parent_lsn.clone().unwrap_or_else(|| "head".into()),
+            }
+            .into(),
+        );
+        if let Some(Point::Time(t)) = &point {
+            out.insert("target_time".into(), rfc3339_precise(*t).into());
+        }
+        out.insert("created_in_ms".into(), ms_since(clock));
+        Ok(out)
+    }
+}
+
+/// `neon.restore_branch`: overwrite a branch (typically production) with its own past
+/// (`at`) or another branch's data (`from`), keeping the pre-restore state as a branch.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonRestoreBranch {
+    /// A `neon` target.
+    pub target: String,
+    /// The branch to overwrite (name or id); default: the target's branch.
+    pub branch: Option<String>,
+    /// The source branch (name or id); default: the branch itself (restore to its past).
+    pub from: Option<String>,
+    /// The point in the source's history (timestamp or LSN); required when restoring a
+    /// branch to its own past; default: the source's head.
+    pub at: Option<String>,
+    /// Name of the branch that keeps the pre-restore state (default
+    /// `<name>_before_<UTC timestamp>`).
+    pub preserve_under_name: Option<String>,
+}
+
+impl Spec for NeonRestoreBranch {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+    const DESTRUCTIVE: bool = true;
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        if self.from.is_none() && self.at.is_none() {
+            return Err("restoring a branch to its own past needs `at` (a timestamp or LSN), or `from` another branch".into());
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "RESTORE Neon branch {} from {} at {} (pre-restore state kept as {})",
+            self.branch.as_deref().unwrap_or(&self.target),
+            self.from.as_deref().unwrap_or("its own history"),
+            self.at.as_deref().unwrap_or("head"),
+            self.preserve_under_name
+                .as_deref()
+                .unwrap_or("<name>_before_<time>")
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let project = place.project.clone();
+        let point = match &self.at {
+            Some(at) => Some(checked_point(&client, &project, at).await?),
+            None => None,
+        };
+        let target = client
+            .find_branch(&project, self.branch.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let source = match &self.from {
+            Some(f) => client.find_branch(&project, Some(f)).await?,
+            None => target.clone(),
+        };
+        let preserve = self.preserve_under_name.clone().unwrap_or_else(|| {
+            format!("{}_before_{}", target.name, Utc::now().format("%Y%m%dT%H%M%SZ"))
+        });
+        let mut body = json!({
+            "source_branch_id": source.id,
+            "preserve_under_name": preserve,
+        });
+        match &point {
+            Some(Point::Time(t)) => body["source_timestamp"] = rfc3339_precise(*t).into(),
+            Some(Point::Lsn(l)) => body["source_lsn"] = l.clone().into(),
+            None => {}
+        }
+        let path = Client::project_path(&project, &["branches", &target.id, "restore"]);
+        let clock = tokio::time::Instant::now();
+        match client
+            .mutate(&project, reqwest::Method::POST, &path, &[], Some(&body))
+            .await
+        {
+            Ok(_) => {}
+            Err(e @ NeonError::Uncertain { .. }) => {
+                // restored after all if the preserved branch now exists
+                if client.branch_named(&project, &preserve).await?.is_none() {
+                    return Err(e.into());
+                }
+                wait_ready(&client, &project, &target.id).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let restored = client.find_branch(&project, Some(&target.id)).await?;
+        let mut out = Outputs::new();
+        insert_branch(&mut out, &restored);
+        if let Some(b) = client.branch_named(&project, &preserve).await? {
+            out.insert("preserved_id".into(), b.id.into());
+        }
+        out.insert("preserved_name".into(), preserve.into());
+        out.insert("source_id".into(), source.id.into());
+        out.insert(
+            "restored_to".into(),
+            point.map_or_else(|| "head".into(), |p| p.wire()).into(),
+        );
+        if let Some(t) = restored.last_reset_at {
+            out.insert("last_reset_at".into(), t.into());
+        }
+        out.insert("restored_in_ms".into(), ms_since(clock));
+        Ok(out)
+    }
+}
+
+/// `neon.delete_branch`: deletes a branch (never the target's own branch or the default).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonDeleteBranch {
+    /// A `neon` target.
+    pub target: String,
+    /// Branch name or id, e.g. `"{{ steps.branch.id }}"`.
+    pub branch: String,
+}
+
+impl Spec for NeonDeleteBranch {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!("delete Neon branch {}", self.branch)
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let b = match client.find_branch(&place.project, Some(&self.branch)).await {
+            Ok(b) => b,
+            Err(e) if e.status() == Some(404) => {
+                let mut out = Outputs::new();
+                out.insert("deleted".into(), false.into());
+                out.insert("note".into(), "already gone".into());
+                return Ok(out);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if b.default || place.branch.as_deref().is_some_and(|t| t == b.name || t == b.id) {
+            return Err(StepError::failed(format!(
+                "refusing to delete branch {} ({}): it is {}",
+                b.name,
+                b.id,
+                if b.default { "the project's default branch" } else { "the target's own branch" }
+            )));
+        }
+        client.delete_branch(&place.project, &b.id).await?;
+        let mut out = Outputs::new();
+        out.insert("deleted".into(), true.into());
+        out.insert("id".into(), b.id.into());
+        out.insert("name".into(), b.name.into());
+        Ok(out)
+    }
+}
+
+/// `neon.set_default_branch`: makes a branch the project's default (where the project's
+/// default connection string points).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonSetDefaultBranch {
+    /// A `neon` target.
+    pub target: String,
+    /// Branch name or id.
+    pub branch: String,
+}
+
+impl Spec for NeonSetDefaultBranch {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+    /// It moves production traffic.
+    const DESTRUCTIVE: bool = true;
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!("make Neon branch {} the project's default", self.branch)
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let b = client.find_branch(&place.project, Some(&self.branch)).await?;
+        let previous = client.find_branch(&place.project, None).await?;
+        let path = Client::project_path(&place.project, &["branches", &b.id, "set_as_default"]);
+        client
+            .mutate(&place.project, reqwest::Method::POST, &path, &[], None)
+            .await?;
+        let mut out = Outputs::new();
+        insert_branch(&mut out, &b);
+        out.insert("previous_default_id".into(), previous.id.into());
+        out.insert("previous_default_name".into(), previous.name.into());
+        Ok(out)
+    }
+}
+
+/// `neon.connection_uri`: the connection string of a branch's compute.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonConnectionUri {
+    /// A `neon` target.
+    pub target: String,
+    /// Branch name or id; default: the target's branch.
+    pub branch: Option<String>,
+    /// Default: the target's database, else `neondb`.
+    pub database: Option<String>,
+    /// Default: the target's role, else the database's owner.
+    pub role: Option<String>,
+    /// The pooled (PgBouncer) host.
+    #[serde(default)]
+    pub pooled: bool,
+}
+
+impl Spec for NeonConnectionUri {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "look up the connection string of {}",
+            self.branch.as_deref().unwrap_or(&self.target)
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let b = client
+            .find_branch(&place.project, self.branch.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let (db, role) = database_and_role(
+            &client,
+            &place,
+            &b.id,
+            self.database.as_deref(),
+            self.role.as_deref(),
+        )
+        .await?;
+        let uri = client
+            .connection_uri(&place.project, &b.id, &db, &role, self.pooled)
+            .await?;
+        let mut out = Outputs::new();
+        out.insert("connection_uri".into(), uri.into());
+        out.insert("branch_id".into(), b.id.into());
+        out.insert("database".into(), db.into());
+        out.insert("role".into(), role.into());
+        Ok(out)
+    }
+}
+
+/// `neon.create_snapshot`: a snapshot of a root branch, now or at a point in its history.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonCreateSnapshot {
+    /// A `neon` target.
+    pub target: String,
+    /// A root branch (name or id); default: the target's branch.
+    pub branch: Option<String>,
+    /// A timestamp or LSN inside the restore window; default: now.
+    pub at: Option<String>,
+    /// Snapshot name; default `drillbook-<run id>-<step id>`.
+    pub name: Option<String>,
+    /// Sets the snapshot's `expires_at` this far ahead.
+    pub expires_in: Option<Duration>,
+    /// Keep the snapshot after the run (default false: it is deleted on every path).
+    #[serde(default)]
+    pub keep: bool,
+}
+
+impl Spec for NeonCreateSnapshot {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "snapshot {} at {}{}",
+            self.branch.as_deref().unwrap_or(&self.target),
+            self.at.as_deref().unwrap_or("now"),
+            if self.keep { " (kept)" } else { " (deleted at the end of the run)" }
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let project = place.project.clone();
+        let point = match &self.at {
+            Some(at) => Some(checked_point(&client, &project, at).await?),
+            None => None,
+        };
+        let b = client
+            .find_branch(&project, self.branch.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        let slot: Slot = Arc::default();
+        if !self.keep {
+            cx.created(Undo::NeonSnapshot {
+                step: cx.step_id.into(),
+                what: format!("delete Neon snapshot {name}"),
+                project: project.clone(),
+                name: name.clone(),
+                id: slot.clone(),
+            });
+        }
+        let mut q = vec![("name", name.clone())];
+        match &point {
+            Some(Point::Time(t)) => q.push(("timestamp", rfc3339_precise(*t))),
+            Some(Point::Lsn(l)) => q.push(("lsn", l.clone())),
+            None => {}
+        }
+        if let Some(d) = self.expires_in {
+            q.push(("expires_at", rfc3339(Utc::now() + d.chrono())));
+        }
+        let path = Client::project_path(&project, &["branches", &b.id, "snapshot"]);
+        let clock = tokio::time::Instant::now();
+        let v = client
+            .mutate(&project, reqwest::Method::POST, &path, &q, None)
+            .await?;
+        let snap: crate::neon::Snapshot = crate::neon::decode(&v, "snapshot", &path)?;
+        slot_set(&slot, &snap.id);
+        let mut out = Outputs::new();
+        out.insert("id".into(), snap.id.into());
+        out.insert("name".into(), snap.name.into());
+        out.insert("branch_id".into(), b.id.into());
+        if let Some(t) = snap.timestamp {
+            out.insert("timestamp".into(), t.into());
+        }
+        if let Some(l) = snap.lsn {
+            out.insert("lsn".into(), l.into());
+        }
+        out.insert("created_in_ms".into(), ms_since(clock));
+        Ok(out)
+    }
+}
+
+/// `neon.restore_snapshot`: a snapshot's data as a new branch (to inspect, then delete), or
+/// with `finalize: true` in place of the target branch (its computes move to the restored
+/// data; the old branch is kept as `<name> (old)`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonRestoreSnapshot {
+    /// A `neon` target.
+    pub target: String,
+    /// Snapshot id (`snap-…`) or name, or `latest` for the newest snapshot of the target's
+    /// branch.
+    pub snapshot: String,
+    /// The branch the snapshot restores onto (name or id); default: the target's branch.
+    pub into: Option<String>,
+    /// Name of the new branch.
+    pub name: Option<String>,
+    /// Replace the target branch with the restored data (destructive: needs approval).
+    #[serde(default)]
+    pub finalize: bool,
+    /// Without `finalize`: keep the restored branch after the run (default false).
+    #[serde(default)]
+    pub keep: bool,
+    /// Database named in `connection_uri` (default: the target's, else `neondb`).
+    pub database: Option<String>,
+    /// Role named in `connection_uri` (default: the target's, else the database's owner).
+    pub role: Option<String>,
+}
+
+impl Spec for NeonRestoreSnapshot {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn destructive(&self) -> bool {
+        self.finalize
+    }
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        if self.finalize {
+            format!(
+                "RESTORE snapshot {} in place of {}",
+                self.snapshot,
+                self.into.as_deref().unwrap_or(&self.target)
+            )
+        } else {
+            format!("restore snapshot {} into a new branch", self.snapshot)
+        }
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let project = place.project.clone();
+        let into = client
+            .find_branch(&project, self.into.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let snapshots = client.snapshots(&project).await?;
+        let snap = if self.snapshot == "latest" {
+            snapshots
+                .iter()
+                .filter(|s| s.source_branch_id.as_deref().is_none_or(|b| b == into.id))
+                .max_by(|a, b| a.created_at.cmp(&b.created_at))
+        } else {
+            snapshots
+                .iter()
+                .find(|s| s.id == self.snapshot || s.name == self.snapshot)
+        }
+        .cloned()
+        .ok_or_else(|| {
+            StepError::failed(format!(
+                "no snapshot `{}` in project {project} ({} snapshots exist)",
+                self.snapshot,
+                snapshots.len()
+            ))
+        })?;
+        let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        let slot: Slot = Arc::default();
+        if !self.finalize && !self.keep {
+            cx.created(Undo::NeonBranch {
+                step: cx.step_id.into(),
+                what: format!("delete Neon branch {name}"),
+                project: project.clone(),
+                name: name.clone(),
+                id: slot.clone(),
+            });
+        }
+        let body = json!({
+            "name": name,
+            "target_branch_id": into.id,
+            "finalize_restore": self.finalize,
+        });
+        let path = Client::project_path(&project, &["snapshots", &snap.id, "restore"]);
+        let clock = tokio::time::Instant::now();
+        let v = client
+            .mutate(&project, reqwest::Method::POST, &path, &[], Some(&body))
+            .await?;
+        let branch: Branch = crate::neon::decode(&v, "branch", &path)?;
+        slot_set(&slot, &branch.id);
+        let branch = client
+            .find_branch(&project, Some(&branch.id))
+            .await
+            .unwrap_or(branch);
+        let mut out = Outputs::new();
+        insert_branch(&mut out, &branch);
+        out.insert("snapshot_id".into(), snap.id.clone().into());
+        if let Some(t) = snap.timestamp.or(snap.created_at) {
+            out.insert("snapshot_time".into(), t.into());
+        }
+        if let Some(s) = &branch.restore_status {
+            out.insert("restore_status".into(), s.clone().into());
+        }
+        let endpoints = client.branch_endpoints(&project, &branch.id).await?;
+        if !endpoints.is_empty() {
+            let (db, role) = database_and_role(
+                &client,
+                &place,
+                &branch.id,
+                self.database.as_deref(),
+                self.role.as_deref(),
+            )
+            .await?;
+            let uri = client
+                .connection_uri(&project, &branch.id, &db, &role, false)
+                .await?;
+            out.insert("connection_uri".into(), uri.into());
+        }
+        out.insert("restored_in_ms".into(), ms_since(clock));
+        Ok(out)
+    }
+}
+
+/// `neon.delete_snapshot`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonDeleteSnapshot {
+    /// A `neon` target.
+    pub target: String,
+    /// Snapshot id (`snap-…`) or name.
+    pub snapshot: String,
+}
+
+impl Spec for NeonDeleteSnapshot {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!("delete Neon snapshot {}", self.snapshot)
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let found = client
+            .snapshots(&place.project)
+            .await?
+            .into_iter()
+            .find(|s| s.id == self.snapshot || s.name == self.snapshot);
+        let mut out = Outputs::new();
+        match found {
+            Some(s) => {
+                delete_snapshot(&client, &place.project, &s.id).await?;
+                out.insert("deleted".into(), true.into());
+                out.insert("id".into(), s.id.into());
+            }
+            None => {
+                out.insert("deleted".into(), false.into());
+                out.insert("note".into(), "already gone".into());
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `neon.schema_diff`: Neon's schema comparison of a branch (optionally at a point in time)
+/// against a base branch; fails when they differ unless `allow_changes: true`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonSchemaDiff {
+    /// A `neon` target.
+    pub target: String,
+    /// The branch compared (name or id), e.g. `"{{ steps.branch.id }}"`; default: the
+    /// target's branch.
+    pub branch: Option<String>,
+    /// The point in `branch`'s history to compare (timestamp or LSN); default: its head.
+    pub at: Option<String>,
+    /// The base branch (name or id); default: the target's branch.
+    pub base: Option<String>,
+    /// Database (default: the target's, else `neondb`).
+    pub database: Option<String>,
+    /// Report differences without failing.
+    #[serde(default)]
+    pub allow_changes: bool,
+}
+
+impl Spec for NeonSchemaDiff {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "compare the schema of {}{} with {}",
+            self.branch.as_deref().unwrap_or(&self.target),
+            self.at.as_deref().map(|a| format!(" at {a}")).unwrap_or_default(),
+            self.base.as_deref().unwrap_or(&self.target)
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let project = place.project.clone();
+        let branch = client
+            .find_branch(&project, self.branch.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let base = client
+            .find_branch(&project, self.base.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let db = self
+            .database
+            .clone()
+            .or_else(|| place.database.clone())
+            .unwrap_or_else(|| "neondb".into());
+        let mut q = vec![("base_branch_id", base.id.clone()), ("db_name", db)];
+        if let Some(at) = &self.at {
+            match checked_point(&client, &project, at).await? {
+                Point::Time(t) => q.push(("timestamp", rfc3339_precise(t))),
+                Point::Lsn(l) => q.push(("lsn", l)),
+            }
+        }
+        let path = Client::project_path(&project, &["branches", &branch.id, "compare_schema"]);
+        let v = client.get(&path, &q).await?;
+        let diff = v.get("diff").and_then(Value::as_str).unwrap_or("").to_owned();
+        let changed: Vec<&str> = diff
+            .lines()
+            .filter(|l| {
+                (l.starts_with('+') || l.starts_with('-'))
+                    && !l.starts_with("+++")
+                    && !l.starts_with("---")
+            })
+            .collect();
+        let mut out = Outputs::new();
+        out.insert("changed_lines".into(), changed.len().into());
+        out.insert("identical".into(), changed.is_empty().into());
+        out.insert("diff".into(), diff.clone().into());
+        if !changed.is_empty() && !self.allow_changes {
+            let shown: Vec<&str> = changed.iter().take(10).copied().collect();
+            return Err(StepError::failed(format!(
+                "the schema of {} differs from {} in {} lines:\n{}",
+                branch.name,
+                base.name,
+                changed.len(),
+                shown.join("\n")
+            ))
+            .with_outputs(out));
+        }
+        Ok(out)
+    }
+}
+
+// --- checks -------------------------------------------------------------------------------
+
+/// `neon.retention`: the project's restore window is at least `min`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonRetention {
+    /// A `neon` target.
+    pub target: String,
+    /// The shortest acceptable restore window, e.g. `7d`.
+    pub min: Duration,
+}
+
+impl Spec for NeonRetention {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!("the restore window of {} is at least {}", self.target, self.min)
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let p = client()?.project(&place.project).await?;
+        let secs = p.history_retention_seconds.unwrap_or(0).max(0).unsigned_abs();
+        let window = std::time::Duration::from_secs(secs);
+        let mut out = Outputs::new();
+        out.insert("restore_window_seconds".into(), secs.into());
+        out.insert("restore_window".into(), crate::duration::human(window).into());
+        out.insert(
+            "oldest_restorable".into(),
+            rfc3339(Utc::now() - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(0))).into(),
+        );
+        if window < self.min.0 {
+            return Err(StepError::failed(format!(
+                "the restore window of project {} is {} (history_retention_seconds = {secs}), less than the required {}: raise it in the Neon Console (Settings → Instant restore) or with PATCH /projects/{{id}}",
+                p.id,
+                crate::duration::human(window),
+                self.min
+            ))
+            .with_outputs(out));
+        }
+        Ok(out)
+    }
+}
+
+/// `neon.backup_schedule`: the branch's snapshot schedule keeps what the backup policy
+/// declares (by default the runbook's `backup_policy`: daily copies kept N days, weekly kept
+/// N weeks, monthly kept N months, taken at the policy's hour).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonBackupSchedule {
+    /// A `neon` target.
+    pub target: String,
+    /// A root branch (name or id); default: the target's branch.
+    pub branch: Option<String>,
+    /// Daily snapshots kept (days); default `backup_policy.retention.daily`.
+    pub daily: Option<u32>,
+    /// Weekly snapshots kept (weeks); default `backup_policy.retention.weekly`.
+    pub weekly: Option<u32>,
+    /// Monthly snapshots kept (months of 30 days); default `backup_policy.retention.monthly`.
+    pub monthly: Option<u32>,
+    /// UTC hour the daily snapshot is taken; default: the hour of `backup_policy.schedule`.
+    pub hour: Option<u32>,
+}
+
+/// The hour of a daily cron schedule like `0 0 * * *`.
+fn cron_hour(schedule: &str) -> Option<u32> {
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    (fields.len() == 5).then(|| fields[1].parse().ok()).flatten()
+}
+
+impl NeonBackupSchedule {
+    /// The schedule entries the policy asks for: (frequency, retention seconds).
+    fn expected(&self, cx: &StepCx<'_>) -> (Vec<(&'static str, i64)>, Option<u32>) {
+        let policy = cx.runbook.backup_policy.as_ref();
+        let r = policy.map(|p| p.retention.clone()).unwrap_or_default();
+        let mut want = Vec::new();
+        if let Some(d) = self.daily.or(r.daily) {
+            want.push(("daily", i64::from(d) * 86_400));
+        }
+        if let Some(w) = self.weekly.or(r.weekly) {
+            want.push(("weekly", i64::from(w) * 7 * 86_400));
+        }
+        if let Some(m) = self.monthly.or(r.monthly) {
+            want.push(("monthly", i64::from(m) * 30 * 86_400));
+        }
+        let hour = self
+            .hour
+            .or_else(|| policy.and_then(|p| cron_hour(&p.schedule)));
+        (want, hour)
+    }
+}
+
+/// What is wrong with `have` against the wanted entries (empty when it matches).
+fn schedule_problems(have: &[ScheduleItem], want: &[(&str, i64)], hour: Option<u32>) -> Vec<String> {
+    let human = |s: i64| crate::duration::human(std::time::Duration::from_secs(s.max(0).unsigned_abs()));
+    let mut problems = Vec::new();
+    for (freq, keep) in want {
+        match have.iter().find(|i| i.frequency == *freq) {
+            None => problems.push(format!("no {freq} snapshot in the schedule (the policy keeps {freq} copies for {})", human(*keep))),
+            Some(i) => {
+                match i.retention_seconds {
+                    None => {}
+                    Some(r) if r >= *keep => {}
+                    Some(r) => problems.push(format!("{freq} snapshots are kept {}, the policy says {}", human(r), human(*keep))),
+                }
+                if *freq == "daily" {
+                    if let (Some(want_h), Some(h)) = (hour, i.hour) {
+                        if i64::from(want_h) != h {
+                            problems.push(format!("the daily snapshot is taken at {h:02}:00 UTC, the policy says {want_h:02}:00 UTC"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+impl Spec for NeonBackupSchedule {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!("the snapshot schedule of {} matches the backup policy", self.target)
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let b = client
+            .find_branch(&place.project, self.branch.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let have = client.backup_schedule(&place.project, &b.id).await?;
+        let (want, hour) = self.expected(cx);
+        if want.is_empty() {
+            return Err(StepError::failed(
+                "no retention to check: set backup_policy.retention or the step's daily/weekly/monthly",
+            ));
+        }
+        let mut out = Outputs::new();
+        out.insert("branch_id".into(), b.id.clone().into());
+        out.insert(
+            "schedule".into(),
+            serde_json::to_value(&have).unwrap_or(Value::Null),
+        );
+        let problems = schedule_problems(&have, &want, hour);
+        if !problems.is_empty() {
+            return Err(StepError::failed(format!(
+                "branch {}'s snapshot schedule does not match the backup policy: {}",
+                b.name,
+                problems.join("; ")
+            ))
+            .with_outputs(out));
+        }
+        Ok(out)
+    }
+}
+
+/// `neon.snapshot_age`: the newest snapshot of the branch is younger than `max`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonSnapshotAge {
+    /// A `neon` target.
+    pub target: String,
+    /// Branch name or id; default: the target's branch.
+    pub branch: Option<String>,
+    /// The oldest acceptable newest snapshot, e.g. `25h`.
+    pub max: Duration,
+}
+
+impl Spec for NeonSnapshotAge {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!("the newest snapshot of {} is younger than {}", self.target, self.max)
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let b = client
+            .find_branch(&place.project, self.branch.as_deref().or(place.branch.as_deref()))
+            .await?;
+        let newest = client
+            .snapshots(&place.project)
+            .await?
+            .into_iter()
+            .filter(|s| s.source_branch_id.as_deref().is_none_or(|id| id == b.id))
+            .filter_map(|s| {
+                let at = s.created_at.as_deref()?.parse::<DateTime<Utc>>().ok()?;
+                Some((at, s))
+            })
+            .max_by_key(|(at, _)| *at);
+        let mut out = Outputs::new();
+        let Some((at, snap)) = newest else {
+            return Err(StepError::failed(format!(
+                "branch {} has no snapshots: no backup schedule is running (set one in the Neon Console: Backup & restore)",
+                b.name
+            )));
+        };
+        let age = (Utc::now() - at).to_std().unwrap_or_default();
+        out.insert("snapshot_id".into(), snap.id.into());
+        out.insert("snapshot_at".into(), rfc3339(at).into());
+        out.insert("age_seconds".into(), age.as_secs().into());
+        out.insert("manual".into(), snap.manual.unwrap_or(false).into());
+        if age > self.max.0 {
+            return Err(StepError::failed(format!(
+                "the newest snapshot of {} was taken {} ago ({}), more than {}",
+                b.name,
+                crate::duration::human(age),
+                rfc3339(at),
+                self.max
+            ))
+            .with_outputs(out));
+        }
+        Ok(out)
+    }
+}
+
+/// `neon.project`: the project's region, PostgreSQL version and restore window, for the
+/// document and the record.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonProject {
+    /// A `neon` target.
+    pub target: String,
+}
+
+impl Spec for NeonProject {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!("report the Neon project of {}", self.target)
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let p = client.project(&place.project).await?;
+        let branches = client.branches(&place.project, None).await?;
+        let running = client
+            .operations(&place.project)
+            .await?
+            .iter()
+            .filter(|o| !o.status.is_done() && !o.status.is_failure())
+            .count();
+        let mut out = Outputs::new();
+        out.insert("id".into(), p.id.into());
+        out.insert("name".into(), p.name.into());
+        out.insert("region_id".into(), p.region_id.into());
+        out.insert("platform_id".into(), p.platform_id.into());
+        if let Some(v) = p.pg_version {
+            out.insert("pg_version".into(), v.into());
+        }
+        if let Some(r) = p.history_retention_seconds {
+            out.insert("restore_window_seconds".into(), r.into());
+        }
+        if let Some(l) = p.owner.as_ref().and_then(|o| o.branches_limit) {
+            out.insert("branches_limit".into(), l.into());
+        }
+        out.insert("branches".into(), branches.len().into());
+        if let Some(d) = branches.iter().find(|b| b.default) {
+            out.insert("default_branch".into(), d.name.clone().into());
+        }
+        out.insert("running_operations".into(), running.into());
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(retention: i64) -> Project {
+        Project {
+            id: "p".into(),
+            history_retention_seconds: Some(retention),
+            ..Project::default()
+        }
+    }
+
+    #[test]
+    fn points_parse_as_times_or_lsns() {
+        let now = Utc::now();
+        assert_eq!(Point::parse("0/1de2850", now), Ok(Point::Lsn("0/1DE2850".into())));
+        assert_eq!(
+            Point::parse("now-1h", now),
+            Ok(Point::Time(now - chrono::Duration::hours(1)))
+        );
+        assert!(Point::parse("yesterday", now).is_err());
+    }
+
+    #[test]
+    fn the_restore_window_bounds_times() {
+        let now = Utc::now();
+        let p = project(86_400);
+        let inside = Point::Time(now - chrono::Duration::hours(23));
+        assert!(within_window(&p, &inside, now).expect("inside").contains("1h to spare"));
+        let old = Point::Time(now - chrono::Duration::hours(25));
+        assert!(within_window(&p, &old, now).expect_err("old").contains("outside project p's restore window of 1d"));
+        assert!(within_window(&p, &Point::Time(now + chrono::Duration::minutes(1)), now).is_err());
+        assert!(within_window(&project(0), &inside, now).expect_err("off").contains("disabled"));
+    }
+
+    #[test]
+    fn schedules_are_compared_with_the_policy() {
+        let item = |f: &str, hour, days: i64| ScheduleItem {
+            frequency: f.into(),
+            hour,
+            retention_seconds: Some(days * 86_400),
+            ..ScheduleItem::default()
+        };
+        let want = [("daily", 7 * 86_400), ("weekly", 28 * 86_400)];
+        let good = [item("daily", Some(0), 7), item("weekly", Some(0), 28)];
+        assert!(schedule_problems(&good, &want, Some(0)).is_empty());
+        let bad = [item("daily", Some(3), 3)];
+        assert_eq!(
+            schedule_problems(&bad, &want, Some(0)),
+            [
+                "daily snapshots are kept 3d, the policy says 7d",
+                "the daily snapshot is taken at 03:00 UTC, the policy says 00:00 UTC",
+                "no weekly snapshot in the schedule (the policy keeps weekly copies for 28d)"
+            ]
+        );
+        assert_eq!(cron_hour("0 0 * * *"), Some(0));
+        assert_eq!(cron_hour("*/5 * * * *"), None);
+    }
+}
