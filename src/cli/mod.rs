@@ -60,7 +60,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     };
     let result = match cli.command {
         Command::Validate(a) => validate::run(&a),
-        Command::Plan(a) => plan::run(&a),
+        Command::Plan(a) => plan::run(&a).await,
         Command::Run(a) => run::run(&a).await,
         Command::Schema(a) => schema::run(&a),
     };

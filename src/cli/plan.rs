@@ -27,7 +27,7 @@ pub struct Args {
     preflight: bool,
 }
 
-pub fn run(args: &Args) -> anyhow::Result<u8> {
+pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let Some(rb) = load(&args.target.runbook) else {
         return Ok(exit::INVALID);
     };
@@ -69,14 +69,7 @@ pub fn run(args: &Args) -> anyhow::Result<u8> {
         })
         .collect();
     let preflight = if args.preflight {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        match rt.block_on(crate::engine::preflight(
-            &rb,
-            procedure,
-            &args.target.params,
-        )) {
+        match crate::engine::preflight(&rb, procedure, &args.target.params).await {
             Ok(items) => Some(items),
             Err(e) => {
                 eprintln!("drillbook: error: {e}");

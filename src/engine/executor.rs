@@ -137,6 +137,16 @@ pub fn needed_env(runbook: &Runbook, procedure: &Procedure) -> BTreeSet<String> 
         {
             names.extend(t.env.iter().cloned());
         }
+        // Neon's API needs a key; a neon target named in `db:` is reached through the API too
+        let neon_target = step.kind.targets().into_iter().any(|t| {
+            runbook
+                .targets
+                .get(t)
+                .is_some_and(|t| matches!(t.kind, crate::runbook::TargetKind::Neon(_)))
+        });
+        if neon_target || step.kind.name().starts_with("neon.") {
+            names.insert("NEON_API_KEY".into());
+        }
     }
     names
 }

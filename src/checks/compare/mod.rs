@@ -231,7 +231,10 @@ impl Spec for Compare {
             Tables::All => "all tables".to_owned(),
             Tables::List(l) => l.join(", "),
         };
-        let mut what = vec!["row counts"];
+        let mut what = Vec::new();
+        if self.row_counts != RowCounts::Enabled(false) {
+            what.push("row counts");
+        }
         if self.checksums != Selection::Every(false) {
             what.push("checksums");
         }
