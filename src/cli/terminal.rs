@@ -85,7 +85,10 @@ impl Observer for Terminal {
     fn preflight(&self, items: &[crate::engine::preflight::PreflightItem]) {
         for i in items {
             let mark = if i.ok { "✓" } else { "✗" };
-            self.line(&format!("  preflight {mark} {}: {} — {}", i.step, i.check, i.detail));
+            self.line(&format!(
+                "  preflight {mark} {}: {} — {}",
+                i.step, i.check, i.detail
+            ));
         }
     }
 

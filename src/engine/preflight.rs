@@ -54,8 +54,10 @@ pub async fn check(
     now: DateTime<Utc>,
 ) -> Vec<PreflightItem> {
     let mut items = Vec::new();
-    let mut projects: std::collections::HashMap<String, Result<crate::neon::Project, crate::steps::StepError>> =
-        std::collections::HashMap::new();
+    let mut projects: std::collections::HashMap<
+        String,
+        Result<crate::neon::Project, crate::steps::StepError>,
+    > = std::collections::HashMap::new();
     for step in &procedure.steps {
         let Some((target, at)) = point_in_time(&step.kind) else {
             continue;
@@ -69,7 +71,13 @@ pub async fn check(
         };
         // a point taken from an earlier step's output is checked when the step runs
         let Ok(rendered) = crate::template::render(templates, at, vars) else {
-            items.push(item(true, format!("`{at}` is known only at run time; the step checks it before changing anything"), None));
+            items.push(item(
+                true,
+                format!(
+                    "`{at}` is known only at run time; the step checks it before changing anything"
+                ),
+                None,
+            ));
             continue;
         };
         let text = rendered

@@ -53,7 +53,7 @@ pub enum NeonError {
         request_id: Option<String>,
     },
     /// Neon could not be reached (nothing was sent, or a GET failed every attempt).
-    #[error("cannot reach the Neon API at {base} ({method} {path}): {reason}")]
+    #[error("cannot reach the Neon API at {} ({method} {path}): {reason}", crate::engine::redact::mask_url_passwords(.base))]
     Network {
         base: String,
         method: String,
@@ -108,9 +108,7 @@ impl NeonError {
     /// rather than having found something wrong.
     pub fn is_unavailable(&self) -> bool {
         match self {
-            NeonError::Config(_) | NeonError::Network { .. } | NeonError::Uncertain { .. } => {
-                true
-            }
+            NeonError::Config(_) | NeonError::Network { .. } | NeonError::Uncertain { .. } => true,
             NeonError::Api { status, .. } => {
                 matches!(status, 401 | 403 | 423 | 429) || *status >= 500
             }
@@ -153,8 +151,7 @@ impl std::fmt::Debug for Client {
 
 /// Per-project locks serializing this process's mutations.
 fn project_lock(project: &str) -> Arc<tokio::sync::Mutex<()>> {
-    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
-        OnceLock::new();
+    static LOCKS: OnceLock<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> = OnceLock::new();
     LOCKS
         .get_or_init(Default::default)
         .lock()
@@ -177,7 +174,11 @@ fn backoff(attempt: u32) -> Duration {
 
 /// `Retry-After` as delta-seconds or an HTTP date.
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
     }
@@ -347,7 +348,7 @@ impl Client {
                 attempt += 1;
                 tracing_note(&format!(
                     "Neon API {method} {path} → {status}; retrying in {}",
-                    crate::duration::human(delay)
+                    crate::duration::Duration(delay)
                 ));
                 tokio::time::sleep(delay).await;
                 continue;
@@ -442,7 +443,7 @@ impl Client {
                         error: None,
                     });
                 }
-                // quick at first (most operations take seconds), then every 2 s
+                // quick at first (most operations take seconds), then every 1.6 s
                 let pause = Duration::from_millis((100 * 2u64.pow(polls.min(4))).min(2000));
                 tokio::time::sleep(pause).await;
                 polls += 1;
@@ -459,7 +460,9 @@ impl Client {
     }
 
     pub async fn project(&self, project: &str) -> Result<Project, NeonError> {
-        let v = self.get(&format!("/projects/{}", enc(project)), &[]).await?;
+        let v = self
+            .get(&format!("/projects/{}", enc(project)), &[])
+            .await?;
         decode(&v, "project", "project")
     }
 
@@ -547,7 +550,10 @@ impl Client {
                 .ok_or_else(|| not_found("the project has no default branch".into())),
             Some(b) if b.starts_with("br-") => {
                 let v = self
-                    .get(&format!("/projects/{}/branches/{}", enc(project), enc(b)), &[])
+                    .get(
+                        &format!("/projects/{}/branches/{}", enc(project), enc(b)),
+                        &[],
+                    )
                     .await?;
                 decode(&v, "branch", "branch")
             }
@@ -607,10 +613,7 @@ impl Client {
     /// Deletes a branch and waits for its operations; a branch already gone is fine.
     pub async fn delete_branch(&self, project: &str, branch_id: &str) -> Result<(), NeonError> {
         let path = format!("/projects/{}/branches/{}", enc(project), enc(branch_id));
-        match self
-            .mutate(project, Method::DELETE, &path, &[], None)
-            .await
-        {
+        match self.mutate(project, Method::DELETE, &path, &[], None).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Ok(()),
             Err(NeonError::Uncertain { .. }) => {
@@ -762,7 +765,10 @@ mod tests {
         let at = (chrono::Utc::now() + chrono::Duration::seconds(30)).to_rfc2822();
         h.insert(reqwest::header::RETRY_AFTER, at.parse().expect("header"));
         let w = retry_after(&h).expect("date");
-        assert!(w > Duration::from_secs(25) && w <= Duration::from_secs(30), "{w:?}");
+        assert!(
+            w > Duration::from_secs(25) && w <= Duration::from_secs(30),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -204,7 +204,10 @@ mod tests {
         .expect("lenient");
         assert_eq!(op.status, Status::Other("paused_by_ai".into()));
         assert!(!op.status.is_done() && !op.status.is_failure());
-        let b: Branch = serde_json::from_str(r#"{"id":"br-a","name":"main","default":true,"current_state":"thawing","recovery":{}}"#).expect("lenient");
+        let b: Branch = serde_json::from_str(
+            r#"{"id":"br-a","name":"main","default":true,"current_state":"thawing","recovery":{}}"#,
+        )
+        .expect("lenient");
         assert!(b.default && b.current_state.as_deref() == Some("thawing"));
     }
 }

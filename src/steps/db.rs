@@ -32,7 +32,11 @@ pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
             TargetKind::Postgres(pg) => render(cx, &pg.url, db)?,
             TargetKind::Local(l) => match &l.url {
                 Some(u) => render(cx, u, db)?,
-                None => return Err(StepError::failed(format!("target `{db}` has no `url` to connect to"))),
+                None => {
+                    return Err(StepError::failed(format!(
+                        "target `{db}` has no `url` to connect to"
+                    )))
+                }
             },
             TargetKind::Neon(_) => super::neon::branch_uri(cx, db).await?,
         }

@@ -106,14 +106,19 @@ impl Point {
     pub fn parse(text: &str, now: DateTime<Utc>) -> Result<Point, String> {
         let t = text.trim();
         if let Some((a, b)) = t.split_once('/') {
-            let hex = |s: &str| !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_hexdigit());
+            let hex =
+                |s: &str| !s.is_empty() && s.len() <= 8 && s.chars().all(|c| c.is_ascii_hexdigit());
             if hex(a) && hex(b) {
                 return Ok(Point::Lsn(t.to_uppercase()));
             }
         }
         t.parse::<TimeSpec>()
             .map(|s| Point::Time(s.resolve(now)))
-            .map_err(|_| format!("`{t}` is neither a timestamp (RFC 3339 or `now-24h`) nor an LSN (`0/1DE2850`)"))
+            .map_err(|_| {
+                format!(
+                    "`{t}` is neither a timestamp (RFC 3339 or `now-24h`) nor an LSN (`0/1DE2850`)"
+                )
+            })
     }
 
     pub fn describe(&self) -> String {
@@ -134,12 +139,16 @@ impl Point {
 
 /// Whether `point` lies inside the project's restore window now: `Ok(text)` says how far
 /// inside, `Err(text)` why not.
-pub fn within_window(project: &Project, point: &Point, now: DateTime<Utc>) -> Result<String, String> {
+pub fn within_window(
+    project: &Project,
+    point: &Point,
+    now: DateTime<Utc>,
+) -> Result<String, String> {
     let Point::Time(t) = point else {
         return Ok("an LSN: Neon checks it against the restore window itself".into());
     };
     let retention = project.history_retention_seconds.unwrap_or(0);
-    let window = crate::duration::human(std::time::Duration::from_secs(retention.max(0).unsigned_abs()));
+    let window = Duration::from_secs(retention.max(0).unsigned_abs()).to_string();
     if retention <= 0 {
         return Err(format!("project {} keeps no history (history_retention_seconds = 0): point-in-time restore is disabled", project.id));
     }
@@ -202,7 +211,11 @@ async fn database_and_role(
         None => client
             .database_owner(&place.project, branch_id, &db)
             .await?
-            .ok_or_else(|| StepError::failed(format!("branch {branch_id} has no database `{db}`; name one with `database:`")))?,
+            .ok_or_else(|| {
+                StepError::failed(format!(
+                    "branch {branch_id} has no database `{db}`; name one with `database:`"
+                ))
+            })?,
     };
     Ok((db, role))
 }
@@ -246,7 +259,9 @@ fn slot_get(slot: &Slot) -> Option<String> {
 }
 
 fn slot_set(slot: &Slot, id: &str) {
-    *slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
+    *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
 }
 
 /// Deletes a branch drillbook created: by id when known, else by its unique name (the
@@ -260,7 +275,10 @@ pub async fn undo_branch(project: &str, name: &str, id: &Slot) -> Result<(), Ste
             None => return Ok(()),
         },
     };
-    client.delete_branch(project, &id).await.map_err(StepError::from)
+    client
+        .delete_branch(project, &id)
+        .await
+        .map_err(StepError::from)
 }
 
 pub async fn undo_snapshot(project: &str, name: &str, id: &Slot) -> Result<(), StepError> {
@@ -338,7 +356,9 @@ impl Spec for NeonCreateBranch {
     fn check(&self) -> Result<(), String> {
         if let Some(e) = self.expires_in {
             if e.0 > std::time::Duration::from_secs(30 * 86_400) || e.0.as_secs() < 60 {
-                return Err(format!("`expires_in: {e}`: Neon accepts 1 minute to 30 days"));
+                return Err(format!(
+                    "`expires_in: {e}`: Neon accepts 1 minute to 30 days"
+                ));
             }
         }
         Ok(())
@@ -350,7 +370,11 @@ impl Spec for NeonCreateBranch {
             self.name.as_deref().unwrap_or("drillbook-<run>"),
             self.from.as_deref().unwrap_or(&self.target),
             self.at.as_deref().unwrap_or("its head"),
-            if self.keep { " (kept)" } else { " (deleted at the end of the run)" }
+            if self.keep {
+                " (kept)"
+            } else {
+                " (deleted at the end of the run)"
+            }
         )
     }
 
@@ -427,8 +451,14 @@ impl Spec for NeonCreateBranch {
             .unwrap_or(created);
         let endpoints = client.branch_endpoints(&project, &created.id).await?;
         let endpoint = endpoints.iter().find(|e| e.kind == "read_write");
+        // the create response's URI names the parent's only database and role; a named
+        // database or role needs its own
+        let named = self.database.is_some()
+            || self.role.is_some()
+            || place.database.is_some()
+            || place.role.is_some();
         let uri = match uri {
-            Some(u) if !u.is_empty() => u,
+            Some(u) if !u.is_empty() && !named => u,
             _ => {
                 let (db, role) = database_and_role(
                     &client,
@@ -529,7 +559,11 @@ impl Spec for NeonRestoreBranch {
             None => target.clone(),
         };
         let preserve = self.preserve_under_name.clone().unwrap_or_else(|| {
-            format!("{}_before_{}", target.name, Utc::now().format("%Y%m%dT%H%M%SZ"))
+            format!(
+                "{}_before_{}",
+                target.name,
+                Utc::now().format("%Y%m%dT%H%M%SZ")
+            )
         });
         let mut body = json!({
             "source_branch_id": source.id,
@@ -610,12 +644,21 @@ impl Spec for NeonDeleteBranch {
             }
             Err(e) => return Err(e.into()),
         };
-        if b.default || place.branch.as_deref().is_some_and(|t| t == b.name || t == b.id) {
+        if b.default
+            || place
+                .branch
+                .as_deref()
+                .is_some_and(|t| t == b.name || t == b.id)
+        {
             return Err(StepError::failed(format!(
                 "refusing to delete branch {} ({}): it is {}",
                 b.name,
                 b.id,
-                if b.default { "the project's default branch" } else { "the target's own branch" }
+                if b.default {
+                    "the project's default branch"
+                } else {
+                    "the target's own branch"
+                }
             )));
         }
         client.delete_branch(&place.project, &b.id).await?;
@@ -654,7 +697,9 @@ impl Spec for NeonSetDefaultBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
-        let b = client.find_branch(&place.project, Some(&self.branch)).await?;
+        let b = client
+            .find_branch(&place.project, Some(&self.branch))
+            .await?;
         let previous = client.find_branch(&place.project, None).await?;
         let path = Client::project_path(&place.project, &["branches", &b.id, "set_as_default"]);
         client
@@ -703,7 +748,10 @@ impl Spec for NeonConnectionUri {
         let place = place(cx, &self.target)?;
         let client = client()?;
         let b = client
-            .find_branch(&place.project, self.branch.as_deref().or(place.branch.as_deref()))
+            .find_branch(
+                &place.project,
+                self.branch.as_deref().or(place.branch.as_deref()),
+            )
             .await?;
         let (db, role) = database_and_role(
             &client,
@@ -756,7 +804,11 @@ impl Spec for NeonCreateSnapshot {
             "snapshot {} at {}{}",
             self.branch.as_deref().unwrap_or(&self.target),
             self.at.as_deref().unwrap_or("now"),
-            if self.keep { " (kept)" } else { " (deleted at the end of the run)" }
+            if self.keep {
+                " (kept)"
+            } else {
+                " (deleted at the end of the run)"
+            }
         )
     }
 
@@ -772,6 +824,13 @@ impl Spec for NeonCreateSnapshot {
             .find_branch(&project, self.branch.as_deref().or(place.branch.as_deref()))
             .await?;
         let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        let snapshots = client.snapshots(&project).await?;
+        if let Some(existing) = snapshots.iter().find(|s| s.name == name) {
+            return Err(StepError::failed(format!(
+                "a snapshot named `{name}` already exists ({}); give the step a new `name`",
+                existing.id
+            )));
+        }
         let slot: Slot = Arc::default();
         if !self.keep {
             cx.created(Undo::NeonSnapshot {
@@ -890,6 +949,12 @@ impl Spec for NeonRestoreSnapshot {
             ))
         })?;
         let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        if let Some(existing) = client.branch_named(&project, &name).await? {
+            return Err(StepError::failed(format!(
+                "a branch named `{name}` already exists ({}); give the step a new `name`",
+                existing.id
+            )));
+        }
         let slot: Slot = Arc::default();
         if !self.finalize && !self.keep {
             cx.created(Undo::NeonBranch {
@@ -1022,7 +1087,10 @@ impl Spec for NeonSchemaDiff {
         format!(
             "compare the schema of {}{} with {}",
             self.branch.as_deref().unwrap_or(&self.target),
-            self.at.as_deref().map(|a| format!(" at {a}")).unwrap_or_default(),
+            self.at
+                .as_deref()
+                .map(|a| format!(" at {a}"))
+                .unwrap_or_default(),
             self.base.as_deref().unwrap_or(&self.target)
         )
     }
@@ -1051,7 +1119,11 @@ impl Spec for NeonSchemaDiff {
         }
         let path = Client::project_path(&project, &["branches", &branch.id, "compare_schema"]);
         let v = client.get(&path, &q).await?;
-        let diff = v.get("diff").and_then(Value::as_str).unwrap_or("").to_owned();
+        let diff = v
+            .get("diff")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
         let changed: Vec<&str> = diff
             .lines()
             .filter(|l| {
@@ -1099,26 +1171,34 @@ impl Spec for NeonRetention {
     }
 
     fn summary(&self) -> String {
-        format!("the restore window of {} is at least {}", self.target, self.min)
+        format!(
+            "the restore window of {} is at least {}",
+            self.target, self.min
+        )
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let p = client()?.project(&place.project).await?;
-        let secs = p.history_retention_seconds.unwrap_or(0).max(0).unsigned_abs();
+        let secs = p
+            .history_retention_seconds
+            .unwrap_or(0)
+            .max(0)
+            .unsigned_abs();
         let window = std::time::Duration::from_secs(secs);
         let mut out = Outputs::new();
         out.insert("restore_window_seconds".into(), secs.into());
-        out.insert("restore_window".into(), crate::duration::human(window).into());
+        out.insert("restore_window".into(), Duration(window).to_string().into());
         out.insert(
             "oldest_restorable".into(),
-            rfc3339(Utc::now() - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(0))).into(),
+            rfc3339(Utc::now() - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(0)))
+                .into(),
         );
         if window < self.min.0 {
             return Err(StepError::failed(format!(
                 "the restore window of project {} is {} (history_retention_seconds = {secs}), less than the required {}: raise it in the Neon Console (Settings → Instant restore) or with PATCH /projects/{{id}}",
                 p.id,
-                crate::duration::human(window),
+                Duration(window),
                 self.min
             ))
             .with_outputs(out));
@@ -1150,7 +1230,9 @@ pub struct NeonBackupSchedule {
 /// The hour of a daily cron schedule like `0 0 * * *`.
 fn cron_hour(schedule: &str) -> Option<u32> {
     let fields: Vec<&str> = schedule.split_whitespace().collect();
-    (fields.len() == 5).then(|| fields[1].parse().ok()).flatten()
+    (fields.len() == 5)
+        .then(|| fields[1].parse().ok())
+        .flatten()
 }
 
 impl NeonBackupSchedule {
@@ -1159,13 +1241,13 @@ impl NeonBackupSchedule {
         let policy = cx.runbook.backup_policy.as_ref();
         let r = policy.map(|p| p.retention.clone()).unwrap_or_default();
         let mut want = Vec::new();
-        if let Some(d) = self.daily.or(r.daily) {
+        if let Some(d) = self.daily.or(r.daily).filter(|d| *d > 0) {
             want.push(("daily", i64::from(d) * 86_400));
         }
-        if let Some(w) = self.weekly.or(r.weekly) {
+        if let Some(w) = self.weekly.or(r.weekly).filter(|w| *w > 0) {
             want.push(("weekly", i64::from(w) * 7 * 86_400));
         }
-        if let Some(m) = self.monthly.or(r.monthly) {
+        if let Some(m) = self.monthly.or(r.monthly).filter(|m| *m > 0) {
             want.push(("monthly", i64::from(m) * 30 * 86_400));
         }
         let hour = self
@@ -1176,17 +1258,28 @@ impl NeonBackupSchedule {
 }
 
 /// What is wrong with `have` against the wanted entries (empty when it matches).
-fn schedule_problems(have: &[ScheduleItem], want: &[(&str, i64)], hour: Option<u32>) -> Vec<String> {
-    let human = |s: i64| crate::duration::human(std::time::Duration::from_secs(s.max(0).unsigned_abs()));
+fn schedule_problems(
+    have: &[ScheduleItem],
+    want: &[(&str, i64)],
+    hour: Option<u32>,
+) -> Vec<String> {
+    let human = |s: i64| Duration::from_secs(s.max(0).unsigned_abs()).to_string();
     let mut problems = Vec::new();
     for (freq, keep) in want {
         match have.iter().find(|i| i.frequency == *freq) {
-            None => problems.push(format!("no {freq} snapshot in the schedule (the policy keeps {freq} copies for {})", human(*keep))),
+            None => problems.push(format!(
+                "no {freq} snapshot in the schedule (the policy keeps {freq} copies for {})",
+                human(*keep)
+            )),
             Some(i) => {
                 match i.retention_seconds {
                     None => {}
                     Some(r) if r >= *keep => {}
-                    Some(r) => problems.push(format!("{freq} snapshots are kept {}, the policy says {}", human(r), human(*keep))),
+                    Some(r) => problems.push(format!(
+                        "{freq} snapshots are kept {}, the policy says {}",
+                        human(r),
+                        human(*keep)
+                    )),
                 }
                 if *freq == "daily" {
                     if let (Some(want_h), Some(h)) = (hour, i.hour) {
@@ -1209,14 +1302,20 @@ impl Spec for NeonBackupSchedule {
     }
 
     fn summary(&self) -> String {
-        format!("the snapshot schedule of {} matches the backup policy", self.target)
+        format!(
+            "the snapshot schedule of {} matches the backup policy",
+            self.target
+        )
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
         let b = client
-            .find_branch(&place.project, self.branch.as_deref().or(place.branch.as_deref()))
+            .find_branch(
+                &place.project,
+                self.branch.as_deref().or(place.branch.as_deref()),
+            )
             .await?;
         let have = client.backup_schedule(&place.project, &b.id).await?;
         let (want, hour) = self.expected(cx);
@@ -1264,14 +1363,20 @@ impl Spec for NeonSnapshotAge {
     }
 
     fn summary(&self) -> String {
-        format!("the newest snapshot of {} is younger than {}", self.target, self.max)
+        format!(
+            "the newest snapshot of {} is younger than {}",
+            self.target, self.max
+        )
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
         let b = client
-            .find_branch(&place.project, self.branch.as_deref().or(place.branch.as_deref()))
+            .find_branch(
+                &place.project,
+                self.branch.as_deref().or(place.branch.as_deref()),
+            )
             .await?;
         let newest = client
             .snapshots(&place.project)
@@ -1378,7 +1483,10 @@ mod tests {
     #[test]
     fn points_parse_as_times_or_lsns() {
         let now = Utc::now();
-        assert_eq!(Point::parse("0/1de2850", now), Ok(Point::Lsn("0/1DE2850".into())));
+        assert_eq!(
+            Point::parse("0/1de2850", now),
+            Ok(Point::Lsn("0/1DE2850".into()))
+        );
         assert_eq!(
             Point::parse("now-1h", now),
             Ok(Point::Time(now - chrono::Duration::hours(1)))
@@ -1391,11 +1499,17 @@ mod tests {
         let now = Utc::now();
         let p = project(86_400);
         let inside = Point::Time(now - chrono::Duration::hours(23));
-        assert!(within_window(&p, &inside, now).expect("inside").contains("1h to spare"));
+        assert!(within_window(&p, &inside, now)
+            .expect("inside")
+            .contains("inside the 24h restore window (1h00m to spare)"));
         let old = Point::Time(now - chrono::Duration::hours(25));
-        assert!(within_window(&p, &old, now).expect_err("old").contains("outside project p's restore window of 1d"));
+        assert!(within_window(&p, &old, now)
+            .expect_err("old")
+            .contains("outside project p's restore window of 24h"));
         assert!(within_window(&p, &Point::Time(now + chrono::Duration::minutes(1)), now).is_err());
-        assert!(within_window(&project(0), &inside, now).expect_err("off").contains("disabled"));
+        assert!(within_window(&project(0), &inside, now)
+            .expect_err("off")
+            .contains("disabled"));
     }
 
     #[test]

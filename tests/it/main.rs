@@ -5,6 +5,8 @@ mod compare;
 mod engine;
 mod fuzz;
 mod local;
+mod neon;
+mod neon_fake;
 mod run;
 mod schema;
 mod sql;

@@ -118,7 +118,7 @@ fn process_alive(pid: &str) -> bool {
 
 /// Starts `run` with stderr piped, waits until `ready` appears in the progress, then sends
 /// SIGINT `times` times (each after the line `then` appears, if given).
-fn interrupt(cli: &Cli, ready: &str, second: Option<&str>) -> (i32, String) {
+pub(crate) fn interrupt(cli: &Cli, ready: &str, second: Option<&str>) -> (i32, String) {
     let mut child = cli
         .command()
         .stderr(Stdio::piped())
