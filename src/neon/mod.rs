@@ -256,6 +256,20 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, NeonError> {
+        self.call_retrying(method, path, query, body, true).await
+    }
+
+    /// [`Client::call`]; with `resend_on_503` false a 503 is returned to the caller instead of
+    /// retried, for creates that must look before they send again (a proxy may answer 503
+    /// after the request was carried out).
+    async fn call_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        resend_on_503: bool,
+    ) -> Result<Value, NeonError> {
         let safe = method == Method::GET;
         let mut attempt = 0u32;
         let mut get_failures = 0u32;
@@ -339,7 +353,8 @@ impl Client {
                     message: format!("not JSON ({e})"),
                 });
             }
-            let always_retryable = matches!(status, 423 | 503 | 429);
+            let always_retryable =
+                matches!(status, 423 | 429) || (status == 503 && (safe || resend_on_503));
             if always_retryable && attempt + 1 < RETRYABLE_ATTEMPTS {
                 let delay = match (status, wait) {
                     (429, Some(w)) => w.min(RETRY_AFTER_CAP),
@@ -396,9 +411,24 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, NeonError> {
+        self.mutate_retrying(project, method, path, query, body, true)
+            .await
+    }
+
+    async fn mutate_retrying(
+        &self,
+        project: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        resend_on_503: bool,
+    ) -> Result<Value, NeonError> {
         let lock = project_lock(project);
         let _guard = lock.lock().await;
-        let value = self.call(method, path, query, body).await?;
+        let value = self
+            .call_retrying(method, path, query, body, resend_on_503)
+            .await?;
         let ops: Vec<Operation> = value
             .get("operations")
             .cloned()
@@ -594,16 +624,47 @@ impl Client {
         decode(&v, "endpoints", &path)
     }
 
-    /// Creates a branch (body as in `createProjectBranch`) and waits for its operations.
+    /// Creates a branch (body as in `createProjectBranch`) and waits for its operations. A
+    /// 503 is resent only after re-reading that no branch of that name exists; if one does,
+    /// the 503 is returned and the caller adopts the branch.
     pub async fn create_branch(
         &self,
         project: &str,
         body: &Value,
     ) -> Result<BranchResponse, NeonError> {
         let path = format!("/projects/{}/branches", enc(project));
-        let v = self
-            .mutate(project, Method::POST, &path, &[], Some(body))
-            .await?;
+        let name = body
+            .pointer("/branch/name")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let mut attempt = 0;
+        let v = loop {
+            match self
+                .mutate_retrying(
+                    project,
+                    Method::POST,
+                    &path,
+                    &[],
+                    Some(body),
+                    name.is_none(),
+                )
+                .await
+            {
+                Err(e) if e.status() == Some(503) && attempt + 1 < RETRYABLE_ATTEMPTS => {
+                    if let Some(n) = &name {
+                        if self.branch_named(project, n).await?.is_some() {
+                            return Err(e);
+                        }
+                    }
+                    tracing_note(&format!(
+                        "Neon API POST {path} → 503; no branch was created, sending it again"
+                    ));
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                other => break other?,
+            }
+        };
         serde_json::from_value(v).map_err(|e| NeonError::Decode {
             path,
             message: e.to_string(),

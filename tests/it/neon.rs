@@ -558,10 +558,12 @@ fn schema_diff_shows_a_migration_made_after_the_point_in_time() {
         neon.create_branch: { target: production, at: "{{ params.t }}" }
       - id: same-now
         neon.schema_diff: { target: production, branch: main }
-      - id: diff
-        neon.schema_diff: { target: production, branch: "{{ steps.branch.id }}" }
       - id: uri
         neon.connection_uri: { target: production, branch: "{{ steps.branch.name }}" }
+      - id: connect
+        sql: { db: "{{ steps.uri.connection_uri }}", query: SELECT count(*) AS n FROM orders, expect: { value: 3 } }
+      - id: diff
+        neon.schema_diff: { target: production, branch: "{{ steps.branch.id }}" }
 "#,
     );
     let r = cli(&fake, &yaml)
@@ -578,6 +580,7 @@ fn schema_diff_shows_a_migration_made_after_the_point_in_time() {
     r.code(1);
     let rec = r.json();
     assert_eq!(step(&rec, "same-now")["outputs"]["identical"], true);
+    assert_eq!(step(&rec, "connect")["status"], "passed");
     let diff = step(&rec, "diff");
     assert!(
         diff["error"].as_str().is_some_and(|e| e.contains("coupon")),
@@ -608,4 +611,100 @@ fn set_default_branch_moves_the_default() {
         .filter_map(|b| b["name"].as_str().map(str::to_owned))
         .collect();
     assert_eq!(default, ["next-main"]);
+}
+
+#[test]
+fn a_503_after_the_create_happened_is_not_answered_with_a_second_branch() {
+    let fake = FakeNeon::start(Options::default());
+    fake.inject(Fault {
+        method: "POST",
+        path_contains: "/branches".into(),
+        status: 503,
+        times: 1,
+        retry_after: None,
+        apply: true,
+    });
+    fake.inject(Fault {
+        method: "POST",
+        path_contains: "/branches".into(),
+        status: 503,
+        times: 2,
+        retry_after: None,
+        apply: false,
+    });
+    let yaml = runbook(
+        "drill",
+        "      - id: branch\n        neon.create_branch: { target: production }\n      - id: second\n        neon.create_branch: { target: production }\n",
+    );
+    let r = cli(&fake, &yaml).args(["run", "runbook.yaml", "p"]).run();
+    r.code(0);
+    // the first create happened despite its 503 and was adopted; the second was refused
+    // twice and then sent again
+    assert_eq!(creates(&fake), 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("no branch was created, sending it again"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(branch_names(&fake), ["main"]);
+}
+
+#[test]
+fn the_branch_limit_is_reported_with_neons_code() {
+    let fake = FakeNeon::start(Options {
+        branches_limit: 1,
+        ..Options::default()
+    });
+    let yaml = runbook(
+        "drill",
+        "      - id: branch\n        neon.create_branch: { target: production }\n",
+    );
+    let r = cli(&fake, &yaml)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(1);
+    let err = step(&r.json(), "branch")["error"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    assert!(err.contains("BRANCHES_LIMIT_EXCEEDED"), "{err}");
+    assert_eq!(branch_names(&fake), ["main"]);
+}
+
+#[test]
+fn the_shipped_snapshot_restore_replaces_main_when_finalized() {
+    let fake = FakeNeon::start(Options::default());
+    orders(&fake, 4, 0);
+    fake.add_snapshot(chrono::Utc::now());
+    fake.psql(
+        "main",
+        "INSERT INTO orders (status) VALUES ('after-snapshot')",
+    );
+    let r = cli(&fake, &shipped())
+        .args([
+            "run",
+            "runbook.yaml",
+            "snapshot-restore",
+            "--param",
+            "finalize=true",
+            "--yes",
+            "--format",
+            "json",
+        ])
+        .run();
+    r.code(0);
+    let rec = r.json();
+    assert_eq!(step(&rec, "replace")["status"], "passed");
+    assert_eq!(step(&rec, "validate")["status"], "passed");
+    // main (by name) now holds the snapshot's data; the replaced branch is kept
+    assert_eq!(fake.psql("main", "SELECT count(*) FROM orders"), "4");
+    let names = branch_names(&fake);
+    assert!(
+        names.iter().any(|n| n.starts_with("main (old)")),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("snapshot-restore-")),
+        "{names:?}"
+    );
 }
