@@ -119,6 +119,10 @@ pub fn redactor(
         if let Some(v) = value.as_str() {
             if is_secret_name(name) {
                 r.add(v);
+                // what a client sends after trimming (e.g. the Neon API key)
+                if v.trim() != v {
+                    r.add(v.trim());
+                }
             } else {
                 // still masks a password inside a URL
                 r.add_url_password(v);

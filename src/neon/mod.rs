@@ -28,8 +28,13 @@ pub const DEFAULT_URL: &str = "https://console.neon.tech/api/v2";
 
 /// How long the operations of one call may run before drillbook gives up on them.
 const OPERATIONS_DEADLINE: Duration = Duration::from_secs(15 * 60);
-/// Attempts for responses Neon says are always safe to retry (423, 503) and for 429.
-const RETRYABLE_ATTEMPTS: u32 = 12;
+/// How long responses Neon says are always safe to retry (423, 503) and 429 are retried
+/// (a branch's own operations may hold the project locked for a while).
+const RETRY_DEADLINE: Duration = Duration::from_secs(5 * 60);
+/// Attempts for a create refused with 503 (each after re-reading that nothing was created).
+const RESEND_ATTEMPTS: u32 = 8;
+/// Pages read from one list before giving up (a cursor that cycles must not loop forever).
+const MAX_PAGES: usize = 1000;
 /// Attempts for GETs after a network error or another 5xx.
 const GET_ATTEMPTS: u32 = 4;
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -109,10 +114,15 @@ impl NeonError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             NeonError::Config(_) | NeonError::Network { .. } | NeonError::Uncertain { .. } => true,
-            NeonError::Api { status, .. } => {
-                matches!(status, 401 | 403 | 423 | 429) || *status >= 500
+            // a plan limit stops the run before it could prove anything
+            NeonError::Api { status, code, .. } => {
+                matches!(status, 401 | 403 | 423 | 429)
+                    || *status >= 500
+                    || code.ends_with("BRANCHES_LIMIT_EXCEEDED")
             }
-            NeonError::Operation { .. } | NeonError::Decode { .. } => false,
+            // a response not as documented, or an operation that never ended
+            NeonError::Decode { .. } => true,
+            NeonError::Operation { status, .. } => status.starts_with("still "),
         }
     }
 }
@@ -273,6 +283,7 @@ impl Client {
         let safe = method == Method::GET;
         let mut attempt = 0u32;
         let mut get_failures = 0u32;
+        let began = tokio::time::Instant::now();
         loop {
             let mut url = format!("{}{path}", self.base);
             if !query.is_empty() {
@@ -355,11 +366,8 @@ impl Client {
             }
             let always_retryable =
                 matches!(status, 423 | 429) || (status == 503 && (safe || resend_on_503));
-            if always_retryable && attempt + 1 < RETRYABLE_ATTEMPTS {
-                let delay = match (status, wait) {
-                    (429, Some(w)) => w.min(RETRY_AFTER_CAP),
-                    _ => backoff(attempt),
-                };
+            if always_retryable && began.elapsed() < RETRY_DEADLINE {
+                let delay = wait.map_or_else(|| backoff(attempt), |w| w.min(RETRY_AFTER_CAP));
                 attempt += 1;
                 tracing_note(&format!(
                     "Neon API {method} {path} → {status}; retrying in {}",
@@ -443,6 +451,52 @@ impl Client {
         Ok(value)
     }
 
+    /// A mutation that must not happen twice (a create, a restore). Neon's retryable answers
+    /// (423, 429) are retried as always; after a 503, another server error or a lost
+    /// response, `happened` re-reads state first: `Ok(None)` when the change turns out to
+    /// have been made (the caller reads the result back), a resend when a 503 left nothing
+    /// behind, the error otherwise.
+    pub async fn mutate_checked<F, Fut>(
+        &self,
+        project: &str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+        happened: F,
+    ) -> Result<Option<Value>, NeonError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<bool, NeonError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            match self
+                .mutate_retrying(project, method.clone(), path, query, body, false)
+                .await
+            {
+                Ok(v) => return Ok(Some(v)),
+                Err(e)
+                    if matches!(e, NeonError::Uncertain { .. })
+                        || e.status().is_some_and(|s| s >= 500) =>
+                {
+                    if happened().await? {
+                        return Ok(None);
+                    }
+                    if e.status() != Some(503) || attempt + 1 >= RESEND_ATTEMPTS {
+                        return Err(e);
+                    }
+                    tracing_note(&format!(
+                        "Neon API {method} {path} → 503; nothing was changed, sending it again"
+                    ));
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Polls each operation until it has finished; a failed one is an error naming it.
     pub async fn wait_operations(&self, project: &str, ops: &[Operation]) -> Result<(), NeonError> {
         let started = tokio::time::Instant::now();
@@ -506,8 +560,15 @@ impl Client {
         let path = format!("/projects/{}/branches", enc(project));
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
-            let mut q = vec![("limit", LIMIT.to_string())];
+            // a stable order: paging by `updated_at` (the default) can skip a branch that
+            // changes while the list is read
+            let mut q = vec![
+                ("limit", LIMIT.to_string()),
+                ("sort_by", "created_at".to_owned()),
+                ("sort_order", "asc".to_owned()),
+            ];
             if let Some(s) = search {
                 q.push(("search", s.to_owned()));
             }
@@ -524,7 +585,9 @@ impl Client {
                 .filter(|c| !c.is_empty())
                 .map(str::to_owned);
             match next {
-                Some(c) if n == LIMIT && cursor.as_deref() != Some(&c) => cursor = Some(c),
+                Some(c) if n == LIMIT && seen.len() < MAX_PAGES && seen.insert(c.clone()) => {
+                    cursor = Some(c);
+                }
                 _ => return Ok(out),
             }
         }
@@ -536,6 +599,7 @@ impl Client {
         let path = format!("/projects/{}/operations", enc(project));
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
         loop {
             let mut q = vec![("limit", LIMIT.to_string())];
             if let Some(c) = &cursor {
@@ -551,7 +615,9 @@ impl Client {
                 .filter(|c| !c.is_empty())
                 .map(str::to_owned);
             match next {
-                Some(c) if n == LIMIT && cursor.as_deref() != Some(&c) => cursor = Some(c),
+                Some(c) if n == LIMIT && seen.len() < MAX_PAGES && seen.insert(c.clone()) => {
+                    cursor = Some(c);
+                }
                 _ => return Ok(out),
             }
         }
@@ -637,33 +703,21 @@ impl Client {
             .pointer("/branch/name")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let mut attempt = 0;
-        let v = loop {
-            match self
-                .mutate_retrying(
-                    project,
-                    Method::POST,
-                    &path,
-                    &[],
-                    Some(body),
-                    name.is_none(),
-                )
-                .await
-            {
-                Err(e) if e.status() == Some(503) && attempt + 1 < RETRYABLE_ATTEMPTS => {
-                    if let Some(n) = &name {
-                        if self.branch_named(project, n).await?.is_some() {
-                            return Err(e);
-                        }
-                    }
-                    tracing_note(&format!(
-                        "Neon API POST {path} → 503; no branch was created, sending it again"
-                    ));
-                    tokio::time::sleep(backoff(attempt)).await;
-                    attempt += 1;
-                }
-                other => break other?,
+        let exists = || async {
+            match &name {
+                Some(n) => self.branch_named(project, n).await.map(|b| b.is_some()),
+                None => Ok(false),
             }
+        };
+        let Some(v) = self
+            .mutate_checked(project, Method::POST, &path, &[], Some(body), exists)
+            .await?
+        else {
+            return Err(NeonError::Uncertain {
+                method: "POST".into(),
+                path,
+                reason: "Neon answered with an error, but the branch exists".into(),
+            });
         };
         serde_json::from_value(v).map_err(|e| NeonError::Decode {
             path,

@@ -455,6 +455,7 @@ step_kinds! {
     NeonConnectionUri("neon.connection_uri") => neon::NeonConnectionUri,
     NeonCreateSnapshot("neon.create_snapshot") => neon::NeonCreateSnapshot,
     NeonRestoreSnapshot("neon.restore_snapshot") => neon::NeonRestoreSnapshot,
+    NeonFinalizeRestore("neon.finalize_restore") => neon::NeonFinalizeRestore,
     NeonDeleteSnapshot("neon.delete_snapshot") => neon::NeonDeleteSnapshot,
     NeonSchemaDiff("neon.schema_diff") => neon::NeonSchemaDiff,
     NeonRetention("neon.retention") => neon::NeonRetention,

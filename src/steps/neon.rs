@@ -95,6 +95,12 @@ pub(crate) fn client() -> Result<Client, StepError> {
     Client::from_env().map_err(StepError::from)
 }
 
+/// A time as sent to Neon: RFC 3339 UTC with microseconds (PostgreSQL's resolution; a
+/// relative time resolved from the clock has nanoseconds nobody can restore to).
+pub fn wire_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// A point in a branch's history: a time or a WAL position.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Point {
@@ -131,11 +137,15 @@ impl Point {
     /// The value Neon gets: RFC 3339 UTC for times, the LSN as written.
     pub fn wire(&self) -> String {
         match self {
-            Point::Time(t) => rfc3339_precise(*t),
+            Point::Time(t) => wire_time(*t),
             Point::Lsn(l) => l.clone(),
         }
     }
 }
+
+/// A point this close to the old edge of the window is refused: by the time the request
+/// reaches Neon it may have left the window.
+const EDGE_MINUTES: i64 = 5;
 
 /// Whether `point` lies inside the project's restore window now: `Ok(text)` says how far
 /// inside, `Err(text)` why not.
@@ -156,7 +166,15 @@ pub fn within_window(
         return Err(format!("{} is in the future", rfc3339_precise(*t)));
     }
     let oldest = now - chrono::Duration::seconds(retention);
-    if *t < oldest {
+    if *t < oldest + chrono::Duration::minutes(EDGE_MINUTES) {
+        if *t >= oldest {
+            return Err(format!(
+                "{} is within {EDGE_MINUTES} minutes of the oldest restorable point of project {}'s {window} restore window ({}): it would fall out of the window before the run reaches it; choose a later point",
+                rfc3339_precise(*t),
+                project.id,
+                rfc3339(oldest)
+            ));
+        }
         return Err(format!(
             "{} is outside project {}'s restore window of {window} (the oldest restorable point is {})",
             rfc3339_precise(*t),
@@ -180,15 +198,15 @@ async fn checked_point(client: &Client, project: &str, at: &str) -> Result<Point
     Ok(point)
 }
 
-/// Names for things drillbook creates: unique per run and step.
-fn default_name(cx: &StepCx<'_>, what: &str) -> String {
-    let mut n = format!("drillbook-{}-{}", cx.run_id(), cx.step_id);
+/// The name of something a step creates: the one given, else `drillbook-<run>-<step>`;
+/// a retry adds `-<attempt>` (the failed attempt's is still there until the run's undo).
+fn created_name(cx: &StepCx<'_>, given: Option<&str>) -> String {
+    let mut n = given.map_or_else(
+        || format!("drillbook-{}-{}", cx.run_id(), cx.step_id),
+        str::to_owned,
+    );
     if cx.attempt > 1 {
         n.push_str(&format!("-{}", cx.attempt));
-    }
-    if !what.is_empty() {
-        n.push('-');
-        n.push_str(what);
     }
     n
 }
@@ -239,10 +257,18 @@ fn insert_branch(out: &mut Outputs, b: &Branch) {
 /// ready.
 async fn wait_ready(client: &Client, project: &str, id: &str) -> Result<Branch, StepError> {
     let mut pause = std::time::Duration::from_millis(200);
+    let began = tokio::time::Instant::now();
     loop {
         let b = client.find_branch(project, Some(id)).await?;
-        if b.current_state.as_deref() == Some("ready") && b.pending_state.is_none() {
+        let settled = b.pending_state.as_deref().is_none_or(str::is_empty);
+        if b.current_state.as_deref() == Some("ready") && settled {
             return Ok(b);
+        }
+        if began.elapsed() > std::time::Duration::from_secs(15 * 60) {
+            return Err(StepError::unavailable(format!(
+                "branch {id} is still {} after 15 minutes",
+                b.current_state.as_deref().unwrap_or("not ready")
+            )));
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(std::time::Duration::from_secs(2));
@@ -264,38 +290,54 @@ fn slot_set(slot: &Slot, id: &str) {
         .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(id.to_owned());
 }
 
-/// Deletes a branch drillbook created: by id when known, else by its unique name (the
-/// create may have been interrupted before its response came back).
+/// Deletes a branch drillbook created: by id when known, and every branch of its unique
+/// name (the create may have been interrupted before its response came back, or a lost
+/// response may have hidden a second one). When nothing is found yet, looks once more after
+/// a moment: an interrupted create may still be reaching Neon.
 pub async fn undo_branch(project: &str, name: &str, id: &Slot) -> Result<(), StepError> {
     let client = client()?;
-    let id = match slot_get(id) {
-        Some(id) => id,
-        None => match client.branch_named(project, name).await? {
-            Some(b) => b.id,
-            None => return Ok(()),
-        },
+    let mut ids: Vec<String> = slot_get(id).into_iter().collect();
+    let named = |c: &Client| {
+        let c = c.clone();
+        async move {
+            Ok::<_, StepError>(
+                c.branches(project, Some(name))
+                    .await?
+                    .into_iter()
+                    .filter(|b| b.name == name)
+                    .map(|b| b.id)
+                    .collect::<Vec<_>>(),
+            )
+        }
     };
-    client
-        .delete_branch(project, &id)
-        .await
-        .map_err(StepError::from)
+    let mut found = named(&client).await?;
+    if found.is_empty() && ids.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        found = named(&client).await?;
+    }
+    for f in found {
+        if !ids.contains(&f) {
+            ids.push(f);
+        }
+    }
+    for id in ids {
+        client.delete_branch(project, &id).await?;
+    }
+    Ok(())
 }
 
 pub async fn undo_snapshot(project: &str, name: &str, id: &Slot) -> Result<(), StepError> {
     let client = client()?;
-    let id = match slot_get(id) {
-        Some(id) => id,
-        None => match client
-            .snapshots(project)
-            .await?
-            .into_iter()
-            .find(|s| s.name == name)
-        {
-            Some(s) => s.id,
-            None => return Ok(()),
-        },
-    };
-    delete_snapshot(&client, project, &id).await
+    let mut ids: Vec<String> = slot_get(id).into_iter().collect();
+    for s in client.snapshots(project).await? {
+        if s.name == name && !ids.contains(&s.id) {
+            ids.push(s.id);
+        }
+    }
+    for id in ids {
+        delete_snapshot(&client, project, &id).await?;
+    }
+    Ok(())
 }
 
 async fn delete_snapshot(client: &Client, project: &str, id: &str) -> Result<(), StepError> {
@@ -391,7 +433,7 @@ impl Spec for NeonCreateBranch {
         let parent = client
             .find_branch(&project, self.from.as_deref().or(place.branch.as_deref()))
             .await?;
-        let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        let name = created_name(cx, self.name.as_deref());
         if let Some(existing) = client.branch_named(&project, &name).await? {
             return Err(StepError::failed(format!(
                 "a branch named `{name}` already exists ({}); give the step a new `name`",
@@ -410,7 +452,7 @@ impl Spec for NeonCreateBranch {
         }
         let mut branch = json!({ "parent_id": parent.id, "name": name });
         match &point {
-            Some(Point::Time(t)) => branch["parent_timestamp"] = rfc3339_precise(*t).into(),
+            Some(Point::Time(t)) => branch["parent_timestamp"] = wire_time(*t).into(),
             Some(Point::Lsn(l)) => branch["parent_lsn"] = l.clone().into(),
             None => {}
         }
@@ -490,7 +532,7 @@ impl Spec for NeonCreateBranch {
             .into(),
         );
         if let Some(Point::Time(t)) = &point {
-            out.insert("target_time".into(), rfc3339_precise(*t).into());
+            out.insert("target_time".into(), wire_time(*t).into());
         }
         out.insert("created_in_ms".into(), ms_since(clock));
         Ok(out)
@@ -570,25 +612,27 @@ impl Spec for NeonRestoreBranch {
             "preserve_under_name": preserve,
         });
         match &point {
-            Some(Point::Time(t)) => body["source_timestamp"] = rfc3339_precise(*t).into(),
+            Some(Point::Time(t)) => body["source_timestamp"] = wire_time(*t).into(),
             Some(Point::Lsn(l)) => body["source_lsn"] = l.clone().into(),
             None => {}
         }
         let path = Client::project_path(&project, &["branches", &target.id, "restore"]);
         let clock = tokio::time::Instant::now();
-        match client
-            .mutate(&project, reqwest::Method::POST, &path, &[], Some(&body))
-            .await
+        // restored after all when the preserved branch exists: never restore twice
+        let happened = || async { Ok(client.branch_named(&project, &preserve).await?.is_some()) };
+        if client
+            .mutate_checked(
+                &project,
+                reqwest::Method::POST,
+                &path,
+                &[],
+                Some(&body),
+                happened,
+            )
+            .await?
+            .is_none()
         {
-            Ok(_) => {}
-            Err(e @ NeonError::Uncertain { .. }) => {
-                // restored after all if the preserved branch now exists
-                if client.branch_named(&project, &preserve).await?.is_none() {
-                    return Err(e.into());
-                }
-                wait_ready(&client, &project, &target.id).await?;
-            }
-            Err(e) => return Err(e.into()),
+            wait_ready(&client, &project, &target.id).await?;
         }
         let restored = client.find_branch(&project, Some(&target.id)).await?;
         let mut out = Outputs::new();
@@ -823,7 +867,7 @@ impl Spec for NeonCreateSnapshot {
         let b = client
             .find_branch(&project, self.branch.as_deref().or(place.branch.as_deref()))
             .await?;
-        let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        let name = created_name(cx, self.name.as_deref());
         let snapshots = client.snapshots(&project).await?;
         if let Some(existing) = snapshots.iter().find(|s| s.name == name) {
             return Err(StepError::failed(format!(
@@ -843,19 +887,41 @@ impl Spec for NeonCreateSnapshot {
         }
         let mut q = vec![("name", name.clone())];
         match &point {
-            Some(Point::Time(t)) => q.push(("timestamp", rfc3339_precise(*t))),
+            Some(Point::Time(t)) => q.push(("timestamp", wire_time(*t))),
             Some(Point::Lsn(l)) => q.push(("lsn", l.clone())),
             None => {}
         }
-        if let Some(d) = self.expires_in {
-            q.push(("expires_at", rfc3339(Utc::now() + d.chrono())));
+        // a safety net: Neon removes a snapshot drillbook could not delete
+        let expires = self
+            .expires_in
+            .map(Duration::chrono)
+            .or_else(|| (!self.keep).then(|| chrono::Duration::days(1)));
+        if let Some(d) = expires {
+            q.push(("expires_at", rfc3339(Utc::now() + d)));
         }
         let path = Client::project_path(&project, &["branches", &b.id, "snapshot"]);
         let clock = tokio::time::Instant::now();
-        let v = client
-            .mutate(&project, reqwest::Method::POST, &path, &q, None)
-            .await?;
-        let snap: crate::neon::Snapshot = crate::neon::decode(&v, "snapshot", &path)?;
+        let named = || async {
+            Ok(client
+                .snapshots(&project)
+                .await?
+                .into_iter()
+                .find(|s| s.name == name))
+        };
+        let snap = match client
+            .mutate_checked(&project, reqwest::Method::POST, &path, &q, None, || async {
+                Ok(named().await?.is_some())
+            })
+            .await?
+        {
+            Some(v) => crate::neon::decode::<crate::neon::Snapshot>(&v, "snapshot", &path)?,
+            None => named().await?.unwrap_or_default(),
+        };
+        if snap.id.is_empty() {
+            return Err(StepError::unavailable(format!(
+                "Neon API {path}: the response names no snapshot id"
+            )));
+        }
         slot_set(&slot, &snap.id);
         let mut out = Outputs::new();
         out.insert("id".into(), snap.id.into());
@@ -948,7 +1014,7 @@ impl Spec for NeonRestoreSnapshot {
                 snapshots.len()
             ))
         })?;
-        let name = self.name.clone().unwrap_or_else(|| default_name(cx, ""));
+        let name = created_name(cx, self.name.as_deref());
         if let Some(existing) = client.branch_named(&project, &name).await? {
             return Err(StepError::failed(format!(
                 "a branch named `{name}` already exists ({}); give the step a new `name`",
@@ -972,15 +1038,58 @@ impl Spec for NeonRestoreSnapshot {
         });
         let path = Client::project_path(&project, &["snapshots", &snap.id, "restore"]);
         let clock = tokio::time::Instant::now();
-        let v = client
-            .mutate(&project, reqwest::Method::POST, &path, &[], Some(&body))
-            .await?;
-        let branch: Branch = crate::neon::decode(&v, "branch", &path)?;
+        // the new branch is named after the step (or the target's name once finalized)
+        let expect_name = if self.finalize {
+            into.name.clone()
+        } else {
+            name.clone()
+        };
+        let restored_branch = || async {
+            Ok::<_, NeonError>(
+                client
+                    .branches(&project, None)
+                    .await?
+                    .into_iter()
+                    .find(|b| {
+                        b.restored_from.as_deref() == Some(snap.id.as_str())
+                            && (b.name == name || b.name == expect_name)
+                    }),
+            )
+        };
+        let branch: Branch = match client
+            .mutate_checked(
+                &project,
+                reqwest::Method::POST,
+                &path,
+                &[],
+                Some(&body),
+                || async { Ok(restored_branch().await?.is_some()) },
+            )
+            .await?
+        {
+            Some(v) => crate::neon::decode(&v, "branch", &path)?,
+            None => restored_branch().await?.unwrap_or_default(),
+        };
+        if branch.id.is_empty() {
+            return Err(StepError::unavailable(format!(
+                "Neon API {path}: the response names no branch id"
+            )));
+        }
         slot_set(&slot, &branch.id);
-        let branch = client
-            .find_branch(&project, Some(&branch.id))
-            .await
-            .unwrap_or(branch);
+        let branch = wait_ready(&client, &project, &branch.id).await?;
+        if !self.finalize && !self.keep {
+            // a safety net: Neon removes the branch if drillbook cannot
+            let expires = json!({ "branch": { "expires_at": rfc3339(Utc::now() + chrono::Duration::days(1)) } });
+            client
+                .mutate(
+                    &project,
+                    reqwest::Method::PATCH,
+                    &Client::project_path(&project, &["branches", &branch.id]),
+                    &[],
+                    Some(&expires),
+                )
+                .await?;
+        }
         let mut out = Outputs::new();
         insert_branch(&mut out, &branch);
         out.insert("snapshot_id".into(), snap.id.clone().into());
@@ -990,7 +1099,22 @@ impl Spec for NeonRestoreSnapshot {
         if let Some(s) = &branch.restore_status {
             out.insert("restore_status".into(), s.clone().into());
         }
-        let endpoints = client.branch_endpoints(&project, &branch.id).await?;
+        let mut endpoints = client.branch_endpoints(&project, &branch.id).await?;
+        if endpoints.is_empty() && !self.finalize {
+            // a restored branch to inspect needs a compute to connect to
+            let body = json!({ "endpoint": { "branch_id": branch.id, "type": "read_write" } });
+            let v = client
+                .mutate(
+                    &project,
+                    reqwest::Method::POST,
+                    &Client::project_path(&project, &["endpoints"]),
+                    &[],
+                    Some(&body),
+                )
+                .await?;
+            endpoints.push(crate::neon::decode(&v, "endpoint", "/endpoints")?);
+            out.insert("endpoint_created".into(), true.into());
+        }
         if !endpoints.is_empty() {
             let (db, role) = database_and_role(
                 &client,
@@ -1006,6 +1130,82 @@ impl Spec for NeonRestoreSnapshot {
             out.insert("connection_uri".into(), uri.into());
         }
         out.insert("restored_in_ms".into(), ms_since(clock));
+        Ok(out)
+    }
+}
+
+/// `neon.finalize_restore`: completes a multi-step snapshot restore: the restored branch
+/// (from `neon.restore_snapshot` without `finalize`) takes the place of the branch it was
+/// restored onto — its computes, name and connection string; the replaced branch is kept
+/// (as `name`, default `<name> (old)`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NeonFinalizeRestore {
+    /// A `neon` target.
+    pub target: String,
+    /// The restored branch (name or id), e.g. `"{{ steps.restore.id }}"`.
+    pub branch: String,
+    /// New name for the replaced branch.
+    pub name: Option<String>,
+}
+
+impl Spec for NeonFinalizeRestore {
+    const TARGET_KINDS: &'static [&'static str] = &["neon"];
+    /// It replaces a branch (typically production).
+    const DESTRUCTIVE: bool = true;
+
+    fn target(&self) -> Option<&str> {
+        Some(&self.target)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "FINALIZE the snapshot restore {}: it replaces the branch it was restored onto",
+            self.branch
+        )
+    }
+
+    async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let place = place(cx, &self.target)?;
+        let client = client()?;
+        let project = place.project.clone();
+        let b = client.find_branch(&project, Some(&self.branch)).await?;
+        if b.restore_status.as_deref() != Some("restored") {
+            return Err(StepError::failed(format!(
+                "branch {} ({}) is not a snapshot restore waiting to be finalized (restore_status: {})",
+                b.name,
+                b.id,
+                b.restore_status.as_deref().unwrap_or("none")
+            )));
+        }
+        let body = self
+            .name
+            .as_ref()
+            .map_or_else(crate::neon::empty, |n| json!({ "name": n }));
+        let path = Client::project_path(&project, &["branches", &b.id, "finalize_restore"]);
+        let happened = || async {
+            let now = client.find_branch(&project, Some(&b.id)).await?;
+            Ok(now.restore_status.as_deref() != Some("restored"))
+        };
+        client
+            .mutate_checked(
+                &project,
+                reqwest::Method::POST,
+                &path,
+                &[],
+                Some(&body),
+                happened,
+            )
+            .await?;
+        let done = wait_ready(&client, &project, &b.id).await?;
+        let mut out = Outputs::new();
+        insert_branch(&mut out, &done);
+        if let Some(s) = &done.restore_status {
+            out.insert("restore_status".into(), s.clone().into());
+        }
+        if let Some(old) = &done.restored_as {
+            out.insert("replaced_id".into(), old.clone().into());
+        }
         Ok(out)
     }
 }
@@ -1113,7 +1313,7 @@ impl Spec for NeonSchemaDiff {
         let mut q = vec![("base_branch_id", base.id.clone()), ("db_name", db)];
         if let Some(at) = &self.at {
             match checked_point(&client, &project, at).await? {
-                Point::Time(t) => q.push(("timestamp", rfc3339_precise(t))),
+                Point::Time(t) => q.push(("timestamp", wire_time(t))),
                 Point::Lsn(l) => q.push(("lsn", l)),
             }
         }

@@ -642,7 +642,7 @@ fn a_503_after_the_create_happened_is_not_answered_with_a_second_branch() {
     // twice and then sent again
     assert_eq!(creates(&fake), 4, "{}", r.stderr);
     assert!(
-        r.stderr.contains("no branch was created, sending it again"),
+        r.stderr.contains("nothing was changed, sending it again"),
         "{}",
         r.stderr
     );
@@ -662,7 +662,8 @@ fn the_branch_limit_is_reported_with_neons_code() {
     let r = cli(&fake, &yaml)
         .args(["run", "runbook.yaml", "p", "--format", "json"])
         .run();
-    r.code(1);
+    // a plan limit stops the drill before it proved anything: could not run
+    r.code(3);
     let err = step(&r.json(), "branch")["error"]
         .as_str()
         .unwrap_or("")
@@ -703,8 +704,62 @@ fn the_shipped_snapshot_restore_replaces_main_when_finalized() {
         names.iter().any(|n| n.starts_with("main (old)")),
         "{names:?}"
     );
-    assert!(
-        names.iter().any(|n| n.starts_with("snapshot-restore-")),
-        "{names:?}"
+    assert_eq!(
+        names,
+        ["main", "main (old)"],
+        "the finalized branch took main's name"
     );
+}
+
+#[test]
+fn a_snapshot_restored_without_a_compute_gets_one_to_be_validated() {
+    let fake = FakeNeon::start(Options {
+        snapshot_restore_endpoint: false,
+        ..Options::default()
+    });
+    orders(&fake, 5, 0);
+    fake.add_snapshot(chrono::Utc::now());
+    let yaml = runbook(
+        "drill",
+        r#"      - id: restored
+        neon.restore_snapshot: { target: production, snapshot: latest }
+      - id: count
+        sql:
+          db: "{{ steps.restored.connection_uri }}"
+          query: SELECT count(*) AS n FROM orders
+          expect: { value: 5 }
+"#,
+    );
+    let r = cli(&fake, &yaml)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(0);
+    let rec = r.json();
+    assert_eq!(step(&rec, "restored")["outputs"]["endpoint_created"], true);
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|q| q.method == "POST" && q.path.ends_with("/endpoints") && q.status == 201));
+    // the restored branch got an expiry as a safety net, then was deleted
+    assert!(fake
+        .requests()
+        .iter()
+        .any(|q| q.method == "PATCH" && q.body.pointer("/branch/expires_at").is_some()));
+    assert_eq!(branch_names(&fake), ["main"]);
+}
+
+#[test]
+fn a_retried_create_gets_a_new_name_and_both_attempts_are_cleaned_up() {
+    let fake = FakeNeon::start(Options::default());
+    fake.fail_next_operation("create_branch");
+    let yaml = runbook(
+        "drill",
+        "      - id: branch\n        neon.create_branch: { target: production, name: drill-x }\n        retries: { attempts: 2, backoff: 1s }\n",
+    );
+    let r = cli(&fake, &yaml)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(0);
+    assert_eq!(step(&r.json(), "branch")["outputs"]["name"], "drill-x-2");
+    assert_eq!(branch_names(&fake), ["main"]);
 }

@@ -106,6 +106,9 @@ pub struct Options {
     pub lock_423: bool,
     /// The initial backup schedule of the default branch (`BackupScheduleItem` objects).
     pub schedule: Vec<Value>,
+    /// A snapshot restore that is not finalized gets a compute of its own (when false the
+    /// new branch has none until one is created with `POST /endpoints`).
+    pub snapshot_restore_endpoint: bool,
 }
 
 impl Default for Options {
@@ -121,6 +124,7 @@ impl Default for Options {
             operation_ms: 100,
             lock_423: true,
             schedule: Vec::new(),
+            snapshot_restore_endpoint: true,
         }
     }
 }
@@ -1606,6 +1610,10 @@ async fn route(app: &App, method: &Method, segs: &[String], q: &str, body: &Byte
             put_schedule(app, b, body)
         }
         ("POST", ["branches", b, "snapshot"]) => create_snapshot(app, b, q, body).await,
+        ("POST", ["endpoints"]) => {
+            none(q)?;
+            create_endpoint(app, body)
+        }
         ("GET", ["endpoints"]) => {
             none(q)?;
             let st = app.st();
@@ -2539,6 +2547,66 @@ async fn restore_branch(app: &App, target_id: &str, body: &Bytes) -> Res {
     ok(resp)
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointCreateRequest {
+    endpoint: EndpointCreate,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // fields are accepted (the spec allows them) but not modelled
+struct EndpointCreate {
+    branch_id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    region_id: Option<String>,
+    settings: Option<Value>,
+    autoscaling_limit_min_cu: Option<f64>,
+    autoscaling_limit_max_cu: Option<f64>,
+    provisioner: Option<String>,
+    pooler_mode: Option<String>,
+    disabled: Option<bool>,
+    suspend_timeout_seconds: Option<i64>,
+    name: Option<String>,
+}
+
+/// `POST /projects/{p}/endpoints`: a read-write compute for a branch that has none (201).
+fn create_endpoint(app: &App, body: &Bytes) -> Res {
+    let req: EndpointCreateRequest = decode_req(body)?;
+    let e = req.endpoint;
+    if e.kind != "read_write" && e.kind != "read_only" {
+        return Err(bad(format!(
+            "endpoint type `{}` is not read_write or read_only",
+            e.kind
+        )));
+    }
+    if e.kind == "read_only" {
+        return Err(bad("the fake serves read_write endpoints only"));
+    }
+    let mut st = app.st();
+    st.branch(&e.branch_id)
+        .ok_or_else(|| no_branch(&e.branch_id))?;
+    if !st.endpoint_ids(&e.branch_id).is_empty() {
+        return Err(bad(format!(
+            "branch {} already has a read_write endpoint",
+            e.branch_id
+        )));
+    }
+    let now = Utc::now();
+    let ep = st.new_endpoint(&e.branch_id, now);
+    let (ops, _) = st.add_ops(vec![op("start_compute", &e.branch_id, Some(&ep.id))]);
+    let resp = json!({
+        "endpoint": endpoint_json(&app.opts, &ep),
+        "operations": st.ops_json(&app.opts, &ops)
+    });
+    st.endpoints.push(ep);
+    app.relink(&st);
+    drop(st);
+    spawn_job(app, ops, async { Ok(()) });
+    Ok(Reply::Json(201, resp))
+}
+
 fn set_default(app: &App, id: &str) -> Res {
     let mut st = app.st();
     let b = st.branch(id).ok_or_else(|| no_branch(id))?;
@@ -2980,11 +3048,12 @@ fn restore_snapshot(app: &App, snap_id: &str, q: &str, body: &Bytes) -> Res {
             specs.extend(moved.iter().map(|e| op("suspend_compute", t, Some(e))));
             specs.extend(moved.iter().map(|e| op("start_compute", &id, Some(e))));
         }
-        _ => {
+        _ if app.opts.snapshot_restore_endpoint => {
             let ep = st.new_endpoint(&id, now);
             specs.push(op("start_compute", &id, Some(&ep.id)));
             endpoint = Some(ep);
         }
+        _ => {}
     }
     let (ops, doomed) = st.add_ops(specs);
     if doomed {
