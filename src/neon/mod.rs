@@ -900,7 +900,21 @@ mod tests {
             e.to_string(),
             "Neon API POST /projects/p/branches → HTTP 422: branches limit exceeded (code BRANCHES_LIMIT_EXCEEDED, request_id r-1)"
         );
-        assert!(!e.is_unavailable());
+        // a plan limit: the run could not be carried out
+        assert!(e.is_unavailable());
+        let out_of_window = NeonError::Api {
+            method: "POST".into(),
+            path: "/projects/p/branches".into(),
+            status: 400,
+            code: String::new(),
+            message: "timestamp is outside the restore window".into(),
+            request_id: None,
+        };
+        assert!(!out_of_window.is_unavailable());
+        assert_eq!(
+            out_of_window.to_string(),
+            "Neon API POST /projects/p/branches → HTTP 400: timestamp is outside the restore window"
+        );
         let c = Client::new("http://127.0.0.1:1/api/v2", "secret-key").expect("client");
         assert!(!format!("{c:?}").contains("secret-key"));
     }
