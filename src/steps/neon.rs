@@ -329,9 +329,25 @@ pub async fn undo_branch(project: &str, name: &str, id: &Slot) -> Result<(), Ste
 pub async fn undo_snapshot(project: &str, name: &str, id: &Slot) -> Result<(), StepError> {
     let client = client()?;
     let mut ids: Vec<String> = slot_get(id).into_iter().collect();
-    for s in client.snapshots(project).await? {
-        if s.name == name && !ids.contains(&s.id) {
-            ids.push(s.id);
+    let named = || async {
+        Ok::<_, StepError>(
+            client
+                .snapshots(project)
+                .await?
+                .into_iter()
+                .filter(|s| s.name == name)
+                .map(|s| s.id)
+                .collect::<Vec<_>>(),
+        )
+    };
+    let mut found = named().await?;
+    if found.is_empty() && ids.is_empty() {
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        found = named().await?;
+    }
+    for f in found {
+        if !ids.contains(&f) {
+            ids.push(f);
         }
     }
     for id in ids {
@@ -1103,16 +1119,23 @@ impl Spec for NeonRestoreSnapshot {
         if endpoints.is_empty() && !self.finalize {
             // a restored branch to inspect needs a compute to connect to
             let body = json!({ "endpoint": { "branch_id": branch.id, "type": "read_write" } });
-            let v = client
-                .mutate(
+            let has_one = || async {
+                Ok(!client
+                    .branch_endpoints(&project, &branch.id)
+                    .await?
+                    .is_empty())
+            };
+            client
+                .mutate_checked(
                     &project,
                     reqwest::Method::POST,
                     &Client::project_path(&project, &["endpoints"]),
                     &[],
                     Some(&body),
+                    has_one,
                 )
                 .await?;
-            endpoints.push(crate::neon::decode(&v, "endpoint", "/endpoints")?);
+            endpoints = client.branch_endpoints(&project, &branch.id).await?;
             out.insert("endpoint_created".into(), true.into());
         }
         if !endpoints.is_empty() {
@@ -1177,6 +1200,29 @@ impl Spec for NeonFinalizeRestore {
                 b.id,
                 b.restore_status.as_deref().unwrap_or("none")
             )));
+        }
+        // once finalized the branch serves production: this run must no longer delete it, and
+        // its safety-net expiry must go
+        cx.undo
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|u| match u {
+                Undo::NeonBranch { name, id, .. } => {
+                    *name != b.name && slot_get(id).as_deref() != Some(b.id.as_str())
+                }
+                _ => true,
+            });
+        if b.expires_at.is_some() {
+            let clear = json!({ "branch": { "expires_at": null } });
+            client
+                .mutate(
+                    &project,
+                    reqwest::Method::PATCH,
+                    &Client::project_path(&project, &["branches", &b.id]),
+                    &[],
+                    Some(&clear),
+                )
+                .await?;
         }
         let body = self
             .name

@@ -763,3 +763,31 @@ fn a_retried_create_gets_a_new_name_and_both_attempts_are_cleaned_up() {
     assert_eq!(step(&r.json(), "branch")["outputs"]["name"], "drill-x-2");
     assert_eq!(branch_names(&fake), ["main"]);
 }
+
+#[test]
+fn a_finalized_restore_is_production_and_is_never_deleted_by_the_run() {
+    let fake = FakeNeon::start(Options::default());
+    orders(&fake, 2, 0);
+    fake.add_snapshot(chrono::Utc::now());
+    let yaml = runbook(
+        "recovery",
+        r#"      - id: restored
+        neon.restore_snapshot: { target: production, snapshot: latest }
+      - id: finalize
+        neon.finalize_restore: { target: production, branch: "{{ steps.restored.id }}" }
+"#,
+    );
+    let r = cli(&fake, &yaml)
+        .args(["run", "runbook.yaml", "p", "--yes", "--format", "json"])
+        .run();
+    r.code(0);
+    let main: Vec<serde_json::Value> = fake
+        .branches()
+        .into_iter()
+        .filter(|b| b["name"] == "main")
+        .collect();
+    assert_eq!(main.len(), 1, "{:?}", branch_names(&fake));
+    assert_eq!(main[0]["restore_status"], "finalized");
+    assert!(main[0]["expires_at"].is_null(), "{:#}", main[0]);
+    assert_eq!(fake.psql("main", "SELECT count(*) FROM orders"), "2");
+}

@@ -29,7 +29,8 @@
 //! - Point-in-time history exists only for the project's original root branch (the instance
 //!   created at start; after a restore onto itself it travels with the preserved branch).
 //!   Every other branch, including a restored `main`, refuses timestamps and LSNs with 400.
-//! - No `read_only` endpoints, no endpoint create/start/suspend calls, no `schema-only` or
+//! - No `read_only` endpoints, no endpoint start/suspend calls (`POST /endpoints` creates a
+//!   read_write compute), no `schema-only` or
 //!   archived branches, no role or database management, no soft-delete recovery; one role
 //!   (`neondb_owner`) and one database (`neondb`) per branch. `neondb_owner` is a superuser
 //!   here (Neon's is not), so that it can use and drop what [`FakeNeon::psql`] (which runs
