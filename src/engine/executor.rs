@@ -151,6 +151,21 @@ pub fn needed_env(runbook: &Runbook, procedure: &Procedure) -> BTreeSet<String> 
     names
 }
 
+/// The env vars the procedure reads: those set, and the names of those missing.
+fn read_env(runbook: &Runbook, procedure: &Procedure) -> (Map<String, Value>, Vec<String>) {
+    let mut env = Map::new();
+    let mut missing = Vec::new();
+    for name in needed_env(runbook, procedure) {
+        match std::env::var(&name) {
+            Ok(v) => {
+                env.insert(name, Value::String(v));
+            }
+            Err(_) => missing.push(name),
+        }
+    }
+    (env, missing)
+}
+
 /// Everything one run needs while it goes.
 struct Run<'a> {
     runbook: &'a Runbook,
@@ -182,16 +197,7 @@ pub async fn preflight(
         .iter()
         .map(|(k, v)| (k.clone(), v.resolve(now)))
         .collect();
-    let mut env = Map::new();
-    let mut missing = Vec::new();
-    for name in needed_env(runbook, procedure) {
-        match std::env::var(&name) {
-            Ok(v) => {
-                env.insert(name, Value::String(v));
-            }
-            Err(_) => missing.push(name),
-        }
-    }
+    let (env, missing) = read_env(runbook, procedure);
     if !missing.is_empty() {
         return Err(RunError::MissingEnv(missing));
     }
@@ -222,16 +228,7 @@ pub async fn run(
         .map(|(k, v)| (k.clone(), v.resolve(started_at)))
         .collect();
 
-    let mut env = Map::new();
-    let mut missing = Vec::new();
-    for name in needed_env(runbook, procedure) {
-        match std::env::var(&name) {
-            Ok(v) => {
-                env.insert(name, Value::String(v));
-            }
-            Err(_) => missing.push(name),
-        }
-    }
+    let (env, missing) = read_env(runbook, procedure);
     if !missing.is_empty() && !opts.dry_run {
         return Err(RunError::MissingEnv(missing));
     }

@@ -551,71 +551,62 @@ impl Client {
     }
 
     /// Every branch (following `pagination.next`), optionally filtered by Neon's `search`.
+    /// Read oldest first: paging by `updated_at` (the default) can skip a branch that changes
+    /// while the list is read.
     pub async fn branches(
         &self,
         project: &str,
         search: Option<&str>,
     ) -> Result<Vec<Branch>, NeonError> {
-        const LIMIT: usize = 100;
-        let path = format!("/projects/{}/branches", enc(project));
-        let mut out = Vec::new();
-        let mut cursor: Option<String> = None;
-        let mut seen = std::collections::HashSet::new();
-        loop {
-            // a stable order: paging by `updated_at` (the default) can skip a branch that
-            // changes while the list is read
-            let mut q = vec![
-                ("limit", LIMIT.to_string()),
-                ("sort_by", "created_at".to_owned()),
-                ("sort_order", "asc".to_owned()),
-            ];
-            if let Some(s) = search {
-                q.push(("search", s.to_owned()));
-            }
-            if let Some(c) = &cursor {
-                q.push(("cursor", c.clone()));
-            }
-            let v = self.get(&path, &q).await?;
-            let page: Vec<Branch> = decode(&v, "branches", &path)?;
-            let n = page.len();
-            out.extend(page);
-            let next = v
-                .pointer("/pagination/next")
-                .and_then(Value::as_str)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned);
-            match next {
-                Some(c) if n == LIMIT && seen.len() < MAX_PAGES && seen.insert(c.clone()) => {
-                    cursor = Some(c);
-                }
-                _ => return Ok(out),
-            }
+        let mut q = vec![
+            ("sort_by", "created_at".to_owned()),
+            ("sort_order", "asc".to_owned()),
+        ];
+        if let Some(s) = search {
+            q.push(("search", s.to_owned()));
         }
+        let path = format!("/projects/{}/branches", enc(project));
+        self.pages(&path, q, 100, "branches", "/pagination/next")
+            .await
     }
 
     /// Every operation of the project (following `pagination.cursor`), newest first.
     pub async fn operations(&self, project: &str) -> Result<Vec<Operation>, NeonError> {
-        const LIMIT: usize = 1000;
         let path = format!("/projects/{}/operations", enc(project));
+        self.pages(&path, Vec::new(), 1000, "operations", "/pagination/cursor")
+            .await
+    }
+
+    /// A paginated list: `items` of each page, the next cursor at `next` (sent back as
+    /// `cursor`), until a short page, no cursor, a cursor seen before, or [`MAX_PAGES`].
+    async fn pages<T: serde::de::DeserializeOwned>(
+        &self,
+        path: &str,
+        query: Vec<(&str, String)>,
+        limit: usize,
+        items: &str,
+        next: &str,
+    ) -> Result<Vec<T>, NeonError> {
         let mut out = Vec::new();
         let mut cursor: Option<String> = None;
         let mut seen = std::collections::HashSet::new();
         loop {
-            let mut q = vec![("limit", LIMIT.to_string())];
+            let mut q = query.clone();
+            q.push(("limit", limit.to_string()));
             if let Some(c) = &cursor {
                 q.push(("cursor", c.clone()));
             }
-            let v = self.get(&path, &q).await?;
-            let page: Vec<Operation> = decode(&v, "operations", &path)?;
+            let v = self.get(path, &q).await?;
+            let page: Vec<T> = decode(&v, items, path)?;
             let n = page.len();
             out.extend(page);
-            let next = v
-                .pointer("/pagination/cursor")
+            let following = v
+                .pointer(next)
                 .and_then(Value::as_str)
                 .filter(|c| !c.is_empty())
                 .map(str::to_owned);
-            match next {
-                Some(c) if n == LIMIT && seen.len() < MAX_PAGES && seen.insert(c.clone()) => {
+            match following {
+                Some(c) if n == limit && seen.len() < MAX_PAGES && seen.insert(c.clone()) => {
                     cursor = Some(c);
                 }
                 _ => return Ok(out),

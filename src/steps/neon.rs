@@ -91,6 +91,21 @@ pub async fn branch_uri(cx: &StepCx<'_>, name: &str) -> Result<String, StepError
         .await?)
 }
 
+/// The target's place, a client, and the branch named (by name or id), else the target's
+/// own branch, else the project's default.
+async fn open(
+    cx: &StepCx<'_>,
+    target: &str,
+    branch: Option<&str>,
+) -> Result<(NeonPlace, Client, Branch), StepError> {
+    let place = place(cx, target)?;
+    let client = client()?;
+    let b = client
+        .find_branch(&place.project, branch.or(place.branch.as_deref()))
+        .await?;
+    Ok((place, client, b))
+}
+
 pub(crate) fn client() -> Result<Client, StepError> {
     Client::from_env().map_err(StepError::from)
 }
@@ -805,14 +820,7 @@ impl Spec for NeonConnectionUri {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let place = place(cx, &self.target)?;
-        let client = client()?;
-        let b = client
-            .find_branch(
-                &place.project,
-                self.branch.as_deref().or(place.branch.as_deref()),
-            )
-            .await?;
+        let (place, client, b) = open(cx, &self.target, self.branch.as_deref()).await?;
         let (db, role) = database_and_role(
             &client,
             &place,
@@ -1005,12 +1013,8 @@ impl Spec for NeonRestoreSnapshot {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let place = place(cx, &self.target)?;
-        let client = client()?;
+        let (place, client, into) = open(cx, &self.target, self.into.as_deref()).await?;
         let project = place.project.clone();
-        let into = client
-            .find_branch(&project, self.into.as_deref().or(place.branch.as_deref()))
-            .await?;
         let snapshots = client.snapshots(&project).await?;
         let snap = if self.snapshot == "latest" {
             snapshots
@@ -1342,12 +1346,8 @@ impl Spec for NeonSchemaDiff {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let place = place(cx, &self.target)?;
-        let client = client()?;
+        let (place, client, branch) = open(cx, &self.target, self.branch.as_deref()).await?;
         let project = place.project.clone();
-        let branch = client
-            .find_branch(&project, self.branch.as_deref().or(place.branch.as_deref()))
-            .await?;
         let base = client
             .find_branch(&project, self.base.as_deref().or(place.branch.as_deref()))
             .await?;
@@ -1555,14 +1555,7 @@ impl Spec for NeonBackupSchedule {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let place = place(cx, &self.target)?;
-        let client = client()?;
-        let b = client
-            .find_branch(
-                &place.project,
-                self.branch.as_deref().or(place.branch.as_deref()),
-            )
-            .await?;
+        let (place, client, b) = open(cx, &self.target, self.branch.as_deref()).await?;
         let have = client.backup_schedule(&place.project, &b.id).await?;
         let (want, hour) = self.expected(cx);
         if want.is_empty() {
@@ -1616,14 +1609,7 @@ impl Spec for NeonSnapshotAge {
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        let place = place(cx, &self.target)?;
-        let client = client()?;
-        let b = client
-            .find_branch(
-                &place.project,
-                self.branch.as_deref().or(place.branch.as_deref()),
-            )
-            .await?;
+        let (place, client, b) = open(cx, &self.target, self.branch.as_deref()).await?;
         let newest = client
             .snapshots(&place.project)
             .await?
