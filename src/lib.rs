@@ -22,6 +22,7 @@ pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod engine;
+pub mod history;
 pub mod neon;
 pub mod pg;
 pub mod runbook;

@@ -1,6 +1,7 @@
 //! The command line: clap derive, one file per subcommand. Every subcommand returns its exit
 //! code; errors are printed once, with their cause chain, here.
 
+mod history;
 mod plan;
 mod run;
 mod schema;
@@ -16,7 +17,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "drillbook", version, about, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  drillbook validate runbooks/*.yaml\n  drillbook plan runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --format json"
+    after_help = "Examples:\n  drillbook validate runbooks/*.yaml\n  drillbook plan runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --format json\n  drillbook history list --since now-30d"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -28,6 +29,7 @@ enum Command {
     Validate(validate::Args),
     Plan(plan::Args),
     Run(run::Args),
+    History(history::Args),
     Schema(schema::Args),
 }
 
@@ -62,6 +64,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Validate(a) => validate::run(&a),
         Command::Plan(a) => plan::run(&a).await,
         Command::Run(a) => run::run(&a).await,
+        Command::History(a) => history::run(&a).await,
         Command::Schema(a) => schema::run(&a),
     };
     match result {

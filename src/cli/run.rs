@@ -30,6 +30,10 @@ pub struct Args {
     /// `text` prints a summary; `json` prints the DrillRecord.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Where the record is appended: a JSON Lines file or a `postgres://` URL (default:
+    /// `DRILLBOOK_HISTORY`, else `drills/history.jsonl`). Dry runs are not recorded.
+    #[arg(long, value_name = "PATH|URL")]
+    history: Option<String>,
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
@@ -67,7 +71,34 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&record)?)),
         Format::Text => out(&summary(&record)),
     }
-    Ok(record.verdict.exit_code())
+    let code = record.verdict.exit_code();
+    if record.dry_run {
+        return Ok(code);
+    }
+    // a drill nobody can show later did not happen: a record that cannot be kept turns a
+    // pass into "could not run"; a failure keeps its own code
+    let store = crate::history::Store::from_arg(args.history.as_deref());
+    match store.append(&record).await {
+        Ok(entry) => {
+            eprintln!(
+                "drillbook: recorded as entry {} of {}",
+                entry.seq,
+                store.display()
+            );
+            Ok(code)
+        }
+        Err(e) => {
+            eprintln!(
+                "drillbook: error: the record could not be appended to the history {}: {e}",
+                store.display()
+            );
+            Ok(if code == exit::OK {
+                exit::UNAVAILABLE
+            } else {
+                code
+            })
+        }
+    }
 }
 
 /// SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session).

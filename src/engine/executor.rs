@@ -242,6 +242,7 @@ pub async fn run(
             name: runbook.name.clone(),
             path: runbook.path.clone(),
             sha256: runbook.sha256.clone(),
+            git: super::record::GitRef::of(&runbook.path),
         },
         procedure: ProcedureRef {
             id: procedure.id.clone(),
@@ -418,10 +419,12 @@ fn run_id(at: chrono::DateTime<Utc>) -> String {
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(at.timestamp_nanos_opt().unwrap_or_default() as u128);
     h.write_u32(std::process::id());
+    // 32 random bits: runs started in the same second (concurrent drills appending to one
+    // history) must not share an id
     format!(
-        "{}-{:04x}",
+        "{}-{:08x}",
         at.format("%Y%m%dT%H%M%SZ"),
-        h.finish() & 0xffff
+        h.finish() & 0xffff_ffff
     )
 }
 

@@ -46,6 +46,48 @@ pub struct RunbookRef {
     pub name: String,
     pub path: String,
     pub sha256: String,
+    /// The git commit the runbook file was at, when it lives in a repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git: Option<GitRef>,
+}
+
+/// Where a runbook stood in git when it ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GitRef {
+    /// `HEAD` of the repository holding the runbook.
+    pub commit: String,
+    /// The runbook file had uncommitted changes (what ran is not exactly `commit`).
+    pub dirty: bool,
+}
+
+impl GitRef {
+    /// The commit of the repository holding `path`, if any (and git is installed).
+    pub fn of(path: &str) -> Option<GitRef> {
+        let file = std::path::Path::new(path);
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(std::path::Path::new("."));
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(args)
+                .stdin(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        };
+        let commit = git(&["rev-parse", "HEAD"]).filter(|c| c.len() >= 40)?;
+        let name = file.file_name()?.to_string_lossy().into_owned();
+        let status = git(&["status", "--porcelain", "--", &name]).unwrap_or_default();
+        Some(GitRef {
+            commit,
+            dirty: !status.is_empty(),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

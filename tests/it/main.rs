@@ -4,6 +4,7 @@
 mod compare;
 mod engine;
 mod fuzz;
+mod history;
 mod local;
 mod neon;
 mod neon_fake;

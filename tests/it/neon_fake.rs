@@ -2080,7 +2080,7 @@ fn encode_cursor(id: &str) -> String {
 }
 
 fn decode_cursor(c: &str) -> Option<String> {
-    if c.len() % 2 != 0 {
+    if !c.len().is_multiple_of(2) {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..c.len())

@@ -1,0 +1,409 @@
+//! `drillbook history`: reads the drill history — lists runs, shows one record, verifies the
+//! hash chain, summarizes each procedure (RTO percentiles and trend, overdue drills) and
+//! repairs a torn last line. Store errors are could-not-run (exit 3).
+
+mod show;
+mod stats;
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use chrono::{DateTime, Utc};
+use clap::{Subcommand, ValueEnum};
+use serde::Serialize;
+
+use super::{exit, out, Format};
+use crate::duration::human;
+use crate::engine::record::{DrillRecord, Verdict};
+use crate::history::{Entry, Store};
+use crate::runbook::ProcedureKind;
+use crate::timestamp::{rfc3339, TimeSpec};
+
+/// Read the drill history: list runs, show one, verify the chain, stats per procedure.
+///
+/// The history is a JSON Lines file or a PostgreSQL table where `run` appends every record;
+/// each entry carries the hash of the one before, so an edit, deletion or reordering is found
+/// by `history verify`. Exit 3 when the history cannot be read (unreachable database,
+/// permissions).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  drillbook history list --since now-30d\n  drillbook history show 20261129T23\n  drillbook history verify --history postgres://drillbook@db/ops\n  drillbook history stats --runbook runbooks/hello.yaml"
+)]
+pub struct Args {
+    /// The history: a JSON Lines file or a `postgres://` URL (default: `DRILLBOOK_HISTORY`,
+    /// else `drills/history.jsonl`).
+    #[arg(long, global = true, value_name = "PATH|URL")]
+    history: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    List(ListArgs),
+    Show(ShowArgs),
+    Verify(VerifyArgs),
+    Stats(StatsArgs),
+    Repair(RepairArgs),
+}
+
+/// List recorded runs, newest first: date, procedure, verdict, RTO, RPO, operator, id.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  drillbook history list --procedure drill --since now-30d\n  drillbook history list --verdict failed --limit 5 --format json"
+)]
+pub struct ListArgs {
+    /// Only this procedure (`ID`, or `RUNBOOK/ID`).
+    #[arg(long, value_name = "ID")]
+    procedure: Option<String>,
+    /// Only runs with this verdict.
+    #[arg(long, value_enum)]
+    verdict: Option<VerdictArg>,
+    /// Only runs started at or after this time: RFC 3339 or `now-30d`.
+    #[arg(long, value_name = "TIME")]
+    since: Option<TimeSpec>,
+    /// At most this many runs (the newest).
+    #[arg(long, value_name = "N")]
+    limit: Option<usize>,
+    /// `text` prints a table; `json` an array of summaries.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Show one record: steps, durations, errors, RTO and RPO against the objectives, approvals.
+///
+/// A unique prefix of the id is enough; an unknown or ambiguous one exits 2 (with the
+/// candidates).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  drillbook history show 20261129T23\n  drillbook history show 20261129T2328 --format md > drill-report.md"
+)]
+pub struct ShowArgs {
+    /// Record id, or a unique prefix of it.
+    id: String,
+    /// `json` prints the record as stored, with its `seq` and `hash`; `md` a Markdown report.
+    #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
+    format: ShowFormat,
+}
+
+/// Verify the hash chain: exit 0 when intact, 1 at the first edited, deleted, reordered,
+/// inserted or torn entry.
+///
+/// Prints the head hash: keep it elsewhere to detect a history rewritten from scratch.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  drillbook history verify\n  drillbook history verify --history drills/history.jsonl --format json"
+)]
+pub struct VerifyArgs {
+    /// `json` prints the entry count, the head hash and the break, if any.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Stats per procedure: runs, pass rate, last pass, RTO median/p95/max and trend, RPO,
+/// schedule and whether the drill is overdue.
+///
+/// Exits 1 when any scheduled procedure is overdue (for monitoring): it has never passed, or
+/// has not passed by its first scheduled time after the last pass plus a seventh of the
+/// schedule's period (about four days for a monthly drill). Schedules come from `--runbook`,
+/// else from the runbook files the records name, when they still load.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  drillbook history stats\n  drillbook history stats --runbook runbooks/hello.yaml --last 20 --format json"
+)]
+pub struct StatsArgs {
+    /// Runbook whose schedules to check (repeatable).
+    #[arg(long = "runbook", value_name = "FILE")]
+    runbooks: Vec<String>,
+    /// The RTO trend compares the newer half of the last N passed runs with the older half.
+    #[arg(long = "last", value_name = "N", default_value_t = 10)]
+    last: usize,
+    /// `json` prints an array of per-procedure stats.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+/// Move a last line cut short by a crash aside (to `<file>.torn`) so appends can continue.
+#[derive(Debug, clap::Args)]
+#[command(after_help = "Example:\n  drillbook history repair --history drills/history.jsonl")]
+pub struct RepairArgs {
+    /// `json` prints what was repaired (`null` for nothing).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ShowFormat {
+    Text,
+    Json,
+    Md,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VerdictArg {
+    Passed,
+    Failed,
+    Error,
+    Interrupted,
+}
+
+impl VerdictArg {
+    fn verdict(self) -> Verdict {
+        match self {
+            VerdictArg::Passed => Verdict::Passed,
+            VerdictArg::Failed => Verdict::Failed,
+            VerdictArg::Error => Verdict::Error,
+            VerdictArg::Interrupted => Verdict::Interrupted,
+        }
+    }
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<u8> {
+    let store = Store::from_arg(args.history.as_deref());
+    match &args.command {
+        Command::List(a) => list(&store, a).await,
+        Command::Show(a) => show::run(&store, &a.id, a.format).await,
+        Command::Verify(a) => verify(&store, a).await,
+        Command::Stats(a) => stats::run(&store, &a.runbooks, a.last, a.format).await,
+        Command::Repair(a) => repair(&store, a).await,
+    }
+}
+
+/// A store error (exit 3 through `cli::run`); its text already names the store.
+fn store_error(doing: &str, e: &crate::history::HistoryError) -> anyhow::Error {
+    anyhow!("cannot {doing} the history: {e}")
+}
+
+/// The readable entries with their typed records, in store order; a record this version
+/// cannot read is skipped with a warning.
+async fn records(store: &Store) -> anyhow::Result<Vec<(Entry, DrillRecord)>> {
+    let entries = store.entries().await.map_err(|e| store_error("read", &e))?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        match entry.drill() {
+            Ok(r) => out.push((entry, r)),
+            Err(e) => eprintln!(
+                "drillbook: warning: history {}: entry {} (record {}) skipped, not a readable record: {e}",
+                store.display(),
+                entry.seq,
+                entry.id()
+            ),
+        }
+    }
+    Ok(out)
+}
+
+fn verdict_name(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Passed => "passed",
+        Verdict::Failed => "failed",
+        Verdict::Error => "error",
+        Verdict::Interrupted => "interrupted",
+    }
+}
+
+fn kind_name(k: ProcedureKind) -> &'static str {
+    match k {
+        ProcedureKind::Drill => "drill",
+        ProcedureKind::Recovery => "recovery",
+    }
+}
+
+fn ms(v: u64) -> String {
+    human(std::time::Duration::from_millis(v))
+}
+
+/// `4m05s met`, `4m05s missed`, `4m05s`, `—`.
+fn measured(value: Option<u64>, met: Option<bool>) -> String {
+    let v = value.map_or("—".to_owned(), ms);
+    match met {
+        Some(true) => format!("{v} met"),
+        Some(false) => format!("{v} missed"),
+        None => v,
+    }
+}
+
+/// Columns padded to their widest cell, two spaces apart; the last one unpadded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut s = String::new();
+    let head = header.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+    for row in std::iter::once(&head).chain(rows) {
+        let last = row.len().saturating_sub(1);
+        for (i, (cell, w)) in row.iter().zip(&widths).enumerate() {
+            if i == last {
+                s.push_str(cell);
+            } else {
+                let _ = write!(s, "{cell:w$}  ");
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// One line of `history list --format json`.
+#[derive(Debug, Serialize)]
+struct Summary<'a> {
+    seq: u64,
+    id: &'a str,
+    started_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    duration_ms: u64,
+    runbook: &'a str,
+    procedure: &'a str,
+    kind: ProcedureKind,
+    verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
+    rto_ms: Option<u64>,
+    rto_met: Option<bool>,
+    rpo_ms: Option<u64>,
+    rpo_met: Option<bool>,
+    operator: &'a str,
+}
+
+fn summary<'a>(e: &Entry, r: &'a DrillRecord) -> Summary<'a> {
+    Summary {
+        seq: e.seq,
+        id: &r.id,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        duration_ms: r.duration_ms,
+        runbook: &r.runbook.name,
+        procedure: &r.procedure.id,
+        kind: r.procedure.kind,
+        verdict: r.verdict,
+        reason: r.reason.as_deref(),
+        rto_ms: r.rto.as_ref().and_then(|x| x.measured_ms),
+        rto_met: r.rto.as_ref().and_then(|x| x.met),
+        rpo_ms: r.rpo.as_ref().and_then(|x| x.data_loss_window_ms),
+        rpo_met: r.rpo.as_ref().and_then(|x| x.met),
+        operator: &r.operator,
+    }
+}
+
+async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<u8> {
+    let all = records(store).await?;
+    let since = args.since.map(|s| s.resolve(Utc::now()));
+    let wanted = |r: &DrillRecord| {
+        args.procedure.as_deref().is_none_or(|p| {
+            p == r.procedure.id || p == format!("{}/{}", r.runbook.name, r.procedure.id)
+        }) && args.verdict.is_none_or(|v| v.verdict() == r.verdict)
+            && since.is_none_or(|t| r.started_at >= t)
+    };
+    let mut picked: Vec<&(Entry, DrillRecord)> = all.iter().filter(|(_, r)| wanted(r)).collect();
+    picked.sort_by_key(|(e, r)| std::cmp::Reverse((r.started_at, e.seq)));
+    picked.truncate(args.limit.unwrap_or(usize::MAX));
+    match args.format {
+        Format::Json => {
+            let rows: Vec<Summary> = picked.iter().map(|(e, r)| summary(e, r)).collect();
+            out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+        }
+        Format::Text if all.is_empty() => {
+            out(&format!("no records in history {}\n", store.display()));
+        }
+        Format::Text if picked.is_empty() => out(&format!(
+            "no matching records in history {} ({} in all)\n",
+            store.display(),
+            all.len()
+        )),
+        Format::Text => {
+            let rows: Vec<Vec<String>> = picked
+                .iter()
+                .map(|(_, r)| {
+                    vec![
+                        rfc3339(r.started_at),
+                        format!("{}/{}", r.runbook.name, r.procedure.id),
+                        kind_name(r.procedure.kind).to_owned(),
+                        verdict_name(r.verdict).to_owned(),
+                        r.rto
+                            .as_ref()
+                            .map_or("—".into(), |x| measured(x.measured_ms, x.met)),
+                        r.rpo
+                            .as_ref()
+                            .map_or("—".into(), |x| measured(x.data_loss_window_ms, x.met)),
+                        r.operator.clone(),
+                        r.id.clone(),
+                    ]
+                })
+                .collect();
+            let header = [
+                "STARTED",
+                "PROCEDURE",
+                "KIND",
+                "VERDICT",
+                "RTO",
+                "RPO",
+                "OPERATOR",
+                "ID",
+            ];
+            out(&table(&header, &rows));
+        }
+    }
+    Ok(exit::OK)
+}
+
+async fn verify(store: &Store, args: &VerifyArgs) -> anyhow::Result<u8> {
+    let lines = store.lines().await.map_err(|e| store_error("read", &e))?;
+    let v = crate::history::verify(&lines);
+    let code = if v.broken.is_some() {
+        exit::FAILED
+    } else {
+        exit::OK
+    };
+    match args.format {
+        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&v)?)),
+        Format::Text => {
+            let name = store.display();
+            let text = match (&v.broken, &v.head) {
+                (Some(b), _) => {
+                    let kind = serde_json::to_value(&b.kind)?;
+                    let kind = kind.as_str().unwrap_or_default();
+                    let what =
+                        b.id.as_deref()
+                            .map_or(kind.to_owned(), |id| format!("{kind}, record {id}"));
+                    format!(
+                        "history {name}: broken at entry {} ({what}): {}\n",
+                        b.position, b.detail
+                    )
+                }
+                (None, Some(head)) => format!(
+                    "history {name}: {} entr{}, chain intact, head {head}\n",
+                    v.entries,
+                    if v.entries == 1 { "y" } else { "ies" }
+                ),
+                (None, None) => format!("history {name}: 0 entries, chain intact\n"),
+            };
+            out(&text);
+        }
+    }
+    Ok(code)
+}
+
+async fn repair(store: &Store, args: &RepairArgs) -> anyhow::Result<u8> {
+    let done = store
+        .repair()
+        .await
+        .map_err(|e| store_error("repair", &e))?;
+    match args.format {
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "history": store.display(),
+                "repaired": done,
+            }))?
+        )),
+        Format::Text => out(&format!(
+            "history {}: {}\n",
+            store.display(),
+            done.as_deref().unwrap_or("nothing to repair")
+        )),
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,193 @@
+//! The file store: JSON Lines, one entry per line. An append takes an exclusive lock on the
+//! file, reads the last entry, writes the new line in one `write` and fsyncs before the lock
+//! is released, so concurrent runs never interleave or lose a record. A line cut short by a
+//! crash is detected (no newline and not an entry): the next append moves it aside to
+//! `<file>.torn` (and says so) before writing; `history repair` does the same on demand.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::{Entry, HistoryError, Lines};
+
+fn io(what: &str, path: &Path, e: &std::io::Error) -> HistoryError {
+    HistoryError::Io(format!("{what} {}: {e}", path.display()))
+}
+
+fn torn_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".torn");
+    PathBuf::from(name)
+}
+
+fn read_all(f: &mut File, path: &Path) -> Result<String, HistoryError> {
+    let mut text = String::new();
+    f.seek(SeekFrom::Start(0))
+        .map_err(|e| io("cannot read", path, &e))?;
+    f.read_to_string(&mut text)
+        .map_err(|e| io("cannot read", path, &e))?;
+    Ok(text)
+}
+
+fn split(text: &str) -> Lines {
+    Lines {
+        lines: text
+            .split_terminator('\n')
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_owned)
+            .collect(),
+        unterminated_tail: !text.is_empty() && !text.ends_with('\n'),
+    }
+}
+
+/// Moves an incomplete last line aside and truncates the file before it (the caller holds
+/// the exclusive lock). A last line without newline that is a whole entry only gets its
+/// newline. Returns what was done, if anything.
+fn fix_tail(f: &mut File, path: &Path, text: &str) -> Result<Option<String>, HistoryError> {
+    if text.is_empty() || text.ends_with('\n') {
+        return Ok(None);
+    }
+    let start = text.rfind('\n').map_or(0, |i| i + 1);
+    let fragment = &text[start..];
+    if serde_json::from_str::<Entry>(fragment).is_ok() {
+        f.write_all(b"\n")
+            .map_err(|e| io("cannot write", path, &e))?;
+        return Ok(Some(
+            "completed the last line (its newline was missing)".into(),
+        ));
+    }
+    let aside = torn_path(path);
+    let mut t = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&aside)
+        .map_err(|e| io("cannot open", &aside, &e))?;
+    t.write_all(fragment.as_bytes())
+        .and_then(|()| t.write_all(b"\n"))
+        .and_then(|()| t.sync_all())
+        .map_err(|e| io("cannot write", &aside, &e))?;
+    f.set_len(start as u64)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("cannot truncate", path, &e))?;
+    Ok(Some(format!(
+        "moved an incomplete last line ({} bytes, line {}) to {}",
+        fragment.len(),
+        text[..start].matches('\n').count() + 1,
+        aside.display()
+    )))
+}
+
+/// Opens (creating it and its directory if needed) and locks the file exclusively.
+fn open_locked(path: &Path) -> Result<File, HistoryError> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    if let Some(d) = dir {
+        std::fs::create_dir_all(d).map_err(|e| io("cannot create", d, &e))?;
+    }
+    let existed = path.exists();
+    let f = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(|e| io("cannot open", path, &e))?;
+    if !existed {
+        // the new directory entry must survive a crash too
+        if let Ok(d) = File::open(dir.unwrap_or(Path::new("."))) {
+            let _ = d.sync_all();
+        }
+    }
+    f.lock().map_err(|e| io("cannot lock", path, &e))?;
+    Ok(f)
+}
+
+pub fn append(path: &Path, record: Value) -> Result<Entry, HistoryError> {
+    let mut f = open_locked(path)?;
+    let text = read_all(&mut f, path)?;
+    if let Some(done) = fix_tail(&mut f, path, &text)? {
+        eprintln!("drillbook: warning: history {}: {done}", path.display());
+    }
+    let text = read_all(&mut f, path)?;
+    let stored = split(&text);
+    let last = match stored.lines.last() {
+        None => None,
+        Some(l) => Some(serde_json::from_str::<Entry>(l).map_err(|e| {
+            HistoryError::Corrupt(format!(
+                "{}: line {} is not a history entry ({e}); run `drillbook history verify` — nothing was appended",
+                path.display(),
+                stored.lines.len()
+            ))
+        })?),
+    };
+    let entry = Entry::after(last.as_ref(), record);
+    let mut line = entry.line();
+    line.push('\n');
+    f.write_all(line.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("cannot append to", path, &e))?;
+    Ok(entry)
+}
+
+pub fn read(path: &Path) -> Result<Lines, HistoryError> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lines::default()),
+        Err(e) => return Err(io("cannot open", path, &e)),
+    };
+    // a shared lock: never read a line an appender is writing
+    f.lock_shared().map_err(|e| io("cannot lock", path, &e))?;
+    Ok(split(&read_all(&mut f, path)?))
+}
+
+pub fn repair(path: &Path) -> Result<Option<String>, HistoryError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let mut f = open_locked(path)?;
+    let text = read_all(&mut f, path)?;
+    fix_tail(&mut f, path, &text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn appends_chain_and_a_torn_tail_is_moved_aside() {
+        let dir = std::env::temp_dir().join(format!("drillbook-hist-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("h.jsonl");
+        let a = append(&path, json!({"id": "a"})).expect("append");
+        let b = append(&path, json!({"id": "b"})).expect("append");
+        assert_eq!((a.seq, b.seq, b.prev.clone()), (1, 2, a.hash.clone()));
+        // a crash mid-append leaves half a line
+        let half = &Entry::after(Some(&b), json!({"id": "c"})).line()[..40];
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(half.as_bytes()))
+            .expect("write");
+        let torn = read(&path).expect("read");
+        assert_eq!(
+            super::super::verify(&torn).broken.map(|b| b.kind),
+            Some(super::super::BreakKind::Torn)
+        );
+        assert!(repair(&path)
+            .expect("repair")
+            .is_some_and(|d| d.contains("moved")));
+        assert!(super::super::verify(&read(&path).expect("read"))
+            .broken
+            .is_none());
+        assert_eq!(
+            std::fs::read_to_string(torn_path(&path))
+                .expect("torn")
+                .trim(),
+            half
+        );
+        let c = append(&path, json!({"id": "c"})).expect("append");
+        assert_eq!(c.seq, 3);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

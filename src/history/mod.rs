@@ -1,0 +1,449 @@
+//! The drill history: every run (drill or real recovery) appended to a store that cannot be
+//! edited silently. Each entry carries its position (`seq`), the SHA-256 of the previous
+//! entry (`prev`) and its own (`hash`, over the canonical JSON of `seq`, `prev` and
+//! `record`): a hash chain. [`verify`] recomputes it and names the first entry that was
+//! edited, deleted, reordered, inserted or torn.
+//!
+//! Two stores hold the same lines: a JSON Lines file (default `drills/history.jsonl`; appends
+//! take an exclusive lock, write one line and fsync) and a PostgreSQL table (appends
+//! serialized by a transaction-scoped advisory lock).
+
+mod file;
+mod postgres;
+pub mod stats;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::engine::record::DrillRecord;
+
+/// The default file store, relative to the working directory.
+pub const DEFAULT_PATH: &str = "drills/history.jsonl";
+/// `prev` of the first entry.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Database(String),
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+/// One entry as stored: a line of canonical JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    pub seq: u64,
+    pub prev: String,
+    pub hash: String,
+    pub record: Value,
+}
+
+impl Entry {
+    /// The entry following `prev` (None for the first), holding `record`.
+    pub fn after(prev: Option<&Entry>, record: Value) -> Entry {
+        let (seq, prev) = match prev {
+            Some(p) => (p.seq + 1, p.hash.clone()),
+            None => (1, GENESIS.to_owned()),
+        };
+        let hash = entry_hash(seq, &prev, &record);
+        Entry {
+            seq,
+            prev,
+            hash,
+            record,
+        }
+    }
+
+    /// The stored form: canonical JSON, one line, no trailing newline.
+    pub fn line(&self) -> String {
+        canonical(&json!({
+            "seq": self.seq,
+            "prev": self.prev,
+            "hash": self.hash,
+            "record": self.record,
+        }))
+    }
+
+    /// The record's id (for messages).
+    pub fn id(&self) -> &str {
+        self.record.get("id").and_then(Value::as_str).unwrap_or("?")
+    }
+
+    /// The typed record.
+    pub fn drill(&self) -> Result<DrillRecord, String> {
+        serde_json::from_value(self.record.clone()).map_err(|e| e.to_string())
+    }
+}
+
+/// JSON with object keys sorted and no whitespace: the same value always gives the same
+/// bytes, whatever order its fields were built in.
+pub fn canonical(v: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(v, &mut out);
+    out
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[k], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// SHA-256 (hex) of the canonical JSON of `{seq, prev, record}`.
+pub fn entry_hash(seq: u64, prev: &str, record: &Value) -> String {
+    let text = canonical(&json!({ "seq": seq, "prev": prev, "record": record }));
+    hex(&Sha256::digest(text.as_bytes()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What is wrong at a position of the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakKind {
+    /// The content does not match its hash (edited, or added by hand).
+    Edited,
+    /// One or more entries before this one are missing.
+    Deleted,
+    /// Entries are out of order.
+    Reordered,
+    /// An entry that does not belong to the chain (its `prev` is not its predecessor's hash).
+    Inserted,
+    /// Not a valid entry (unreadable JSON or fields missing).
+    Unreadable,
+    /// The last line was cut short (a crash mid-append): `history repair` moves it aside.
+    Torn,
+}
+
+/// The first place the chain is broken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Break {
+    /// 1-based position (the line number in a file store).
+    pub position: usize,
+    pub kind: BreakKind,
+    /// The record id found there, when readable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub detail: String,
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Verification {
+    pub entries: usize,
+    /// The hash of the last entry: anchor it elsewhere to detect a rewritten history.
+    pub head: Option<String>,
+    #[serde(rename = "break", skip_serializing_if = "Option::is_none")]
+    pub broken: Option<Break>,
+}
+
+/// Raw stored lines, in store order, and whether the last one was complete.
+#[derive(Debug, Clone, Default)]
+pub struct Lines {
+    pub lines: Vec<String>,
+    /// The last line had no terminating newline (file store only).
+    pub unterminated_tail: bool,
+}
+
+/// Recomputes the chain over the stored lines; reports the first break.
+pub fn verify(stored: &Lines) -> Verification {
+    let mut parsed: Vec<Result<Entry, String>> = stored
+        .lines
+        .iter()
+        .map(|l| serde_json::from_str::<Entry>(l).map_err(|e| e.to_string()))
+        .collect();
+    let mut prev: Option<Entry> = None;
+    let n = parsed.len();
+    for i in 0..n {
+        let position = i + 1;
+        let entry = match std::mem::replace(&mut parsed[i], Err(String::new())) {
+            Ok(e) => e,
+            Err(e) => {
+                let torn = i + 1 == n && stored.unterminated_tail;
+                return Verification {
+                    entries: i,
+                    head: prev.map(|p| p.hash),
+                    broken: Some(Break {
+                        position,
+                        kind: if torn {
+                            BreakKind::Torn
+                        } else {
+                            BreakKind::Unreadable
+                        },
+                        id: None,
+                        detail: if torn {
+                            "the last line is incomplete (a write was cut short); `drillbook history repair` moves it aside".into()
+                        } else {
+                            format!("not a history entry: {e}")
+                        },
+                    }),
+                };
+            }
+        };
+        let expected = (i + 1) as u64;
+        let id = Some(entry.id().to_owned());
+        let fail = |kind: BreakKind, detail: String, head: Option<&Entry>| Verification {
+            entries: i,
+            head: head.map(|p| p.hash.clone()),
+            broken: Some(Break {
+                position,
+                kind,
+                id: id.clone(),
+                detail,
+            }),
+        };
+        if entry_hash(entry.seq, &entry.prev, &entry.record) != entry.hash {
+            return fail(
+                BreakKind::Edited,
+                format!(
+                    "record {} does not match its hash: it was edited after it was written (or written by hand)",
+                    entry.id()
+                ),
+                prev.as_ref(),
+            );
+        }
+        if entry.seq != expected {
+            // a later entry with the expected number means the order changed; none, that
+            // entries are gone
+            let later = parsed[i + 1..].iter().flatten().any(|e| e.seq == expected);
+            let (kind, detail) = if later {
+                (
+                    BreakKind::Reordered,
+                    format!("entry {expected} was expected here, but this is entry {} ({}): the records were reordered", entry.seq, entry.id()),
+                )
+            } else if entry.seq > expected {
+                let missing = if entry.seq == expected + 1 {
+                    format!("entry {expected} is missing")
+                } else {
+                    format!("entries {expected} to {} are missing", entry.seq - 1)
+                };
+                (
+                    BreakKind::Deleted,
+                    format!("{missing}: deleted before record {}", entry.id()),
+                )
+            } else {
+                (
+                    BreakKind::Inserted,
+                    format!("entry {} appears again at position {position} ({}): inserted or duplicated", entry.seq, entry.id()),
+                )
+            };
+            return fail(kind, detail, prev.as_ref());
+        }
+        let want_prev = prev.as_ref().map_or(GENESIS, |p| p.hash.as_str());
+        if entry.prev != want_prev {
+            return fail(
+                BreakKind::Inserted,
+                format!(
+                    "record {} does not follow the entry before it (its prev is not that entry's hash): inserted or replaced",
+                    entry.id()
+                ),
+                prev.as_ref(),
+            );
+        }
+        prev = Some(entry);
+    }
+    Verification {
+        entries: n,
+        head: prev.map(|p| p.hash),
+        broken: None,
+    }
+}
+
+/// Where the history lives: a file path or a `postgres://` URL.
+#[derive(Debug, Clone)]
+pub enum Store {
+    File(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl Store {
+    /// `--history`, else `DRILLBOOK_HISTORY`, else `drills/history.jsonl`.
+    pub fn from_arg(arg: Option<&str>) -> Store {
+        let text = arg
+            .map(str::to_owned)
+            .or_else(|| std::env::var("DRILLBOOK_HISTORY").ok())
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_PATH.to_owned());
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            Store::Postgres(text)
+        } else {
+            Store::File(text.into())
+        }
+    }
+
+    /// For messages: the path, or the URL with its password masked.
+    pub fn display(&self) -> String {
+        match self {
+            Store::File(p) => p.display().to_string(),
+            Store::Postgres(u) => crate::pg::url::redact(u),
+        }
+    }
+
+    /// Appends a record; returns its entry.
+    pub async fn append(&self, record: &DrillRecord) -> Result<Entry, HistoryError> {
+        let value = serde_json::to_value(record)
+            .map_err(|e| HistoryError::Io(format!("cannot serialize the record: {e}")))?;
+        match self {
+            Store::File(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || file::append(&p, value))
+                    .await
+                    .map_err(|e| HistoryError::Io(e.to_string()))?
+            }
+            Store::Postgres(u) => postgres::append(u, value).await,
+        }
+    }
+
+    /// Every stored line, in order.
+    pub async fn lines(&self) -> Result<Lines, HistoryError> {
+        match self {
+            Store::File(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || file::read(&p))
+                    .await
+                    .map_err(|e| HistoryError::Io(e.to_string()))?
+            }
+            Store::Postgres(u) => postgres::lines(u).await,
+        }
+    }
+
+    /// The readable entries, in order (unreadable lines skipped: `verify` reports them).
+    pub async fn entries(&self) -> Result<Vec<Entry>, HistoryError> {
+        Ok(self
+            .lines()
+            .await?
+            .lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+            .collect())
+    }
+
+    /// Moves a torn last line aside (file store); returns what was moved, if anything.
+    pub async fn repair(&self) -> Result<Option<String>, HistoryError> {
+        match self {
+            Store::File(p) => {
+                let p = p.clone();
+                tokio::task::spawn_blocking(move || file::repair(&p))
+                    .await
+                    .map_err(|e| HistoryError::Io(e.to_string()))?
+            }
+            Store::Postgres(_) => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: usize) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::new();
+        for i in 0..n {
+            let e = Entry::after(
+                out.last(),
+                json!({"id": format!("r{}", i + 1), "rto": {"measured_ms": 1000 + i}}),
+            );
+            out.push(e);
+        }
+        out
+    }
+
+    fn lines(entries: &[Entry]) -> Lines {
+        Lines {
+            lines: entries.iter().map(Entry::line).collect(),
+            unterminated_tail: false,
+        }
+    }
+
+    fn broken(l: &Lines) -> (usize, BreakKind) {
+        let b = verify(l).broken.expect("a break");
+        (b.position, b.kind)
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_level() {
+        let v: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"d":[{"z":1,"y":2}],"c":"x"}}"#).expect("json");
+        assert_eq!(
+            canonical(&v),
+            r#"{"a":{"c":"x","d":[{"y":2,"z":1}]},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let v = verify(&lines(&chain(5)));
+        assert!(v.broken.is_none());
+        assert_eq!(v.entries, 5);
+        assert_eq!(v.head, Some(chain(5)[4].hash.clone()));
+    }
+
+    #[test]
+    fn each_kind_of_tampering_is_found_at_its_position() {
+        let c = chain(5);
+        // an edited RTO
+        let mut l = lines(&c);
+        l.lines[2] = l.lines[2].replace("1002", "900");
+        assert_eq!(broken(&l), (3, BreakKind::Edited));
+        // a deleted record
+        let mut l = lines(&c);
+        l.lines.remove(1);
+        assert_eq!(broken(&l), (2, BreakKind::Deleted));
+        // two records swapped
+        let mut l = lines(&c);
+        l.lines.swap(1, 2);
+        assert_eq!(broken(&l), (2, BreakKind::Reordered));
+        // a record appended by hand, copied from another with a new id
+        let mut l = lines(&c);
+        l.lines.push(l.lines[4].replace("\"r5\"", "\"r6\""));
+        assert_eq!(broken(&l), (6, BreakKind::Edited));
+        // a well-formed entry from another chain
+        let mut l = lines(&c);
+        let foreign = Entry::after(Some(&c[0]), json!({"id": "forged"}));
+        l.lines.insert(
+            3,
+            Entry {
+                seq: 4,
+                ..foreign.clone()
+            }
+            .line(),
+        );
+        assert_eq!(verify(&l).broken.map(|b| b.position), Some(4));
+        // the last line cut short
+        let mut l = lines(&c);
+        let last = l.lines.pop().expect("line");
+        l.lines.push(last[..last.len() / 2].to_owned());
+        l.unterminated_tail = true;
+        assert_eq!(broken(&l), (5, BreakKind::Torn));
+    }
+}
