@@ -118,7 +118,7 @@ fn an_edited_rto_is_found() {
     let ids = five(&c);
     let mut l = lines(&c);
     let mut e: serde_json::Value = serde_json::from_str(&l[2]).expect("entry");
-    e["record"]["rto"]["measured_ms"] = 1.into();
+    e["record"]["rto"]["measured_ms"] = 987_654_321.into();
     l[2] = serde_json::to_string(&e).expect("json");
     write(&c, &l);
     assert_eq!(broken(&c), (3, "edited".into(), ids[2].clone()));
@@ -183,19 +183,17 @@ fn a_torn_last_line_is_reported_and_repaired() {
     assert_eq!(v.json()["entries"], 6);
 }
 
-#[test]
-fn twenty_concurrent_runs_leave_twenty_valid_records() {
-    let c = cli();
-    let path = c.dir.join("history.jsonl").display().to_string();
-    // each run in its own directory, kept until it ends
-    let runs: Vec<(Cli, std::process::Child)> = (0..20)
+/// Starts `n` runs at once appending to `history`, each in its own directory (kept until it
+/// ends), and waits for all of them to pass.
+fn run_concurrently(n: usize, history: &str) {
+    let runs: Vec<(Cli, std::process::Child)> = (0..n)
         .map(|_| {
             let c = Cli::new().runbook(RUNBOOK).args([
                 "run",
                 "runbook.yaml",
                 "drill",
                 "--history",
-                &path,
+                history,
             ]);
             let child = c
                 .command()
@@ -214,6 +212,13 @@ fn twenty_concurrent_runs_leave_twenty_valid_records() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn twenty_concurrent_runs_leave_twenty_valid_records() {
+    let c = cli();
+    let path = c.dir.join("history.jsonl").display().to_string();
+    run_concurrently(20, &path);
     let v = history(&c, &["verify", "--format", "json"]);
     v.code(0);
     assert_eq!(v.json()["entries"], 20);
@@ -233,32 +238,7 @@ fn twenty_concurrent_runs_leave_twenty_valid_records() {
 fn the_postgres_store_serializes_appenders_and_finds_tampering() {
     let db = pg().database("history");
     let url = pg().url(&db);
-    let runs: Vec<(Cli, std::process::Child)> = (0..8)
-        .map(|_| {
-            let c = Cli::new().runbook(RUNBOOK).args([
-                "run",
-                "runbook.yaml",
-                "drill",
-                "--history",
-                &url,
-            ]);
-            let child = c
-                .command()
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn");
-            (c, child)
-        })
-        .collect();
-    for (_dir, child) in runs {
-        let out = child.wait_with_output().expect("wait");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    run_concurrently(8, &url);
     let verify = |code: i32| {
         let r = Cli::new()
             .args(["history", "verify", "--format", "json", "--history", &url])
