@@ -10,16 +10,42 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Entry, HistoryError, Lines};
+use super::{Anchor, Entry, HistoryError, Lines};
 
 fn io(what: &str, path: &Path, e: &std::io::Error) -> HistoryError {
     HistoryError::Io(format!("{what} {}: {e}", path.display()))
 }
 
-fn torn_path(path: &Path) -> PathBuf {
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
-    name.push(".torn");
+    name.push(suffix);
     PathBuf::from(name)
+}
+
+fn torn_path(path: &Path) -> PathBuf {
+    sibling(path, ".torn")
+}
+
+/// `<file>.head`: the count and newest hash, rewritten atomically after every append.
+fn head_path(path: &Path) -> PathBuf {
+    sibling(path, ".head")
+}
+
+fn read_anchor(path: &Path) -> Option<Anchor> {
+    let text = std::fs::read_to_string(head_path(path)).ok()?;
+    serde_json::from_str(text.trim()).ok()
+}
+
+fn write_anchor(path: &Path, anchor: &Anchor) -> Result<(), HistoryError> {
+    let head = head_path(path);
+    let tmp = sibling(path, ".head.tmp");
+    let text = serde_json::to_string(anchor).map_err(|e| HistoryError::Io(e.to_string()))?;
+    let mut f = File::create(&tmp).map_err(|e| io("cannot write", &tmp, &e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io("cannot write", &tmp, &e))?;
+    std::fs::rename(&tmp, &head).map_err(|e| io("cannot write", &head, &e))
 }
 
 fn read_all(f: &mut File, path: &Path) -> Result<String, HistoryError> {
@@ -33,6 +59,7 @@ fn read_all(f: &mut File, path: &Path) -> Result<String, HistoryError> {
 
 fn split(text: &str) -> Lines {
     Lines {
+        anchor: None,
         lines: text
             .split_terminator('\n')
             .filter(|l| !l.trim().is_empty())
@@ -126,6 +153,14 @@ pub fn append(path: &Path, record: Value) -> Result<Entry, HistoryError> {
     f.write_all(line.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| io("cannot append to", path, &e))?;
+    // still under the lock: the anchor always describes the newest entry
+    write_anchor(
+        path,
+        &Anchor {
+            entries: entry.seq,
+            head: entry.hash.clone(),
+        },
+    )?;
     Ok(entry)
 }
 
@@ -137,7 +172,9 @@ pub fn read(path: &Path) -> Result<Lines, HistoryError> {
     };
     // a shared lock: never read a line an appender is writing
     f.lock_shared().map_err(|e| io("cannot lock", path, &e))?;
-    Ok(split(&read_all(&mut f, path)?))
+    let mut lines = split(&read_all(&mut f, path)?);
+    lines.anchor = read_anchor(path);
+    Ok(lines)
 }
 
 pub fn repair(path: &Path) -> Result<Option<String>, HistoryError> {

@@ -173,6 +173,17 @@ pub struct Lines {
     pub lines: Vec<String>,
     /// The last line had no terminating newline (file store only).
     pub unterminated_tail: bool,
+    /// What the store recorded separately about its newest entry, when it keeps that.
+    pub anchor: Option<Anchor>,
+}
+
+/// The count and head hash written beside the entries on every append (the file store's
+/// `<file>.head`, the PostgreSQL store's `drillbook_history_head`). The chain alone cannot
+/// show entries removed from its end, or a well-formed entry added after it; this can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Anchor {
+    pub entries: u64,
+    pub head: String,
 }
 
 /// Recomputes the chain over the stored lines; reports the first break.
@@ -272,11 +283,77 @@ pub fn verify(stored: &Lines) -> Verification {
         }
         prev = Some(entry);
     }
+    let head = prev.map(|p| p.hash);
+    if let Some(anchor) = &stored.anchor {
+        if let Some(b) = against_anchor(anchor, n, head.as_deref(), &stored.lines) {
+            return Verification {
+                entries: n,
+                head,
+                broken: Some(b),
+            };
+        }
+    }
     Verification {
         entries: n,
-        head: prev.map(|p| p.hash),
+        head,
         broken: None,
     }
+}
+
+/// The end of an intact chain compared with the store's anchor.
+fn against_anchor(
+    anchor: &Anchor,
+    n: usize,
+    head: Option<&str>,
+    lines: &[String],
+) -> Option<Break> {
+    let n64 = n as u64;
+    let id_at = |pos: usize| {
+        lines
+            .get(pos.wrapping_sub(1))
+            .and_then(|l| serde_json::from_str::<Entry>(l).ok())
+            .map(|e| e.id().to_owned())
+    };
+    if n64 < anchor.entries {
+        let missing = if anchor.entries == n64 + 1 {
+            format!("entry {} is missing", n64 + 1)
+        } else {
+            format!("entries {} to {} are missing", n64 + 1, anchor.entries)
+        };
+        return Some(Break {
+            position: n + 1,
+            kind: BreakKind::Deleted,
+            id: None,
+            detail: format!(
+                "{missing}: {} were appended, the newest deleted since",
+                anchor.entries
+            ),
+        });
+    }
+    if n64 > anchor.entries {
+        let position = usize::try_from(anchor.entries)
+            .unwrap_or(usize::MAX)
+            .saturating_add(1);
+        return Some(Break {
+            position,
+            kind: BreakKind::Inserted,
+            id: id_at(position),
+            detail: format!(
+                "drillbook appended {} entries, but there are {n}: entry {position} was added by other means (or a crash came between an append and its head record)",
+                anchor.entries
+            ),
+        });
+    }
+    if head != Some(anchor.head.as_str()) && n > 0 {
+        return Some(Break {
+            position: n,
+            kind: BreakKind::Edited,
+            id: id_at(n),
+            detail: "the newest entry is not the one drillbook appended (the chain was rewritten)"
+                .into(),
+        });
+    }
+    None
 }
 
 /// Where the history lives: a file path or a `postgres://` URL.
@@ -382,12 +459,33 @@ mod tests {
         Lines {
             lines: entries.iter().map(Entry::line).collect(),
             unterminated_tail: false,
+            anchor: None,
         }
     }
 
     fn broken(l: &Lines) -> (usize, BreakKind) {
         let b = verify(l).broken.expect("a break");
         (b.position, b.kind)
+    }
+
+    #[test]
+    fn the_anchor_catches_changes_at_the_end_of_the_chain() {
+        let c = chain(4);
+        let anchored = |entries: &[Entry]| Lines {
+            anchor: Some(Anchor {
+                entries: 4,
+                head: c[3].hash.clone(),
+            }),
+            ..lines(entries)
+        };
+        assert!(verify(&anchored(&c)).broken.is_none());
+        // the newest entry deleted: the chain alone is intact
+        assert!(verify(&lines(&c[..3])).broken.is_none());
+        assert_eq!(broken(&anchored(&c[..3])), (4, BreakKind::Deleted));
+        // a well-formed entry added after the newest
+        let mut more = c.clone();
+        more.push(Entry::after(c.last(), json!({"id": "extra"})));
+        assert_eq!(broken(&anchored(&more)), (5, BreakKind::Inserted));
     }
 
     #[test]

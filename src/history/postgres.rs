@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use super::{Entry, HistoryError, Lines};
+use super::{Anchor, Entry, HistoryError, Lines};
 
 const TABLE: &str = "CREATE TABLE IF NOT EXISTS drillbook_history (
     seq bigint PRIMARY KEY,
@@ -12,6 +12,11 @@ const TABLE: &str = "CREATE TABLE IF NOT EXISTS drillbook_history (
     hash text NOT NULL,
     line text NOT NULL,
     appended_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE TABLE IF NOT EXISTS drillbook_history_head (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    entries bigint NOT NULL,
+    head text NOT NULL
 )";
 /// The advisory lock key serializing appends (an arbitrary constant: "drillbook").
 const LOCK: i64 = 0x0064_7269_6c6c_626b;
@@ -61,6 +66,14 @@ pub async fn append(url: &str, record: Value) -> Result<Entry, HistoryError> {
     )
     .await
     .map_err(|e| db(&e))?;
+    // the anchor, in the same transaction: the count and hash of the newest entry
+    tx.execute(
+        "INSERT INTO drillbook_history_head (one, entries, head) VALUES (true, $1, $2)
+         ON CONFLICT (one) DO UPDATE SET entries = excluded.entries, head = excluded.head",
+        &[&seq, &entry.hash],
+    )
+    .await
+    .map_err(|e| db(&e))?;
     tx.commit().await.map_err(|e| db(&e))?;
     Ok(entry)
 }
@@ -79,8 +92,19 @@ pub async fn lines(url: &str) -> Result<Lines, HistoryError> {
         .query("SELECT line FROM drillbook_history ORDER BY seq", &[])
         .await
         .map_err(|e| db(&e))?;
+    let anchor = client
+        .query_opt("SELECT entries, head FROM drillbook_history_head", &[])
+        .await
+        // a history written before the head table existed has no anchor
+        .ok()
+        .flatten()
+        .map(|r| Anchor {
+            entries: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
+            head: r.get(1),
+        });
     Ok(Lines {
         lines: rows.iter().map(|r| r.get::<_, String>(0)).collect(),
         unterminated_tail: false,
+        anchor,
     })
 }

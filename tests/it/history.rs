@@ -166,6 +166,37 @@ fn a_record_appended_by_hand_is_found() {
 }
 
 #[test]
+fn a_deleted_newest_record_is_found() {
+    let c = cli();
+    let _ = five(&c);
+    // the newest run failed; deleting it leaves an intact chain, but not its anchor
+    run(&c, true);
+    let mut l = lines(&c);
+    l.pop();
+    write(&c, &l);
+    let (pos, kind, _) = broken(&c);
+    assert_eq!((pos, kind.as_str()), (6, "deleted"));
+}
+
+#[test]
+fn a_well_formed_entry_added_by_hand_is_found() {
+    let c = cli();
+    let _ = five(&c);
+    // someone who knows the format computes a correct hash for the entry they add
+    let mut l = lines(&c);
+    let last: drillbook::history::Entry = serde_json::from_str(&l[4]).expect("entry");
+    let mut record = last.record.clone();
+    record["id"] = "20261201T090000Z-0000beef".into();
+    l.push(drillbook::history::Entry::after(Some(&last), record).line());
+    write(&c, &l);
+    let (pos, kind, id) = broken(&c);
+    assert_eq!(
+        (pos, kind.as_str(), id.as_str()),
+        (6, "inserted", "20261201T090000Z-0000beef")
+    );
+}
+
+#[test]
 fn a_torn_last_line_is_reported_and_repaired() {
     let c = cli();
     five(&c);
@@ -258,6 +289,11 @@ fn the_postgres_store_serializes_appenders_and_finds_tampering() {
     let v = verify(1);
     assert_eq!(v["break"]["position"], 5);
     assert_eq!(v["break"]["kind"], "edited");
+    // the newest row deleted (after undoing the edit by deleting from 5 on)
+    pg().psql(&db, "DELETE FROM drillbook_history WHERE seq >= 5");
+    let v = verify(1);
+    assert_eq!(v["break"]["position"], 5);
+    assert_eq!(v["break"]["kind"], "deleted");
 }
 
 #[test]
