@@ -25,6 +25,7 @@ pub mod engine;
 pub mod history;
 pub mod neon;
 pub mod pg;
+pub mod render;
 pub mod runbook;
 pub mod steps;
 pub mod template;

@@ -81,9 +81,13 @@ pub struct ListArgs {
 pub struct ShowArgs {
     /// Record id, or a unique prefix of it.
     id: String,
-    /// `json` prints the record as stored, with its `seq` and `hash`; `md` a Markdown report.
+    /// `json` prints the record as stored, with its `seq` and `hash`; `md` the drill log
+    /// (`drill-log.md.j2`), as `run` writes it.
     #[arg(long, value_enum, default_value_t = ShowFormat::Text)]
     format: ShowFormat,
+    /// Templates overriding the built-in ones, file by file (for `--format md`).
+    #[arg(long, value_name = "DIR")]
+    templates: Option<std::path::PathBuf>,
 }
 
 /// Verify the hash chain: exit 0 when intact, 1 at the first edited, deleted, reordered,
@@ -162,7 +166,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let store = Store::from_arg(args.history.as_deref());
     match &args.command {
         Command::List(a) => list(&store, a).await,
-        Command::Show(a) => show::run(&store, &a.id, a.format).await,
+        Command::Show(a) => show::run(&store, &a.id, a.format, a.templates.as_deref()).await,
         Command::Verify(a) => verify(&store, a).await,
         Command::Stats(a) => stats::run(&store, &a.runbooks, a.last, a.format).await,
         Command::Repair(a) => repair(&store, a).await,

@@ -3,6 +3,7 @@
 
 mod history;
 mod plan;
+mod render;
 mod run;
 mod schema;
 mod terminal;
@@ -29,6 +30,7 @@ enum Command {
     Validate(validate::Args),
     Plan(plan::Args),
     Run(run::Args),
+    Render(render::Args),
     History(history::Args),
     Schema(schema::Args),
 }
@@ -64,6 +66,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Validate(a) => validate::run(&a),
         Command::Plan(a) => plan::run(&a).await,
         Command::Run(a) => run::run(&a).await,
+        Command::Render(a) => render::run(&a).await,
         Command::History(a) => history::run(&a).await,
         Command::Schema(a) => schema::run(&a),
     };

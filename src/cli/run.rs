@@ -34,6 +34,13 @@ pub struct Args {
     /// `DRILLBOOK_HISTORY`, else `drills/history.jsonl`). Dry runs are not recorded.
     #[arg(long, value_name = "PATH|URL")]
     history: Option<String>,
+    /// Where the run's test-result log goes (`<date>-<procedure>-<id>.md`, `.json`, `.xml`):
+    /// default next to a history file, else `drills/`.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<std::path::PathBuf>,
+    /// Templates overriding the built-in ones, file by file (`drill-log.md.j2`).
+    #[arg(long, value_name = "DIR")]
+    templates: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
@@ -85,7 +92,25 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
                 entry.seq,
                 store.display()
             );
-            Ok(code)
+            let dir = crate::render::log::dir(args.log_dir.as_deref(), &store);
+            let written = crate::render::Renderer::new(args.templates.as_deref())
+                .and_then(|r| crate::render::log::write(&dir, &r, &record, Some(&entry)));
+            match written {
+                Ok(files) => {
+                    if let Some(md) = files.first() {
+                        eprintln!("drillbook: drill log {} (.json, .xml)", md.display());
+                    }
+                    Ok(code)
+                }
+                Err(e) => {
+                    eprintln!("drillbook: error: the drill log could not be written: {e}");
+                    Ok(if code == exit::OK {
+                        exit::UNAVAILABLE
+                    } else {
+                        code
+                    })
+                }
+            }
         }
         Err(e) => {
             eprintln!(

@@ -8,6 +8,7 @@ mod history;
 mod local;
 mod neon;
 mod neon_fake;
+mod render;
 mod run;
 mod schema;
 mod sql;

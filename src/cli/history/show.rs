@@ -15,7 +15,12 @@ use crate::timestamp::rfc3339;
 /// At most this many candidates are listed for an ambiguous prefix.
 const MAX_CANDIDATES: usize = 20;
 
-pub(super) async fn run(store: &Store, id: &str, format: ShowFormat) -> anyhow::Result<u8> {
+pub(super) async fn run(
+    store: &Store,
+    id: &str,
+    format: ShowFormat,
+    templates: Option<&std::path::Path>,
+) -> anyhow::Result<u8> {
     let entries = store.entries().await.map_err(|e| store_error("read", &e))?;
     let exact: Vec<&Entry> = entries.iter().filter(|e| e.id() == id).collect();
     let found = if exact.is_empty() {
@@ -66,7 +71,14 @@ pub(super) async fn run(store: &Store, id: &str, format: ShowFormat) -> anyhow::
         )
     })?;
     match format {
-        ShowFormat::Md => out(&markdown(entry, &record)),
+        ShowFormat::Md => {
+            let renderer = crate::render::Renderer::new(templates)?;
+            out(&crate::render::log::markdown(
+                &renderer,
+                &record,
+                Some(entry),
+            )?);
+        }
         _ => out(&text(entry, &record)),
     }
     Ok(exit::OK)
@@ -132,15 +144,6 @@ fn git_text(git: &GitRef) -> String {
 
 fn param_text(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
-}
-
-/// `` `id` `` and its title when it has one of its own.
-fn step_name(st: &StepRecord) -> String {
-    if st.title.is_empty() || st.title == st.id {
-        format!("`{}`", st.id)
-    } else {
-        format!("`{}` {}", st.id, st.title)
-    }
 }
 
 /// `2 attempts, destructive` and the error or note.
@@ -250,105 +253,6 @@ fn text(entry: &Entry, r: &DrillRecord) -> String {
                 a.via,
                 rfc3339(a.at),
                 a.question
-            );
-        }
-    }
-    s
-}
-
-/// A Markdown report: a heading, a summary table and the steps. Kept in one function: a
-/// later release replaces it with templates.
-fn markdown(entry: &Entry, r: &DrillRecord) -> String {
-    let cell = |t: &str| t.replace('|', "\\|").replace('\n', "<br>");
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "# {} / {}: {}\n",
-        cell(&r.runbook.name),
-        cell(&r.procedure.id),
-        verdict_name(r.verdict)
-    );
-    let _ = writeln!(s, "| | |\n|---|---|");
-    let mut rows = vec![
-        (
-            "Procedure",
-            format!(
-                "{} (`{}`, {})",
-                r.procedure.title,
-                r.procedure.id,
-                kind_name(r.procedure.kind)
-            ),
-        ),
-        (
-            "Runbook",
-            format!("{} (`{}`)", r.runbook.name, r.runbook.path),
-        ),
-        (
-            "Git",
-            r.runbook.git.as_ref().map_or("—".to_owned(), git_text),
-        ),
-        ("Verdict", verdict_name(r.verdict).to_owned()),
-    ];
-    if let Some(reason) = &r.reason {
-        rows.push(("Reason", reason.clone()));
-    }
-    rows.extend([
-        ("Operator", r.operator.clone()),
-        ("Started", rfc3339(r.started_at)),
-        ("Finished", rfc3339(r.finished_at)),
-        ("Duration", ms(r.duration_ms)),
-    ]);
-    if let Some(rto) = &r.rto {
-        rows.push(("RTO", against(rto.measured_ms, rto.objective, rto.met)));
-    }
-    if let Some(rpo) = rpo_text(r) {
-        rows.push(("RPO", rpo));
-    }
-    if !r.params.is_empty() {
-        let params: Vec<String> = r
-            .params
-            .iter()
-            .map(|(k, v)| format!("`{k}` = {}", param_text(v)))
-            .collect();
-        rows.push(("Params", params.join("<br>")));
-    }
-    for a in &r.approvals {
-        rows.push((
-            "Approval",
-            format!(
-                "`{}` by {} via {} at {}",
-                a.step,
-                a.by,
-                a.via,
-                rfc3339(a.at)
-            ),
-        ));
-    }
-    rows.push((
-        "Record",
-        format!("`{}` (entry {}, hash `{}`)", r.id, entry.seq, entry.hash),
-    ));
-    for (name, value) in rows {
-        let _ = writeln!(s, "| {name} | {} |", cell(&value));
-    }
-    for (title, steps) in [("Steps", &r.steps), ("Cleanup", &r.cleanup)] {
-        if steps.is_empty() {
-            continue;
-        }
-        let _ = writeln!(
-            s,
-            "\n## {title}\n\n| # | Step | Kind | Status | Took | Detail |\n|---|---|---|---|---|---|"
-        );
-        for (i, st) in steps.iter().enumerate() {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} | {} |",
-                i + 1,
-                cell(&step_name(st)),
-                cell(&st.kind),
-                st.status.symbol(),
-                st.duration_ms.map(ms).unwrap_or_default(),
-                cell(&step_detail(st))
             );
         }
     }

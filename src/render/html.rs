@@ -1,0 +1,106 @@
+//! A standalone HTML page of a rendered Markdown document: the same content, headings with
+//! the same anchors as on GitHub (so internal links work), a table of contents, and a small
+//! stylesheet; no scripts, no external resources.
+
+use pulldown_cmark::{html, CowStr, Event, Parser, Tag};
+
+use super::lint::{headings, options, Heading};
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The table of contents: level-2 and level-3 headings, nested.
+fn toc(heads: &[Heading]) -> String {
+    let mut s = String::from("<nav id=\"contents\">\n<h2>Contents</h2>\n<ul>\n");
+    let mut open_sub = false;
+    for h in heads.iter().filter(|h| h.level == 2 || h.level == 3) {
+        if h.level == 2 {
+            if open_sub {
+                s.push_str("</ul></li>\n");
+                open_sub = false;
+            } else if s.ends_with("</a>") {
+                s.push_str("</li>\n");
+            }
+            s.push_str(&format!(
+                "<li><a href=\"#{}\">{}</a>",
+                h.anchor,
+                escape(&h.text)
+            ));
+        } else {
+            if !open_sub {
+                s.push_str("\n<ul>\n");
+                open_sub = true;
+            }
+            s.push_str(&format!(
+                "<li><a href=\"#{}\">{}</a></li>\n",
+                h.anchor,
+                escape(&h.text)
+            ));
+        }
+    }
+    if open_sub {
+        s.push_str("</ul></li>\n");
+    } else if s.ends_with("</a>") {
+        s.push_str("</li>\n");
+    }
+    s.push_str("</ul>\n</nav>\n");
+    s
+}
+
+const STYLE: &str = "body{font:16px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1f2328}\
+nav#contents{border:1px solid #d0d7de;border-radius:6px;padding:0 1rem;margin-bottom:2rem}\
+table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;vertical-align:top}\
+code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}pre{background:#f6f8fa;padding:1rem;overflow:auto}\
+pre code{padding:0}h1,h2{border-bottom:1px solid #d0d7de;padding-bottom:.3rem}";
+
+/// The page for `markdown`.
+pub fn page(markdown: &str) -> String {
+    let heads = headings(markdown);
+    let title = heads
+        .iter()
+        .find(|h| h.level == 1)
+        .map_or_else(|| "Runbook".to_owned(), |h| h.text.clone());
+    // give every heading its anchor as id, in document order
+    let mut ids = heads.iter().map(|h| h.anchor.clone());
+    let events = Parser::new_ext(markdown, options()).map(|e| match e {
+        Event::Start(Tag::Heading {
+            level,
+            classes,
+            attrs,
+            ..
+        }) => Event::Start(Tag::Heading {
+            level,
+            id: ids.next().map(CowStr::from),
+            classes,
+            attrs,
+        }),
+        other => other,
+    });
+    let mut body = String::new();
+    html::push_html(&mut body, events);
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{}<main>\n{body}</main>\n</body>\n</html>\n",
+        escape(&title),
+        toc(&heads)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_has_the_headings_with_anchors_and_a_contents_list() {
+        let p = page("# Runbook & more\n\n## One\n\ntext [two](#two)\n\n## Two\n\n### Two a\n\n| a |\n|---|\n| 1 |\n");
+        assert!(p.contains("<title>Runbook &amp; more</title>"), "{p}");
+        assert!(p.contains("<h2 id=\"one\">One</h2>"), "{p}");
+        assert!(p.contains("<h3 id=\"two-a\">Two a</h3>"), "{p}");
+        assert!(p.contains("<a href=\"#two\">two</a>"));
+        assert!(p.contains("<li><a href=\"#two\">Two</a>\n<ul>\n<li><a href=\"#two-a\">Two a</a></li>\n</ul></li>"), "{p}");
+        assert!(p.contains("<table>"));
+    }
+}

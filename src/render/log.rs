@@ -1,0 +1,164 @@
+//! Each run's test-result log, written next to the history: `<date>-<procedure>-<id>.md`
+//! (rendered from the DrillRecord through `drill-log.md.j2`), `.json` (the record) and
+//! `.xml` (JUnit). `history show ID --format md` renders the same Markdown.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use super::{RenderError, Renderer};
+use crate::duration::human;
+use crate::engine::record::{DrillRecord, StepRecord};
+use crate::history::{Entry, Store};
+
+/// `--log-dir`, else the directory of a file history, else `drills/`.
+pub fn dir(log_dir: Option<&Path>, store: &Store) -> PathBuf {
+    if let Some(d) = log_dir {
+        return d.to_owned();
+    }
+    match store {
+        Store::File(p) => p
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_owned),
+        Store::Postgres(_) => PathBuf::from("drills"),
+    }
+}
+
+/// `2026-11-29-pitr-drill-20261129T203252Z-273e5b0d`.
+pub fn base_name(record: &DrillRecord) -> String {
+    format!(
+        "{}-{}-{}",
+        record.started_at.format("%Y-%m-%d"),
+        record.procedure.id,
+        record.id
+    )
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map_or_else(
+        || "—".into(),
+        |m| human(std::time::Duration::from_millis(m)),
+    )
+}
+
+fn step(s: &StepRecord) -> Value {
+    json!({
+        "id": s.id,
+        "title": super::cell(&s.title),
+        "kind": s.kind,
+        "status": s.status.symbol(),
+        "passed": s.status == crate::engine::record::StepStatus::Passed,
+        "duration": ms(s.duration_ms),
+        "attempts": s.attempts,
+        "destructive": s.destructive,
+        "detail": super::cell(s.error.as_deref().or(s.note.as_deref()).unwrap_or("")),
+    })
+}
+
+fn met(m: Option<bool>) -> &'static str {
+    match m {
+        Some(true) => "met",
+        Some(false) => "missed",
+        None => "not measured",
+    }
+}
+
+/// What `drill-log.md.j2` sees.
+pub fn context(record: &DrillRecord, entry: Option<&Entry>) -> Value {
+    let verdict = format!("{:?}", record.verdict).to_uppercase();
+    let rto = record.rto.as_ref().map(|r| {
+        json!({
+            "measured": ms(r.measured_ms),
+            "objective": r.objective.map(|o| o.to_string()),
+            "met": met(r.met),
+            "from": r.from_step,
+            "to": r.to_step,
+        })
+    });
+    let rpo = record.rpo.as_ref().map(|r| {
+        json!({
+            "window": ms(r.data_loss_window_ms),
+            "objective": r.objective.map(|o| o.to_string()),
+            "met": met(r.met),
+            "recovery_point": r.recovery_point.map(crate::timestamp::rfc3339),
+            "target": r.target.map(crate::timestamp::rfc3339),
+        })
+    });
+    json!({
+        "title": format!("Drill log: {} / {}", record.runbook.name, record.procedure.id),
+        "id": record.id,
+        "runbook": record.runbook,
+        "procedure": record.procedure,
+        "kind": format!("{:?}", record.procedure.kind).to_lowercase(),
+        "verdict": verdict,
+        "reason": record.reason.as_deref().map(super::cell),
+        "operator": record.operator,
+        "tool_version": record.tool_version,
+        "started": crate::timestamp::rfc3339(record.started_at),
+        "finished": crate::timestamp::rfc3339(record.finished_at),
+        "duration": ms(Some(record.duration_ms)),
+        "dry_run": record.dry_run,
+        "steps": record.steps.iter().map(step).collect::<Vec<_>>(),
+        "cleanup": record.cleanup.iter().map(step).collect::<Vec<_>>(),
+        "rto": rto,
+        "rpo": rpo,
+        "approvals": record.approvals.iter().map(|a| json!({
+            "step": a.step, "by": a.by, "via": a.via,
+            "at": crate::timestamp::rfc3339(a.at), "question": super::cell(&a.question),
+        })).collect::<Vec<_>>(),
+        "params": record.params.iter().map(|(k, v)| json!({
+            "name": k,
+            "value": super::cell(&v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+        })).collect::<Vec<_>>(),
+        "preflight": record.preflight.iter().map(|p| json!({
+            "step": p.step, "check": p.check, "ok": p.ok, "detail": super::cell(&p.detail),
+        })).collect::<Vec<_>>(),
+        "entry": entry.map(|e| json!({ "seq": e.seq, "hash": e.hash })),
+    })
+}
+
+/// The Markdown log of a run, structure-checked.
+pub fn markdown(
+    renderer: &Renderer,
+    record: &DrillRecord,
+    entry: Option<&Entry>,
+) -> Result<String, RenderError> {
+    let text = renderer.render("drill-log.md.j2", &context(record, entry))?;
+    let problems = super::lint::problems(&text);
+    if !problems.is_empty() {
+        return Err(RenderError::Lint(format!(
+            "the drill log of {} is not sound Markdown:\n  {}",
+            record.id,
+            problems.join("\n  ")
+        )));
+    }
+    Ok(text)
+}
+
+/// Writes `<base>.md`, `<base>.json` and `<base>.xml` into `dir`; returns their paths.
+pub fn write(
+    dir: &Path,
+    renderer: &Renderer,
+    record: &DrillRecord,
+    entry: Option<&Entry>,
+) -> Result<Vec<PathBuf>, RenderError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| RenderError::Io(format!("cannot create {}: {e}", dir.display())))?;
+    let base = base_name(record);
+    let json =
+        serde_json::to_string_pretty(record).map_err(|e| RenderError::Io(e.to_string()))? + "\n";
+    let files = [
+        (format!("{base}.md"), markdown(renderer, record, entry)?),
+        (format!("{base}.json"), json),
+        (format!("{base}.xml"), super::junit::xml(record)),
+    ];
+    let mut out = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, text)
+            .map_err(|e| RenderError::Io(format!("cannot write {}: {e}", path.display())))?;
+        out.push(path);
+    }
+    Ok(out)
+}
