@@ -38,46 +38,22 @@ pub struct Args {
     #[arg(long, value_name = "PATH|URL")]
     history: Option<String>,
     /// The moment the schedule's next dates are computed from (RFC 3339 or `now`). Default:
-    /// `SOURCE_DATE_EPOCH`, else the newest recorded run of the runbook, else the runbook's
-    /// last git commit, else now — so a re-render gives the same document until something
-    /// it shows changes.
+    /// `SOURCE_DATE_EPOCH`, else the newest recorded run of the runbook; with neither, no
+    /// dates are printed — so a re-render gives the same document until something it shows
+    /// changes.
     #[arg(long, value_name = "TIME")]
     as_of: Option<String>,
 }
 
-/// When the runbook file was last committed, if it is committed and unchanged since.
-fn git_time(path: &str) -> Option<DateTime<Utc>> {
-    let git = crate::engine::record::GitRef::of(path)?;
-    if git.dirty {
-        return None;
-    }
-    let file = Path::new(path);
-    let dir = file
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["log", "-1", "--format=%cI", "--"])
-        .arg(file.file_name()?)
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    DateTime::parse_from_rfc3339(text.trim())
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
+/// The moment the next dates are computed from, and where it came from; None when nothing
+/// fixes it (then the document prints no dates, so it does not change with the clock).
 fn as_of(
     arg: Option<&str>,
     newest: Option<DateTime<Utc>>,
-    runbook: &str,
-) -> Result<(DateTime<Utc>, String), String> {
+) -> Result<(Option<DateTime<Utc>>, String), String> {
     if let Some(a) = arg {
         let spec: crate::timestamp::TimeSpec = a.parse().map_err(|e| format!("--as-of: {e}"))?;
-        return Ok((spec.resolve(Utc::now()), "--as-of".into()));
+        return Ok((Some(spec.resolve(Utc::now())), "--as-of".into()));
     }
     if let Ok(epoch) = std::env::var("SOURCE_DATE_EPOCH") {
         let secs: i64 = epoch
@@ -86,15 +62,12 @@ fn as_of(
             .map_err(|_| format!("SOURCE_DATE_EPOCH `{epoch}` is not a number of seconds"))?;
         let t = DateTime::from_timestamp(secs, 0)
             .ok_or_else(|| format!("SOURCE_DATE_EPOCH `{epoch}` is out of range"))?;
-        return Ok((t, "SOURCE_DATE_EPOCH".into()));
+        return Ok((Some(t), "SOURCE_DATE_EPOCH".into()));
     }
-    if let Some(t) = newest {
-        return Ok((t, "the newest recorded run".into()));
-    }
-    if let Some(t) = git_time(runbook) {
-        return Ok((t, "the runbook's last commit".into()));
-    }
-    Ok((Utc::now(), "the time of rendering".into()))
+    Ok(match newest {
+        Some(t) => (Some(t), "the newest recorded run".into()),
+        None => (None, String::new()),
+    })
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
@@ -115,7 +88,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         .filter(|r| r.runbook.name == rb.name && !r.dry_run)
         .collect();
     let newest = records.iter().map(|r| r.finished_at).max();
-    let (when, source) = match as_of(args.as_of.as_deref(), newest, &args.runbook) {
+    let (when, source) = match as_of(args.as_of.as_deref(), newest) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("drillbook: error: {e}");

@@ -370,14 +370,19 @@ fn target_after_the_end_of_the_archive_is_explained() {
 
 #[test]
 fn missing_server_binaries_could_not_run() {
-    let r = Cli::new()
-        .env("PG_BIN", "/nonexistent/bin")
+    // run from the repository (the runbook's path as shipped), recorded in the test's own
+    // directory
+    let cli = Cli::new().env("PG_BIN", "/nonexistent/bin");
+    let history = cli.dir.join("history.jsonl").display().to_string();
+    let r = cli
         .args([
             "run",
             "runbooks/local-pitr-drill.yaml",
             "drill",
             "--format",
             "json",
+            "--history",
+            &history,
         ])
         .command()
         .current_dir(root())

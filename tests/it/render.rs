@@ -181,3 +181,183 @@ fn a_broken_custom_template_is_named() {
     );
     let _ = root();
 }
+
+/// `drillbook render` run in `dir` with the default history (`drills/history.jsonl`
+/// there), as a user would.
+fn render_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> crate::support::Run {
+    let mut cmd = std::process::Command::new(crate::support::BIN);
+    cmd.arg("render")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("DRILLBOOK_HISTORY")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run drillbook render");
+    crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+const SHIPPED: [&str; 4] = [
+    "neon-production",
+    "local-pitr-drill",
+    "postgres-pitr-drill",
+    "hello",
+];
+
+/// A copy of the shipped runbooks in a fresh directory (so no drill run in the repository
+/// changes the "latest results"): render them there with [`render_in`].
+fn shipped_copy() -> crate::support::TempDir {
+    let dir = crate::support::TempDir::new();
+    std::fs::create_dir_all(dir.join("runbooks")).expect("mkdir");
+    for name in SHIPPED {
+        std::fs::copy(
+            root().join(format!("runbooks/{name}.yaml")),
+            dir.join(&format!("runbooks/{name}.yaml")),
+        )
+        .expect("copy runbook");
+    }
+    dir
+}
+
+#[test]
+fn the_shipped_runbooks_render_as_their_snapshots() {
+    let copy = shipped_copy();
+    for name in SHIPPED {
+        let r = render_in(
+            copy.path(),
+            &[
+                &format!("runbooks/{name}.yaml"),
+                "--as-of",
+                "2026-12-01T00:00:00Z",
+            ],
+            &[],
+        );
+        r.code(0);
+        assert_eq!(
+            drillbook::render::lint::problems(&r.stdout),
+            Vec::<String>::new(),
+            "{name}"
+        );
+        let snap = root().join(format!("tests/snapshots/{name}.md"));
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::create_dir_all(snap.parent().expect("dir")).expect("mkdir");
+            std::fs::write(&snap, &r.stdout).expect("write snapshot");
+        }
+        let want = std::fs::read_to_string(&snap)
+            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_EXPECT=1", snap.display()));
+        assert_eq!(
+            r.stdout, want,
+            "{name} differs from its snapshot (UPDATE_EXPECT=1 rewrites it)"
+        );
+    }
+}
+
+#[test]
+fn the_committed_runbook_document_is_up_to_date() {
+    // as CI and a reader would run it: in the repository, with its default history
+    let r = render_in(
+        &root(),
+        &[
+            "runbooks/neon-production.yaml",
+            "-o",
+            "docs/database-backup-recovery-runbook.md",
+            "--check",
+        ],
+        &[],
+    );
+    r.code(0);
+}
+
+#[test]
+fn secrets_in_the_environment_never_reach_the_document() {
+    let secrets = [
+        ("NEON_PROJECT_ID", "proj-secret-31337"),
+        ("NEON_API_KEY", "napi-secret-31337"),
+        (
+            "SLACK_WEBHOOK_URL",
+            "https://hooks.slack.com/services/T0/B0/slack-secret-31337",
+        ),
+        (
+            "BETTERSTACK_HEARTBEAT_URL",
+            "https://uptime.betterstack.com/api/v1/heartbeat/bs-secret-31337",
+        ),
+        (
+            "DATABASE_URL",
+            "postgres://app:pw-secret-31337@db.internal/shop",
+        ),
+        ("PG_BASE_BACKUP", "/backups/base-secret-31337"),
+    ];
+    let copy = shipped_copy();
+    for name in SHIPPED {
+        for html in [false, true] {
+            let mut args = vec![
+                format!("runbooks/{name}.yaml"),
+                "--as-of".into(),
+                "2026-12-01T00:00:00Z".into(),
+            ];
+            if html {
+                args.push("--html".into());
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let r = render_in(copy.path(), &args, &secrets);
+            r.code(0);
+            assert!(
+                !r.stdout.contains("secret-31337"),
+                "{name}: a secret reached the output"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_edited_runbook_makes_check_fail_until_rendered_again() {
+    let yaml =
+        std::fs::read_to_string(root().join("runbooks/neon-production.yaml")).expect("runbook");
+    let c = Cli::new().runbook(&yaml);
+    let render = |extra: &[&str]| {
+        let mut args = vec![
+            "render",
+            "runbook.yaml",
+            "-o",
+            "doc.md",
+            "--as-of",
+            "2026-12-01T00:00:00Z",
+        ];
+        args.extend_from_slice(extra);
+        Cli::new()
+            .args(args)
+            .command()
+            .current_dir(c.dir.path())
+            .output()
+            .expect("render")
+    };
+    assert!(render(&["--html"]).status.success());
+    assert!(render(&["--check", "--html"]).status.success());
+    std::fs::write(
+        c.dir.join("runbook.yaml"),
+        yaml.replace("Monthly point-in-time recovery drill", "Monthly PITR drill"),
+    )
+    .expect("edit");
+    let stale = render(&["--check"]);
+    assert_eq!(stale.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("doc.md is out of date"));
+    assert!(render(&["--html"]).status.success());
+    assert!(render(&["--check", "--html"]).status.success());
+    let md = std::fs::read_to_string(c.dir.join("doc.md")).expect("md");
+    assert!(md.contains("Monthly PITR drill"));
+    // the page has the document's headings, with the same anchors
+    let page = std::fs::read_to_string(c.dir.join("doc.html")).expect("html");
+    for h in drillbook::render::lint::headings(&md) {
+        assert!(
+            page.contains(&format!("id=\"{}\"", h.anchor)),
+            "{} missing from the page",
+            h.anchor
+        );
+    }
+}
