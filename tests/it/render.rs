@@ -98,7 +98,8 @@ fn every_run_writes_a_markdown_json_and_junit_log() {
     assert_eq!(xml.matches("<testcase ").count(), 5, "{xml}");
     // the failed step, and the RTO objective (not measured: the last step never ran)
     assert!(
-        xml.contains("<testsuites name=\"drillbook\" tests=\"5\" failures=\"2\" errors=\"0\""),
+        xml.contains("name=\"logged.drill\" timestamp=")
+            && xml.contains("tests=\"5\" failures=\"2\" errors=\"0\""),
         "{xml}"
     );
     assert!(
@@ -358,6 +359,30 @@ fn an_edited_runbook_makes_check_fail_until_rendered_again() {
             page.contains(&format!("id=\"{}\"", h.anchor)),
             "{} missing from the page",
             h.anchor
+        );
+    }
+}
+
+#[test]
+fn a_recorded_drill_renders_as_its_log_snapshots() {
+    let text = std::fs::read_to_string(root().join("tests/fixtures/record.json")).expect("fixture");
+    let record: drillbook::engine::record::DrillRecord =
+        serde_json::from_str(&text).expect("a DrillRecord");
+    let value: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let entry = drillbook::history::Entry::after(None, value);
+    let renderer = drillbook::render::Renderer::new(None).expect("templates");
+    let md = drillbook::render::log::markdown(&renderer, &record, Some(&entry)).expect("log");
+    let xml = drillbook::render::junit::xml(&record);
+    for (name, got) in [("drill-log.md", md), ("drill-log.xml", xml)] {
+        let snap = root().join(format!("tests/snapshots/{name}"));
+        if std::env::var_os("UPDATE_EXPECT").is_some() {
+            std::fs::write(&snap, &got).expect("write snapshot");
+        }
+        let want = std::fs::read_to_string(&snap)
+            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_EXPECT=1", snap.display()));
+        assert_eq!(
+            got, want,
+            "{name} differs from its snapshot (UPDATE_EXPECT=1 rewrites it)"
         );
     }
 }
