@@ -1,6 +1,7 @@
 //! The command line: clap derive, one file per subcommand. Every subcommand returns its exit
 //! code; errors are printed once, with their cause chain, here.
 
+mod check;
 mod history;
 mod plan;
 mod render;
@@ -30,6 +31,7 @@ enum Command {
     Validate(validate::Args),
     Plan(plan::Args),
     Run(run::Args),
+    Check(check::Args),
     Render(render::Args),
     History(history::Args),
     Schema(schema::Args),
@@ -66,6 +68,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Validate(a) => validate::run(&a),
         Command::Plan(a) => plan::run(&a).await,
         Command::Run(a) => run::run(&a).await,
+        Command::Check(a) => check::run(&a).await,
         Command::Render(a) => render::run(&a).await,
         Command::History(a) => history::run(&a).await,
         Command::Schema(a) => schema::run(&a),

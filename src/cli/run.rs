@@ -52,6 +52,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         yes: args.yes,
         dry_run: args.dry_run,
         operator: operator(),
+        history: args.history.clone(),
     };
     let terminal = Terminal::new(args.yes);
     let cancel = Cancel::new();

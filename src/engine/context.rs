@@ -17,6 +17,8 @@ pub struct RunOptions {
     pub yes: bool,
     pub dry_run: bool,
     pub operator: String,
+    /// The history store (`--history`) that `history.*` checks read; None for the default.
+    pub history: Option<String>,
 }
 
 /// `DRILLBOOK_OPERATOR`, else `user@host`.

@@ -206,6 +206,7 @@ pub async fn preflight(
         yes: false,
         dry_run: true,
         operator: super::operator(),
+        history: None,
     };
     let vars = Vars::new(runbook, procedure, params, env, "preflight", now, &opts);
     let templates = crate::template::environment();
@@ -603,6 +604,7 @@ impl Run<'_> {
             redactor: &self.redactor,
             undo: &self.undo,
             attempt,
+            history: self.opts.history.as_deref(),
         };
         let work = kind.run(&cx);
         let limited = async {

@@ -4,6 +4,7 @@
 //! from the record after cleanup.
 
 pub mod cancel;
+pub mod checks;
 mod context;
 mod executor;
 pub mod preflight;

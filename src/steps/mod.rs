@@ -5,6 +5,7 @@
 
 pub mod assert;
 pub mod db;
+pub mod history;
 pub mod http;
 pub mod local;
 pub mod manual;
@@ -97,6 +98,9 @@ pub struct StepCx<'a> {
     pub undo: &'a std::sync::Mutex<Vec<Undo>>,
     /// Which attempt this is (1 for the first; more with `retries`).
     pub attempt: u32,
+    /// The history store given on the command line (`history.*` kinds read it); None for
+    /// `DRILLBOOK_HISTORY` or the default.
+    pub history: Option<&'a str>,
 }
 
 /// Something a step created that must not outlive the run. The engine undoes these after
@@ -462,6 +466,8 @@ step_kinds! {
     NeonBackupSchedule("neon.backup_schedule") => neon::NeonBackupSchedule,
     NeonSnapshotAge("neon.snapshot_age") => neon::NeonSnapshotAge,
     NeonProject("neon.project") => neon::NeonProject,
+    HistoryLastPass("history.last_pass") => history::HistoryLastPass,
+    HistoryOverdue("history.overdue") => history::HistoryOverdue,
 }
 
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders

@@ -1,0 +1,254 @@
+//! `drillbook check`: the runbook's health checks, at once, with monitoring exit codes and
+//! text, JSON or Prometheus output.
+
+use std::fmt::Write as _;
+
+use super::{load, out};
+use crate::engine::cancel::Cancel;
+use crate::engine::checks::{self, CheckResult, Status};
+use crate::engine::{operator, RunOptions};
+use crate::history::Store;
+
+/// Run the runbook's health checks (`checks:`) concurrently, each under a timeout.
+///
+/// Exit codes (monitoring plugins): 0 OK · 1 WARNING · 2 CRITICAL · 3 UNKNOWN (a check could
+/// not run, or the runbook is invalid).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  drillbook check runbooks/neon-production.yaml\n  drillbook check runbooks/neon-production.yaml --format prometheus > /var/lib/node_exporter/textfile/drillbook.prom"
+)]
+pub struct Args {
+    /// The runbook (YAML).
+    runbook: String,
+    /// Only these checks (by id; repeatable).
+    #[arg(long = "only", value_name = "ID")]
+    only: Vec<String>,
+    /// `text` (a table), `json`, or `prometheus` (text exposition format for node_exporter's
+    /// textfile collector).
+    #[arg(long, value_enum, default_value_t = CheckFormat::Text)]
+    format: CheckFormat,
+    /// The history `history.*` checks and the drill metrics read (default:
+    /// `DRILLBOOK_HISTORY`, else `drills/history.jsonl`).
+    #[arg(long, value_name = "PATH|URL")]
+    history: Option<String>,
+    /// Timeout of a check without its own `timeout:`.
+    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    timeout: crate::duration::Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    Text,
+    Json,
+    Prometheus,
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<u8> {
+    let Some(rb) = load(&args.runbook) else {
+        return Ok(Status::Unknown.code());
+    };
+    if let Some(bad) = args
+        .only
+        .iter()
+        .find(|id| !rb.checks.iter().any(|c| &c.id == *id))
+    {
+        eprintln!("drillbook: error: no check `{bad}` in {}", rb.path);
+        return Ok(Status::Unknown.code());
+    }
+    let opts = RunOptions {
+        operator: operator(),
+        history: args.history.clone(),
+        ..RunOptions::default()
+    };
+    let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
+    let status = checks::overall(&results);
+    match args.format {
+        CheckFormat::Text => out(&text(&rb.name, &results, status)),
+        CheckFormat::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "runbook": rb.name,
+                "status": status,
+                "checks": results,
+            }))?
+        )),
+        CheckFormat::Prometheus => {
+            let store = Store::from_arg(args.history.as_deref());
+            let records: Vec<_> = store
+                .entries()
+                .await
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|e| e.drill().ok())
+                .filter(|r| r.runbook.name == rb.name && !r.dry_run)
+                .collect();
+            out(&prometheus(&rb.name, &results, &records));
+        }
+    }
+    Ok(status.code())
+}
+
+fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {
+    let mut s = String::new();
+    if results.is_empty() {
+        let _ = writeln!(s, "{runbook}: no checks (`checks:` is empty)");
+        return s;
+    }
+    let w = results.iter().map(|r| r.id.len()).max().unwrap_or(5).max(5);
+    let k = results
+        .iter()
+        .map(|r| r.kind.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let _ = writeln!(
+        s,
+        "{:<8}  {:<w$}  {:<k$}  {:>7}  RESULT",
+        "STATUS", "CHECK", "KIND", "TIME"
+    );
+    for r in results {
+        let time = crate::duration::human(std::time::Duration::from_millis(r.duration_ms));
+        let _ = writeln!(
+            s,
+            "{:<8}  {:<w$}  {:<k$}  {time:>7}  {}",
+            format!("{:?}", r.status).to_uppercase(),
+            r.id,
+            r.kind,
+            r.message.lines().next().unwrap_or("")
+        );
+    }
+    let count = |st: Status| results.iter().filter(|r| r.status == st).count();
+    let _ = writeln!(
+        s,
+        "\n{runbook}: {} ({} ok, {} warning, {} critical, {} unknown)",
+        format!("{status:?}").to_uppercase(),
+        count(Status::Ok),
+        count(Status::Warning),
+        count(Status::Critical),
+        count(Status::Unknown)
+    );
+    s
+}
+
+/// A label value in the exposition format: backslash, quote and newline escaped.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn metric(s: &mut String, name: &str, help: &str, rows: &[(String, f64)]) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "# HELP {name} {help}");
+    let _ = writeln!(s, "# TYPE {name} gauge");
+    for (labels, v) in rows {
+        let _ = writeln!(s, "{name}{{{labels}}} {v}");
+    }
+}
+
+/// The text exposition format (node_exporter's textfile collector reads it).
+pub fn prometheus(
+    runbook: &str,
+    results: &[CheckResult],
+    records: &[crate::engine::record::DrillRecord],
+) -> String {
+    let rb = label(runbook);
+    let per_check = |r: &CheckResult| {
+        format!(
+            "runbook=\"{rb}\",check=\"{}\",kind=\"{}\"",
+            label(&r.id),
+            label(&r.kind)
+        )
+    };
+    let mut s = String::new();
+    let status: Vec<(String, f64)> = results
+        .iter()
+        .map(|r| (per_check(r), f64::from(r.status.code())))
+        .collect();
+    metric(
+        &mut s,
+        "drillbook_check_status",
+        "Check status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        &status,
+    );
+    let took: Vec<(String, f64)> = results
+        .iter()
+        .map(|r| (per_check(r), r.duration_ms as f64 / 1000.0))
+        .collect();
+    metric(
+        &mut s,
+        "drillbook_check_duration_seconds",
+        "How long the check took.",
+        &took,
+    );
+    let by_measure = |names: &[&str]| -> Vec<(String, f64)> {
+        results
+            .iter()
+            .filter_map(|r| {
+                let m = r.measure.as_ref()?;
+                names
+                    .contains(&m.name.as_str())
+                    .then(|| (per_check(r), m.value))
+            })
+            .collect()
+    };
+    metric(
+        &mut s,
+        "drillbook_backup_age_seconds",
+        "Age of the newest backup: snapshot, base backup or archived WAL segment.",
+        &by_measure(&["age_s", "last_archived_age_s"])
+            .into_iter()
+            .chain(
+                results
+                    .iter()
+                    .filter(|r| r.kind == "neon.snapshot_age")
+                    .filter_map(|r| r.measure.as_ref().map(|m| (per_check(r), m.value))),
+            )
+            .collect::<Vec<_>>(),
+    );
+    metric(
+        &mut s,
+        "drillbook_restore_window_seconds",
+        "The point-in-time restore window (history retention).",
+        &by_measure(&["restore_window_seconds"]),
+    );
+    // from the history: the last passing run of each procedure
+    let mut last: std::collections::BTreeMap<&str, &crate::engine::record::DrillRecord> =
+        std::collections::BTreeMap::new();
+    for r in records
+        .iter()
+        .filter(|r| r.verdict == crate::engine::record::Verdict::Passed)
+    {
+        let e = last.entry(r.procedure.id.as_str()).or_insert(r);
+        if r.finished_at > e.finished_at {
+            *e = r;
+        }
+    }
+    let per_proc = |p: &str| format!("runbook=\"{rb}\",procedure=\"{}\"", label(p));
+    let rto: Vec<(String, f64)> = last
+        .iter()
+        .filter_map(|(p, r)| {
+            let ms = r.rto.as_ref()?.measured_ms?;
+            Some((per_proc(p), ms as f64 / 1000.0))
+        })
+        .collect();
+    metric(
+        &mut s,
+        "drillbook_last_drill_rto_seconds",
+        "Measured RTO of the last passing run of the procedure.",
+        &rto,
+    );
+    let when: Vec<(String, f64)> = last
+        .iter()
+        .map(|(p, r)| (per_proc(p), r.finished_at.timestamp() as f64))
+        .collect();
+    metric(
+        &mut s,
+        "drillbook_last_pass_timestamp_seconds",
+        "When the procedure last passed (Unix time).",
+        &when,
+    );
+    s
+}

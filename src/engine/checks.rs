@@ -1,0 +1,356 @@
+//! Health checks (`drillbook check`): every `checks:` entry runs as a one-step procedure
+//! through the same engine as drills (templates, secrets, error classes, timeouts), all at
+//! once, each under its own timeout. The outcome maps to monitoring codes: the step passed →
+//! OK, unless a `warn`/`critical` threshold on its measure is crossed; it failed →
+//! CRITICAL; it could not run (unreachable, auth, missing env, timeout) → UNKNOWN.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::cancel::Cancel;
+use super::record::{StepRecord, StepStatus};
+use super::RunOptions;
+use crate::runbook::{Check, Procedure, ProcedureKind, Runbook, Step};
+use crate::steps::{BoxFuture, ErrorClass, Interaction, StepKind};
+
+/// A check's outcome, as monitoring systems count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ok,
+    Warning,
+    Critical,
+    Unknown,
+}
+
+impl Status {
+    /// Nagios/monitoring-plugin exit codes: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub fn code(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Critical => 2,
+            Status::Unknown => 3,
+        }
+    }
+
+    /// Which status wins when several checks report: CRITICAL over UNKNOWN over WARNING over
+    /// OK (a broken backup must page even when another check could not run).
+    pub fn severity(self) -> u8 {
+        match self {
+            Status::Ok => 0,
+            Status::Warning => 1,
+            Status::Unknown => 2,
+            Status::Critical => 3,
+        }
+    }
+}
+
+/// Which output of a kind is its measure, and which way is worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Worse {
+    Higher,
+    Lower,
+}
+
+/// The measure a kind reports, for thresholds and metrics: (output, unit, which way is worse).
+pub fn measure(kind: &str) -> Option<(&'static str, &'static str, Worse)> {
+    Some(match kind {
+        "neon.snapshot_age" => ("age_seconds", "seconds", Worse::Higher),
+        "neon.retention" => ("restore_window_seconds", "seconds", Worse::Lower),
+        "local.backup_age" => ("age_s", "seconds", Worse::Higher),
+        "local.archiver" => ("last_archived_age_s", "seconds", Worse::Higher),
+        "history.last_pass" | "history.overdue" => ("age_seconds", "seconds", Worse::Higher),
+        _ => return None,
+    })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub status: Status,
+    /// One line: what was found.
+    pub message: String,
+    pub duration_ms: u64,
+    /// The kind's measure, when it has one and the check produced it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measure: Option<Measure>,
+    pub outputs: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Measure {
+    pub name: String,
+    pub value: f64,
+    pub unit: String,
+}
+
+/// A threshold as written: a duration (`25h`) or a number.
+fn threshold(v: &serde_yaml::Value) -> Option<f64> {
+    match v {
+        serde_yaml::Value::Number(n) => n.as_f64(),
+        serde_yaml::Value::String(s) => s
+            .parse::<crate::duration::Duration>()
+            .ok()
+            .map(|d| d.0.as_secs_f64())
+            .or_else(|| s.parse().ok()),
+        _ => None,
+    }
+}
+
+fn crossed(value: f64, limit: f64, worse: Worse) -> bool {
+    match worse {
+        Worse::Higher => value > limit,
+        Worse::Lower => value < limit,
+    }
+}
+
+/// Nobody answers during a check; nothing asks.
+struct Unattended;
+
+impl Interaction for Unattended {
+    fn assume_yes(&self) -> bool {
+        false
+    }
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn show(&self, _: &str) {}
+    fn confirm(&self, _: String) -> BoxFuture<'static, std::io::Result<bool>> {
+        Box::pin(async { Ok(false) })
+    }
+}
+
+impl super::Observer for Unattended {
+    fn started(&self, _: &super::record::DrillRecord, _: usize, _: usize) {}
+    fn step_started(&self, _: bool, _: usize, _: &Step) {}
+    fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
+}
+
+/// The environment variables a check's payload reads (its templates' `env.NAME`).
+fn env_of(check: &Check) -> BTreeSet<String> {
+    fn walk(v: &serde_yaml::Value, env: &minijinja::Environment<'_>, out: &mut BTreeSet<String>) {
+        match v {
+            serde_yaml::Value::String(s) if crate::template::is_template(s) => {
+                for r in crate::template::references(env, s).unwrap_or_default() {
+                    if let Some(name) = r.strip_prefix("env.") {
+                        out.insert(name.split('.').next().unwrap_or(name).to_owned());
+                    }
+                }
+            }
+            serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| walk(i, env, out)),
+            serde_yaml::Value::Mapping(m) => m.values().for_each(|i| walk(i, env, out)),
+            _ => {}
+        }
+    }
+    let env = crate::template::environment();
+    let mut out = BTreeSet::new();
+    walk(&check.payload, &env, &mut out);
+    out
+}
+
+/// The one-step procedure that runs `check`.
+fn as_procedure(check: &Check, default_timeout: crate::duration::Duration) -> Procedure {
+    let step = Step {
+        id: check.id.clone(),
+        title: check.title.clone(),
+        description: None,
+        kind: check.kind.clone(),
+        payload: check.payload.clone(),
+        when: None,
+        timeout: Some(check.timeout.unwrap_or(default_timeout)),
+        retries: None,
+        continue_on_error: false,
+        rto: None,
+        destructive: false,
+        needs: BTreeSet::new(),
+        env: env_of(check),
+    };
+    Procedure {
+        id: format!("check:{}", check.id),
+        title: check.title.clone().unwrap_or_else(|| check.id.clone()),
+        description: None,
+        kind: ProcedureKind::Drill,
+        schedule: None,
+        params: indexmap::IndexMap::new(),
+        steps: vec![step],
+        cleanup: Vec::new(),
+    }
+}
+
+fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) {
+    let kind = check.kind.name();
+    let m = measure(kind).and_then(|(name, unit, worse)| {
+        step.outputs.get(name).and_then(Value::as_f64).map(|v| {
+            (
+                Measure {
+                    name: name.into(),
+                    value: v,
+                    unit: unit.into(),
+                },
+                worse,
+            )
+        })
+    });
+    match step.status {
+        StepStatus::Passed => {}
+        StepStatus::Failed if step.error_class == Some(ErrorClass::Failed) => {
+            return (
+                Status::Critical,
+                step.error.clone().unwrap_or_else(|| "failed".into()),
+                m.map(|(m, _)| m),
+            )
+        }
+        _ => {
+            return (
+                Status::Unknown,
+                step.error
+                    .clone()
+                    .or_else(|| step.note.clone())
+                    .unwrap_or_else(|| step.status.symbol().into()),
+                m.map(|(m, _)| m),
+            )
+        }
+    }
+    let Some((measure, worse)) = m else {
+        return (Status::Ok, "ok".into(), None);
+    };
+    let shown = |v: f64| {
+        if measure.unit == "seconds" {
+            crate::duration::Duration::from_secs(v.max(0.0) as u64).to_string()
+        } else {
+            format!("{v}")
+        }
+    };
+    let level = [
+        (Status::Critical, check.critical.as_ref()),
+        (Status::Warning, check.warn.as_ref()),
+    ]
+    .into_iter()
+    .find_map(|(status, t)| {
+        let limit = t.and_then(threshold)?;
+        crossed(measure.value, limit, worse).then_some((status, limit))
+    });
+    let message = match level {
+        Some((status, limit)) => format!(
+            "{} is {} ({} threshold {})",
+            measure.name,
+            shown(measure.value),
+            if status == Status::Critical {
+                "critical"
+            } else {
+                "warning"
+            },
+            shown(limit)
+        ),
+        None => format!("{} is {}", measure.name, shown(measure.value)),
+    };
+    (level.map_or(Status::Ok, |(s, _)| s), message, Some(measure))
+}
+
+/// Runs the runbook's checks (or those in `only`) concurrently; results in runbook order.
+pub async fn run(
+    runbook: &Runbook,
+    only: &[String],
+    opts: &RunOptions,
+    default_timeout: crate::duration::Duration,
+    cancel: &Cancel,
+) -> Vec<CheckResult> {
+    let chosen: Vec<&Check> = runbook
+        .checks
+        .iter()
+        .filter(|c| only.is_empty() || only.contains(&c.id))
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    for (i, check) in chosen.iter().enumerate() {
+        let mut rb = runbook.clone();
+        let procedure = as_procedure(check, default_timeout);
+        let pid = procedure.id.clone();
+        rb.procedures.insert(pid.clone(), procedure);
+        let check = (*check).clone();
+        let opts = opts.clone();
+        let cancel = cancel.clone();
+        set.spawn(async move {
+            let clock = std::time::Instant::now();
+            let result = super::run(&rb, &pid, &opts, &Unattended, &Unattended, &cancel).await;
+            let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let title = check.title.clone().unwrap_or_else(|| check.id.clone());
+            let kind = check.kind.name().to_owned();
+            let r = match result {
+                Err(e) => CheckResult {
+                    id: check.id.clone(),
+                    title,
+                    kind,
+                    status: Status::Unknown,
+                    message: e.to_string(),
+                    duration_ms,
+                    measure: None,
+                    outputs: serde_json::Map::new(),
+                },
+                Ok(rec) => {
+                    let step = rec.steps.first().cloned().unwrap_or_else(|| {
+                        StepRecord::new(check.id.clone(), title.clone(), kind.clone(), false)
+                    });
+                    let (status, message, measure) = judge(&check, &step);
+                    CheckResult {
+                        id: check.id.clone(),
+                        title,
+                        kind,
+                        status,
+                        message,
+                        duration_ms,
+                        measure,
+                        outputs: step.outputs,
+                    }
+                }
+            };
+            (i, r)
+        });
+    }
+    let mut out: Vec<(usize, CheckResult)> = Vec::new();
+    while let Some(done) = set.join_next().await {
+        if let Ok(pair) = done {
+            out.push(pair);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The status of the whole run: the most severe one (OK when there are none).
+pub fn overall(results: &[CheckResult]) -> Status {
+    results
+        .iter()
+        .map(|r| r.status)
+        .max_by_key(|s| s.severity())
+        .unwrap_or(Status::Ok)
+}
+
+/// Is `kind` one that could act as a check? (All kinds can; this names those with a measure.)
+pub fn has_measure(kind: &StepKind) -> bool {
+    measure(kind.name()).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds_read_durations_and_numbers() {
+        assert_eq!(threshold(&serde_yaml::Value::from("25h")), Some(90_000.0));
+        assert_eq!(threshold(&serde_yaml::Value::from(3)), Some(3.0));
+        assert!(crossed(10.0, 5.0, Worse::Higher) && !crossed(10.0, 5.0, Worse::Lower));
+    }
+
+    #[test]
+    fn statuses_order_by_severity() {
+        assert!(Status::Critical.severity() > Status::Unknown.severity());
+        assert!(Status::Unknown.severity() > Status::Warning.severity());
+        assert_eq!(Status::Warning.code(), 1);
+    }
+}

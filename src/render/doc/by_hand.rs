@@ -1,0 +1,483 @@
+//! By hand: what a person does instead of drillbook, for every step kind: the shell
+//! command, the psql query, or the Neon Console path and the equivalent `neon` CLI call.
+
+use super::checks::{a_summary, expectation};
+use super::text::{code, code_block, db_label, list, prose};
+use crate::checks::compare::{RowCounts, Samples, Selection};
+use crate::engine::redact::is_secret_name;
+use crate::runbook::raw::TargetKind;
+use crate::runbook::Runbook;
+use crate::steps::StepKind;
+
+pub(super) struct ByHand {
+    /// One line (composed: passed through `md` by the caller).
+    pub(super) text: String,
+    /// Prose shown after the step's bullets (a manual step's instructions).
+    pub(super) instructions: Option<String>,
+    /// A fenced code block: language and text.
+    pub(super) code: Option<(&'static str, String)>,
+}
+
+impl ByHand {
+    fn line(text: String) -> ByHand {
+        ByHand {
+            text,
+            instructions: None,
+            code: None,
+        }
+    }
+
+    fn with_code(text: String, lang: &'static str, body: &str) -> ByHand {
+        ByHand {
+            text,
+            instructions: None,
+            code: Some((lang, code_block(body))),
+        }
+    }
+}
+
+fn neon_project(runbook: &Runbook, target: &str) -> String {
+    match runbook.targets.get(target).map(|t| &t.kind) {
+        Some(TargetKind::Neon(n)) => n.project_id.clone(),
+        _ => "<project>".into(),
+    }
+}
+
+pub(super) fn neon_branch(runbook: &Runbook, target: &str) -> Option<String> {
+    match runbook.targets.get(target).map(|t| &t.kind) {
+        Some(TargetKind::Neon(n)) => n.branch.clone(),
+        _ => None,
+    }
+}
+
+pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
+    use crate::steps::assert::{Assert, AssertSpec};
+    use crate::steps::http::Http;
+    use crate::steps::manual::Manual;
+    use crate::steps::shell::Shell;
+    use crate::steps::wait::Wait;
+
+    let cli = |target: &str, args: String| {
+        code(&format!(
+            "neon {args} --project-id {}",
+            neon_project(runbook, target)
+        ))
+    };
+    match kind {
+        StepKind::Shell(shell) => {
+            let (command, env, dir) = match shell {
+                Shell::Script(s) => (s.clone(), Vec::new(), None),
+                Shell::Full(s) => (
+                    s.run
+                        .clone()
+                        .unwrap_or_else(|| s.argv.as_deref().unwrap_or_default().join(" ")),
+                    s.env
+                        .iter()
+                        .map(|(k, v)| {
+                            let value = if is_secret_name(k) { "***" } else { &v.0 };
+                            format!("export {k}=\"{value}\"")
+                        })
+                        .collect(),
+                    s.dir.clone(),
+                ),
+            };
+            let mut body = env.join("\n");
+            if !body.is_empty() {
+                body.push('\n');
+            }
+            body.push_str(&command);
+            let place = dir.map(|d| format!(" in {}", code(&d))).unwrap_or_default();
+            ByHand::with_code(format!("run this in a shell{place}:"), "sh", &body)
+        }
+        StepKind::Http(http) => {
+            let (method, url) = match http {
+                Http::Get(url) => ("GET".to_owned(), url.clone()),
+                Http::Full(s) => (s.method.to_uppercase(), s.url.clone()),
+            };
+            ByHand::line(format!(
+                "send the request with curl: {}",
+                code(&format!("curl -X {method} '{url}'"))
+            ))
+        }
+        StepKind::Manual(m) => {
+            let (text, confirm) = match m {
+                Manual::Text(t) => (t.as_str(), false),
+                Manual::Full(s) => (s.instructions.as_str(), s.confirm),
+            };
+            ByHand {
+                text: if confirm {
+                    "follow these instructions, then confirm that they are done:".into()
+                } else {
+                    "follow these instructions:".into()
+                },
+                instructions: Some(prose(text)),
+                code: None,
+            }
+        }
+        StepKind::Wait(Wait::Fixed(d)) => ByHand::line(format!("wait {d}")),
+        StepKind::Wait(Wait::Poll(p)) => {
+            let inner = by_hand(runbook, &p.poll);
+            let until = p
+                .until
+                .as_deref()
+                .map(|u| format!(" until {}", code(u)))
+                .unwrap_or_default();
+            ByHand {
+                text: format!(
+                    "repeat every {}{until}, for at most {}: {}",
+                    p.interval, p.deadline, inner.text
+                ),
+                ..inner
+            }
+        }
+        StepKind::Assert(Assert::Full(AssertSpec {
+            db: Some(db), sql, ..
+        })) if !sql.is_empty() => {
+            let body: Vec<String> = sql
+                .iter()
+                .map(|(name, q)| format!("-- {name}\n{};", q.trim().trim_end_matches(';')))
+                .collect();
+            ByHand::with_code(
+                format!(
+                    "run each query with psql on {}; none may return a row:",
+                    db_label(runbook, db)
+                ),
+                "sql",
+                &body.join("\n\n"),
+            )
+        }
+        StepKind::Assert(a) => ByHand::line(format!("check that {}", code(&a_summary(a)))),
+        StepKind::Sql(s) => {
+            let params = if s.params.is_empty() {
+                String::new()
+            } else {
+                let values: Vec<String> = s
+                    .params
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| {
+                        let v = v.as_ref().map_or("NULL", |t| t.0.as_str());
+                        code(&format!("${} = {v}", i + 1))
+                    })
+                    .collect();
+                format!(" with {}", list(&values))
+            };
+            let expect = s
+                .expect
+                .as_ref()
+                .map(|e| format!("; expect {}", expectation(e)))
+                .unwrap_or_default();
+            ByHand::with_code(
+                format!(
+                    "run the query with psql on {}{params}{expect}:",
+                    db_label(runbook, &s.db)
+                ),
+                "sql",
+                &s.query,
+            )
+        }
+        StepKind::Freshness(f) => {
+            let query = match (&f.sql, &f.table, &f.column) {
+                (Some(q), _, _) => q.clone(),
+                (None, Some(t), Some(c)) => format!("SELECT max({c}) FROM {t};"),
+                _ => "SELECT max(<timestamp column>) FROM <table>;".into(),
+            };
+            let lag = f
+                .max_lag
+                .map(|l| format!(", and at most {l} before it"))
+                .unwrap_or_default();
+            ByHand::with_code(
+                format!(
+                    "run the query with psql on {}: the result must be at or before {}{lag}:",
+                    db_label(runbook, &f.db),
+                    f.target
+                ),
+                "sql",
+                &query,
+            )
+        }
+        StepKind::Compare(c) => {
+            let mut how = Vec::new();
+            if c.row_counts != RowCounts::Enabled(false) {
+                how.push(format!("{} of each table", code("SELECT count(*)")));
+            }
+            if c.schema {
+                how.push(format!(
+                    "the output of {} (diffed)",
+                    code("pg_dump --schema-only")
+                ));
+            }
+            if c.checksums != Selection::Every(false) || c.samples != Samples::Rows(0) {
+                how.push("rows fetched by primary key".into());
+            }
+            if how.is_empty() {
+                how.push("the tables".into());
+            }
+            ByHand::line(format!(
+                "with psql on {} and on {}, compare {}",
+                db_label(runbook, &c.source),
+                db_label(runbook, &c.restored),
+                list(&how)
+            ))
+        }
+        StepKind::LocalCluster(_) => ByHand::line(format!(
+            "create a scratch cluster with {}, set {} and an {} that copies into an archive \
+             directory, and start it with {}",
+            code("initdb"),
+            code("archive_mode = on"),
+            code("archive_command"),
+            code("pg_ctl")
+        )),
+        StepKind::LocalBaseBackup(b) => ByHand::line(format!(
+            "{} from {}",
+            code(&format!(
+                "pg_basebackup -D {} -Fp -Xs -c fast",
+                b.dir.as_deref().unwrap_or("<dir>")
+            )),
+            db_label(runbook, &b.db)
+        )),
+        StepKind::LocalRestorePoint(r) => ByHand::line(format!(
+            "run {} with psql on {}",
+            code(&format!("SELECT pg_create_restore_point('{}')", r.name)),
+            db_label(runbook, &r.db)
+        )),
+        StepKind::LocalRestore(r) => {
+            let target = if r.target.trim() == "latest" {
+                "leave the recovery target unset (replay the whole archive)".to_owned()
+            } else {
+                format!(
+                    "set {} and {}",
+                    code(&format!("recovery_target_time = '{}'", r.target)),
+                    code("recovery_target_action = 'promote'")
+                )
+            };
+            ByHand::line(format!(
+                "copy the base backup {} into an empty data directory, set {}, {target}, \
+                 create {}, start the server with {} and wait until {} returns false",
+                code(&r.base_backup),
+                code(&format!("restore_command = 'cp {}/%f %p'", r.wal_archive)),
+                code("recovery.signal"),
+                code("pg_ctl"),
+                code("SELECT pg_is_in_recovery()")
+            ))
+        }
+        StepKind::LocalArchiver(a) => ByHand::line(format!(
+            "run {} with psql on {}: {} stays 0 and {} is recent",
+            code("SELECT * FROM pg_stat_archiver"),
+            db_label(runbook, &a.db),
+            code("failed_count"),
+            code("last_archived_time")
+        )),
+        StepKind::LocalBackupAge(b) => ByHand::line(format!(
+            "list {}: the newest base backup is younger than {}",
+            code(&b.dir),
+            b.max_age
+        )),
+        StepKind::NeonCreateBranch(b) => {
+            let parent = b.from.clone().or_else(|| neon_branch(runbook, &b.target));
+            let shown_parent = parent
+                .as_deref()
+                .map_or("the default branch".to_owned(), code);
+            let name = b.name.as_deref().unwrap_or("recovery");
+            let (console_point, cli_parent) = match (&b.at, &parent) {
+                (Some(at), Some(p)) => (
+                    format!("\"Specific point in time\" {at}"),
+                    format!("{p}@{at}"),
+                ),
+                (Some(at), None) => (format!("\"Specific point in time\" {at}"), at.clone()),
+                (None, Some(p)) => ("\"Current data\"".into(), p.clone()),
+                (None, None) => ("\"Current data\"".into(), String::new()),
+            };
+            let parent_arg = if cli_parent.is_empty() {
+                String::new()
+            } else {
+                format!(" --parent {cli_parent}")
+            };
+            let delete = if b.keep {
+                ""
+            } else {
+                " Delete the branch when the drill is over."
+            };
+            ByHand::line(format!(
+                "Neon Console: Branches → New branch → parent {shown_parent}, \
+                 {console_point}, name {}. CLI: {}.{delete}",
+                code(name),
+                cli(
+                    &b.target,
+                    format!("branches create --name {name}{parent_arg}")
+                )
+            ))
+        }
+        StepKind::NeonRestoreBranch(r) => {
+            let branch = r
+                .branch
+                .clone()
+                .or_else(|| neon_branch(runbook, &r.target))
+                .unwrap_or_else(|| "<branch>".into());
+            let at = r.at.as_deref().unwrap_or("<time>");
+            let source = r.from.as_deref().unwrap_or("^self");
+            let keep = r
+                .preserve_under_name
+                .clone()
+                .unwrap_or_else(|| format!("{branch}_before_restore"));
+            ByHand::line(format!(
+                "Neon Console: Branches → {} → Restore → From history, {at} (the current \
+                 state is kept as a backup branch). CLI: {}",
+                code(&branch),
+                cli(
+                    &r.target,
+                    format!("branches restore {branch} {source}@{at} --preserve-under-name {keep}")
+                )
+            ))
+        }
+        StepKind::NeonDeleteBranch(d) => ByHand::line(format!(
+            "Neon Console: Branches → {} → Delete. CLI: {}",
+            code(&d.branch),
+            cli(&d.target, format!("branches delete {}", d.branch))
+        )),
+        StepKind::NeonSetDefaultBranch(d) => ByHand::line(format!(
+            "Neon Console: Branches → {} → Set as default. CLI: {}",
+            code(&d.branch),
+            cli(&d.target, format!("branches set-default {}", d.branch))
+        )),
+        StepKind::NeonConnectionUri(c) => {
+            let branch = c
+                .branch
+                .clone()
+                .or_else(|| neon_branch(runbook, &c.target))
+                .unwrap_or_default();
+            let mut args = format!("connection-string {branch}");
+            if let Some(d) = &c.database {
+                args.push_str(&format!(" --database-name {d}"));
+            }
+            if let Some(r) = &c.role {
+                args.push_str(&format!(" --role-name {r}"));
+            }
+            if c.pooled {
+                args.push_str(" --pooled");
+            }
+            ByHand::line(format!(
+                "Neon Console: Branches → the branch → Connect. CLI: {}",
+                cli(&c.target, args.replace("  ", " "))
+            ))
+        }
+        StepKind::NeonCreateSnapshot(s) => {
+            let branch = s
+                .branch
+                .clone()
+                .or_else(|| neon_branch(runbook, &s.target))
+                .unwrap_or_else(|| "<branch>".into());
+            let mut args = format!("snapshots create --branch {branch}");
+            if let Some(n) = &s.name {
+                args.push_str(&format!(" --name {n}"));
+            }
+            if let Some(at) = &s.at {
+                args.push_str(&format!(" --timestamp {at}"));
+            }
+            ByHand::line(format!(
+                "Neon Console: Backup & restore → Create snapshot of {}. CLI: {}",
+                code(&branch),
+                cli(&s.target, args)
+            ))
+        }
+        StepKind::NeonRestoreSnapshot(s) => {
+            let mut args = format!("snapshots restore {}", s.snapshot);
+            if let Some(n) = &s.name {
+                args.push_str(&format!(" --name {n}"));
+            }
+            if let Some(into) = s.into.clone().or_else(|| neon_branch(runbook, &s.target)) {
+                args.push_str(&format!(" --target-branch {into}"));
+            }
+            if s.finalize {
+                args.push_str(" --finalize");
+            }
+            let which = if s.snapshot.trim() == "latest" {
+                "the newest snapshot".to_owned()
+            } else {
+                format!("the snapshot {}", s.snapshot)
+            };
+            ByHand::line(format!(
+                "Neon Console: Backup & restore → {which} → Restore; keep the current branch \
+                 until the restored data is checked. CLI: {}",
+                cli(&s.target, args)
+            ))
+        }
+        StepKind::NeonFinalizeRestore(f) => {
+            let mut args = format!("snapshots finalize {}", f.branch);
+            if let Some(n) = &f.name {
+                args.push_str(&format!(" --name {n}"));
+            }
+            ByHand::line(format!(
+                "Neon Console: Branches → the restored branch → Finalize restore. CLI: {}",
+                cli(&f.target, args)
+            ))
+        }
+        StepKind::NeonDeleteSnapshot(d) => ByHand::line(format!(
+            "Neon Console: Backup & restore → {} → Delete. CLI: {}",
+            code(&d.snapshot),
+            cli(&d.target, format!("snapshots delete {}", d.snapshot))
+        )),
+        StepKind::NeonSchemaDiff(d) => {
+            let base = d
+                .base
+                .clone()
+                .or_else(|| neon_branch(runbook, &d.target))
+                .unwrap_or_else(|| "<base>".into());
+            let branch = d.branch.clone().unwrap_or_else(|| base.clone());
+            let compared = match &d.at {
+                Some(at) => format!("{branch}@{at}"),
+                None => branch.clone(),
+            };
+            ByHand::line(format!(
+                "Neon Console: Branches → {} → Schema diff against {}. CLI: {}",
+                code(&branch),
+                code(&base),
+                cli(&d.target, format!("branches schema-diff {base} {compared}"))
+            ))
+        }
+        StepKind::NeonRetention(r) => ByHand::line(format!(
+            "Neon Console: Settings → Instant restore: the restore window is at least {}",
+            r.min
+        )),
+        StepKind::NeonBackupSchedule(b) => {
+            let branch = b
+                .branch
+                .clone()
+                .or_else(|| neon_branch(runbook, &b.target))
+                .unwrap_or_else(|| "<branch>".into());
+            ByHand::line(format!(
+                "Neon Console: Backup & restore → the schedule of {} matches the backup \
+                 policy. CLI: {}",
+                code(&branch),
+                cli(
+                    &b.target,
+                    format!("snapshots schedule get --branch {branch}")
+                )
+            ))
+        }
+        StepKind::NeonSnapshotAge(s) => ByHand::line(format!(
+            "Neon Console: Backup & restore: the newest snapshot is younger than {}. CLI: {}",
+            s.max,
+            cli(&s.target, "snapshots list".into())
+        )),
+        StepKind::NeonProject(p) => ByHand::line(format!(
+            "Neon Console: Settings → General (region, PostgreSQL version) and Settings → \
+             Instant restore (restore window). CLI: {}",
+            code(&format!(
+                "neon projects get {}",
+                neon_project(runbook, &p.target)
+            ))
+        )),
+        StepKind::HistoryLastPass(h) => ByHand::line(format!(
+            "{} shows the last passing run of `{}`; it must be at most {} old",
+            code("drillbook history list --verdict passed"),
+            h.procedure,
+            h.max_age
+        )),
+        StepKind::HistoryOverdue(h) => ByHand::line(format!(
+            "{} shows whether `{}` is overdue for its schedule",
+            code("drillbook history stats"),
+            h.procedure
+        )),
+    }
+}

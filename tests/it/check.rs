@@ -1,0 +1,232 @@
+//! `drillbook check` through the real binary against the fake Neon and a real history:
+//! monitoring exit codes for OK, WARNING, CRITICAL and UNKNOWN, thresholds, and the three
+//! output formats (the Prometheus one checked line by line against the exposition format).
+
+use crate::neon_fake::{FakeNeon, Options};
+use crate::support::{root, Cli};
+
+fn shipped() -> String {
+    std::fs::read_to_string(root().join("runbooks/neon-production.yaml")).expect("runbook")
+}
+
+fn cli(fake: &FakeNeon, yaml: &str) -> Cli {
+    Cli::new()
+        .runbook(yaml)
+        .env("NEON_API_KEY", fake.key())
+        .env("NEON_API_URL", &fake.api_url())
+        .env("NEON_PROJECT_ID", fake.project_id())
+}
+
+fn healthy() -> FakeNeon {
+    let fake = FakeNeon::start(Options {
+        schedule: vec![
+            serde_json::json!({"frequency": "daily", "hour": 0, "retention_seconds": 604800}),
+            serde_json::json!({"frequency": "weekly", "day": 1, "hour": 0, "retention_seconds": 2419200}),
+        ],
+        ..Options::default()
+    });
+    fake.add_snapshot(chrono::Utc::now() - chrono::Duration::hours(3));
+    fake
+}
+
+/// Runs the shipped drill against the fake so the history holds a recent pass.
+fn pass_the_drill(fake: &FakeNeon, c: &Cli) {
+    fake.psql(
+        "main",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO orders DEFAULT VALUES;",
+    );
+    let t = fake.psql(
+        "main",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    let history = c.dir.join("drills/history.jsonl").display().to_string();
+    cli(fake, &shipped())
+        .args([
+            "run",
+            "runbook.yaml",
+            "pitr-drill",
+            "--param",
+            &format!("target_time={t}"),
+            "--history",
+            &history,
+        ])
+        .run()
+        .code(0);
+}
+
+fn check(c: &Cli, fake: &FakeNeon, format: &str) -> crate::support::Run {
+    let history = c.dir.join("drills/history.jsonl").display().to_string();
+    cli(fake, &shipped())
+        .args([
+            "check",
+            "runbook.yaml",
+            "--format",
+            format,
+            "--history",
+            &history,
+        ])
+        .run()
+}
+
+fn statuses(r: &crate::support::Run) -> Vec<(String, String)> {
+    r.json()["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            (
+                c["id"].as_str().expect("id").to_owned(),
+                c["status"].as_str().expect("status").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_healthy_setup_is_ok_and_a_threshold_warns() {
+    let fake = healthy();
+    let c = Cli::new();
+    pass_the_drill(&fake, &c);
+    let r = check(&c, &fake, "json");
+    r.code(0);
+    assert!(statuses(&r).iter().all(|(_, s)| s == "OK"), "{}", r.stdout);
+    // a warning threshold the snapshot's age crosses (3h old, warn at 2h)
+    let yaml = shipped().replace("    warn: 24h\n", "    warn: 2h\n");
+    let history = c.dir.join("drills/history.jsonl").display().to_string();
+    let w = cli(&fake, &yaml)
+        .args([
+            "check",
+            "runbook.yaml",
+            "--format",
+            "json",
+            "--history",
+            &history,
+        ])
+        .run();
+    w.code(1);
+    let warned: Vec<_> = statuses(&w)
+        .into_iter()
+        .filter(|(_, s)| s != "OK")
+        .collect();
+    assert_eq!(
+        warned,
+        [("latest-snapshot".to_owned(), "WARNING".to_owned())]
+    );
+    assert!(w.json()["checks"][3]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("warning threshold 2h")));
+}
+
+#[test]
+fn a_broken_setup_is_critical_even_when_another_check_cannot_run() {
+    let fake = FakeNeon::start(Options {
+        retention_seconds: 86_400,
+        ..Options::default()
+    });
+    fake.add_snapshot(chrono::Utc::now() - chrono::Duration::hours(30));
+    let c = Cli::new();
+    let r = check(&c, &fake, "json");
+    r.code(2);
+    let s = statuses(&r);
+    let get = |id: &str| s.iter().find(|(i, _)| i == id).map(|(_, st)| st.as_str());
+    assert_eq!(get("restore-window"), Some("CRITICAL"));
+    assert_eq!(get("backup-schedule"), Some("CRITICAL"));
+    assert_eq!(get("latest-snapshot"), Some("CRITICAL"));
+    assert_eq!(get("monthly-drill"), Some("CRITICAL"));
+    assert_eq!(get("project"), Some("OK"));
+    // with Neon unreachable, its checks are UNKNOWN; the overdue drill is still CRITICAL
+    let r = Cli::new()
+        .runbook(&shipped())
+        .env("NEON_API_KEY", "k")
+        .env("NEON_API_URL", "http://127.0.0.1:9/api/v2")
+        .env("NEON_PROJECT_ID", "p")
+        .args([
+            "check",
+            "runbook.yaml",
+            "--format",
+            "json",
+            "--history",
+            "none.jsonl",
+        ])
+        .run();
+    r.code(2);
+    assert_eq!(
+        statuses(&r).iter().filter(|(_, s)| s == "UNKNOWN").count(),
+        4,
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
+fn every_check_unknown_exits_3_and_names_the_cause() {
+    let r = Cli::new()
+        .runbook(&shipped().replace("  - id: monthly-drill\n    title: The point-in-time recovery drill passed within 35 days\n    history.last_pass: { procedure: pitr-drill, max_age: 35d }\n", ""))
+        .env("NEON_PROJECT_ID", "p")
+        .args(["check", "runbook.yaml"])
+        .run();
+    r.code(3);
+    assert!(
+        r.stdout.contains("UNKNOWN") && r.stdout.contains("NEON_API_KEY"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// One sample line of the text exposition format: `name{l="v",…} value`.
+fn sample_ok(line: &str) -> bool {
+    let Some((head, value)) = line.rsplit_once(' ') else {
+        return false;
+    };
+    if value.parse::<f64>().is_err() {
+        return false;
+    }
+    let (name, labels) = match head.split_once('{') {
+        Some((n, rest)) => (n, rest.strip_suffix('}')),
+        None => (head, Some("")),
+    };
+    let name_ok = !name.is_empty()
+        && name.chars().enumerate().all(|(i, c)| {
+            c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+        });
+    let labels_ok = labels.is_some_and(|l| {
+        l.is_empty()
+            || l.split("\",").all(|kv| {
+                kv.split_once("=\"").is_some_and(|(k, _)| {
+                    !k.is_empty() && k.chars().all(|c| c == '_' || c.is_ascii_alphanumeric())
+                })
+            })
+    });
+    name_ok && labels_ok
+}
+
+#[test]
+fn prometheus_output_is_the_exposition_format_with_drill_metrics() {
+    let fake = healthy();
+    let c = Cli::new();
+    pass_the_drill(&fake, &c);
+    let r = check(&c, &fake, "prometheus");
+    r.code(0);
+    let mut typed = std::collections::BTreeSet::new();
+    for line in r.stdout.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE line");
+            assert_eq!(kind, "gauge");
+            assert!(typed.insert(name.to_owned()), "{name} typed twice");
+        } else if !line.starts_with("# HELP ") {
+            assert!(sample_ok(line), "not a sample line: {line}");
+            let name = line.split(['{', ' ']).next().expect("name");
+            assert!(typed.contains(name), "{name} has no TYPE line before it");
+        }
+    }
+    for metric in [
+        "drillbook_check_status",
+        "drillbook_backup_age_seconds",
+        "drillbook_restore_window_seconds",
+        "drillbook_last_drill_rto_seconds",
+        "drillbook_last_pass_timestamp_seconds",
+    ] {
+        assert!(typed.contains(metric), "{metric} missing:\n{}", r.stdout);
+    }
+    assert!(r.stdout.contains("drillbook_restore_window_seconds{runbook=\"neon-production\",check=\"restore-window\",kind=\"neon.retention\"} 604800"), "{}", r.stdout);
+}
