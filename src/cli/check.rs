@@ -15,7 +15,7 @@ use crate::history::Store;
 /// not run, or the runbook is invalid).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  drillbook check runbooks/neon-production.yaml\n  drillbook check runbooks/neon-production.yaml --format prometheus > /var/lib/node_exporter/textfile/drillbook.prom"
+    after_help = "Examples:\n  drillbook check runbooks/neon-production.yaml\n  drillbook check runbooks/neon-production.yaml --format prometheus > drillbook.prom.tmp; mv drillbook.prom.tmp /var/lib/node_exporter/textfile/drillbook.prom"
 )]
 pub struct Args {
     /// The runbook (YAML).
