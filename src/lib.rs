@@ -24,6 +24,7 @@ pub mod duration;
 pub mod engine;
 pub mod history;
 pub mod neon;
+pub mod notify;
 pub mod pg;
 pub mod render;
 pub mod runbook;

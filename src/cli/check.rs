@@ -62,6 +62,8 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     };
     let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
     let status = checks::overall(&results);
+    let store = Store::from_arg(args.history.as_deref());
+    notify(&rb, &results, status, &store).await;
     match args.format {
         CheckFormat::Text => out(&text(&rb.name, &results, status)),
         CheckFormat::Json => out(&format!(
@@ -73,7 +75,6 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             }))?
         )),
         CheckFormat::Prometheus => {
-            let store = Store::from_arg(args.history.as_deref());
             let records: Vec<_> = store
                 .entries()
                 .await
@@ -86,6 +87,50 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         }
     }
     Ok(status.code())
+}
+
+/// Alerts and heartbeats for the whole check run: one message per destination, naming every
+/// check that is not OK.
+async fn notify(
+    rb: &crate::runbook::Runbook,
+    results: &[CheckResult],
+    status: Status,
+    store: &Store,
+) {
+    let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
+    let name = format!("{status:?}").to_uppercase();
+    let notice = crate::notify::Notice {
+        runbook: rb.name.clone(),
+        subject: "checks".into(),
+        kind: "check".into(),
+        ok: status == Status::Ok,
+        warning: status == Status::Warning,
+        summary: if bad.is_empty() {
+            format!("OK: all {} checks passed", results.len())
+        } else {
+            format!(
+                "{name}: {} of {} checks are not OK",
+                bad.len(),
+                results.len()
+            )
+        },
+        details: bad
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({}): {}",
+                    r.id,
+                    format!("{:?}", r.status).to_uppercase(),
+                    r.message
+                )
+            })
+            .collect(),
+        run_id: None,
+        log: None,
+        operator: operator(),
+    };
+    let dir = crate::render::log::dir(None, store);
+    crate::notify::notify(rb, &notice, &dir).await;
 }
 
 fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {

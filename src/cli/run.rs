@@ -86,43 +86,81 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     // a drill nobody can show later did not happen: a record that cannot be kept turns a
     // pass into "could not run"; a failure keeps its own code
     let store = crate::history::Store::from_arg(args.history.as_deref());
-    match store.append(&record).await {
-        Ok(entry) => {
-            eprintln!(
-                "drillbook: recorded as entry {} of {}",
-                entry.seq,
-                store.display()
-            );
-            let dir = crate::render::log::dir(args.log_dir.as_deref(), &store);
-            let written = crate::render::Renderer::new(args.templates.as_deref())
-                .and_then(|r| crate::render::log::write(&dir, &r, &record, Some(&entry)));
-            match written {
-                Ok(files) => {
-                    if let Some(md) = files.first() {
-                        eprintln!("drillbook: drill log {} (.json, .xml)", md.display());
-                    }
-                    Ok(code)
-                }
-                Err(e) => {
-                    eprintln!("drillbook: error: the drill log could not be written: {e}");
-                    Ok(if code == exit::OK {
-                        exit::UNAVAILABLE
-                    } else {
-                        code
-                    })
-                }
-            }
+    let dir = crate::render::log::dir(args.log_dir.as_deref(), &store);
+    let (code, log) = keep(args, &store, &dir, &record, code).await;
+    // alerts and heartbeats report the run; whatever they do, the exit code stays
+    let notice = crate::notify::Notice {
+        runbook: record.runbook.name.clone(),
+        subject: record.procedure.id.clone(),
+        kind: format!("{:?}", record.procedure.kind).to_lowercase(),
+        ok: record.verdict == crate::engine::record::Verdict::Passed,
+        warning: false,
+        summary: match &record.reason {
+            Some(r) => format!("{}: {r}", format!("{:?}", record.verdict).to_uppercase()),
+            None => format!(
+                "PASSED in {}",
+                human(std::time::Duration::from_millis(record.duration_ms))
+            ),
+        },
+        details: record
+            .steps
+            .iter()
+            .chain(&record.cleanup)
+            .filter(|s| s.error.is_some())
+            .map(|s| format!("{}: {}", s.id, s.error.as_deref().unwrap_or("")))
+            .collect(),
+        run_id: Some(record.id.clone()),
+        log,
+        operator: record.operator.clone(),
+    };
+    crate::notify::notify(&rb, &notice, &dir).await;
+    Ok(code)
+}
+
+/// Appends the record to the history and writes the drill log; returns the exit code (a
+/// pass that cannot be kept becomes "could not run") and the log's path.
+async fn keep(
+    args: &Args,
+    store: &crate::history::Store,
+    dir: &std::path::Path,
+    record: &DrillRecord,
+    code: u8,
+) -> (u8, Option<String>) {
+    let degrade = |code: u8| {
+        if code == exit::OK {
+            exit::UNAVAILABLE
+        } else {
+            code
         }
+    };
+    let entry = match store.append(record).await {
+        Ok(entry) => entry,
         Err(e) => {
             eprintln!(
                 "drillbook: error: the record could not be appended to the history {}: {e}",
                 store.display()
             );
-            Ok(if code == exit::OK {
-                exit::UNAVAILABLE
-            } else {
-                code
-            })
+            return (degrade(code), None);
+        }
+    };
+    eprintln!(
+        "drillbook: recorded as entry {} of {}",
+        entry.seq,
+        store.display()
+    );
+    let written = crate::render::Renderer::new(args.templates.as_deref())
+        .and_then(|r| crate::render::log::write(dir, &r, record, Some(&entry)));
+    match written {
+        Ok(files) => {
+            let md = files.first().map(|p| p.display().to_string());
+            if let Some(md) = &md {
+                eprintln!("drillbook: drill log {md} (.json, .xml)");
+            }
+            (code, md)
+        }
+        Err(e) => {
+            eprintln!("drillbook: error: the drill log could not be written: {e}");
+            (degrade(code), None)
         }
     }
 }

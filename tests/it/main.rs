@@ -9,6 +9,7 @@ mod history;
 mod local;
 mod neon;
 mod neon_fake;
+mod notify;
 mod render;
 mod run;
 mod schema;

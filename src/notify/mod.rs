@@ -1,0 +1,403 @@
+//! Alerts and heartbeats: after a run or a check, each `alerts:` destination whose `on:`
+//! events match gets one message — Slack (Block Kit), a generic JSON webhook, a Better Stack
+//! heartbeat (ping on success, `/fail` on failure), PagerDuty Events v2 (trigger on failure,
+//! resolve on recovery, one dedup key per runbook and subject). Email is not built yet.
+//!
+//! A notifier that fails is retried (3 attempts), then reported — it never changes the exit
+//! code of what it reports on. The state of each subject (failing since when, when it was last
+//! sent) is kept in `alerts.json` beside the history, for `recovered` and `repeat:`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::runbook::raw::AlertKind;
+use crate::runbook::{Alert, AlertEvent, Runbook};
+
+/// The default PagerDuty Events API v2 endpoint.
+pub const PAGERDUTY_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+const ATTEMPTS: u32 = 3;
+
+/// What happened, for the messages.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub runbook: String,
+    /// The procedure id, or `checks` for a health-check run.
+    pub subject: String,
+    /// `drill`, `recovery` or `check`.
+    pub kind: String,
+    /// true when it passed (OK), false when it failed (CRITICAL/UNKNOWN, or a failed run).
+    pub ok: bool,
+    /// A WARNING (checks): reported as `warning`, not as failure.
+    pub warning: bool,
+    /// One line: the verdict or status and why.
+    pub summary: String,
+    /// Details, one per line (failing steps or checks).
+    pub details: Vec<String>,
+    /// The run id, when a run.
+    pub run_id: Option<String>,
+    /// Where the drill log is (a path), when one was written.
+    pub log: Option<String>,
+    pub operator: String,
+}
+
+/// What each destination did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sent {
+    pub destination: String,
+    pub event: String,
+    /// `sent`, `suppressed` (repeat window) or `failed: …`.
+    pub outcome: String,
+}
+
+/// Per subject: failing since, last sent per event.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SubjectState {
+    failing_since: Option<DateTime<Utc>>,
+    last_failure_sent: Option<DateTime<Utc>>,
+}
+
+fn state_path(dir: &Path) -> PathBuf {
+    dir.join("alerts.json")
+}
+
+fn load_state(dir: &Path) -> BTreeMap<String, SubjectState> {
+    std::fs::read_to_string(state_path(dir))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn save_state(dir: &Path, state: &BTreeMap<String, SubjectState>) {
+    let _ = std::fs::create_dir_all(dir);
+    let tmp = dir.join("alerts.json.tmp");
+    if let Ok(text) = serde_json::to_string_pretty(state) {
+        if std::fs::write(&tmp, text).is_ok() {
+            let _ = std::fs::rename(&tmp, state_path(dir));
+        }
+    }
+}
+
+/// Renders an alert field (`{{ env.SLACK_WEBHOOK_URL }}`) with the process environment.
+fn render(text: &str) -> Result<String, String> {
+    let env: BTreeMap<String, String> = std::env::vars().collect();
+    let tpl = crate::template::environment();
+    crate::template::render(
+        &tpl,
+        text,
+        &minijinja::Value::from_serialize(json!({ "env": env })),
+    )
+    .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+    .map_err(|e| crate::template::describe_error(&e))
+}
+
+fn destination(kind: &AlertKind) -> &'static str {
+    match kind {
+        AlertKind::Slack(_) => "slack",
+        AlertKind::Webhook(_) => "webhook",
+        AlertKind::Betterstack(_) => "betterstack",
+        AlertKind::Pagerduty(_) => "pagerduty",
+        AlertKind::Email(_) => "email",
+    }
+}
+
+fn event_name(e: AlertEvent) -> &'static str {
+    match e {
+        AlertEvent::Failure => "failure",
+        AlertEvent::Success => "success",
+        AlertEvent::Warning => "warning",
+        AlertEvent::Recovered => "recovered",
+    }
+}
+
+fn slack_body(n: &Notice, event: AlertEvent) -> Value {
+    let icon = match event {
+        AlertEvent::Failure => ":red_circle:",
+        AlertEvent::Warning => ":warning:",
+        AlertEvent::Recovered => ":large_green_circle:",
+        AlertEvent::Success => ":white_check_mark:",
+    };
+    let title = format!(
+        "{icon} {} {}: {} / {}",
+        n.kind,
+        event_name(event),
+        n.runbook,
+        n.subject
+    );
+    let mut fields = vec![
+        json!({"type": "mrkdwn", "text": format!("*Runbook*\n{}", n.runbook)}),
+        json!({"type": "mrkdwn", "text": format!("*{}*\n{}", if n.kind == "check" { "Checks" } else { "Procedure" }, n.subject)}),
+    ];
+    if let Some(id) = &n.run_id {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Run*\n`{id}`")}));
+    }
+    fields.push(json!({"type": "mrkdwn", "text": format!("*Operator*\n{}", n.operator)}));
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "text": title.chars().take(150).collect::<String>()}}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": n.summary}, "fields": fields}),
+    ];
+    if !n.details.is_empty() {
+        let list: Vec<String> = n
+            .details
+            .iter()
+            .take(10)
+            .map(|d| format!("• {d}"))
+            .collect();
+        blocks
+            .push(json!({"type": "section", "text": {"type": "mrkdwn", "text": list.join("\n")}}));
+    }
+    if let Some(log) = &n.log {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("Drill log: `{log}`")}]}));
+    }
+    json!({ "text": format!("{title}: {}", n.summary), "blocks": blocks })
+}
+
+fn webhook_body(n: &Notice, event: AlertEvent) -> Value {
+    json!({
+        "source": "drillbook",
+        "event": event_name(event),
+        "runbook": n.runbook,
+        "subject": n.subject,
+        "kind": n.kind,
+        "ok": n.ok,
+        "summary": n.summary,
+        "details": n.details,
+        "run_id": n.run_id,
+        "log": n.log,
+        "operator": n.operator,
+        "at": crate::timestamp::rfc3339(Utc::now()),
+    })
+}
+
+fn pagerduty_body(key: &str, n: &Notice, event: AlertEvent) -> Value {
+    let dedup = format!("drillbook:{}:{}", n.runbook, n.subject);
+    if event == AlertEvent::Recovered {
+        return json!({ "routing_key": key, "event_action": "resolve", "dedup_key": dedup });
+    }
+    json!({
+        "routing_key": key,
+        "event_action": "trigger",
+        "dedup_key": dedup,
+        "payload": {
+            "summary": format!("drillbook {} failed: {} / {}: {}", n.kind, n.runbook, n.subject, n.summary).chars().take(1024).collect::<String>(),
+            "source": n.operator,
+            "severity": if event == AlertEvent::Warning { "warning" } else { "critical" },
+            "component": n.runbook,
+            "group": n.subject,
+            "class": n.kind,
+            "custom_details": { "details": n.details, "run_id": n.run_id, "log": n.log },
+        },
+    })
+}
+
+/// One request with retries; Ok(()) on a 2xx.
+async fn deliver(req: impl Fn() -> reqwest::RequestBuilder) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        }
+        match req().timeout(Duration::from_secs(10)).send().await {
+            Ok(r) if r.status().is_success() => return Ok(()),
+            Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
+            Err(e) if e.is_timeout() => last = "timed out".into(),
+            Err(e) if e.is_connect() => last = "connection failed".into(),
+            Err(_) => last = "request failed".into(),
+        }
+    }
+    Err(format!("{last} after {ATTEMPTS} attempts"))
+}
+
+async fn send_one(alert: &Alert, n: &Notice, event: AlertEvent) -> Result<(), String> {
+    let http = crate::steps::http::client();
+    match &alert.kind {
+        AlertKind::Slack(s) => {
+            let url = render(&s.webhook)?;
+            let body = slack_body(n, event);
+            deliver(|| http.post(&url).json(&body)).await
+        }
+        AlertKind::Webhook(w) => {
+            let url = render(&w.url)?;
+            let body = webhook_body(n, event);
+            let headers: Vec<(String, String)> = w
+                .headers
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), render(v)?)))
+                .collect::<Result<_, String>>()?;
+            deliver(|| {
+                let mut r = http.post(&url).json(&body);
+                for (k, v) in &headers {
+                    r = r.header(k, v);
+                }
+                r
+            })
+            .await
+        }
+        AlertKind::Betterstack(b) => {
+            let base = render(&b.heartbeat)?;
+            let url = if n.ok {
+                base
+            } else {
+                format!("{}/fail", base.trim_end_matches('/'))
+            };
+            deliver(|| http.post(&url)).await
+        }
+        AlertKind::Pagerduty(p) => {
+            let key = render(&p.routing_key)?;
+            let url = match &p.url {
+                Some(u) => render(u)?,
+                None => PAGERDUTY_URL.to_owned(),
+            };
+            let body = pagerduty_body(&key, n, event);
+            deliver(|| http.post(&url).json(&body)).await
+        }
+        AlertKind::Email(_) => Err("email alerts are not built yet".into()),
+    }
+}
+
+/// Sends what the runbook's alerts ask for about `n`; `state_dir` keeps the per-subject
+/// state (`recovered`, `repeat:`). Never fails: every outcome is returned (and printed).
+pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent> {
+    if runbook.alerts.is_empty() {
+        return Vec::new();
+    }
+    let now = Utc::now();
+    let key = format!("{}/{}", n.runbook, n.subject);
+    let mut state = load_state(state_dir);
+    let previous = state.get(&key).cloned().unwrap_or_default();
+    let was_failing = previous.failing_since.is_some();
+    // the events this outcome is
+    let mut events = Vec::new();
+    if n.ok && !n.warning {
+        events.push(AlertEvent::Success);
+        if was_failing {
+            events.push(AlertEvent::Recovered);
+        }
+    } else if n.warning {
+        events.push(AlertEvent::Warning);
+    } else {
+        events.push(AlertEvent::Failure);
+    }
+    let mut out = Vec::new();
+    let mut failure_sent = false;
+    for alert in &runbook.alerts {
+        let dest = destination(&alert.kind);
+        // a heartbeat is pinged on success and on failure alike (its `/fail` URL); the others
+        // get the first event they subscribe to
+        // PagerDuty resolves what it triggered: subscribing to failures implies recoveries
+        let subscribed = |e: &AlertEvent| {
+            alert.on.contains(e)
+                || (*e == AlertEvent::Recovered
+                    && matches!(alert.kind, AlertKind::Pagerduty(_))
+                    && alert.on.contains(&AlertEvent::Failure))
+        };
+        let Some(event) = events.iter().copied().rev().find(|e| subscribed(e)) else {
+            continue;
+        };
+        // a repeated failure is re-sent at most every `repeat:` (default 1h); a heartbeat's
+        // `/fail` ping is not a message and always goes
+        let repeat = alert
+            .repeat
+            .unwrap_or(crate::duration::Duration::from_secs(3600));
+        if event == AlertEvent::Failure
+            && was_failing
+            && !matches!(alert.kind, AlertKind::Betterstack(_))
+        {
+            if let Some(last) = previous.last_failure_sent {
+                if now - last < repeat.chrono() {
+                    out.push(Sent {
+                        destination: dest.into(),
+                        event: event_name(event).into(),
+                        outcome: format!(
+                            "suppressed (sent {} ago; repeat: {repeat})",
+                            crate::duration::human((now - last).to_std().unwrap_or_default())
+                        ),
+                    });
+                    continue;
+                }
+            }
+        }
+        let outcome = match send_one(alert, n, event).await {
+            Ok(()) => {
+                if event == AlertEvent::Failure {
+                    failure_sent = true;
+                }
+                "sent".to_owned()
+            }
+            Err(e) => {
+                // the URL may hold a secret: the error names the destination, never the URL
+                eprintln!("drillbook: warning: the {dest} alert could not be sent: {e}");
+                format!("failed: {e}")
+            }
+        };
+        out.push(Sent {
+            destination: dest.into(),
+            event: event_name(event).into(),
+            outcome,
+        });
+    }
+    let next = if n.ok || n.warning {
+        SubjectState::default()
+    } else {
+        SubjectState {
+            failing_since: previous.failing_since.or(Some(now)),
+            last_failure_sent: if failure_sent {
+                Some(now)
+            } else {
+                previous.last_failure_sent
+            },
+        }
+    };
+    state.insert(key, next);
+    save_state(state_dir, &state);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(ok: bool) -> Notice {
+        Notice {
+            runbook: "prod".into(),
+            subject: "checks".into(),
+            kind: "check".into(),
+            ok,
+            warning: false,
+            summary: "CRITICAL: 1 of 4 checks failed".into(),
+            details: vec!["latest-snapshot: snapshot is 30h old".into()],
+            run_id: None,
+            log: None,
+            operator: "ops@host".into(),
+        }
+    }
+
+    #[test]
+    fn pagerduty_triggers_and_resolves_with_one_dedup_key() {
+        let t = pagerduty_body("k", &notice(false), AlertEvent::Failure);
+        assert_eq!(t["event_action"], "trigger");
+        assert_eq!(t["dedup_key"], "drillbook:prod:checks");
+        assert_eq!(t["payload"]["severity"], "critical");
+        let r = pagerduty_body("k", &notice(true), AlertEvent::Recovered);
+        assert_eq!(
+            r,
+            json!({"routing_key": "k", "event_action": "resolve", "dedup_key": "drillbook:prod:checks"})
+        );
+    }
+
+    #[test]
+    fn slack_messages_have_a_header_and_the_details() {
+        let b = slack_body(&notice(false), AlertEvent::Failure);
+        assert_eq!(b["blocks"][0]["type"], "header");
+        assert!(b["blocks"][2]["text"]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("latest-snapshot")));
+        assert!(b["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("check failure: prod / checks")));
+    }
+}

@@ -1,0 +1,211 @@
+//! Alerts and heartbeats through the real binary, against in-process receivers that record
+//! every request: exactly one message per destination for a failing check run, the recovery
+//! afterwards, repeats held back, and a receiver that fails never changing the exit code.
+
+use std::sync::{Arc, Mutex};
+
+use crate::support::{Cli, HttpServer};
+
+/// Every request a receiver got: (path, JSON body or Null).
+type Log = Arc<Mutex<Vec<(String, serde_json::Value)>>>;
+
+/// A receiver answering every request with `status`.
+fn receiver(status: u16) -> (HttpServer, Log) {
+    let log: Log = Arc::default();
+    let kept = log.clone();
+    let router =
+        axum::Router::new().fallback(move |uri: axum::http::Uri, body: axum::body::Bytes| {
+            let kept = kept.clone();
+            async move {
+                let json = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                kept.lock()
+                    .expect("log")
+                    .push((uri.path().to_owned(), json));
+                axum::http::StatusCode::from_u16(status).expect("status")
+            }
+        });
+    (HttpServer::start(router), log)
+}
+
+fn got(log: &Log) -> Vec<(String, serde_json::Value)> {
+    log.lock().expect("log").clone()
+}
+
+/// A runbook with one check that passes while `ok` exists in the working directory, and the
+/// four kinds of destination.
+const RUNBOOK: &str = r#"version: 1
+name: watched
+checks:
+  - id: backup-present
+    title: The backup file exists
+    shell: test -f ok
+alerts:
+  - slack: { webhook: "{{ env.SLACK_WEBHOOK_URL }}" }
+    on: [failure, recovered]
+  - webhook: { url: "{{ env.HOOK_URL }}", headers: { X-Team: platform } }
+    on: [failure, success]
+  - betterstack: { heartbeat: "{{ env.BETTERSTACK_HEARTBEAT_URL }}" }
+    on: [success, failure]
+  - pagerduty: { routing_key: "{{ env.PD_ROUTING_KEY }}", url: "{{ env.PD_URL }}" }
+procedures:
+  noop:
+    title: Nothing
+    kind: drill
+    steps:
+      - id: nothing
+        shell: "true"
+"#;
+
+struct Receivers {
+    slack: (HttpServer, Log),
+    hook: (HttpServer, Log),
+    beat: (HttpServer, Log),
+    pd: (HttpServer, Log),
+}
+
+impl Receivers {
+    fn new(status: u16) -> Receivers {
+        Receivers {
+            slack: receiver(status),
+            hook: receiver(status),
+            beat: receiver(status),
+            pd: receiver(status),
+        }
+    }
+
+    fn cli(&self, dir: &Cli) -> Cli {
+        let c = Cli::new()
+            .runbook(RUNBOOK)
+            .env(
+                "SLACK_WEBHOOK_URL",
+                &format!("{}/services/T0/B0/secret", self.slack.0.url()),
+            )
+            .env("HOOK_URL", &format!("{}/hook", self.hook.0.url()))
+            .env(
+                "BETTERSTACK_HEARTBEAT_URL",
+                &format!("{}/api/v1/heartbeat/abc", self.beat.0.url()),
+            )
+            .env("PD_ROUTING_KEY", "pd-key-123")
+            .env("PD_URL", &format!("{}/v2/enqueue", self.pd.0.url()));
+        let history = dir.dir.join("drills/history.jsonl").display().to_string();
+        c.args(["check", "runbook.yaml", "--history", &history])
+    }
+}
+
+fn check(r: &Receivers, state: &Cli, ok: bool) -> crate::support::Run {
+    if ok {
+        std::fs::write(state.dir.join("ok"), "").expect("ok file");
+    } else {
+        let _ = std::fs::remove_file(state.dir.join("ok"));
+    }
+    std::fs::write(state.dir.join("runbook.yaml"), RUNBOOK).expect("runbook");
+    let c = r.cli(state);
+    let mut cmd = c.command();
+    cmd.current_dir(state.dir.path());
+    let out = cmd.output().expect("check");
+    crate::support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn a_failing_check_sends_one_message_each_then_the_recovery() {
+    let r = Receivers::new(200);
+    let state = Cli::new();
+    check(&r, &state, false).code(2);
+    let slack = got(&r.slack.1);
+    assert_eq!(slack.len(), 1, "{slack:#?}");
+    assert_eq!(slack[0].0, "/services/T0/B0/secret");
+    assert_eq!(slack[0].1["blocks"][0]["type"], "header");
+    assert!(
+        slack[0].1["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("check failure: watched / checks")),
+        "{:#}",
+        slack[0].1
+    );
+    assert!(serde_json::to_string(&slack[0].1)
+        .expect("json")
+        .contains("backup-present (CRITICAL)"));
+    let hook = got(&r.hook.1);
+    assert_eq!(hook.len(), 1);
+    assert_eq!(
+        (hook[0].1["event"].as_str(), hook[0].1["ok"].as_bool()),
+        (Some("failure"), Some(false))
+    );
+    assert_eq!(
+        got(&r.beat.1)
+            .iter()
+            .map(|(p, _)| p.as_str())
+            .collect::<Vec<_>>(),
+        ["/api/v1/heartbeat/abc/fail"]
+    );
+    let pd = got(&r.pd.1);
+    assert_eq!(pd.len(), 1);
+    assert_eq!(pd[0].1["routing_key"], "pd-key-123");
+    assert_eq!(pd[0].1["event_action"], "trigger");
+    assert_eq!(pd[0].1["dedup_key"], "drillbook:watched:checks");
+    assert_eq!(pd[0].1["payload"]["severity"], "critical");
+
+    // fixed: Slack hears of the recovery, the webhook of the success, the heartbeat pings,
+    // PagerDuty resolves the same incident
+    check(&r, &state, true).code(0);
+    let slack = got(&r.slack.1);
+    assert_eq!(slack.len(), 2);
+    assert!(slack[1].1["text"]
+        .as_str()
+        .is_some_and(|t| t.contains("check recovered")));
+    assert_eq!(got(&r.hook.1)[1].1["event"], "success");
+    assert_eq!(got(&r.beat.1)[1].0, "/api/v1/heartbeat/abc");
+    let pd = got(&r.pd.1);
+    assert_eq!(pd.len(), 2);
+    assert_eq!(
+        pd[1].1,
+        serde_json::json!({"routing_key": "pd-key-123", "event_action": "resolve", "dedup_key": "drillbook:watched:checks"})
+    );
+
+    // healthy again: heartbeats and the success webhook only
+    check(&r, &state, true).code(0);
+    assert_eq!(got(&r.slack.1).len(), 2);
+    assert_eq!(got(&r.pd.1).len(), 2);
+    assert_eq!(got(&r.beat.1).len(), 3);
+}
+
+#[test]
+fn a_repeated_failure_is_not_resent_within_the_repeat_window() {
+    let r = Receivers::new(200);
+    let state = Cli::new();
+    check(&r, &state, false).code(2);
+    check(&r, &state, false).code(2);
+    assert_eq!(
+        got(&r.slack.1).len(),
+        1,
+        "Slack was paged twice within an hour"
+    );
+    assert_eq!(got(&r.pd.1).len(), 1);
+    assert_eq!(got(&r.hook.1).len(), 1);
+    // a heartbeat's /fail is not a message: it goes every time
+    assert_eq!(got(&r.beat.1).len(), 2);
+}
+
+#[test]
+fn a_failing_receiver_is_retried_and_never_changes_the_exit_code() {
+    let r = Receivers::new(500);
+    let state = Cli::new();
+    let run = check(&r, &state, true);
+    run.code(0);
+    assert_eq!(got(&r.beat.1).len(), 3, "three attempts");
+    assert!(
+        run.stderr
+            .contains("the betterstack alert could not be sent: HTTP 500 after 3 attempts"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains("secret") && !run.stderr.contains("abc"),
+        "{}",
+        run.stderr
+    );
+}
