@@ -314,6 +314,43 @@ impl Cron {
         &self.source
     }
 
+    /// The same schedule as a systemd `OnCalendar=` value in UTC, e.g. `*-*-01 09:00:00 UTC`;
+    /// None when both day fields are restricted (cron then matches either, which a calendar
+    /// expression cannot say).
+    pub fn on_calendar(&self) -> Option<String> {
+        if !self.dom_star && !self.dow_star {
+            return None;
+        }
+        let list = |mask: u64, from: u32, to: u32, all: bool, width: usize| -> String {
+            if all {
+                return "*".into();
+            }
+            (from..=to)
+                .filter(|v| mask & bit(*v) != 0)
+                .map(|v| format!("{v:0width$}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let full = |mask: u64, from: u32, to: u32| (from..=to).all(|v| mask & bit(v) != 0);
+        const NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+        let dow = if self.dow_star || full(self.weekdays, 0, 6) {
+            String::new()
+        } else {
+            let days: Vec<&str> = (0..7u32)
+                .filter(|d| self.weekdays & bit(*d) != 0)
+                .map(|d| NAMES[d as usize])
+                .collect();
+            format!("{} ", days.join(","))
+        };
+        Some(format!(
+            "{dow}*-{}-{} {}:{}:00 UTC",
+            list(self.months, 1, 12, full(self.months, 1, 12), 2),
+            list(self.days, 1, 31, self.dom_star || full(self.days, 1, 31), 2),
+            list(self.hours, 0, 23, full(self.hours, 0, 23), 2),
+            list(self.minutes, 0, 59, full(self.minutes, 0, 59), 2),
+        ))
+    }
+
     fn day_matches(&self, date: NaiveDate) -> bool {
         let dom = self.days & bit(date.day()) != 0;
         let dow = self.weekdays & bit(date.weekday().num_days_from_sunday()) != 0;
@@ -438,6 +475,18 @@ impl fmt::Display for Cron {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_become_systemd_calendar_expressions() {
+        let c = |e: &str| Cron::parse(e).expect("cron").on_calendar();
+        assert_eq!(c("0 9 1 * *").as_deref(), Some("*-*-01 09:00:00 UTC"));
+        assert_eq!(c("0 0 * * *").as_deref(), Some("*-*-* 00:00:00 UTC"));
+        assert_eq!(
+            c("*/15 * * * 1-5").as_deref(),
+            Some("Mon,Tue,Wed,Thu,Fri *-*-* *:00,15,30,45:00 UTC")
+        );
+        assert_eq!(c("0 3 1 * 1"), None);
+    }
 
     fn t(s: &str) -> DateTime<Utc> {
         chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S")

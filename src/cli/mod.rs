@@ -6,6 +6,7 @@ mod history;
 mod plan;
 mod render;
 mod run;
+mod schedule;
 mod schema;
 mod terminal;
 mod validate;
@@ -32,6 +33,7 @@ enum Command {
     Plan(plan::Args),
     Run(run::Args),
     Check(check::Args),
+    Schedule(schedule::Args),
     Render(render::Args),
     History(history::Args),
     Schema(schema::Args),
@@ -69,6 +71,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Plan(a) => plan::run(&a).await,
         Command::Run(a) => run::run(&a).await,
         Command::Check(a) => check::run(&a).await,
+        Command::Schedule(a) => schedule::run(&a).await,
         Command::Render(a) => render::run(&a).await,
         Command::History(a) => history::run(&a).await,
         Command::Schema(a) => schema::run(&a),

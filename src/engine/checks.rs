@@ -322,6 +322,20 @@ pub async fn run(
     out.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The environment variables the runbook's checks need (their targets', `NEON_API_KEY`…).
+pub fn needed_env(runbook: &Runbook) -> BTreeSet<String> {
+    runbook
+        .checks
+        .iter()
+        .flat_map(|c| {
+            super::needed_env(
+                runbook,
+                &as_procedure(c, crate::duration::Duration::from_secs(60)),
+            )
+        })
+        .collect()
+}
+
 /// The status of the whole run: the most severe one (OK when there are none).
 pub fn overall(results: &[CheckResult]) -> Status {
     results

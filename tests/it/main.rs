@@ -12,6 +12,7 @@ mod neon_fake;
 mod notify;
 mod render;
 mod run;
+mod schedule;
 mod schema;
 mod sql;
 mod support;

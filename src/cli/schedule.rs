@@ -1,0 +1,336 @@
+//! `drillbook schedule`: ready-to-install definitions for every scheduled procedure and the
+//! health checks, for cron, systemd timers, GitHub Actions or Kubernetes CronJobs. Times are
+//! UTC. The environment variables each job needs are named, never filled in.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+
+use super::{load, out};
+use crate::cron::Cron;
+use crate::runbook::Runbook;
+
+/// Write schedule definitions for the runbook's procedures (`schedule:`) and checks.
+///
+/// Exit codes: 0 written · 2 invalid runbook or usage (e.g. a schedule systemd cannot express).
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Examples:\n  drillbook schedule runbooks/neon-production.yaml --emit crontab\n  drillbook schedule runbooks/neon-production.yaml --emit kubernetes --image ghcr.io/acme/drillbook:0.1.0 > cronjobs.yaml"
+)]
+pub struct Args {
+    /// The runbook (YAML).
+    runbook: String,
+    /// What to write.
+    #[arg(long, value_enum)]
+    emit: Emit,
+    /// When the health checks run (cron, UTC); daily at midnight by default.
+    #[arg(long, default_value = "0 0 * * *", value_name = "CRON")]
+    checks: String,
+    /// The drillbook command on the machine that runs the jobs.
+    #[arg(long, default_value = "drillbook", value_name = "PATH")]
+    drillbook: String,
+    /// Container image for Kubernetes (with drillbook and the runbook's repository).
+    #[arg(long, default_value = "drillbook:latest", value_name = "IMAGE")]
+    image: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Emit {
+    Crontab,
+    Systemd,
+    GithubActions,
+    Kubernetes,
+}
+
+/// One scheduled job.
+struct Job {
+    /// `pitr-drill` or `checks`.
+    name: String,
+    cron: Cron,
+    /// Arguments after `drillbook`.
+    args: Vec<String>,
+    env: BTreeSet<String>,
+    what: String,
+}
+
+fn jobs(rb: &Runbook, checks: &Cron) -> Vec<Job> {
+    let alert_env = alert_env(rb);
+    let mut out: Vec<Job> = rb
+        .procedures
+        .values()
+        .filter_map(|p| {
+            let cron = p.schedule.clone()?;
+            let mut env = crate::engine::needed_env(rb, p);
+            env.extend(alert_env.iter().cloned());
+            Some(Job {
+                name: p.id.clone(),
+                cron,
+                args: vec!["run".into(), rb.path.clone(), p.id.clone()],
+                env,
+                what: p.title.clone(),
+            })
+        })
+        .collect();
+    if !rb.checks.is_empty() {
+        let mut env = crate::engine::checks::needed_env(rb);
+        env.extend(alert_env);
+        out.push(Job {
+            name: "checks".into(),
+            cron: checks.clone(),
+            args: vec!["check".into(), rb.path.clone()],
+            env,
+            what: format!("{} health checks", rb.checks.len()),
+        });
+    }
+    out
+}
+
+/// The variables the alerts' templates read (`{{ env.SLACK_WEBHOOK_URL }}`).
+fn alert_env(rb: &Runbook) -> BTreeSet<String> {
+    let text = serde_json::to_string(&rb.alerts.iter().map(|a| &a.kind).collect::<Vec<_>>())
+        .unwrap_or_default();
+    text.split("env.")
+        .skip(1)
+        .map(|p| {
+            p.chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect::<String>()
+        })
+        .filter(|n| !n.is_empty())
+        .collect()
+}
+
+/// A name usable as a unit, job or Kubernetes object name.
+fn slug(text: &str) -> String {
+    let s: String = text
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    s.trim_matches('-')
+        .chars()
+        .take(52)
+        .collect::<String>()
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+/// An argument for a shell (or systemd) command line: as is when it needs no quoting.
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_./:=@%+-".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        crate::pg::cluster::shell_quote(arg)
+    }
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<u8> {
+    let Some(rb) = load(&args.runbook) else {
+        return Ok(super::exit::INVALID);
+    };
+    let checks = match Cron::parse(&args.checks) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drillbook: error: --checks `{}`: {e}", args.checks);
+            return Ok(super::exit::INVALID);
+        }
+    };
+    let jobs = jobs(&rb, &checks);
+    if jobs.is_empty() {
+        eprintln!(
+            "drillbook: error: {} has no scheduled procedure and no checks",
+            rb.path
+        );
+        return Ok(super::exit::INVALID);
+    }
+    let text = match args.emit {
+        Emit::Crontab => crontab(&rb, &jobs, &args.drillbook),
+        // systemd wants an absolute path
+        Emit::Systemd => match systemd(
+            &rb,
+            &jobs,
+            if args.drillbook == "drillbook" {
+                "/usr/local/bin/drillbook"
+            } else {
+                &args.drillbook
+            },
+        ) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("drillbook: error: {e}");
+                return Ok(super::exit::INVALID);
+            }
+        },
+        Emit::GithubActions => github(&rb, &jobs),
+        Emit::Kubernetes => kubernetes(&rb, &jobs, &args.image),
+    };
+    out(&text);
+    Ok(super::exit::OK)
+}
+
+fn env_names(jobs: &[Job]) -> BTreeSet<String> {
+    jobs.iter().flat_map(|j| j.env.iter().cloned()).collect()
+}
+
+fn crontab(rb: &Runbook, jobs: &[Job], bin: &str) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# drillbook schedules for runbook `{}` ({}).",
+        rb.name, rb.path
+    );
+    let _ = writeln!(
+        s,
+        "# Times are UTC: install where cron runs in UTC (or keep CRON_TZ, which cronie honours)."
+    );
+    let _ = writeln!(
+        s,
+        "# Run from the directory holding the runbook; the history and drill logs go to drills/."
+    );
+    let env = env_names(jobs);
+    if !env.is_empty() {
+        let _ = writeln!(
+            s,
+            "# The jobs need these environment variables; set them in the crontab or an env file:"
+        );
+        for e in &env {
+            let _ = writeln!(s, "#   {e}=…");
+        }
+    }
+    s.push_str("CRON_TZ=UTC\n");
+    for j in jobs {
+        let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
+        let _ = writeln!(s, "# {}: {}", j.name, j.what);
+        let _ = writeln!(
+            s,
+            "{} {} {} >> drills/cron.log 2>&1",
+            j.cron.as_str(),
+            quote(bin),
+            cmd.join(" ")
+        );
+    }
+    s
+}
+
+fn systemd(rb: &Runbook, jobs: &[Job], bin: &str) -> Result<String, String> {
+    let mut s = String::new();
+    let env_file = format!("/etc/drillbook/{}.env", slug(&rb.name));
+    let _ = writeln!(
+        s,
+        "# drillbook systemd units for runbook `{}` ({}): one .service and one .timer per job.",
+        rb.name, rb.path
+    );
+    let _ = writeln!(s, "# Save each file under /etc/systemd/system/, then: systemctl daemon-reload && systemctl enable --now <name>.timer");
+    let _ = writeln!(
+        s,
+        "# {env_file} must define: {}",
+        env_names(jobs).into_iter().collect::<Vec<_>>().join(" ")
+    );
+    for j in jobs {
+        let unit = format!("drillbook-{}-{}", slug(&rb.name), slug(&j.name));
+        let calendar = j.cron.on_calendar().ok_or_else(|| {
+            format!(
+                "the schedule `{}` of `{}` restricts both the day of month and the day of week, which a systemd calendar cannot express",
+                j.cron.as_str(),
+                j.name
+            )
+        })?;
+        let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
+        let _ = writeln!(s, "\n# ---- {unit}.service");
+        let _ = writeln!(s, "[Unit]\nDescription=drillbook {}: {}\nWants=network-online.target\nAfter=network-online.target\n", j.name, j.what);
+        let _ = writeln!(s, "[Service]\nType=oneshot\nWorkingDirectory=/var/lib/drillbook\nEnvironmentFile={env_file}\nExecStart={} {}", quote(bin), cmd.join(" "));
+        let _ = writeln!(s, "\n# ---- {unit}.timer");
+        let _ = writeln!(
+            s,
+            "[Unit]\nDescription=Schedule of {unit} ({} in cron, UTC)\n",
+            j.cron.as_str()
+        );
+        let _ = writeln!(
+            s,
+            "[Timer]\nOnCalendar={calendar}\nPersistent=false\nUnit={unit}.service\n"
+        );
+        let _ = writeln!(s, "[Install]\nWantedBy=timers.target");
+    }
+    Ok(s)
+}
+
+fn github(rb: &Runbook, jobs: &[Job]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# .github/workflows/drillbook-{}.yml — drillbook schedules for runbook `{}` (GitHub cron is UTC).", slug(&rb.name), rb.name);
+    let _ = writeln!(
+        s,
+        "# Add the environment variables below as repository secrets."
+    );
+    let _ = writeln!(s, "name: drillbook {}\non:\n  schedule:", rb.name);
+    for j in jobs {
+        let _ = writeln!(s, "    - cron: '{}'  # {}", j.cron.as_str(), j.name);
+    }
+    s.push_str("  workflow_dispatch:\n    inputs:\n      job:\n        description: Which job to run now\n        required: true\n        type: choice\n        options:\n");
+    for j in jobs {
+        let _ = writeln!(s, "          - {}", j.name);
+    }
+    s.push_str("jobs:\n");
+    for j in jobs {
+        let _ = writeln!(s, "  {}:", slug(&j.name));
+        let _ = writeln!(
+            s,
+            "    if: github.event.schedule == '{c}' || inputs.job == '{n}'",
+            c = j.cron.as_str(),
+            n = j.name
+        );
+        s.push_str("    runs-on: ubuntu-latest\n    timeout-minutes: 120\n");
+        if !j.env.is_empty() {
+            s.push_str("    env:\n");
+            for e in &j.env {
+                let _ = writeln!(s, "      {e}: ${{{{ secrets.{e} }}}}");
+            }
+        }
+        s.push_str("    steps:\n      - uses: actions/checkout@v4\n      - name: Install drillbook\n        run: cargo install --locked --path .\n");
+        let _ = writeln!(
+            s,
+            "      - name: drillbook {}\n        run: drillbook {}",
+            j.name,
+            j.args.join(" ")
+        );
+        s.push_str("      - name: Keep the drill logs\n        if: always()\n        uses: actions/upload-artifact@v4\n        with:\n");
+        let _ = writeln!(s, "          name: drillbook-{}\n          path: drills/\n          if-no-files-found: ignore", slug(&j.name));
+    }
+    s
+}
+
+fn kubernetes(rb: &Runbook, jobs: &[Job], image: &str) -> String {
+    let secret = format!("drillbook-{}", slug(&rb.name));
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# drillbook CronJobs for runbook `{}` ({}). Times are UTC (spec.timeZone).",
+        rb.name, rb.path
+    );
+    let _ = writeln!(s, "# Create the Secret `{secret}` with the keys named under env; the image must hold drillbook and the runbook.");
+    for j in jobs {
+        let name: String = format!("drillbook-{}-{}", slug(&rb.name), slug(&j.name))
+            .chars()
+            .take(52)
+            .collect();
+        let _ = writeln!(s, "---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {}\n  labels:\n    app.kubernetes.io/name: drillbook", name.trim_end_matches('-'));
+        let _ = writeln!(s, "spec:\n  schedule: \"{}\"\n  timeZone: Etc/UTC\n  concurrencyPolicy: Forbid\n  startingDeadlineSeconds: 3600\n  successfulJobsHistoryLimit: 3\n  failedJobsHistoryLimit: 3", j.cron.as_str());
+        s.push_str("  jobTemplate:\n    spec:\n      backoffLimit: 0\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n            - name: drillbook\n");
+        let _ = writeln!(s, "              image: {image}");
+        let args: Vec<String> = j
+            .args
+            .iter()
+            .map(|a| format!("\"{}\"", a.replace('"', "\\\"")))
+            .collect();
+        let _ = writeln!(s, "              args: [{}]", args.join(", "));
+        if !j.env.is_empty() {
+            s.push_str("              env:\n");
+            for e in &j.env {
+                let _ = writeln!(s, "                - name: {e}\n                  valueFrom:\n                    secretKeyRef:\n                      name: {secret}\n                      key: {e}");
+            }
+        }
+    }
+    s
+}
