@@ -31,6 +31,9 @@ pub struct Args {
     /// `DRILLBOOK_HISTORY`, else `drills/history.jsonl`).
     #[arg(long, value_name = "PATH|URL")]
     history: Option<String>,
+    /// Do not append this run's results to the history (e.g. for a frequent metrics scrape).
+    #[arg(long)]
+    no_record: bool,
     /// Timeout of a check without its own `timeout:`.
     #[arg(long, default_value = "60s", value_name = "DURATION")]
     timeout: crate::duration::Duration,
@@ -60,9 +63,19 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         history: args.history.clone(),
         ..RunOptions::default()
     };
+    let started = chrono::Utc::now();
     let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
     let status = checks::overall(&results);
     let store = Store::from_arg(args.history.as_deref());
+    if !args.no_record {
+        let rec = record(&rb, &results, status, started, &opts.operator);
+        if let Err(e) = store.append(&rec).await {
+            eprintln!(
+                "drillbook: warning: the check results could not be appended to the history {}: {e}",
+                store.display()
+            );
+        }
+    }
     notify(&rb, &results, status, &store).await;
     match args.format {
         CheckFormat::Text => out(&text(&rb.name, &results, status)),
@@ -87,6 +100,90 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         }
     }
     Ok(status.code())
+}
+
+/// The check run as a history record: one step per check; OK and WARNING pass, CRITICAL
+/// fails, UNKNOWN is "could not run".
+fn record(
+    rb: &crate::runbook::Runbook,
+    results: &[CheckResult],
+    status: Status,
+    started: chrono::DateTime<chrono::Utc>,
+    operator: &str,
+) -> crate::engine::record::DrillRecord {
+    use crate::engine::record::{
+        DrillRecord, ProcedureRef, RunbookRef, StepRecord, StepStatus, Verdict,
+    };
+    use crate::steps::ErrorClass;
+    let finished = chrono::Utc::now();
+    let steps = results
+        .iter()
+        .map(|r| {
+            let mut st = StepRecord::new(r.id.clone(), r.title.clone(), r.kind.clone(), false);
+            st.started_at = Some(started);
+            st.duration_ms = Some(r.duration_ms);
+            st.attempts = 1;
+            st.outputs = r.outputs.clone();
+            let label = format!("{:?}", r.status).to_uppercase();
+            match r.status {
+                Status::Ok => st.status = StepStatus::Passed,
+                Status::Warning => {
+                    st.status = StepStatus::Passed;
+                    st.note = Some(format!("{label}: {}", r.message));
+                }
+                Status::Critical | Status::Unknown => {
+                    st.status = StepStatus::Failed;
+                    st.error = Some(format!("{label}: {}", r.message));
+                    st.error_class = Some(if r.status == Status::Critical {
+                        ErrorClass::Failed
+                    } else {
+                        ErrorClass::Unavailable
+                    });
+                }
+            }
+            st
+        })
+        .collect();
+    let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
+    DrillRecord {
+        record_version: crate::engine::record::RECORD_VERSION,
+        id: crate::engine::new_run_id(started),
+        runbook: RunbookRef {
+            name: rb.name.clone(),
+            path: rb.path.clone(),
+            sha256: rb.sha256.clone(),
+            git: crate::engine::record::GitRef::of(&rb.path),
+        },
+        procedure: ProcedureRef {
+            id: "checks".into(),
+            title: "Health checks".into(),
+            kind: crate::runbook::ProcedureKind::Check,
+        },
+        params: serde_json::Map::new(),
+        operator: operator.to_owned(),
+        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        started_at: started,
+        finished_at: finished,
+        duration_ms: u64::try_from((finished - started).num_milliseconds()).unwrap_or(0),
+        dry_run: false,
+        verdict: match status {
+            Status::Ok | Status::Warning => Verdict::Passed,
+            Status::Critical => Verdict::Failed,
+            Status::Unknown => Verdict::Error,
+        },
+        reason: (!bad.is_empty()).then(|| {
+            bad.iter()
+                .map(|r| format!("{} {}", r.id, format!("{:?}", r.status).to_uppercase()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }),
+        steps,
+        cleanup: Vec::new(),
+        rto: None,
+        rpo: None,
+        approvals: Vec::new(),
+        preflight: Vec::new(),
+    }
 }
 
 /// Alerts and heartbeats for the whole check run: one message per destination, naming every

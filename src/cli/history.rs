@@ -210,6 +210,7 @@ fn kind_name(k: ProcedureKind) -> &'static str {
     match k {
         ProcedureKind::Drill => "drill",
         ProcedureKind::Recovery => "recovery",
+        ProcedureKind::Check => "check",
     }
 }
 

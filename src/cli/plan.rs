@@ -168,6 +168,7 @@ fn text(
     let kind = match procedure.kind {
         crate::runbook::ProcedureKind::Drill => "drill",
         crate::runbook::ProcedureKind::Recovery => "recovery",
+        crate::runbook::ProcedureKind::Check => "check",
     };
     let _ = writeln!(
         s,

@@ -415,7 +415,8 @@ fn pending(step: &Step) -> StepRecord {
 }
 
 /// `20261129T201752Z-3fa9`: sortable by time, unique enough for one operator's runs.
-fn run_id(at: chrono::DateTime<Utc>) -> String {
+/// A new run id: the UTC start time and 32 random bits.
+pub fn run_id(at: chrono::DateTime<Utc>) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(at.timestamp_nanos_opt().unwrap_or_default() as u128);

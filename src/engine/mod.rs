@@ -12,4 +12,7 @@ pub mod record;
 pub mod redact;
 
 pub use context::{operator, RunOptions};
-pub use executor::{find_procedure, needed_env, plan_params, preflight, run, Observer, RunError};
+pub use executor::{
+    find_procedure, needed_env, plan_params, preflight, run, run_id as new_run_id, Observer,
+    RunError,
+};

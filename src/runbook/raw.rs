@@ -58,6 +58,10 @@ pub enum ProcedureKind {
     Drill,
     /// A real recovery, run during an incident.
     Recovery,
+    /// A `drillbook check` run, as the history records it (not written in runbooks).
+    #[serde(skip_deserializing)]
+    #[schemars(skip)]
+    Check,
 }
 
 /// The type of a procedure parameter.

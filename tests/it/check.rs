@@ -134,6 +134,21 @@ fn a_broken_setup_is_critical_even_when_another_check_cannot_run() {
     assert_eq!(get("latest-snapshot"), Some("CRITICAL"));
     assert_eq!(get("monthly-drill"), Some("CRITICAL"));
     assert_eq!(get("project"), Some("OK"));
+    // the run is in the history: a failed "checks" record naming what failed
+    let rec: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(c.dir.join("drills/history.jsonl"))
+            .expect("history")
+            .lines()
+            .last()
+            .expect("an entry"),
+    )
+    .expect("entry");
+    assert_eq!(rec["record"]["procedure"]["id"], "checks");
+    assert_eq!(rec["record"]["procedure"]["kind"], "check");
+    assert_eq!(rec["record"]["verdict"], "failed");
+    assert!(rec["record"]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("restore-window CRITICAL")));
     // with Neon unreachable, its checks are UNKNOWN; the overdue drill is still CRITICAL
     let r = Cli::new()
         .runbook(&shipped())

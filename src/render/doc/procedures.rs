@@ -47,6 +47,7 @@ impl ProcedureDoc {
         let kind = match p.kind {
             ProcedureKind::Drill => "drill",
             ProcedureKind::Recovery => "recovery",
+            ProcedureKind::Check => "check",
         };
         let purpose = match (p.kind, restores) {
             (ProcedureKind::Drill, "no restore step") => {
@@ -59,6 +60,7 @@ impl ProcedureDoc {
             ),
             (ProcedureKind::Recovery, "no restore step") => "A recovery for incidents.".into(),
             (ProcedureKind::Recovery, r) => format!("A recovery for incidents: {r}."),
+            (ProcedureKind::Check, _) => "Health checks.".into(),
         };
         let long = p.steps.len() + p.cleanup.len() >= 10;
         let steps: Vec<Value> = p

@@ -24,7 +24,12 @@ pub(super) fn results(
 ) -> Value {
     let mut mine: Vec<&DrillRecord> = records
         .iter()
-        .filter(|r| r.runbook.name == runbook.name && !r.dry_run)
+        // drills and recoveries; health-check runs have their own place (`drillbook check`)
+        .filter(|r| {
+            r.runbook.name == runbook.name
+                && !r.dry_run
+                && r.procedure.kind != crate::runbook::ProcedureKind::Check
+        })
         .collect();
     mine.sort_by_key(|r| r.started_at);
     // Procedures in runbook order, then any that the runbook no longer has.
