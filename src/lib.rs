@@ -19,6 +19,7 @@
 pub mod checks;
 pub mod cli;
 pub mod cron;
+pub mod daemon;
 pub mod diagnostic;
 pub mod duration;
 pub mod engine;

@@ -2,6 +2,7 @@
 //! code; errors are printed once, with their cause chain, here.
 
 mod check;
+mod daemon;
 mod history;
 mod plan;
 mod render;
@@ -34,6 +35,7 @@ enum Command {
     Run(run::Args),
     Check(check::Args),
     Schedule(schedule::Args),
+    Daemon(daemon::Args),
     Render(render::Args),
     History(history::Args),
     Schema(schema::Args),
@@ -72,6 +74,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Run(a) => run::run(&a).await,
         Command::Check(a) => check::run(&a).await,
         Command::Schedule(a) => schedule::run(&a).await,
+        Command::Daemon(a) => daemon::run(&a).await,
         Command::Render(a) => render::run(&a).await,
         Command::History(a) => history::run(&a).await,
         Command::Schema(a) => schema::run(&a),

@@ -42,17 +42,17 @@ pub enum Emit {
 }
 
 /// One scheduled job.
-struct Job {
+pub(super) struct Job {
     /// `pitr-drill` or `checks`.
-    name: String,
-    cron: Cron,
+    pub(super) name: String,
+    pub(super) cron: Cron,
     /// Arguments after `drillbook`.
-    args: Vec<String>,
+    pub(super) args: Vec<String>,
     env: BTreeSet<String>,
     what: String,
 }
 
-fn jobs(rb: &Runbook, checks: &Cron) -> Vec<Job> {
+pub(super) fn jobs(rb: &Runbook, checks: &Cron) -> Vec<Job> {
     let alert_env = alert_env(rb);
     let mut out: Vec<Job> = rb
         .procedures

@@ -3,6 +3,7 @@
 
 mod check;
 mod compare;
+mod daemon;
 mod engine;
 mod fuzz;
 mod history;

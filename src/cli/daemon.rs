@@ -1,0 +1,111 @@
+//! `drillbook daemon RUNBOOK...`: runs the runbooks' schedules itself (see [`crate::daemon`]).
+
+use std::sync::Arc;
+
+use super::{exit, load};
+use crate::cron::Cron;
+use crate::daemon::{self, Job, ProcessRunner, SystemClock};
+use crate::engine::cancel::Cancel;
+
+/// Run the scheduled procedures and the checks of one or more runbooks on their schedules
+/// (UTC), until SIGTERM or SIGINT (the running drills are cancelled and clean up).
+///
+/// `/healthz` and `/metrics` are served on a loopback address.
+#[derive(Debug, clap::Args)]
+#[command(
+    after_help = "Example:\n  drillbook daemon runbooks/neon-production.yaml --listen 127.0.0.1:9187"
+)]
+pub struct Args {
+    /// The runbooks (YAML).
+    #[arg(required = true)]
+    runbooks: Vec<String>,
+    /// When the health checks run (cron, UTC).
+    #[arg(long, default_value = "0 0 * * *", value_name = "CRON")]
+    checks: String,
+    /// Where `/healthz` and `/metrics` are served (a loopback address).
+    #[arg(long, default_value = "127.0.0.1:9187", value_name = "ADDR")]
+    listen: std::net::SocketAddr,
+}
+
+pub async fn run(args: &Args) -> anyhow::Result<u8> {
+    if !args.listen.ip().is_loopback() {
+        eprintln!(
+            "drillbook: error: --listen {}: the daemon serves its endpoints on a loopback address only",
+            args.listen
+        );
+        return Ok(exit::INVALID);
+    }
+    let checks = match Cron::parse(&args.checks) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("drillbook: error: --checks `{}`: {e}", args.checks);
+            return Ok(exit::INVALID);
+        }
+    };
+    let mut jobs = Vec::new();
+    for path in &args.runbooks {
+        let Some(rb) = load(path) else {
+            return Ok(exit::INVALID);
+        };
+        for j in super::schedule::jobs(&rb, &checks) {
+            jobs.push(Job {
+                name: format!("{}/{}", rb.name, j.name),
+                cron: j.cron,
+                args: j.args,
+            });
+        }
+    }
+    if jobs.is_empty() {
+        eprintln!("drillbook: error: no scheduled procedure and no checks to run");
+        return Ok(exit::INVALID);
+    }
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("drillbook: error: cannot listen on {}: {e}", args.listen);
+            return Ok(exit::UNAVAILABLE);
+        }
+    };
+    for j in &jobs {
+        eprintln!(
+            "drillbook daemon: {} on `{}` ({}), next at {}",
+            j.name,
+            j.cron.as_str(),
+            j.cron.describe(),
+            crate::timestamp::rfc3339(j.cron.next_after(chrono::Utc::now()))
+        );
+    }
+    eprintln!(
+        "drillbook daemon: /healthz and /metrics on http://{}",
+        args.listen
+    );
+    let shutdown = Cancel::new();
+    let states = daemon::States::default();
+    let server = tokio::spawn(daemon::serve(listener, states.clone(), shutdown.clone()));
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        eprintln!("drillbook daemon: stopping: the running jobs are cancelled and clean up");
+        stop.interrupt();
+    });
+    daemon::schedule(
+        jobs,
+        Arc::new(SystemClock),
+        Arc::new(ProcessRunner),
+        states,
+        shutdown,
+    )
+    .await;
+    server.abort();
+    Ok(exit::OK)
+}

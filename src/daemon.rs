@@ -1,0 +1,430 @@
+//! `drillbook daemon`: runs the runbooks' scheduled procedures and checks itself. Cron in UTC,
+//! one run at a time per job (a job still running when it comes due again is skipped and
+//! reported), runs missed while the machine was suspended or the daemon paused are reported and
+//! run once — never replayed in a burst — and SIGTERM cancels the running drills (their
+//! cleanup runs) before the daemon exits. `/healthz` and `/metrics` are served on a loopback
+//! address.
+//!
+//! The wall clock and the job runner are the seams tests replace ([`Clock`], [`Runner`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::cron::Cron;
+use crate::engine::cancel::Cancel;
+use crate::steps::BoxFuture;
+
+/// One scheduled job: `drillbook <args>` on `cron`.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// `<runbook>/<procedure>` or `<runbook>/checks`.
+    pub name: String,
+    pub cron: Cron,
+    pub args: Vec<String>,
+}
+
+/// The wall clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// Runs one job to its end; resolves to its exit code. Cancelling asks it to stop.
+pub trait Runner: Send + Sync {
+    fn run(&self, job: &Job, due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, i32>;
+}
+
+/// Runs `drillbook <args>` as a child process; SIGTERM on cancel (so the drill cleans up).
+#[derive(Debug)]
+pub struct ProcessRunner;
+
+impl Runner for ProcessRunner {
+    fn run(&self, job: &Job, _due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, i32> {
+        let args = job.args.clone();
+        Box::pin(async move {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "drillbook".into());
+            let mut child = match tokio::process::Command::new(exe)
+                .args(&args)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!(
+                        "drillbook daemon: cannot start `drillbook {}`: {e}",
+                        args.join(" ")
+                    );
+                    return -1;
+                }
+            };
+            tokio::select! {
+                status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(-1),
+                () = cancel.cancelled() => {
+                    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+                        terminate(pid);
+                    }
+                    child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1)
+                }
+            }
+        })
+    }
+}
+
+#[allow(unsafe_code)]
+fn terminate(pid: i32) {
+    // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
+    unsafe {
+        libc::kill(pid, libc::SIGTERM);
+    }
+}
+
+/// What the daemon knows of each job (for `/metrics` and messages).
+#[derive(Debug, Clone, Default)]
+pub struct JobState {
+    pub runs: u64,
+    pub missed: u64,
+    pub skipped: u64,
+    pub running: bool,
+    pub last_due: Option<DateTime<Utc>>,
+    pub last_exit: Option<i32>,
+}
+
+pub type States = Arc<Mutex<BTreeMap<String, JobState>>>;
+
+fn with<T>(states: &States, name: &str, f: impl FnOnce(&mut JobState) -> T) -> T {
+    let mut map = states
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    f(map.entry(name.to_owned()).or_default())
+}
+
+/// Runs `jobs` on their schedules until `shutdown` is cancelled, then cancels the running
+/// jobs and waits for them.
+pub async fn schedule(
+    jobs: Vec<Job>,
+    clock: Arc<dyn Clock>,
+    runner: Arc<dyn Runner>,
+    states: States,
+    shutdown: Cancel,
+) {
+    let mut last_seen = clock.now();
+    // the next due time of each job, after the start
+    let mut next: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.cron.next_after(last_seen)).collect();
+    let running = Cancel::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        let now = clock.now();
+        for (i, job) in jobs.iter().enumerate() {
+            if next[i] > now {
+                continue;
+            }
+            // every fire time that passed: the newest is run, the others were missed
+            let mut due = next[i];
+            let mut missed = 0u64;
+            while job.cron.next_after(due) <= now {
+                due = job.cron.next_after(due);
+                missed += 1;
+            }
+            next[i] = job.cron.next_after(due);
+            if missed > 0 {
+                eprintln!(
+                    "drillbook daemon: {}: missed {missed} run(s) between {} and {} (the daemon was paused or the machine asleep); running it once now",
+                    job.name,
+                    crate::timestamp::rfc3339(last_seen),
+                    crate::timestamp::rfc3339(now)
+                );
+                with(&states, &job.name, |s| s.missed += missed);
+            }
+            if with(&states, &job.name, |s| s.running) {
+                eprintln!(
+                    "drillbook daemon: {}: due at {}, but its previous run is still going; skipped",
+                    job.name,
+                    crate::timestamp::rfc3339(due)
+                );
+                with(&states, &job.name, |s| s.skipped += 1);
+                continue;
+            }
+            with(&states, &job.name, |s| {
+                s.running = true;
+                s.last_due = Some(due);
+            });
+            let (job, runner, states, cancel) =
+                (job.clone(), runner.clone(), states.clone(), running.clone());
+            tasks.spawn(async move {
+                let code = runner.run(&job, due, cancel).await;
+                with(&states, &job.name, |s| {
+                    s.running = false;
+                    s.runs += 1;
+                    s.last_exit = Some(code);
+                });
+            });
+        }
+        last_seen = now;
+        // sleep until the next due time, but re-read the wall clock at least every minute (a
+        // suspended machine's clock jumps)
+        let soonest = next
+            .iter()
+            .min()
+            .copied()
+            .unwrap_or(now + chrono::Duration::hours(1));
+        let wait = (soonest - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .min(Duration::from_secs(60))
+            .max(Duration::from_millis(10));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    // graceful stop: the running drills are cancelled and clean up
+    running.interrupt();
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The `/metrics` text.
+pub fn metrics(states: &States) -> String {
+    let map = states
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut s = String::from("# HELP drillbook_daemon_up The daemon is running.\n# TYPE drillbook_daemon_up gauge\ndrillbook_daemon_up 1\n");
+    let metric = |s: &mut String, name: &str, help: &str, f: &dyn Fn(&JobState) -> Option<f64>| {
+        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+        for (job, st) in map.iter() {
+            if let Some(v) = f(st) {
+                s.push_str(&format!(
+                    "{name}{{job=\"{}\"}} {v}\n",
+                    job.replace('\\', "\\\\").replace('"', "\\\"")
+                ));
+            }
+        }
+    };
+    metric(
+        &mut s,
+        "drillbook_job_runs",
+        "Runs started by this daemon.",
+        &|st| Some(st.runs as f64),
+    );
+    metric(
+        &mut s,
+        "drillbook_job_missed",
+        "Scheduled runs missed while paused.",
+        &|st| Some(st.missed as f64),
+    );
+    metric(
+        &mut s,
+        "drillbook_job_skipped",
+        "Runs skipped because the previous one was still going.",
+        &|st| Some(st.skipped as f64),
+    );
+    metric(
+        &mut s,
+        "drillbook_job_running",
+        "1 while the job runs.",
+        &|st| Some(if st.running { 1.0 } else { 0.0 }),
+    );
+    metric(
+        &mut s,
+        "drillbook_job_last_exit_code",
+        "Exit code of the job's last run.",
+        &|st| st.last_exit.map(f64::from),
+    );
+    metric(
+        &mut s,
+        "drillbook_job_last_due_timestamp_seconds",
+        "When the job's last run was due (Unix time).",
+        &|st| st.last_due.map(|t| t.timestamp() as f64),
+    );
+    s
+}
+
+/// Serves `/healthz` and `/metrics` on `listener` until `shutdown`.
+pub async fn serve(listener: tokio::net::TcpListener, states: States, shutdown: Cancel) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            () = shutdown.cancelled() => return,
+        };
+        let Ok((mut sock, _)) = accepted else {
+            continue;
+        };
+        let states = states.clone();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 2048];
+            let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("");
+            let (status, ctype, body) = match path {
+                "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
+                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&states)),
+                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wall time that follows tokio's (paused) clock, plus jumps the test makes.
+    struct TestClock {
+        wall: DateTime<Utc>,
+        start: tokio::time::Instant,
+        jump: Mutex<chrono::Duration>,
+    }
+
+    impl Clock for TestClock {
+        fn now(&self) -> DateTime<Utc> {
+            let jump = *self.jump.lock().expect("jump");
+            self.wall + chrono::Duration::from_std(self.start.elapsed()).expect("elapsed") + jump
+        }
+    }
+
+    type Ran = Arc<Mutex<Vec<(String, String, bool)>>>;
+
+    /// Records each run (job, due, cancelled); a job named `slow` runs for 36 hours.
+    struct Recorder(Ran);
+
+    impl Runner for Recorder {
+        fn run(&self, job: &Job, due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, i32> {
+            let (ran, name) = (self.0.clone(), job.name.clone());
+            Box::pin(async move {
+                let slow = name == "slow";
+                let cancelled = if slow {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(36 * 3600)) => false,
+                        () = cancel.cancelled() => true,
+                    }
+                } else {
+                    false
+                };
+                ran.lock()
+                    .expect("ran")
+                    .push((name, crate::timestamp::rfc3339(due), cancelled));
+                if cancelled {
+                    130
+                } else {
+                    0
+                }
+            })
+        }
+    }
+
+    fn job(name: &str, cron: &str) -> Job {
+        Job {
+            name: name.into(),
+            cron: Cron::parse(cron).expect("cron"),
+            args: Vec::new(),
+        }
+    }
+
+    fn start(
+        jobs: Vec<Job>,
+    ) -> (
+        Arc<TestClock>,
+        Ran,
+        States,
+        Cancel,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let clock = Arc::new(TestClock {
+            wall: "2026-11-30T23:59:00Z".parse().expect("time"),
+            start: tokio::time::Instant::now(),
+            jump: Mutex::new(chrono::Duration::zero()),
+        });
+        let ran: Ran = Arc::default();
+        let states = States::default();
+        let stop = Cancel::new();
+        let handle = tokio::spawn(schedule(
+            jobs,
+            clock.clone(),
+            Arc::new(Recorder(ran.clone())),
+            states.clone(),
+            stop.clone(),
+        ));
+        (clock, ran, states, stop, handle)
+    }
+
+    fn ran(r: &Ran) -> Vec<(String, String, bool)> {
+        r.lock().expect("ran").clone()
+    }
+
+    fn entry(name: &str, due: &str, cancelled: bool) -> (String, String, bool) {
+        (name.into(), due.into(), cancelled)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_monthly_drill_runs_on_the_first_and_the_checks_at_midnight_utc() {
+        let (_, r, states, stop, handle) =
+            start(vec![job("drill", "0 9 1 * *"), job("checks", "0 0 * * *")]);
+        tokio::time::sleep(Duration::from_secs(10 * 3600)).await;
+        assert_eq!(
+            ran(&r),
+            [
+                entry("checks", "2026-12-01T00:00:00Z", false),
+                entry("drill", "2026-12-01T09:00:00Z", false)
+            ]
+        );
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        assert_eq!(ran(&r).len(), 3, "the next day's check: {:?}", ran(&r));
+        assert!(metrics(&states).contains("drillbook_job_runs{job=\"checks\"} 2"));
+        stop.interrupt();
+        handle.await.expect("scheduler");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn runs_missed_while_paused_are_reported_and_run_once() {
+        let (clock, r, states, stop, handle) = start(vec![job("checks", "0 0 * * *")]);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        // the machine sleeps for three days
+        *clock.jump.lock().expect("jump") = chrono::Duration::days(3);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(
+            ran(&r),
+            [
+                entry("checks", "2026-12-01T00:00:00Z", false),
+                entry("checks", "2026-12-04T00:00:00Z", false)
+            ]
+        );
+        assert!(metrics(&states).contains("drillbook_job_missed{job=\"checks\"} 2"));
+        stop.interrupt();
+        handle.await.expect("scheduler");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_run_at_a_time_and_shutdown_cancels_the_running_one() {
+        let (_, r, states, stop, handle) = start(vec![job("slow", "0 0 * * *")]);
+        // due at midnight, runs 36h: the next midnight finds it still running
+        tokio::time::sleep(Duration::from_secs(30 * 3600)).await;
+        assert!(ran(&r).is_empty());
+        assert!(metrics(&states).contains("drillbook_job_skipped{job=\"slow\"} 1"));
+        assert!(metrics(&states).contains("drillbook_job_running{job=\"slow\"} 1"));
+        stop.interrupt();
+        handle.await.expect("scheduler");
+        assert_eq!(ran(&r), [entry("slow", "2026-12-01T00:00:00Z", true)]);
+    }
+}
