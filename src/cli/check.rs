@@ -223,6 +223,7 @@ async fn notify(
             })
             .collect(),
         run_id: None,
+        since: None,
         log: None,
         operator: operator(),
     };

@@ -110,6 +110,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             .map(|s| format!("{}: {}", s.id, s.error.as_deref().unwrap_or("")))
             .collect(),
         run_id: Some(record.id.clone()),
+        since: None,
         log,
         operator: record.operator.clone(),
     };

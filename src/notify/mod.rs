@@ -40,6 +40,8 @@ pub struct Notice {
     pub details: Vec<String>,
     /// The run id, when a run.
     pub run_id: Option<String>,
+    /// Failing since (filled in from the alert state; None when not failing).
+    pub since: Option<DateTime<Utc>>,
     /// Where the drill log is (a path), when one was written.
     pub log: Option<String>,
     pub operator: String,
@@ -135,6 +137,9 @@ fn slack_body(n: &Notice, event: AlertEvent) -> Value {
     if let Some(id) = &n.run_id {
         fields.push(json!({"type": "mrkdwn", "text": format!("*Run*\n`{id}`")}));
     }
+    if let Some(since) = n.since {
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Failing since*\n{}", crate::timestamp::rfc3339(since))}));
+    }
     fields.push(json!({"type": "mrkdwn", "text": format!("*Operator*\n{}", n.operator)}));
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title.chars().take(150).collect::<String>()}}),
@@ -169,6 +174,7 @@ fn webhook_body(n: &Notice, event: AlertEvent) -> Value {
         "run_id": n.run_id,
         "log": n.log,
         "operator": n.operator,
+        "failing_since": n.since.map(crate::timestamp::rfc3339),
         "at": crate::timestamp::rfc3339(Utc::now()),
     })
 }
@@ -194,6 +200,15 @@ fn pagerduty_body(key: &str, n: &Notice, event: AlertEvent) -> Value {
     })
 }
 
+/// How long one delivery may take: `DRILLBOOK_NOTIFY_TIMEOUT` seconds, default 10.
+fn timeout() -> Duration {
+    std::env::var("DRILLBOOK_NOTIFY_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && s.is_finite())
+        .map_or(Duration::from_secs(10), Duration::from_secs_f64)
+}
+
 /// One request with retries; Ok(()) on a 2xx.
 async fn deliver(req: impl Fn() -> reqwest::RequestBuilder) -> Result<(), String> {
     let mut last = String::new();
@@ -201,7 +216,7 @@ async fn deliver(req: impl Fn() -> reqwest::RequestBuilder) -> Result<(), String
         if attempt > 0 {
             tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
         }
-        match req().timeout(Duration::from_secs(10)).send().await {
+        match req().timeout(timeout()).send().await {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => last = format!("HTTP {}", r.status().as_u16()),
             Err(e) if e.is_timeout() => last = "timed out".into(),
@@ -270,6 +285,11 @@ pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent
     let mut state = load_state(state_dir);
     let previous = state.get(&key).cloned().unwrap_or_default();
     let was_failing = previous.failing_since.is_some();
+    let mut n = n.clone();
+    if !n.ok && !n.warning {
+        n.since = previous.failing_since.or(Some(now));
+    }
+    let n = &n;
     // the events this outcome is
     let mut events = Vec::new();
     if n.ok && !n.warning {
@@ -371,6 +391,7 @@ mod tests {
             summary: "CRITICAL: 1 of 4 checks failed".into(),
             details: vec!["latest-snapshot: snapshot is 30h old".into()],
             run_id: None,
+            since: None,
             log: None,
             operator: "ops@host".into(),
         }

@@ -209,3 +209,40 @@ fn a_failing_receiver_is_retried_and_never_changes_the_exit_code() {
         run.stderr
     );
 }
+
+#[test]
+fn a_receiver_that_hangs_times_out_and_the_run_goes_on() {
+    // a Slack endpoint that never answers in time
+    let log: Log = Arc::default();
+    let kept = log.clone();
+    let slow = HttpServer::start(axum::Router::new().fallback(move || {
+        let kept = kept.clone();
+        async move {
+            kept.lock()
+                .expect("log")
+                .push(("/slow".into(), serde_json::Value::Null));
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            axum::http::StatusCode::OK
+        }
+    }));
+    let state = Cli::new();
+    std::fs::write(state.dir.join("runbook.yaml"), RUNBOOK).expect("runbook");
+    let r = Receivers::new(200);
+    let c = r
+        .cli(&state)
+        .env("SLACK_WEBHOOK_URL", &format!("{}/hook", slow.url()))
+        .env("DRILLBOOK_NOTIFY_TIMEOUT", "0.5");
+    let mut cmd = c.command();
+    cmd.current_dir(state.dir.path());
+    let out = cmd.output().expect("check");
+    // the check failed (no `ok` file): exit 2, whatever Slack did
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the slack alert could not be sent: timed out after 3 attempts"),
+        "{err}"
+    );
+    assert_eq!(log.lock().expect("log").len(), 3);
+    // the others still got their message
+    assert_eq!(got(&r.pd.1).len(), 1);
+}
