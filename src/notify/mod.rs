@@ -1,7 +1,8 @@
 //! Alerts and heartbeats: after a run or a check, each `alerts:` destination whose `on:`
 //! events match gets one message — Slack (Block Kit), a generic JSON webhook, a Better Stack
 //! heartbeat (ping on success, `/fail` on failure), PagerDuty Events v2 (trigger on failure,
-//! resolve on recovery, one dedup key per runbook and subject). Email is not built yet.
+//! resolve on recovery, one dedup key per runbook and subject), email through SMTP (lettre;
+//! STARTTLS required except to a loopback server).
 //!
 //! A notifier that fails is retried (3 attempts), then reported — it never changes the exit
 //! code of what it reports on. The state of each subject (failing since when, when it was last
@@ -270,8 +271,127 @@ async fn send_one(alert: &Alert, n: &Notice, event: AlertEvent) -> Result<(), St
             let body = pagerduty_body(&key, n, event);
             deliver(|| http.post(&url).json(&body)).await
         }
-        AlertKind::Email(_) => Err("email alerts are not built yet".into()),
+        AlertKind::Email(e) => {
+            let smtp = render(&e.smtp)?;
+            let from = render(&e.from)?;
+            let to: Vec<String> = e.to.iter().map(|t| render(t)).collect::<Result<_, _>>()?;
+            send_email(&smtp, &from, &to, n, event).await
+        }
     }
+}
+
+/// The plain-text email about `n`: (subject, body).
+fn email_text(n: &Notice, event: AlertEvent) -> (String, String) {
+    let subject = format!(
+        "[drillbook] {} {}: {} / {}",
+        n.kind,
+        event_name(event),
+        n.runbook,
+        n.subject
+    );
+    let mut body = format!("{}\n\nRunbook: {}\n", n.summary, n.runbook);
+    body.push_str(&format!(
+        "{}: {}\n",
+        if n.kind == "check" {
+            "Checks"
+        } else {
+            "Procedure"
+        },
+        n.subject
+    ));
+    if let Some(id) = &n.run_id {
+        body.push_str(&format!("Run: {id}\n"));
+    }
+    if let Some(since) = n.since {
+        body.push_str(&format!(
+            "Failing since: {}\n",
+            crate::timestamp::rfc3339(since)
+        ));
+    }
+    body.push_str(&format!("Operator: {}\n", n.operator));
+    if let Some(log) = &n.log {
+        body.push_str(&format!("Drill log: {log}\n"));
+    }
+    if !n.details.is_empty() {
+        body.push_str("\nDetails:\n");
+        for d in &n.details {
+            body.push_str(&format!("- {d}\n"));
+        }
+    }
+    (subject, body)
+}
+
+/// `smtp://` with STARTTLS required unless the URL says otherwise or the server is on
+/// loopback (a local relay, tests).
+fn smtp_url(smtp: &str) -> String {
+    let mut url = smtp.to_owned();
+    let loopback = url
+        .split("://")
+        .nth(1)
+        .map(|rest| rest.rsplit('@').next().unwrap_or(rest))
+        .is_some_and(|host| {
+            host.starts_with("127.0.0.1")
+                || host.starts_with("localhost")
+                || host.starts_with("[::1]")
+        });
+    if url.starts_with("smtp://") && !url.contains("tls=") && !loopback {
+        url.push_str(if url.contains('?') {
+            "&tls=required"
+        } else {
+            "?tls=required"
+        });
+    }
+    url
+}
+
+/// Sends the email through `smtp` (`smtp://user:pass@host:587`: STARTTLS is required, except to
+/// a loopback server; `smtps://…:465`: TLS from the start).
+async fn send_email(
+    smtp: &str,
+    from: &str,
+    to: &[String],
+    n: &Notice,
+    event: AlertEvent,
+) -> Result<(), String> {
+    use lettre::message::header::ContentType;
+    use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(&smtp_url(smtp))
+        .map_err(|_| "the SMTP URL is not valid (smtp://user:password@host:587)".to_owned())?
+        .timeout(Some(timeout()))
+        .build();
+    let (subject, body) = email_text(n, event);
+    let mut builder = Message::builder()
+        .from(
+            from.parse()
+                .map_err(|e| format!("`from` is not an address: {e}"))?,
+        )
+        .subject(subject)
+        .header(ContentType::TEXT_PLAIN);
+    for t in to {
+        builder = builder.to(t
+            .parse()
+            .map_err(|e| format!("`to` {t} is not an address: {e}"))?);
+    }
+    let message = builder.body(body).map_err(|e| e.to_string())?;
+    let mut last = String::new();
+    for attempt in 0..ATTEMPTS {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        }
+        match transport.send(message.clone()).await {
+            Ok(_) => return Ok(()),
+            // the error text may name the server, never the password (not part of it)
+            Err(e) => {
+                last = if e.is_permanent() {
+                    "rejected by the server".into()
+                } else {
+                    "SMTP failed".into()
+                }
+            }
+        }
+    }
+    Err(format!("{last} after {ATTEMPTS} attempts"))
 }
 
 /// Sends what the runbook's alerts ask for about `n`; `state_dir` keeps the per-subject
@@ -395,6 +515,19 @@ mod tests {
             log: None,
             operator: "ops@host".into(),
         }
+    }
+
+    #[test]
+    fn smtp_requires_starttls_except_on_loopback() {
+        assert_eq!(
+            smtp_url("smtp://u:p@mail.example.com:587"),
+            "smtp://u:p@mail.example.com:587?tls=required"
+        );
+        assert_eq!(smtp_url("smtp://127.0.0.1:2525"), "smtp://127.0.0.1:2525");
+        assert_eq!(
+            smtp_url("smtps://u:p@mail.example.com:465"),
+            "smtps://u:p@mail.example.com:465"
+        );
     }
 
     #[test]

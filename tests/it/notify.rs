@@ -246,3 +246,95 @@ fn a_receiver_that_hangs_times_out_and_the_run_goes_on() {
     // the others still got their message
     assert_eq!(got(&r.pd.1).len(), 1);
 }
+
+/// A minimal SMTP server on loopback that records each message's envelope and data.
+fn smtp_receiver() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mail: Arc<Mutex<Vec<String>>> = Arc::default();
+    let kept = mail.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let mut out = conn.try_clone().expect("clone");
+            let mut lines = BufReader::new(conn);
+            let _ = out.write_all(b"220 localhost ESMTP test\r\n");
+            let mut session = String::new();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let cmd = line.trim_end().to_uppercase();
+                let reply: &[u8] = if cmd.starts_with("EHLO") {
+                    b"250-localhost\r\n250 8BITMIME\r\n"
+                } else if cmd.starts_with("MAIL") || cmd.starts_with("RCPT") {
+                    session.push_str(line.trim_end());
+                    session.push('\n');
+                    b"250 OK\r\n"
+                } else if cmd == "DATA" {
+                    let _ = out.write_all(b"354 go ahead\r\n");
+                    loop {
+                        line.clear();
+                        if lines.read_line(&mut line).unwrap_or(0) == 0 || line == ".\r\n" {
+                            break;
+                        }
+                        session.push_str(&line);
+                    }
+                    kept.lock()
+                        .expect("mail")
+                        .push(std::mem::take(&mut session));
+                    b"250 queued\r\n"
+                } else if cmd == "QUIT" {
+                    let _ = out.write_all(b"221 bye\r\n");
+                    break;
+                } else {
+                    b"250 OK\r\n"
+                };
+                let _ = out.write_all(reply);
+            }
+        }
+    });
+    (port, mail)
+}
+
+#[test]
+fn an_email_alert_is_delivered_through_smtp() {
+    let (port, mail) = smtp_receiver();
+    let yaml = r#"version: 1
+name: mailed
+checks:
+  - id: backup-present
+    shell: test -f ok
+alerts:
+  - email: { smtp: "{{ env.SMTP_URL }}", from: drillbook@example.com, to: [oncall@example.com, dba@example.com] }
+    on: [failure]
+procedures:
+  noop:
+    title: Nothing
+    kind: drill
+    steps:
+      - id: nothing
+        shell: "true"
+"#;
+    let r = Cli::new()
+        .runbook(yaml)
+        .env("SMTP_URL", &format!("smtp://127.0.0.1:{port}"))
+        .args(["check", "runbook.yaml"])
+        .run();
+    r.code(2);
+    let mail = mail.lock().expect("mail").clone();
+    assert_eq!(mail.len(), 1, "{}", r.stderr);
+    let m = &mail[0];
+    assert!(m.contains("MAIL FROM:<drillbook@example.com>"), "{m}");
+    assert!(
+        m.contains("RCPT TO:<oncall@example.com>") && m.contains("RCPT TO:<dba@example.com>"),
+        "{m}"
+    );
+    assert!(
+        m.contains("Subject: [drillbook] check failure: mailed / checks"),
+        "{m}"
+    );
+    assert!(m.contains("backup-present (CRITICAL)"), "{m}");
+}
