@@ -67,8 +67,10 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
     let status = checks::overall(&results);
     let store = Store::from_arg(args.history.as_deref());
+    let sent = notify(&rb, &results, status, &store).await;
     if !args.no_record {
-        let rec = record(&rb, &results, status, started, &opts.operator);
+        let mut rec = record(&rb, &results, status, started, &opts.operator);
+        rec.notifications = sent;
         if let Err(e) = store.append(&rec).await {
             eprintln!(
                 "drillbook: warning: the check results could not be appended to the history {}: {e}",
@@ -76,7 +78,6 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             );
         }
     }
-    notify(&rb, &results, status, &store).await;
     match args.format {
         CheckFormat::Text => out(&text(&rb.name, &results, status)),
         CheckFormat::Json => out(&format!(
@@ -183,6 +184,7 @@ fn record(
         rpo: None,
         approvals: Vec::new(),
         preflight: Vec::new(),
+        notifications: Vec::new(),
     }
 }
 
@@ -193,7 +195,7 @@ async fn notify(
     results: &[CheckResult],
     status: Status,
     store: &Store,
-) {
+) -> Vec<crate::notify::Sent> {
     let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
     let name = format!("{status:?}").to_uppercase();
     let notice = crate::notify::Notice {
@@ -228,7 +230,7 @@ async fn notify(
         operator: operator(),
     };
     let dir = crate::render::log::dir(None, store);
-    crate::notify::notify(rb, &notice, &dir).await;
+    crate::notify::notify(rb, &notice, &dir).await
 }
 
 fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {

@@ -87,8 +87,13 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     // pass into "could not run"; a failure keeps its own code
     let store = crate::history::Store::from_arg(args.history.as_deref());
     let dir = crate::render::log::dir(args.log_dir.as_deref(), &store);
-    let (code, log) = keep(args, &store, &dir, &record, code).await;
-    // alerts and heartbeats report the run; whatever they do, the exit code stays
+    // alerts and heartbeats report the run first, so the record keeps how they went; whatever
+    // they do, the exit code stays
+    let log = Some(
+        dir.join(format!("{}.md", crate::render::log::base_name(&record)))
+            .display()
+            .to_string(),
+    );
     let notice = crate::notify::Notice {
         runbook: record.runbook.name.clone(),
         subject: record.procedure.id.clone(),
@@ -114,7 +119,9 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         log,
         operator: record.operator.clone(),
     };
-    crate::notify::notify(&rb, &notice, &dir).await;
+    let mut record = record;
+    record.notifications = crate::notify::notify(&rb, &notice, &dir).await;
+    let (code, _) = keep(args, &store, &dir, &record, code).await;
     Ok(code)
 }
 

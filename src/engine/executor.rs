@@ -279,6 +279,7 @@ pub async fn run(
         rpo: None,
         approvals: Vec::new(),
         preflight: Vec::new(),
+        notifications: Vec::new(),
     };
     let clock = tokio::time::Instant::now();
     let mut state = Run {

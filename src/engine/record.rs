@@ -39,6 +39,9 @@ pub struct DrillRecord {
     /// What was checked before anything changed (restore windows of Neon points in time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preflight: Vec<super::preflight::PreflightItem>,
+    /// The alerts and heartbeats sent about this run, and how each went.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notifications: Vec<crate::notify::Sent>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -49,7 +49,7 @@ pub struct Notice {
 }
 
 /// What each destination did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sent {
     pub destination: String,
     pub event: String,

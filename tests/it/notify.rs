@@ -148,6 +148,27 @@ fn a_failing_check_sends_one_message_each_then_the_recovery() {
     assert_eq!(pd[0].1["event_action"], "trigger");
     assert_eq!(pd[0].1["dedup_key"], "drillbook:watched:checks");
     assert_eq!(pd[0].1["payload"]["severity"], "critical");
+    // the history records what was sent
+    let last = std::fs::read_to_string(state.dir.join("drills/history.jsonl")).expect("history");
+    let entry: serde_json::Value =
+        serde_json::from_str(last.lines().last().expect("entry")).expect("json");
+    let sent: Vec<(String, String, String)> = entry["record"]["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .map(|n| {
+            let f = |k: &str| n[k].as_str().expect("field").to_owned();
+            (f("destination"), f("event"), f("outcome"))
+        })
+        .collect();
+    assert_eq!(
+        sent,
+        ["slack", "webhook", "betterstack", "pagerduty"].map(|d| (
+            d.to_owned(),
+            "failure".to_owned(),
+            "sent".to_owned()
+        ))
+    );
 
     // fixed: Slack hears of the recovery, the webhook of the success, the heartbeat pings,
     // PagerDuty resolves the same incident
