@@ -55,9 +55,12 @@ impl Runner for ProcessRunner {
         let args = job.args.clone();
         Box::pin(async move {
             let exe = std::env::current_exe().unwrap_or_else(|_| "drillbook".into());
+            // its own process group: a Ctrl-C at the daemon's terminal reaches the daemon only,
+            // which then stops the job once (a second interrupt would abort its cleanup)
             let mut child = match tokio::process::Command::new(exe)
                 .args(&args)
                 .stdin(std::process::Stdio::null())
+                .process_group(0)
                 .spawn()
             {
                 Ok(c) => c,

@@ -31,7 +31,8 @@ pub struct Args {
     /// `DRILLBOOK_HISTORY`, else `drills/history.jsonl`).
     #[arg(long, value_name = "PATH|URL")]
     history: Option<String>,
-    /// Do not append this run's results to the history (e.g. for a frequent metrics scrape).
+    /// Neither append this run's results to the history nor send alerts (for a frequent
+    /// metrics scrape; the daily check records and alerts).
     #[arg(long)]
     no_record: bool,
     /// Timeout of a check without its own `timeout:`.
@@ -67,8 +68,8 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
     let status = checks::overall(&results);
     let store = Store::from_arg(args.history.as_deref());
-    let sent = notify(&rb, &results, status, &store).await;
     if !args.no_record {
+        let sent = notify(&rb, &results, status, &store).await;
         let mut rec = record(&rb, &results, status, started, &opts.operator);
         rec.notifications = sent;
         if let Err(e) = store.append(&rec).await {

@@ -257,6 +257,14 @@ fn systemd(rb: &Runbook, jobs: &[Job], bin: &str) -> Result<String, String> {
     Ok(s)
 }
 
+/// Where the history lives on a runner or in a container that does not keep files: the
+/// jobs need `DRILLBOOK_HISTORY` (e.g. a `postgres://` store).
+fn with_history(j: &Job) -> BTreeSet<String> {
+    let mut env = j.env.clone();
+    env.insert("DRILLBOOK_HISTORY".into());
+    env
+}
+
 fn github(rb: &Runbook, jobs: &[Job]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# .github/workflows/drillbook-{}.yml — drillbook schedules for runbook `{}` (GitHub cron is UTC).", slug(&rb.name), rb.name);
@@ -282,9 +290,9 @@ fn github(rb: &Runbook, jobs: &[Job]) -> String {
             n = j.name
         );
         s.push_str("    runs-on: ubuntu-latest\n    timeout-minutes: 120\n");
-        if !j.env.is_empty() {
+        {
             s.push_str("    env:\n");
-            for e in &j.env {
+            for e in &with_history(j) {
                 let _ = writeln!(s, "      {e}: ${{{{ secrets.{e} }}}}");
             }
         }
@@ -325,9 +333,9 @@ fn kubernetes(rb: &Runbook, jobs: &[Job], image: &str) -> String {
             .map(|a| format!("\"{}\"", a.replace('"', "\\\"")))
             .collect();
         let _ = writeln!(s, "              args: [{}]", args.join(", "));
-        if !j.env.is_empty() {
+        {
             s.push_str("              env:\n");
-            for e in &j.env {
+            for e in &with_history(j) {
                 let _ = writeln!(s, "                - name: {e}\n                  valueFrom:\n                    secretKeyRef:\n                      name: {secret}\n                      key: {e}");
             }
         }

@@ -60,8 +60,11 @@ pub struct Sent {
 /// Per subject: failing since, last sent per event.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct SubjectState {
+    /// Since when it has not been OK (a failure or a warning); None while OK.
     failing_since: Option<DateTime<Utc>>,
-    last_failure_sent: Option<DateTime<Utc>>,
+    /// When each destination (`<kind>#<index>`) last got a failure message.
+    #[serde(default)]
+    last_sent: BTreeMap<String, DateTime<Utc>>,
 }
 
 fn state_path(dir: &Path) -> PathBuf {
@@ -406,7 +409,7 @@ pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent
     let previous = state.get(&key).cloned().unwrap_or_default();
     let was_failing = previous.failing_since.is_some();
     let mut n = n.clone();
-    if !n.ok && !n.warning {
+    if !n.ok || n.warning {
         n.since = previous.failing_since.or(Some(now));
     }
     let n = &n;
@@ -423,48 +426,52 @@ pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent
         events.push(AlertEvent::Failure);
     }
     let mut out = Vec::new();
-    let mut failure_sent = false;
-    for alert in &runbook.alerts {
+    let mut last_sent = previous.last_sent.clone();
+    for (index, alert) in runbook.alerts.iter().enumerate() {
         let dest = destination(&alert.kind);
-        // a heartbeat is pinged on success and on failure alike (its `/fail` URL); the others
-        // get the first event they subscribe to
-        // PagerDuty resolves what it triggered: subscribing to failures implies recoveries
+        let slot = format!("{dest}#{index}");
+        // PagerDuty resolves what it triggered (subscribing to failures implies recoveries)
+        // and has nothing to say about a success
+        let pagerduty = matches!(alert.kind, AlertKind::Pagerduty(_));
         let subscribed = |e: &AlertEvent| {
+            if pagerduty && *e == AlertEvent::Success {
+                return false;
+            }
             alert.on.contains(e)
                 || (*e == AlertEvent::Recovered
-                    && matches!(alert.kind, AlertKind::Pagerduty(_))
-                    && alert.on.contains(&AlertEvent::Failure))
+                    && pagerduty
+                    && (alert.on.contains(&AlertEvent::Failure)
+                        || alert.on.contains(&AlertEvent::Warning)))
         };
+        // the most specific event the destination wants (recovered before success)
         let Some(event) = events.iter().copied().rev().find(|e| subscribed(e)) else {
             continue;
         };
-        // a repeated failure is re-sent at most every `repeat:` (default 1h); a heartbeat's
-        // `/fail` ping is not a message and always goes
+        // a repeated failure is re-sent to a destination at most every `repeat:` (default
+        // 1h); a heartbeat's `/fail` ping is not a message and always goes
         let repeat = alert
             .repeat
             .unwrap_or(crate::duration::Duration::from_secs(3600));
-        if event == AlertEvent::Failure
+        let repeats = matches!(event, AlertEvent::Failure | AlertEvent::Warning)
             && was_failing
-            && !matches!(alert.kind, AlertKind::Betterstack(_))
-        {
-            if let Some(last) = previous.last_failure_sent {
-                if now - last < repeat.chrono() {
-                    out.push(Sent {
-                        destination: dest.into(),
-                        event: event_name(event).into(),
-                        outcome: format!(
-                            "suppressed (sent {} ago; repeat: {repeat})",
-                            crate::duration::human((now - last).to_std().unwrap_or_default())
-                        ),
-                    });
-                    continue;
-                }
+            && !matches!(alert.kind, AlertKind::Betterstack(_));
+        if let (true, Some(last)) = (repeats, previous.last_sent.get(&slot)) {
+            if now - *last < repeat.chrono() {
+                out.push(Sent {
+                    destination: dest.into(),
+                    event: event_name(event).into(),
+                    outcome: format!(
+                        "suppressed (sent {} ago; repeat: {repeat})",
+                        crate::duration::human((now - *last).to_std().unwrap_or_default())
+                    ),
+                });
+                continue;
             }
         }
         let outcome = match send_one(alert, n, event).await {
             Ok(()) => {
-                if event == AlertEvent::Failure {
-                    failure_sent = true;
+                if matches!(event, AlertEvent::Failure | AlertEvent::Warning) {
+                    last_sent.insert(slot, now);
                 }
                 "sent".to_owned()
             }
@@ -480,16 +487,13 @@ pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent
             outcome,
         });
     }
-    let next = if n.ok || n.warning {
+    // a warning is not OK either: only an OK ends the episode (and is what `recovered` means)
+    let next = if n.ok && !n.warning {
         SubjectState::default()
     } else {
         SubjectState {
             failing_since: previous.failing_since.or(Some(now)),
-            last_failure_sent: if failure_sent {
-                Some(now)
-            } else {
-                previous.last_failure_sent
-            },
+            last_sent,
         }
     };
     state.insert(key, next);
