@@ -218,7 +218,7 @@ pub fn metrics(states: &States) -> String {
     metric(
         &mut s,
         "drillbook_job_runs",
-        "Runs started by this daemon.",
+        "Runs this daemon finished (any exit code).",
         &|st| Some(st.runs as f64),
     );
     metric(
