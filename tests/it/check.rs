@@ -2,20 +2,9 @@
 //! monitoring exit codes for OK, WARNING, CRITICAL and UNKNOWN, thresholds, and the three
 //! output formats (the Prometheus one checked line by line against the exposition format).
 
+use crate::neon::{cli, shipped};
 use crate::neon_fake::{FakeNeon, Options};
-use crate::support::{root, Cli};
-
-fn shipped() -> String {
-    std::fs::read_to_string(root().join("runbooks/neon-production.yaml")).expect("runbook")
-}
-
-fn cli(fake: &FakeNeon, yaml: &str) -> Cli {
-    Cli::new()
-        .runbook(yaml)
-        .env("NEON_API_KEY", fake.key())
-        .env("NEON_API_URL", &fake.api_url())
-        .env("NEON_PROJECT_ID", fake.project_id())
-}
+use crate::support::Cli;
 
 fn healthy() -> FakeNeon {
     let fake = FakeNeon::start(Options {

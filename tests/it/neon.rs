@@ -6,7 +6,7 @@ use crate::neon_fake::{FakeNeon, Fault, Options};
 use crate::support::{root, Cli};
 
 /// `Cli` pointed at the fake, with the key, URL and project id set.
-fn cli(fake: &FakeNeon, yaml: &str) -> Cli {
+pub(crate) fn cli(fake: &FakeNeon, yaml: &str) -> Cli {
     Cli::new()
         .runbook(yaml)
         .env("NEON_API_KEY", fake.key())
@@ -46,7 +46,7 @@ fn branch_names(fake: &FakeNeon) -> Vec<String> {
     names
 }
 
-fn shipped() -> String {
+pub(crate) fn shipped() -> String {
     std::fs::read_to_string(root().join("runbooks/neon-production.yaml")).expect("runbook")
 }
 
