@@ -532,10 +532,7 @@ impl Client {
                 tokio::time::sleep(pause).await;
                 polls += 1;
                 let v = self
-                    .get(
-                        &format!("/projects/{}/operations/{}", enc(project), enc(&op.id)),
-                        &[],
-                    )
+                    .get(&Client::project_path(project, &["operations", &op.id]), &[])
                     .await?;
                 current = decode(&v, "operation", "operation")?;
             }
@@ -544,9 +541,7 @@ impl Client {
     }
 
     pub async fn project(&self, project: &str) -> Result<Project, NeonError> {
-        let v = self
-            .get(&format!("/projects/{}", enc(project)), &[])
-            .await?;
+        let v = self.get(&Client::project_path(project, &[]), &[]).await?;
         decode(&v, "project", "project")
     }
 
@@ -565,14 +560,14 @@ impl Client {
         if let Some(s) = search {
             q.push(("search", s.to_owned()));
         }
-        let path = format!("/projects/{}/branches", enc(project));
+        let path = Client::project_path(project, &["branches"]);
         self.pages(&path, q, 100, "branches", "/pagination/next")
             .await
     }
 
     /// Every operation of the project (following `pagination.cursor`), newest first.
     pub async fn operations(&self, project: &str) -> Result<Vec<Operation>, NeonError> {
-        let path = format!("/projects/{}/operations", enc(project));
+        let path = Client::project_path(project, &["operations"]);
         self.pages(&path, Vec::new(), 1000, "operations", "/pagination/cursor")
             .await
     }
@@ -637,10 +632,7 @@ impl Client {
                 .ok_or_else(|| not_found("the project has no default branch".into())),
             Some(b) if b.starts_with("br-") => {
                 let v = self
-                    .get(
-                        &format!("/projects/{}/branches/{}", enc(project), enc(b)),
-                        &[],
-                    )
+                    .get(&Client::project_path(project, &["branches", b]), &[])
                     .await?;
                 decode(&v, "branch", "branch")
             }
@@ -672,11 +664,7 @@ impl Client {
         project: &str,
         branch_id: &str,
     ) -> Result<Vec<Endpoint>, NeonError> {
-        let path = format!(
-            "/projects/{}/branches/{}/endpoints",
-            enc(project),
-            enc(branch_id)
-        );
+        let path = Client::project_path(project, &["branches", branch_id, "endpoints"]);
         let v = self.get(&path, &[]).await?;
         decode(&v, "endpoints", &path)
     }
@@ -689,7 +677,7 @@ impl Client {
         project: &str,
         body: &Value,
     ) -> Result<BranchResponse, NeonError> {
-        let path = format!("/projects/{}/branches", enc(project));
+        let path = Client::project_path(project, &["branches"]);
         let name = body
             .pointer("/branch/name")
             .and_then(Value::as_str)
@@ -718,7 +706,7 @@ impl Client {
 
     /// Deletes a branch and waits for its operations; a branch already gone is fine.
     pub async fn delete_branch(&self, project: &str, branch_id: &str) -> Result<(), NeonError> {
-        let path = format!("/projects/{}/branches/{}", enc(project), enc(branch_id));
+        let path = Client::project_path(project, &["branches", branch_id]);
         match self.mutate(project, Method::DELETE, &path, &[], None).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Ok(()),
@@ -752,7 +740,7 @@ impl Client {
         if pooled {
             q.push(("pooled", "true".into()));
         }
-        let path = format!("/projects/{}/connection_uri", enc(project));
+        let path = Client::project_path(project, &["connection_uri"]);
         let v = self.get(&path, &q).await?;
         v.get("uri")
             .and_then(Value::as_str)
@@ -770,11 +758,7 @@ impl Client {
         branch_id: &str,
         database: &str,
     ) -> Result<Option<String>, NeonError> {
-        let path = format!(
-            "/projects/{}/branches/{}/databases",
-            enc(project),
-            enc(branch_id)
-        );
+        let path = Client::project_path(project, &["branches", branch_id, "databases"]);
         let v = self.get(&path, &[]).await?;
         Ok(v.get("databases")
             .and_then(Value::as_array)
@@ -786,7 +770,7 @@ impl Client {
     }
 
     pub async fn snapshots(&self, project: &str) -> Result<Vec<Snapshot>, NeonError> {
-        let path = format!("/projects/{}/snapshots", enc(project));
+        let path = Client::project_path(project, &["snapshots"]);
         let v = self.get(&path, &[]).await?;
         decode(&v, "snapshots", &path)
     }
@@ -796,11 +780,7 @@ impl Client {
         project: &str,
         branch_id: &str,
     ) -> Result<Vec<ScheduleItem>, NeonError> {
-        let path = format!(
-            "/projects/{}/branches/{}/backup_schedule",
-            enc(project),
-            enc(branch_id)
-        );
+        let path = Client::project_path(project, &["branches", branch_id, "backup_schedule"]);
         let v = self.get(&path, &[]).await?;
         if v.is_null() {
             return Ok(Vec::new());
