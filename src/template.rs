@@ -52,6 +52,30 @@ pub fn references(env: &Environment<'_>, source: &str) -> Result<BTreeSet<String
     Ok(tmpl.undeclared_variables(true).into_iter().collect())
 }
 
+/// The environment variables (`env.NAME`) the templates anywhere in `value` read.
+pub fn env_references(value: &serde_yaml::Value) -> BTreeSet<String> {
+    fn walk(v: &serde_yaml::Value, env: &Environment<'_>, out: &mut BTreeSet<String>) {
+        match v {
+            serde_yaml::Value::String(s) if is_template(s) => {
+                for r in references(env, s).unwrap_or_default() {
+                    if let Some(name) = r.strip_prefix("env.") {
+                        out.insert(name.split('.').next().unwrap_or(name).to_owned());
+                    }
+                }
+            }
+            serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| walk(i, env, out)),
+            serde_yaml::Value::Mapping(m) => m.values().for_each(|i| walk(i, env, out)),
+            // an enum serialized by serde_yaml (`!slack {webhook: …}`)
+            serde_yaml::Value::Tagged(t) => walk(&t.value, env, out),
+            _ => {}
+        }
+    }
+    let env = environment();
+    let mut out = BTreeSet::new();
+    walk(value, &env, &mut out);
+    out
+}
+
 /// The variable paths an expression (`when:`, `assert:`) reads, or its syntax error.
 pub fn expression_references(
     env: &Environment<'_>,

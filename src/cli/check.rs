@@ -126,7 +126,7 @@ fn record(
             st.duration_ms = Some(r.duration_ms);
             st.attempts = 1;
             st.outputs = r.outputs.clone();
-            let label = format!("{:?}", r.status).to_uppercase();
+            let label = r.status.label();
             match r.status {
                 Status::Ok => st.status = StepStatus::Passed,
                 Status::Warning => {
@@ -175,7 +175,7 @@ fn record(
         },
         reason: (!bad.is_empty()).then(|| {
             bad.iter()
-                .map(|r| format!("{} {}", r.id, format!("{:?}", r.status).to_uppercase()))
+                .map(|r| format!("{} {}", r.id, r.status.label()))
                 .collect::<Vec<_>>()
                 .join(", ")
         }),
@@ -198,7 +198,7 @@ async fn notify(
     store: &Store,
 ) -> Vec<crate::notify::Sent> {
     let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
-    let name = format!("{status:?}").to_uppercase();
+    let name = status.label();
     let notice = crate::notify::Notice {
         runbook: rb.name.clone(),
         subject: "checks".into(),
@@ -216,14 +216,7 @@ async fn notify(
         },
         details: bad
             .iter()
-            .map(|r| {
-                format!(
-                    "{} ({}): {}",
-                    r.id,
-                    format!("{:?}", r.status).to_uppercase(),
-                    r.message
-                )
-            })
+            .map(|r| format!("{} ({}): {}", r.id, r.status.label(), r.message))
             .collect(),
         run_id: None,
         since: None,
@@ -257,7 +250,7 @@ fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {
         let _ = writeln!(
             s,
             "{:<8}  {:<w$}  {:<k$}  {time:>7}  {}",
-            format!("{:?}", r.status).to_uppercase(),
+            r.status.label(),
             r.id,
             r.kind,
             r.message.lines().next().unwrap_or("")
@@ -267,7 +260,7 @@ fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {
     let _ = writeln!(
         s,
         "\n{runbook}: {} ({} ok, {} warning, {} critical, {} unknown)",
-        format!("{status:?}").to_uppercase(),
+        status.label(),
         count(Status::Ok),
         count(Status::Warning),
         count(Status::Critical),

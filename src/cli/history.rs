@@ -197,23 +197,6 @@ async fn records(store: &Store) -> anyhow::Result<Vec<(Entry, DrillRecord)>> {
     Ok(out)
 }
 
-fn verdict_name(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Passed => "passed",
-        Verdict::Failed => "failed",
-        Verdict::Error => "error",
-        Verdict::Interrupted => "interrupted",
-    }
-}
-
-fn kind_name(k: ProcedureKind) -> &'static str {
-    match k {
-        ProcedureKind::Drill => "drill",
-        ProcedureKind::Recovery => "recovery",
-        ProcedureKind::Check => "check",
-    }
-}
-
 fn ms(v: u64) -> String {
     human(std::time::Duration::from_millis(v))
 }
@@ -325,8 +308,8 @@ async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<u8> {
                     vec![
                         rfc3339(r.started_at),
                         format!("{}/{}", r.runbook.name, r.procedure.id),
-                        kind_name(r.procedure.kind).to_owned(),
-                        verdict_name(r.verdict).to_owned(),
+                        r.procedure.kind.as_str().to_owned(),
+                        r.verdict.as_str().to_owned(),
                         r.rto
                             .as_ref()
                             .map_or("—".into(), |x| measured(x.measured_ms, x.met)),

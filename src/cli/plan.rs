@@ -165,11 +165,7 @@ fn text(
     params: &[(String, String, serde_json::Value)],
 ) -> String {
     let mut s = String::new();
-    let kind = match procedure.kind {
-        crate::runbook::ProcedureKind::Drill => "drill",
-        crate::runbook::ProcedureKind::Recovery => "recovery",
-        crate::runbook::ProcedureKind::Check => "check",
-    };
+    let kind = procedure.kind.as_str();
     let _ = writeln!(
         s,
         "procedure  {} — {} ({kind})",

@@ -97,11 +97,11 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let notice = crate::notify::Notice {
         runbook: record.runbook.name.clone(),
         subject: record.procedure.id.clone(),
-        kind: format!("{:?}", record.procedure.kind).to_lowercase(),
+        kind: record.procedure.kind.as_str().to_owned(),
         ok: record.verdict == crate::engine::record::Verdict::Passed,
         warning: false,
         summary: match &record.reason {
-            Some(r) => format!("{}: {r}", format!("{:?}", record.verdict).to_uppercase()),
+            Some(r) => format!("{}: {r}", record.verdict.as_str().to_uppercase()),
             None => format!(
                 "PASSED in {}",
                 human(std::time::Duration::from_millis(record.duration_ms))

@@ -86,16 +86,10 @@ pub(super) fn jobs(rb: &Runbook, checks: &Cron) -> Vec<Job> {
 
 /// The variables the alerts' templates read (`{{ env.SLACK_WEBHOOK_URL }}`).
 fn alert_env(rb: &Runbook) -> BTreeSet<String> {
-    let text = serde_json::to_string(&rb.alerts.iter().map(|a| &a.kind).collect::<Vec<_>>())
-        .unwrap_or_default();
-    text.split("env.")
-        .skip(1)
-        .map(|p| {
-            p.chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect::<String>()
-        })
-        .filter(|n| !n.is_empty())
+    rb.alerts
+        .iter()
+        .filter_map(|a| serde_yaml::to_value(&a.kind).ok())
+        .flat_map(|v| crate::template::env_references(&v))
         .collect()
 }
 

@@ -13,7 +13,7 @@ use super::cancel::Cancel;
 use super::record::{StepRecord, StepStatus};
 use super::RunOptions;
 use crate::runbook::{Check, Procedure, ProcedureKind, Runbook, Step};
-use crate::steps::{BoxFuture, ErrorClass, Interaction, StepKind};
+use crate::steps::{BoxFuture, ErrorClass, Interaction};
 
 /// A check's outcome, as monitoring systems count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,6 +33,16 @@ impl Status {
             Status::Warning => 1,
             Status::Critical => 2,
             Status::Unknown => 3,
+        }
+    }
+
+    /// `OK`, `WARNING`, `CRITICAL` or `UNKNOWN`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Ok => "OK",
+            Status::Warning => "WARNING",
+            Status::Critical => "CRITICAL",
+            Status::Unknown => "UNKNOWN",
         }
     }
 
@@ -132,28 +142,6 @@ impl super::Observer for Unattended {
     fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
 }
 
-/// The environment variables a check's payload reads (its templates' `env.NAME`).
-fn env_of(check: &Check) -> BTreeSet<String> {
-    fn walk(v: &serde_yaml::Value, env: &minijinja::Environment<'_>, out: &mut BTreeSet<String>) {
-        match v {
-            serde_yaml::Value::String(s) if crate::template::is_template(s) => {
-                for r in crate::template::references(env, s).unwrap_or_default() {
-                    if let Some(name) = r.strip_prefix("env.") {
-                        out.insert(name.split('.').next().unwrap_or(name).to_owned());
-                    }
-                }
-            }
-            serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| walk(i, env, out)),
-            serde_yaml::Value::Mapping(m) => m.values().for_each(|i| walk(i, env, out)),
-            _ => {}
-        }
-    }
-    let env = crate::template::environment();
-    let mut out = BTreeSet::new();
-    walk(&check.payload, &env, &mut out);
-    out
-}
-
 /// The one-step procedure that runs `check`.
 fn as_procedure(check: &Check, default_timeout: crate::duration::Duration) -> Procedure {
     let step = Step {
@@ -169,7 +157,7 @@ fn as_procedure(check: &Check, default_timeout: crate::duration::Duration) -> Pr
         rto: None,
         destructive: false,
         needs: BTreeSet::new(),
-        env: env_of(check),
+        env: crate::template::env_references(&check.payload),
     };
     Procedure {
         id: format!("check:{}", check.id),
@@ -343,11 +331,6 @@ pub fn overall(results: &[CheckResult]) -> Status {
         .map(|r| r.status)
         .max_by_key(|s| s.severity())
         .unwrap_or(Status::Ok)
-}
-
-/// Is `kind` one that could act as a check? (All kinds can; this names those with a measure.)
-pub fn has_measure(kind: &StepKind) -> bool {
-    measure(kind.name()).is_some()
 }
 
 #[cfg(test)]

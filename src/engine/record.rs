@@ -113,6 +113,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict as records and messages write it: `passed`, `failed`, `error`, `interrupted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Passed => "passed",
+            Verdict::Failed => "failed",
+            Verdict::Error => "error",
+            Verdict::Interrupted => "interrupted",
+        }
+    }
+
     /// The process exit code for this verdict (DESIGN.md's contract).
     pub fn exit_code(self) -> u8 {
         match self {

@@ -162,7 +162,7 @@ pub fn xml(record: &DrillRecord) -> String {
     x.push_str("    <properties>\n");
     let mut props = vec![
         ("run_id", record.id.clone()),
-        ("verdict", format!("{:?}", record.verdict).to_lowercase()),
+        ("verdict", record.verdict.as_str().to_owned()),
         (
             "procedure_kind",
             format!("{:?}", record.procedure.kind).to_lowercase(),
@@ -203,7 +203,7 @@ pub fn xml(record: &DrillRecord) -> String {
     let mut out = format!(
         "run {} — {}: {}",
         record.id,
-        format!("{:?}", record.verdict).to_lowercase(),
+        record.verdict.as_str(),
         record.reason.as_deref().unwrap_or("all steps passed")
     );
     for n in &notes {

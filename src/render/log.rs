@@ -66,7 +66,7 @@ fn met(m: Option<bool>) -> &'static str {
 
 /// What `drill-log.md.j2` sees.
 pub fn context(record: &DrillRecord, entry: Option<&Entry>) -> Value {
-    let verdict = format!("{:?}", record.verdict).to_uppercase();
+    let verdict = record.verdict.as_str().to_uppercase();
     let rto = record.rto.as_ref().map(|r| {
         json!({
             "measured": ms(r.measured_ms),
@@ -90,7 +90,7 @@ pub fn context(record: &DrillRecord, entry: Option<&Entry>) -> Value {
         "id": record.id,
         "runbook": record.runbook,
         "procedure": record.procedure,
-        "kind": format!("{:?}", record.procedure.kind).to_lowercase(),
+        "kind": record.procedure.kind.as_str(),
         "verdict": verdict,
         "reason": record.reason.as_deref().map(super::cell),
         "operator": record.operator,

@@ -64,6 +64,17 @@ pub enum ProcedureKind {
     Check,
 }
 
+impl ProcedureKind {
+    /// `drill`, `recovery` or `check`, as written in runbooks and records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProcedureKind::Drill => "drill",
+            ProcedureKind::Recovery => "recovery",
+            ProcedureKind::Check => "check",
+        }
+    }
+}
+
 /// The type of a procedure parameter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]

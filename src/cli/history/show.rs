@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{kind_name, ms, store_error, verdict_name, ShowFormat};
+use super::{ms, store_error, ShowFormat};
 use crate::cli::{exit, out};
 use crate::duration::Duration;
 use crate::engine::record::{DrillRecord, GitRef, StepRecord};
@@ -93,7 +93,7 @@ fn candidate(e: &Entry) -> String {
             rfc3339(r.started_at),
             r.runbook.name,
             r.procedure.id,
-            verdict_name(r.verdict)
+            r.verdict.as_str()
         ),
         Err(_) => format!("{}  (entry {})", e.id(), e.seq),
     }
@@ -169,8 +169,8 @@ fn text(entry: &Entry, r: &DrillRecord) -> String {
         r.runbook.name,
         r.procedure.id,
         r.procedure.title,
-        kind_name(r.procedure.kind),
-        verdict_name(r.verdict).to_uppercase()
+        r.procedure.kind.as_str(),
+        r.verdict.as_str().to_uppercase()
     );
     if let Some(reason) = &r.reason {
         let _ = writeln!(s, "  {reason}");

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::Utc;
 
-use super::{kind_name, ms, records, verdict_name};
+use super::{ms, records};
 use crate::cli::{exit, load, out, Format};
 use crate::engine::record::DrillRecord;
 use crate::history::stats::{compute, Direction, ProcedureStats};
@@ -72,7 +72,7 @@ fn text(all: &[ProcedureStats], last_n: usize) -> String {
     for p in all {
         let kind = p
             .kind
-            .map(|k| format!(" ({})", kind_name(k)))
+            .map(|k| format!(" ({})", k.as_str()))
             .unwrap_or_default();
         let flag = if p.overdue { "  OVERDUE" } else { "" };
         let _ = writeln!(s, "{}/{}{kind}{flag}", p.runbook, p.procedure);
@@ -83,7 +83,7 @@ fn text(all: &[ProcedureStats], last_n: usize) -> String {
                 p.passed,
                 rate * 100.0,
                 rfc3339(at),
-                verdict_name(v)
+                v.as_str()
             ),
             _ => "never run".to_owned(),
         };
