@@ -15,7 +15,7 @@ mod common;
 use common::{env_num, median, Quiet, RemoveOnDrop};
 use std::time::{Duration, Instant};
 
-use drillbook::engine::cancel::Cancel;
+use drillbook::cancel::Cancel;
 use drillbook::engine::record::DrillRecord;
 use drillbook::engine::RunOptions;
 use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use drillbook::engine::cancel::Cancel;
+use drillbook::cancel::Cancel;
 use drillbook::engine::record::Verdict;
 use drillbook::engine::RunOptions;
 use drillbook::pg::cluster::{find_binaries, Binaries, Cluster, InitOptions};

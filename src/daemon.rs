@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::cancel::BoxFuture;
+use crate::cancel::Cancel;
 use crate::cron::Cron;
-use crate::engine::cancel::Cancel;
-use crate::steps::BoxFuture;
 
 /// One scheduled job: `drillbook <args>` on `cron`.
 #[derive(Debug, Clone)]

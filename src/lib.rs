@@ -16,6 +16,7 @@
 //! - [`template`]: the minijinja environment (strict undefined) shared by validation and runs.
 //! - [`cron`], [`duration`], [`timestamp`]: the value types runbooks are written in.
 
+pub mod cancel;
 pub mod checks;
 pub mod cli;
 pub mod cron;
@@ -23,10 +24,13 @@ pub mod daemon;
 pub mod diagnostic;
 pub mod duration;
 pub mod engine;
+pub mod hex;
 pub mod history;
+pub mod http;
 pub mod neon;
 pub mod notify;
 pub mod pg;
+pub mod redact;
 pub mod render;
 pub mod runbook;
 pub mod steps;

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use drillbook::cancel::BoxFuture;
 use drillbook::engine::record::{DrillRecord, StepRecord};
 use drillbook::engine::Observer;
 use drillbook::runbook::Step;
-use drillbook::steps::{BoxFuture, Interaction};
+use drillbook::steps::Interaction;
 
 /// Approves everything, shows nothing.
 pub struct Quiet;

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{load, out};
-use crate::engine::cancel::Cancel;
+use crate::cancel::Cancel;
 use crate::engine::checks::{self, CheckResult, Status};
 use crate::engine::{operator, RunOptions};
 use crate::history::Store;

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::{exit, load};
+use crate::cancel::Cancel;
 use crate::cron::Cron;
 use crate::daemon::{self, Job, ProcessRunner, SystemClock};
-use crate::engine::cancel::Cancel;
 
 /// Run the scheduled procedures and the checks of one or more runbooks on their schedules
 /// (UTC), until SIGTERM or SIGINT (the running drills are cancelled and clean up).

@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 
 use super::terminal::Terminal;
 use super::{exit, load, out, Format, ProcedureArgs};
+use crate::cancel::Cancel;
 use crate::duration::human;
-use crate::engine::cancel::Cancel;
 use crate::engine::record::{DrillRecord, StepRecord};
 use crate::engine::{operator, RunOptions};
 

@@ -2,11 +2,12 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::cancel::BoxFuture;
 use crate::duration::human;
 use crate::engine::record::{DrillRecord, StepRecord, StepStatus};
 use crate::engine::Observer;
 use crate::runbook::Step;
-use crate::steps::{BoxFuture, Interaction};
+use crate::steps::Interaction;
 
 #[derive(Debug)]
 pub struct Terminal {

@@ -9,11 +9,12 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::cancel::Cancel;
 use super::record::{StepRecord, StepStatus};
 use super::RunOptions;
+use crate::cancel::BoxFuture;
+use crate::cancel::Cancel;
 use crate::runbook::{Check, Procedure, ProcedureKind, Runbook, Step};
-use crate::steps::{BoxFuture, ErrorClass, Interaction};
+use crate::steps::{ErrorClass, Interaction};
 
 /// A check's outcome, as monitoring systems count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

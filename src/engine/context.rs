@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use super::redact::{is_secret_name, Redactor};
+use crate::redact::{is_secret_name, Redactor};
 use crate::runbook::{Procedure, Runbook};
 use crate::timestamp::rfc3339;
 

@@ -7,14 +7,14 @@ use chrono::Utc;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
-use super::cancel::Cancel;
 use super::context::{redactor, RunOptions, Vars};
 use super::record::{
     Approval, DrillRecord, ProcedureRef, RpoRecord, RtoRecord, RunbookRef, StepRecord, StepStatus,
     Verdict, RECORD_VERSION,
 };
-use super::redact::Redactor;
+use crate::cancel::Cancel;
 use crate::diagnostic::did_you_mean;
+use crate::redact::Redactor;
 use crate::runbook::{ParamValue, Procedure, RtoMark, Runbook, Step};
 use crate::steps::{
     ask_operator, Answer, ErrorClass, Form, Interaction, Outputs, StepCx, StepError, StepKind,
@@ -258,7 +258,7 @@ pub async fn run(
                 (
                     k.clone(),
                     if secret {
-                        Value::from(super::redact::MASK)
+                        Value::from(crate::redact::MASK)
                     } else {
                         redactor.redact_json(v)
                     },

@@ -3,13 +3,11 @@
 //! [`record::DrillRecord`]. A failing step is data in the record; the exit code is derived
 //! from the record after cleanup.
 
-pub mod cancel;
 pub mod checks;
 mod context;
 mod executor;
 pub mod preflight;
 pub mod record;
-pub mod redact;
 
 pub use context::{operator, RunOptions};
 pub use executor::{

@@ -120,11 +120,7 @@ fn write_canonical(v: &Value, out: &mut String) {
 /// SHA-256 (hex) of the canonical JSON of `{seq, prev, record}`.
 pub fn entry_hash(seq: u64, prev: &str, record: &Value) -> String {
     let text = canonical(&json!({ "seq": seq, "prev": prev, "record": record }));
-    hex(&Sha256::digest(text.as_bytes()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex::encode(&Sha256::digest(text.as_bytes()))
 }
 
 /// What is wrong at a position of the store.

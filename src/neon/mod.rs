@@ -41,6 +41,8 @@ const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(8);
 /// The longest `Retry-After` honoured; longer asks are capped (the step timeout governs).
 const RETRY_AFTER_CAP: Duration = Duration::from_secs(60);
+/// One request, response included (a hung connection is a network error, retried per the rules).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NeonError {
@@ -58,7 +60,7 @@ pub enum NeonError {
         request_id: Option<String>,
     },
     /// Neon could not be reached (nothing was sent, or a GET failed every attempt).
-    #[error("cannot reach the Neon API at {} ({method} {path}): {reason}", crate::engine::redact::mask_url_passwords(.base))]
+    #[error("cannot reach the Neon API at {} ({method} {path}): {reason}", crate::redact::mask_url_passwords(.base))]
     Network {
         base: String,
         method: String,
@@ -146,7 +148,6 @@ impl From<NeonError> for crate::steps::StepError {
 /// A Neon API client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
     base: String,
     key: String,
 }
@@ -237,18 +238,10 @@ impl Client {
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(NeonError::Config(format!(
                 "NEON_API_URL must be an http(s) URL including /api/v2, got `{}`",
-                crate::engine::redact::mask_url_passwords(&base)
+                crate::redact::mask_url_passwords(&base)
             )));
         }
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("drillbook/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| NeonError::Config(format!("cannot build an HTTP client: {e}")))?;
         Ok(Client {
-            http,
             base,
             key: key.to_owned(),
         })
@@ -294,9 +287,9 @@ impl Client {
                 url.push('?');
                 url.push_str(&q.join("&"));
             }
-            let mut req = self
-                .http
+            let mut req = crate::http::client()
                 .request(method.clone(), &url)
+                .timeout(REQUEST_TIMEOUT)
                 .bearer_auth(&self.key)
                 .header(reqwest::header::ACCEPT, "application/json")
                 .header("X-Request-ID", request_id());

@@ -232,7 +232,7 @@ async fn deliver(req: impl Fn() -> reqwest::RequestBuilder) -> Result<(), String
 }
 
 async fn send_one(alert: &Alert, n: &Notice, event: AlertEvent) -> Result<(), String> {
-    let http = crate::steps::http::client();
+    let http = crate::http::client();
     match &alert.kind {
         AlertKind::Slack(s) => {
             let url = render(&s.webhook)?;

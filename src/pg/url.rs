@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::engine::redact::mask_url_passwords;
+use crate::redact::mask_url_passwords;
 
 /// libpq's `sslmode`, all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

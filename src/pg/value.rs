@@ -84,7 +84,7 @@ pub fn cell(row: &Row, i: usize, ty: &Type) -> Result<Value, String> {
             .unwrap_or(Value::Null),
         Type::UUID => get!(Uuid).map(|u| Value::from(u.0)).unwrap_or(Value::Null),
         Type::BYTEA => get!(Vec<u8>)
-            .map(|b| Value::from(format!("\\x{}", crate::runbook::hex(&b))))
+            .map(|b| Value::from(format!("\\x{}", crate::hex::encode(&b))))
             .unwrap_or(Value::Null),
         ref other => {
             return Err(format!("column `{name}` has type {other}, which drillbook does not read: cast it in the query, e.g. `{name}::text`"));
@@ -193,7 +193,7 @@ impl<'a> FromSql<'a> for Uuid {
         if raw.len() != 16 {
             return Err("bad uuid".into());
         }
-        let h = crate::runbook::hex(raw);
+        let h = crate::hex::encode(raw);
         Ok(Uuid(format!(
             "{}-{}-{}-{}-{}",
             &h[0..8],

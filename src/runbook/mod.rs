@@ -26,7 +26,6 @@ pub use load::{Document, YamlPath};
 pub use raw::{
     Alert, AlertEvent, BackupPolicy, Objectives, ParamType, ProcedureKind, Scenario, TargetKind,
 };
-pub(crate) use validate::hex;
 pub use validate::{load_file, load_str, LoadError};
 
 /// A validated runbook: ids checked, durations and schedules parsed, templates compiled and

@@ -199,7 +199,7 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
 
     Some(Runbook {
         path: doc.path.clone(),
-        sha256: hex(&Sha256::digest(doc.source.as_bytes())),
+        sha256: crate::hex::encode(&Sha256::digest(doc.source.as_bytes())),
         title: title.or_else(|| name.clone()).unwrap_or_default(),
         name: name?,
         owner,
@@ -213,10 +213,6 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
         alerts,
         warnings: Vec::new(),
     })
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn is_slug_char(c: char) -> bool {

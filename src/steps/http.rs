@@ -1,8 +1,6 @@
 //! `http`: one HTTP request with an expected status; JSON fields of the response become
 //! outputs. Network failures are "could not run" (exit 3), an unexpected status is a failure.
 
-use std::sync::OnceLock;
-
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -50,27 +48,14 @@ fn get() -> String {
 /// Response bodies kept as the `body` output, at most.
 const BODY_BYTES: usize = 16 * 1024;
 
-/// The process-wide HTTP client (rustls with ring; system roots).
-pub fn client() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(|| {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        reqwest::Client::builder()
-            .user_agent(concat!("drillbook/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap_or_default()
-    })
-}
-
 impl Spec for Http {
     fn summary(&self) -> String {
         match self {
-            Http::Get(url) => format!("GET {}", crate::engine::redact::mask_url_passwords(url)),
+            Http::Get(url) => format!("GET {}", crate::redact::mask_url_passwords(url)),
             Http::Full(s) => format!(
                 "{} {}",
                 s.method.to_uppercase(),
-                crate::engine::redact::mask_url_passwords(&s.url)
+                crate::redact::mask_url_passwords(&s.url)
             ),
         }
     }
@@ -90,10 +75,10 @@ impl Spec for Http {
         };
         let method = reqwest::Method::from_bytes(spec.method.to_uppercase().as_bytes())
             .map_err(|_| StepError::failed(format!("invalid HTTP method `{}`", spec.method)))?;
-        let shown = crate::engine::redact::mask_url_passwords(&spec.url);
+        let shown = crate::redact::mask_url_passwords(&spec.url);
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| StepError::failed(format!("invalid URL `{shown}`: {e}")))?;
-        let mut req = client().request(method.clone(), url);
+        let mut req = crate::http::client().request(method.clone(), url);
         for (k, v) in &spec.headers {
             req = req.header(k, &v.0);
         }

@@ -15,12 +15,11 @@ pub mod sql;
 pub mod wait;
 
 use std::future::Future;
-use std::pin::Pin;
 
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use crate::engine::cancel::Cancel;
+use crate::cancel::{BoxFuture, Cancel};
 use crate::runbook::Runbook;
 
 /// What a step produced, readable by later steps as `steps.<id>.<name>`.
@@ -92,7 +91,7 @@ pub struct StepCx<'a> {
     pub interaction: &'a dyn Interaction,
     pub operator: &'a str,
     /// Masks this run's secrets: anything a step shows or returns as text passes through it.
-    pub redactor: &'a crate::engine::redact::Redactor,
+    pub redactor: &'a crate::redact::Redactor,
     /// Where a step registers what it created, the moment it exists, so the run undoes it
     /// on every path — even when the step itself is interrupted.
     pub undo: &'a std::sync::Mutex<Vec<Undo>>,
@@ -207,8 +206,6 @@ impl std::fmt::Debug for StepCx<'_> {
             .finish_non_exhaustive()
     }
 }
-
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The operator at the terminal: the seam tests replace.
 pub trait Interaction: Send + Sync {

@@ -3,11 +3,12 @@
 
 use std::sync::Mutex;
 
-use drillbook::engine::cancel::Cancel;
+use drillbook::cancel::BoxFuture;
+use drillbook::cancel::Cancel;
 use drillbook::engine::record::{DrillRecord, StepRecord, StepStatus, Verdict};
 use drillbook::engine::{Observer, RunOptions};
 use drillbook::runbook::{load_str, Runbook, Step};
-use drillbook::steps::{BoxFuture, Interaction};
+use drillbook::steps::Interaction;
 use tokio::time::{Duration, Instant};
 
 use crate::support::TempDir;

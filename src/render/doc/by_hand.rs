@@ -4,7 +4,7 @@
 use super::checks::{a_summary, expectation};
 use super::text::{code, code_block, db_label, list, prose};
 use crate::checks::compare::{RowCounts, Samples, Selection};
-use crate::engine::redact::is_secret_name;
+use crate::redact::is_secret_name;
 use crate::runbook::raw::TargetKind;
 use crate::runbook::Runbook;
 use crate::steps::StepKind;

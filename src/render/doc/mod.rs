@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::engine::record::DrillRecord;
-use crate::engine::redact::mask_url_passwords;
+use crate::redact::mask_url_passwords;
 use crate::runbook::Runbook;
 
 use self::alerts::alerts;

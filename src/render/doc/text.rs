@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::engine::redact::mask_url_passwords;
+use crate::redact::mask_url_passwords;
 use crate::runbook::Runbook;
 
 /// Heading texts already used, by anchor: a document with two headings that share an

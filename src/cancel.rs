@@ -1,9 +1,15 @@
-//! One cancellation signal for a run, with two levels: the first interrupt cancels the running
-//! step (cleanup still runs), the second aborts cleanup too.
+//! What async work shares: one cancellation signal for a run, with two levels (the first
+//! interrupt cancels the running step and cleanup still runs, the second aborts cleanup
+//! too), and the boxed future type the trait seams return.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::watch;
+
+/// A boxed future, for trait methods that return one (object-safe seams).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A view of the run's interrupt level that fires at `threshold`.
 #[derive(Debug, Clone)]
