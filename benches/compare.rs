@@ -16,9 +16,9 @@ use common::{env_num, median, Quiet, RemoveOnDrop};
 use std::time::{Duration, Instant};
 
 use drillbook::cancel::Cancel;
-use drillbook::engine::record::DrillRecord;
 use drillbook::engine::RunOptions;
 use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+use drillbook::record::DrillRecord;
 
 async fn connect(url: &str) -> tokio_postgres::Client {
     let spec = drillbook::pg::url::parse(url).expect("url");
@@ -169,7 +169,7 @@ async fn main() {
         let (d, rec) = drillbook_compare(&src_url, &dst_url).await;
         assert_eq!(
             rec.verdict,
-            drillbook::engine::record::Verdict::Passed,
+            drillbook::record::Verdict::Passed,
             "{:?}",
             rec.reason
         );

@@ -17,9 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use drillbook::cancel::Cancel;
-use drillbook::engine::record::Verdict;
 use drillbook::engine::RunOptions;
 use drillbook::pg::cluster::{find_binaries, Binaries, Cluster, InitOptions};
+use drillbook::record::Verdict;
 
 /// The server's account (the owner of the cluster directory): pgBackRest and pg_ctl run as it.
 fn owner(path: &Path) -> (u32, u32) {

@@ -9,7 +9,7 @@
 //! - [`runbook`]: the YAML format: loading with positions, validation that reports every
 //!   problem at once, the resolved model, and its JSON Schema.
 //! - [`engine`]: runs a procedure: params, templates, timeouts, retries, cancellation,
-//!   cleanup, RTO, and the [`engine::record::DrillRecord`] it produces.
+//!   cleanup, RTO, and the [`record::DrillRecord`] it produces.
 //! - [`steps`]: the closed set of step kinds, one file per family.
 //! - [`neon`]: the Neon API v2 client: retries, operation polling, lenient types.
 //! - [`diagnostic`]: places, caret snippets and "did you mean" for user-facing errors.
@@ -30,6 +30,7 @@ pub mod http;
 pub mod neon;
 pub mod notify;
 pub mod pg;
+pub mod record;
 pub mod redact;
 pub mod render;
 pub mod runbook;

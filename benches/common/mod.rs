@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use drillbook::cancel::BoxFuture;
-use drillbook::engine::record::{DrillRecord, StepRecord};
 use drillbook::engine::Observer;
+use drillbook::record::{DrillRecord, StepRecord};
 use drillbook::runbook::Step;
 use drillbook::steps::Interaction;
 

@@ -112,11 +112,9 @@ fn record(
     status: Status,
     started: chrono::DateTime<chrono::Utc>,
     operator: &str,
-) -> crate::engine::record::DrillRecord {
-    use crate::engine::record::{
-        DrillRecord, ProcedureRef, RunbookRef, StepRecord, StepStatus, Verdict,
-    };
-    use crate::steps::ErrorClass;
+) -> crate::record::DrillRecord {
+    use crate::record::ErrorClass;
+    use crate::record::{DrillRecord, ProcedureRef, RunbookRef, StepRecord, StepStatus, Verdict};
     let finished = chrono::Utc::now();
     let steps = results
         .iter()
@@ -147,46 +145,32 @@ fn record(
         })
         .collect();
     let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
-    DrillRecord {
-        record_version: crate::engine::record::RECORD_VERSION,
-        id: crate::engine::new_run_id(started),
-        runbook: RunbookRef {
-            name: rb.name.clone(),
-            path: rb.path.clone(),
-            sha256: rb.sha256.clone(),
-            git: crate::engine::record::GitRef::of(&rb.path),
-        },
-        procedure: ProcedureRef {
+    let mut record = DrillRecord::start(
+        crate::engine::new_run_id(started),
+        RunbookRef::of(rb),
+        ProcedureRef {
             id: "checks".into(),
             title: "Health checks".into(),
             kind: crate::runbook::ProcedureKind::Check,
         },
-        params: serde_json::Map::new(),
-        operator: operator.to_owned(),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
-        started_at: started,
-        finished_at: finished,
-        duration_ms: u64::try_from((finished - started).num_milliseconds()).unwrap_or(0),
-        dry_run: false,
-        verdict: match status {
-            Status::Ok | Status::Warning => Verdict::Passed,
-            Status::Critical => Verdict::Failed,
-            Status::Unknown => Verdict::Error,
-        },
-        reason: (!bad.is_empty()).then(|| {
-            bad.iter()
-                .map(|r| format!("{} {}", r.id, r.status.label()))
-                .collect::<Vec<_>>()
-                .join(", ")
-        }),
-        steps,
-        cleanup: Vec::new(),
-        rto: None,
-        rpo: None,
-        approvals: Vec::new(),
-        preflight: Vec::new(),
-        notifications: Vec::new(),
-    }
+        operator.to_owned(),
+        started,
+    );
+    record.finished_at = finished;
+    record.duration_ms = u64::try_from((finished - started).num_milliseconds()).unwrap_or(0);
+    record.verdict = match status {
+        Status::Ok | Status::Warning => Verdict::Passed,
+        Status::Critical => Verdict::Failed,
+        Status::Unknown => Verdict::Error,
+    };
+    record.reason = (!bad.is_empty()).then(|| {
+        bad.iter()
+            .map(|r| format!("{} {}", r.id, r.status.label()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    record.steps = steps;
+    record
 }
 
 /// Alerts and heartbeats for the whole check run: one message per destination, naming every
@@ -196,7 +180,7 @@ async fn notify(
     results: &[CheckResult],
     status: Status,
     store: &Store,
-) -> Vec<crate::notify::Sent> {
+) -> Vec<crate::record::Notification> {
     let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
     let name = status.label();
     let notice = crate::notify::Notice {
@@ -291,7 +275,7 @@ fn metric(s: &mut String, name: &str, help: &str, rows: &[(String, f64)]) {
 pub fn prometheus(
     runbook: &str,
     results: &[CheckResult],
-    records: &[crate::engine::record::DrillRecord],
+    records: &[crate::record::DrillRecord],
 ) -> String {
     let rb = label(runbook);
     let per_check = |r: &CheckResult| {
@@ -354,11 +338,11 @@ pub fn prometheus(
         &by_measure(&["restore_window_seconds"]),
     );
     // from the history: the last passing run of each procedure
-    let mut last: std::collections::BTreeMap<&str, &crate::engine::record::DrillRecord> =
+    let mut last: std::collections::BTreeMap<&str, &crate::record::DrillRecord> =
         std::collections::BTreeMap::new();
     for r in records
         .iter()
-        .filter(|r| r.verdict == crate::engine::record::Verdict::Passed)
+        .filter(|r| r.verdict == crate::record::Verdict::Passed)
     {
         let e = last.entry(r.procedure.id.as_str()).or_insert(r);
         if r.finished_at > e.finished_at {

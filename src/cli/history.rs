@@ -14,8 +14,8 @@ use serde::Serialize;
 
 use super::{exit, out, Format};
 use crate::duration::human;
-use crate::engine::record::{DrillRecord, Verdict};
 use crate::history::{Entry, Store};
+use crate::record::{DrillRecord, Verdict};
 use crate::runbook::ProcedureKind;
 use crate::timestamp::{rfc3339, TimeSpec};
 

@@ -105,7 +105,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     Ok(preflight.map_or(exit::OK, |items| preflight_exit(&items)))
 }
 
-fn preflight_text(items: &[crate::engine::preflight::PreflightItem]) -> String {
+fn preflight_text(items: &[crate::record::PreflightItem]) -> String {
     let mut s = String::from("\npreflight\n");
     if items.is_empty() {
         s.push_str("  nothing to check before the run\n");
@@ -117,8 +117,8 @@ fn preflight_text(items: &[crate::engine::preflight::PreflightItem]) -> String {
     s
 }
 
-fn preflight_exit(items: &[crate::engine::preflight::PreflightItem]) -> u8 {
-    use crate::steps::ErrorClass;
+fn preflight_exit(items: &[crate::record::PreflightItem]) -> u8 {
+    use crate::record::ErrorClass;
     if items
         .iter()
         .any(|i| !i.ok && i.error_class == Some(ErrorClass::Unavailable))

@@ -7,8 +7,8 @@ use super::terminal::Terminal;
 use super::{exit, load, out, Format, ProcedureArgs};
 use crate::cancel::Cancel;
 use crate::duration::human;
-use crate::engine::record::{DrillRecord, StepRecord};
 use crate::engine::{operator, RunOptions};
+use crate::record::{DrillRecord, StepRecord};
 
 /// Run a procedure: steps in order, cleanup always, a DrillRecord at the end.
 ///
@@ -98,7 +98,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         runbook: record.runbook.name.clone(),
         subject: record.procedure.id.clone(),
         kind: record.procedure.kind.as_str().to_owned(),
-        ok: record.verdict == crate::engine::record::Verdict::Passed,
+        ok: record.verdict == crate::record::Verdict::Passed,
         warning: false,
         summary: match &record.reason {
             Some(r) => format!("{}: {r}", record.verdict.as_str().to_uppercase()),

@@ -4,8 +4,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use crate::cancel::BoxFuture;
 use crate::duration::human;
-use crate::engine::record::{DrillRecord, StepRecord, StepStatus};
 use crate::engine::Observer;
+use crate::record::{DrillRecord, StepRecord, StepStatus};
 use crate::runbook::Step;
 use crate::steps::Interaction;
 
@@ -83,7 +83,7 @@ impl Observer for Terminal {
         ));
     }
 
-    fn preflight(&self, items: &[crate::engine::preflight::PreflightItem]) {
+    fn preflight(&self, items: &[crate::record::PreflightItem]) {
         for i in items {
             let mark = if i.ok { "✓" } else { "✗" };
             self.line(&format!(

@@ -9,12 +9,13 @@ use std::collections::BTreeSet;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::record::{StepRecord, StepStatus};
 use super::RunOptions;
 use crate::cancel::BoxFuture;
 use crate::cancel::Cancel;
+use crate::record::ErrorClass;
+use crate::record::{StepRecord, StepStatus};
 use crate::runbook::{Check, Procedure, ProcedureKind, Runbook, Step};
-use crate::steps::{ErrorClass, Interaction};
+use crate::steps::Interaction;
 
 /// A check's outcome, as monitoring systems count it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -138,7 +139,7 @@ impl Interaction for Unattended {
 }
 
 impl super::Observer for Unattended {
-    fn started(&self, _: &super::record::DrillRecord, _: usize, _: usize) {}
+    fn started(&self, _: &crate::record::DrillRecord, _: usize, _: usize) {}
     fn step_started(&self, _: bool, _: usize, _: &Step) {}
     fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
 }

@@ -8,12 +8,12 @@ use indexmap::IndexMap;
 use serde_json::{Map, Value};
 
 use super::context::{redactor, RunOptions, Vars};
-use super::record::{
-    Approval, DrillRecord, ProcedureRef, RpoRecord, RtoRecord, RunbookRef, StepRecord, StepStatus,
-    Verdict, RECORD_VERSION,
-};
 use crate::cancel::Cancel;
 use crate::diagnostic::did_you_mean;
+use crate::record::{
+    Approval, DrillRecord, ProcedureRef, RpoRecord, RtoRecord, RunbookRef, StepRecord, StepStatus,
+    Verdict,
+};
 use crate::redact::Redactor;
 use crate::runbook::{ParamValue, Procedure, RtoMark, Runbook, Step};
 use crate::steps::{
@@ -27,7 +27,7 @@ pub trait Observer: Send + Sync {
     fn step_started(&self, cleanup: bool, index: usize, step: &Step);
     fn step_finished(&self, cleanup: bool, index: usize, record: &StepRecord);
     /// What was checked before the first step.
-    fn preflight(&self, _items: &[super::preflight::PreflightItem]) {}
+    fn preflight(&self, _items: &[crate::record::PreflightItem]) {}
 }
 
 /// A run that could not start.
@@ -191,7 +191,7 @@ pub async fn preflight(
     runbook: &Runbook,
     procedure: &Procedure,
     given: &[(String, String)],
-) -> Result<Vec<super::preflight::PreflightItem>, RunError> {
+) -> Result<Vec<crate::record::PreflightItem>, RunError> {
     let now = Utc::now();
     let params: Map<String, Value> = plan_params(procedure, given)?
         .iter()
@@ -236,51 +236,33 @@ pub async fn run(
 
     let id = run_id(started_at);
     let redactor = redactor(procedure, &params, &env);
-    let mut record = DrillRecord {
-        record_version: RECORD_VERSION,
-        id: id.clone(),
-        runbook: RunbookRef {
-            name: runbook.name.clone(),
-            path: runbook.path.clone(),
-            sha256: runbook.sha256.clone(),
-            git: super::record::GitRef::of(&runbook.path),
-        },
-        procedure: ProcedureRef {
+    let mut record = DrillRecord::start(
+        id.clone(),
+        RunbookRef::of(runbook),
+        ProcedureRef {
             id: procedure.id.clone(),
             title: procedure.title.clone(),
             kind: procedure.kind,
         },
-        // a secret param is masked whole, whatever its type or length
-        params: params
-            .iter()
-            .map(|(k, v)| {
-                let secret = procedure.params.get(k).is_some_and(|p| p.secret);
-                (
-                    k.clone(),
-                    if secret {
-                        Value::from(crate::redact::MASK)
-                    } else {
-                        redactor.redact_json(v)
-                    },
-                )
-            })
-            .collect(),
-        operator: opts.operator.clone(),
-        tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+        opts.operator.clone(),
         started_at,
-        finished_at: started_at,
-        duration_ms: 0,
-        dry_run: opts.dry_run,
-        verdict: Verdict::Passed,
-        reason: None,
-        steps: Vec::new(),
-        cleanup: Vec::new(),
-        rto: None,
-        rpo: None,
-        approvals: Vec::new(),
-        preflight: Vec::new(),
-        notifications: Vec::new(),
-    };
+    );
+    // a secret param is masked whole, whatever its type or length
+    record.params = params
+        .iter()
+        .map(|(k, v)| {
+            let secret = procedure.params.get(k).is_some_and(|p| p.secret);
+            (
+                k.clone(),
+                if secret {
+                    Value::from(crate::redact::MASK)
+                } else {
+                    redactor.redact_json(v)
+                },
+            )
+        })
+        .collect();
+    record.dry_run = opts.dry_run;
     let clock = tokio::time::Instant::now();
     let mut state = Run {
         runbook,

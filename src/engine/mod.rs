@@ -7,7 +7,6 @@ pub mod checks;
 mod context;
 mod executor;
 pub mod preflight;
-pub mod record;
 
 pub use context::{operator, RunOptions};
 pub use executor::{

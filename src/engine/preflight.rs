@@ -4,23 +4,11 @@
 //! by the step itself before it mutates anything).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
+use crate::record::{ErrorClass, PreflightItem};
 use crate::runbook::{Procedure, Runbook};
 use crate::steps::neon::{place_in, within_window, Point};
-use crate::steps::{ErrorClass, StepKind};
-
-/// One preflight finding.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PreflightItem {
-    pub step: String,
-    pub check: String,
-    pub ok: bool,
-    pub detail: String,
-    /// Set when the check could not be made (Neon unreachable, key refused).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_class: Option<ErrorClass>,
-}
+use crate::steps::StepKind;
 
 /// The target and point-in-time template of a step that acts at a point in Neon history.
 fn point_in_time(kind: &StepKind) -> Option<(&str, &str)> {

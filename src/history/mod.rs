@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::engine::record::DrillRecord;
+use crate::record::DrillRecord;
 
 /// The default file store, relative to the working directory.
 pub const DEFAULT_PATH: &str = "drills/history.jsonl";

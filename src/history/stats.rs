@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cron::Cron;
 use crate::duration::Duration;
-use crate::engine::record::{DrillRecord, Verdict};
+use crate::record::{DrillRecord, Verdict};
 use crate::runbook::ProcedureKind;
 
 /// A change of the mean RTO within this many percent reads as steady.

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::record::Notification;
 use crate::runbook::raw::AlertKind;
 use crate::runbook::{Alert, AlertEvent, Runbook};
 
@@ -46,15 +47,6 @@ pub struct Notice {
     /// Where the drill log is (a path), when one was written.
     pub log: Option<String>,
     pub operator: String,
-}
-
-/// What each destination did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Sent {
-    pub destination: String,
-    pub event: String,
-    /// `sent`, `suppressed` (repeat window) or `failed: …`.
-    pub outcome: String,
 }
 
 /// Per subject: failing since, last sent per event.
@@ -399,7 +391,7 @@ async fn send_email(
 
 /// Sends what the runbook's alerts ask for about `n`; `state_dir` keeps the per-subject
 /// state (`recovered`, `repeat:`). Never fails: every outcome is returned (and printed).
-pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent> {
+pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Notification> {
     if runbook.alerts.is_empty() {
         return Vec::new();
     }
@@ -457,7 +449,7 @@ pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent
             && !matches!(alert.kind, AlertKind::Betterstack(_));
         if let (true, Some(last)) = (repeats, previous.last_sent.get(&slot)) {
             if now - *last < repeat.chrono() {
-                out.push(Sent {
+                out.push(Notification {
                     destination: dest.into(),
                     event: event_name(event).into(),
                     outcome: format!(
@@ -481,7 +473,7 @@ pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Sent
                 format!("failed: {e}")
             }
         };
-        out.push(Sent {
+        out.push(Notification {
             destination: dest.into(),
             event: event_name(event).into(),
             outcome,

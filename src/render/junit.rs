@@ -7,8 +7,8 @@
 
 use std::fmt::Write as _;
 
-use crate::engine::record::{DrillRecord, StepRecord, StepStatus};
-use crate::steps::ErrorClass;
+use crate::record::ErrorClass;
+use crate::record::{DrillRecord, StepRecord, StepStatus};
 
 fn esc(text: &str) -> String {
     text.chars()

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use super::{RenderError, Renderer};
 use crate::duration::human;
-use crate::engine::record::{DrillRecord, StepRecord};
 use crate::history::{Entry, Store};
+use crate::record::{DrillRecord, StepRecord};
 
 /// `--log-dir`, else the directory of a file history, else `drills/`.
 pub fn dir(log_dir: Option<&Path>, store: &Store) -> PathBuf {
@@ -48,7 +48,7 @@ fn step(s: &StepRecord) -> Value {
         "title": super::cell(&s.title),
         "kind": s.kind,
         "status": s.status.symbol(),
-        "passed": s.status == crate::engine::record::StepStatus::Passed,
+        "passed": s.status == crate::record::StepStatus::Passed,
         "duration": ms(s.duration_ms),
         "attempts": s.attempts,
         "destructive": s.destructive,

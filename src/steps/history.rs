@@ -8,8 +8,8 @@ use serde::Deserialize;
 
 use super::{Outputs, Spec, StepCx, StepError};
 use crate::duration::Duration;
-use crate::engine::record::{DrillRecord, Verdict};
 use crate::history::Store;
+use crate::record::{DrillRecord, Verdict};
 
 /// The runbook's records of `procedure`, oldest first.
 async fn records(cx: &StepCx<'_>, procedure: &str) -> Result<Vec<DrillRecord>, StepError> {

@@ -20,10 +20,8 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use crate::cancel::{BoxFuture, Cancel};
+pub use crate::record::{ErrorClass, Outputs};
 use crate::runbook::Runbook;
-
-/// What a step produced, readable by later steps as `steps.<id>.<name>`.
-pub type Outputs = serde_json::Map<String, serde_json::Value>;
 
 /// Why a step did not pass. The class decides the run's exit code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,20 +31,6 @@ pub struct StepError {
     pub message: String,
     /// Outputs gathered before the failure (e.g. a command's exit code and stderr).
     pub outputs: Outputs,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// The step ran and its expectation did not hold (exit 1).
-    Failed,
-    /// Something it needs could not be reached or refused us: network, auth, missing program
-    /// (exit 3).
-    Unavailable,
-    /// It ran out of time.
-    Timeout,
-    /// The run was interrupted.
-    Cancelled,
 }
 
 impl StepError {

@@ -5,8 +5,8 @@ use std::sync::Mutex;
 
 use drillbook::cancel::BoxFuture;
 use drillbook::cancel::Cancel;
-use drillbook::engine::record::{DrillRecord, StepRecord, StepStatus, Verdict};
 use drillbook::engine::{Observer, RunOptions};
+use drillbook::record::{DrillRecord, StepRecord, StepStatus, Verdict};
 use drillbook::runbook::{load_str, Runbook, Step};
 use drillbook::steps::Interaction;
 use tokio::time::{Duration, Instant};

@@ -366,7 +366,7 @@ fn an_edited_runbook_makes_check_fail_until_rendered_again() {
 #[test]
 fn a_recorded_drill_renders_as_its_log_snapshots() {
     let text = std::fs::read_to_string(root().join("tests/fixtures/record.json")).expect("fixture");
-    let record: drillbook::engine::record::DrillRecord =
+    let record: drillbook::record::DrillRecord =
         serde_json::from_str(&text).expect("a DrillRecord");
     let value: serde_json::Value = serde_json::from_str(&text).expect("json");
     let entry = drillbook::history::Entry::after(None, value);

@@ -8,8 +8,8 @@ use serde_json::Value;
 use super::{ms, store_error, ShowFormat};
 use crate::cli::{exit, out};
 use crate::duration::Duration;
-use crate::engine::record::{DrillRecord, GitRef, StepRecord};
 use crate::history::{Entry, Store};
+use crate::record::{DrillRecord, GitRef, StepRecord};
 use crate::timestamp::rfc3339;
 
 /// At most this many candidates are listed for an ambiguous prefix.

@@ -8,9 +8,9 @@ use chrono::Utc;
 
 use super::{ms, records};
 use crate::cli::{exit, load, out, Format};
-use crate::engine::record::DrillRecord;
 use crate::history::stats::{compute, Direction, ProcedureStats};
 use crate::history::Store;
+use crate::record::DrillRecord;
 use crate::timestamp::rfc3339;
 
 /// (runbook name, procedure id) -> cron text, from `--runbook` files (which must load) or,

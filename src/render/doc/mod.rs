@@ -20,7 +20,7 @@ mod text;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-use crate::engine::record::DrillRecord;
+use crate::record::DrillRecord;
 use crate::redact::mask_url_passwords;
 use crate::runbook::Runbook;
 

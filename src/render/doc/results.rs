@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use super::procedures::ProcedureDoc;
 use super::text::{code, date, human_ms, md, wrap};
-use crate::engine::record::{DrillRecord, Verdict};
+use crate::record::{DrillRecord, Verdict};
 use crate::runbook::Runbook;
 
 fn verdict(v: Verdict) -> &'static str {

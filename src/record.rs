@@ -1,15 +1,32 @@
-//! The DrillRecord: everything a run did, as data. One serializable model feeds the text
-//! summary, `--format json`, and later the history, drill logs and JUnit. Versioned: readers
-//! check `record_version`.
+//! The DrillRecord: everything a run did, as data — the persisted contract. One serializable
+//! model feeds the text summary, `--format json`, the history, drill logs, JUnit and metrics.
+//! Versioned: readers check `record_version`. Built only through [`DrillRecord::start`].
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::duration::Duration;
-use crate::runbook::ProcedureKind;
-use crate::steps::{ErrorClass, Outputs};
+use crate::runbook::{ProcedureKind, Runbook};
 
 pub const RECORD_VERSION: u32 = 1;
+
+/// What a step produced, readable by later steps as `steps.<id>.<name>`.
+pub type Outputs = serde_json::Map<String, serde_json::Value>;
+
+/// Why a step did not pass. The class decides the run's exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The step ran and its expectation did not hold (exit 1).
+    Failed,
+    /// Something it needs could not be reached or refused us: network, auth, missing program
+    /// (exit 3).
+    Unavailable,
+    /// It ran out of time.
+    Timeout,
+    /// The run was interrupted.
+    Cancelled,
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillRecord {
@@ -38,10 +55,45 @@ pub struct DrillRecord {
     pub approvals: Vec<Approval>,
     /// What was checked before anything changed (restore windows of Neon points in time).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub preflight: Vec<super::preflight::PreflightItem>,
+    pub preflight: Vec<PreflightItem>,
     /// The alerts and heartbeats sent about this run, and how each went.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub notifications: Vec<crate::notify::Sent>,
+    pub notifications: Vec<Notification>,
+}
+
+impl DrillRecord {
+    /// A record of a run that starts now: no steps yet, verdict `passed` until the run
+    /// decides otherwise.
+    pub fn start(
+        id: String,
+        runbook: RunbookRef,
+        procedure: ProcedureRef,
+        operator: String,
+        started_at: DateTime<Utc>,
+    ) -> DrillRecord {
+        DrillRecord {
+            record_version: RECORD_VERSION,
+            id,
+            runbook,
+            procedure,
+            params: serde_json::Map::new(),
+            operator,
+            tool_version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at,
+            finished_at: started_at,
+            duration_ms: 0,
+            dry_run: false,
+            verdict: Verdict::Passed,
+            reason: None,
+            steps: Vec::new(),
+            cleanup: Vec::new(),
+            rto: None,
+            rpo: None,
+            approvals: Vec::new(),
+            preflight: Vec::new(),
+            notifications: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -52,6 +104,18 @@ pub struct RunbookRef {
     /// The git commit the runbook file was at, when it lives in a repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub git: Option<GitRef>,
+}
+
+impl RunbookRef {
+    /// The runbook as it is on disk now, with its git commit.
+    pub fn of(runbook: &Runbook) -> RunbookRef {
+        RunbookRef {
+            name: runbook.name.clone(),
+            path: runbook.path.clone(),
+            sha256: runbook.sha256.clone(),
+            git: GitRef::of(&runbook.path),
+        }
+    }
 }
 
 /// Where a runbook stood in git when it ran.
@@ -123,7 +187,7 @@ impl Verdict {
         }
     }
 
-    /// The process exit code for this verdict (DESIGN.md's contract).
+    /// The process exit code for this verdict (the README's table).
     pub fn exit_code(self) -> u8 {
         match self {
             Verdict::Passed => 0,
@@ -236,4 +300,25 @@ pub struct Approval {
     pub via: String,
     pub at: DateTime<Utc>,
     pub question: String,
+}
+
+/// One preflight finding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PreflightItem {
+    pub step: String,
+    pub check: String,
+    pub ok: bool,
+    pub detail: String,
+    /// Set when the check could not be made (Neon unreachable, key refused).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+}
+
+/// What an alert or heartbeat destination was sent about a run, and how it went.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Notification {
+    pub destination: String,
+    pub event: String,
+    /// `sent`, `suppressed` (repeat window) or `failed: …`.
+    pub outcome: String,
 }
