@@ -25,7 +25,7 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, HistoryError> {
     let spec = crate::pg::url::parse(url).map_err(|e| HistoryError::Database(e.to_string()))?;
     crate::pg::connect(&spec)
         .await
-        .map_err(|e| HistoryError::Database(format!("history database: {}", e.message)))
+        .map_err(|e| HistoryError::Database(format!("history database: {e}")))
 }
 
 fn db(e: &tokio_postgres::Error) -> HistoryError {

@@ -129,22 +129,6 @@ impl NeonError {
     }
 }
 
-impl From<NeonError> for crate::steps::StepError {
-    fn from(e: NeonError) -> Self {
-        let hint = match e.status() {
-            Some(401) => " — NEON_API_KEY was refused: check that it is current and has access to this project",
-            Some(403) => " — the API key has no access to this project or action",
-            _ => "",
-        };
-        let message = format!("{e}{hint}");
-        if e.is_unavailable() {
-            crate::steps::StepError::unavailable(message)
-        } else {
-            crate::steps::StepError::failed(message)
-        }
-    }
-}
-
 /// A Neon API client. Cheap to clone.
 #[derive(Clone)]
 pub struct Client {

@@ -1,6 +1,6 @@
 //! Connecting: tokio-postgres over rustls (ring), with libpq's TLS modes. The host name is
-//! sent as SNI (Neon routes on it). Errors are classified: could not reach or authenticate
-//! (the run "could not run", exit 3) versus a query that failed (a failed step, exit 1).
+//! sent as SNI (Neon routes on it). A [`ConnectError`] means the database could not be
+//! reached or refused us (a run that "could not run", exit 3), unlike a query that failed.
 
 use std::sync::Arc;
 
@@ -11,10 +11,18 @@ use tokio_postgres::config::SslMode as PgSslMode;
 use tokio_postgres::{Client, NoTls};
 
 use super::url::{ConnSpec, SslMode};
-use crate::steps::StepError;
+
+/// The database could not be reached, refused the login, or the TLS setup failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot connect to {display}: {reason}")]
+pub struct ConnectError {
+    /// The connection as shown (password masked).
+    pub display: String,
+    pub reason: String,
+}
 
 /// Opens a connection and drives it on its own task. The task ends when the client drops.
-pub async fn connect(spec: &ConnSpec) -> Result<Client, StepError> {
+pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
     let mut config = spec.config.clone();
     let work = async {
         match spec.ssl {
@@ -52,12 +60,9 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, StepError> {
         Ok(r) => r,
         Err(_) => Err(Connect::Timeout),
     };
-    result.map_err(|e| {
-        StepError::unavailable(format!(
-            "cannot connect to {}: {}",
-            spec.display,
-            e.describe()
-        ))
+    result.map_err(|e| ConnectError {
+        display: spec.display.clone(),
+        reason: e.describe(),
     })
 }
 

@@ -6,4 +6,4 @@ pub mod connect;
 pub mod url;
 pub mod value;
 
-pub use connect::connect;
+pub use connect::{connect, ConnectError};

@@ -64,6 +64,28 @@ impl StepError {
     }
 }
 
+impl From<crate::pg::ConnectError> for StepError {
+    fn from(e: crate::pg::ConnectError) -> StepError {
+        StepError::unavailable(e.to_string())
+    }
+}
+
+impl From<crate::neon::NeonError> for StepError {
+    fn from(e: crate::neon::NeonError) -> StepError {
+        let hint = match e.status() {
+            Some(401) => " — NEON_API_KEY was refused: check that it is current and has access to this project",
+            Some(403) => " — the API key has no access to this project or action",
+            _ => "",
+        };
+        let message = format!("{e}{hint}");
+        if e.is_unavailable() {
+            StepError::unavailable(message)
+        } else {
+            StepError::failed(message)
+        }
+    }
+}
+
 /// What a running step may use.
 pub struct StepCx<'a> {
     pub runbook: &'a Runbook,
