@@ -53,20 +53,18 @@ pub fn references(env: &Environment<'_>, source: &str) -> Result<BTreeSet<String
 }
 
 /// The environment variables (`env.NAME`) the templates anywhere in `value` read.
-pub fn env_references(value: &serde_yaml::Value) -> BTreeSet<String> {
-    fn walk(v: &serde_yaml::Value, env: &Environment<'_>, out: &mut BTreeSet<String>) {
+pub fn env_references(value: &serde_json::Value) -> BTreeSet<String> {
+    fn walk(v: &serde_json::Value, env: &Environment<'_>, out: &mut BTreeSet<String>) {
         match v {
-            serde_yaml::Value::String(s) if is_template(s) => {
+            serde_json::Value::String(s) if is_template(s) => {
                 for r in references(env, s).unwrap_or_default() {
                     if let Some(name) = r.strip_prefix("env.") {
                         out.insert(name.split('.').next().unwrap_or(name).to_owned());
                     }
                 }
             }
-            serde_yaml::Value::Sequence(items) => items.iter().for_each(|i| walk(i, env, out)),
-            serde_yaml::Value::Mapping(m) => m.values().for_each(|i| walk(i, env, out)),
-            // an enum serialized by serde_yaml (`!slack {webhook: …}`)
-            serde_yaml::Value::Tagged(t) => walk(&t.value, env, out),
+            serde_json::Value::Array(items) => items.iter().for_each(|i| walk(i, env, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|i| walk(i, env, out)),
             _ => {}
         }
     }

@@ -88,7 +88,7 @@ pub(super) fn jobs(rb: &Runbook, checks: &Cron) -> Vec<Job> {
 fn alert_env(rb: &Runbook) -> BTreeSet<String> {
     rb.alerts
         .iter()
-        .filter_map(|a| serde_yaml::to_value(&a.kind).ok())
+        .filter_map(|a| serde_json::to_value(&a.kind).ok())
         .flat_map(|v| crate::template::env_references(&v))
         .collect()
 }

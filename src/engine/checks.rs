@@ -103,10 +103,10 @@ pub struct Measure {
 }
 
 /// A threshold as written: a duration (`25h`) or a number.
-fn threshold(v: &serde_yaml::Value) -> Option<f64> {
+fn threshold(v: &Value) -> Option<f64> {
     match v {
-        serde_yaml::Value::Number(n) => n.as_f64(),
-        serde_yaml::Value::String(s) => s
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s
             .parse::<crate::duration::Duration>()
             .ok()
             .map(|d| d.0.as_secs_f64())
@@ -341,8 +341,8 @@ mod tests {
 
     #[test]
     fn thresholds_read_durations_and_numbers() {
-        assert_eq!(threshold(&serde_yaml::Value::from("25h")), Some(90_000.0));
-        assert_eq!(threshold(&serde_yaml::Value::from(3)), Some(3.0));
+        assert_eq!(threshold(&Value::from("25h")), Some(90_000.0));
+        assert_eq!(threshold(&Value::from(3)), Some(3.0));
         assert!(crossed(10.0, 5.0, Worse::Higher) && !crossed(10.0, 5.0, Worse::Lower));
     }
 

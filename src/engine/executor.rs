@@ -664,16 +664,16 @@ impl Run<'_> {
                             ))
                         })
                         .and_then(|v| {
-                            serde_yaml::to_value(&v)
+                            serde_json::to_value(&v)
                                 .map_err(|e| StepError::failed(format!("cannot use `{path}`: {e}")))
                         })
                 }
-                _ => Ok(serde_yaml::Value::String(text.to_owned())),
+                _ => Ok(Value::String(text.to_owned())),
             },
         )?;
-        let mut m = serde_yaml::Mapping::new();
-        m.insert(serde_yaml::Value::String(name.to_owned()), rendered);
-        serde_yaml::from_value(serde_yaml::Value::Mapping(m)).map_err(|e| {
+        let mut m = Map::new();
+        m.insert(name.to_owned(), rendered);
+        serde_json::from_value(Value::Object(m)).map_err(|e| {
             StepError::failed(format!(
                 "step `{}` after rendering its templates: {e}",
                 step.id

@@ -4,7 +4,7 @@
 //! `deny_unknown_fields`, and serde's error is mapped back to the key or value at fault.
 
 use serde::de::DeserializeOwned;
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::load::{Document, YamlPath};
 use crate::diagnostic::{did_you_mean, Diagnostic};
@@ -157,7 +157,7 @@ pub fn backticked<S: AsRef<str>>(items: &[S]) -> String {
 #[derive(Debug)]
 pub struct MapReader<'v> {
     pub path: YamlPath,
-    map: Option<&'v serde_yaml::Mapping>,
+    map: Option<&'v serde_json::Map<String, Value>>,
     known: &'static [&'static str],
     /// Keys the caller handles itself (e.g. the kind key of a step).
     extra: Vec<String>,
@@ -173,7 +173,7 @@ impl<'v> MapReader<'v> {
         known: &'static [&'static str],
     ) -> MapReader<'v> {
         let map = match value {
-            Value::Mapping(m) => Some(m),
+            Value::Object(m) => Some(m),
             other => {
                 sink.at_value(
                     &path,
@@ -225,10 +225,8 @@ impl<'v> MapReader<'v> {
             return Vec::new();
         };
         map.iter()
-            .filter_map(|(k, v)| {
-                let k = key_text(k);
-                (!self.known.contains(&k.as_str())).then_some((k, v))
-            })
+            .filter(|(k, _)| !self.known.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v))
             .collect()
     }
 
@@ -258,16 +256,6 @@ impl<'v> MapReader<'v> {
     }
 }
 
-pub fn key_text(k: &Value) -> String {
-    match k {
-        Value::String(s) => s.clone(),
-        other => serde_yaml::to_string(other)
-            .unwrap_or_default()
-            .trim()
-            .to_owned(),
-    }
-}
-
 /// "a string", "a sequence", ... for messages.
 pub fn describe(v: &Value) -> &'static str {
     match v {
@@ -275,9 +263,8 @@ pub fn describe(v: &Value) -> &'static str {
         Value::Bool(_) => "a boolean",
         Value::Number(_) => "a number",
         Value::String(_) => "a string",
-        Value::Sequence(_) => "a sequence",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
     }
 }
 

@@ -1,6 +1,8 @@
 //! The only place that touches the YAML parsers. `serde_yaml` gives the values (and places
 //! syntax errors); a second pass over `yaml-rust2`'s events builds a side index from each YAML
-//! path to where its key and value start, because a parsed value carries no position.
+//! path to where its key and value start, because a parsed value carries no position. The
+//! values leave this module as plain data (`serde_json::Value`): swapping the YAML crate
+//! changes this file only.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -65,7 +67,8 @@ struct Place {
 pub struct Document {
     pub path: String,
     pub source: String,
-    pub value: serde_yaml::Value,
+    /// The document as plain data: mapping keys as text, YAML tags refused.
+    pub value: serde_json::Value,
     places: HashMap<YamlPath, Place>,
 }
 
@@ -96,12 +99,21 @@ impl Document {
                 "a runbook file holds one YAML document; found a second `---`",
             )]);
         }
-        Ok(Document {
+        let mut doc = Document {
             path: path.to_owned(),
             source: source.to_owned(),
-            value,
+            value: serde_json::Value::Null,
             places: index.places,
-        })
+        };
+        let mut problems = Vec::new();
+        doc.value = plain(value, &YamlPath::default(), &mut problems);
+        if !problems.is_empty() {
+            return Err(problems
+                .into_iter()
+                .map(|(path, message)| Diagnostic::error(doc.value_span(&path), message))
+                .collect());
+        }
+        Ok(doc)
     }
 
     /// The place of the value at `path`, or of its closest ancestor that has one.
@@ -162,6 +174,71 @@ impl Document {
             }
             segs = &segs[..segs.len() - 1];
         }
+    }
+}
+
+/// A YAML value as plain data. Keys that are not text (`1:`, `true:`) become their text;
+/// tags and numbers JSON cannot hold (`.inf`, `.nan`) are reported.
+fn plain(
+    value: serde_yaml::Value,
+    path: &YamlPath,
+    problems: &mut Vec<(YamlPath, String)>,
+) -> serde_json::Value {
+    use serde_yaml::Value as Y;
+    match value {
+        Y::Null => serde_json::Value::Null,
+        Y::Bool(b) => b.into(),
+        Y::String(s) => s.into(),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                i.into()
+            } else if let Some(u) = n.as_u64() {
+                u.into()
+            } else {
+                match n.as_f64().and_then(serde_json::Number::from_f64) {
+                    Some(f) => serde_json::Value::Number(f),
+                    None => {
+                        problems.push((path.clone(), format!("`{n}` is not a finite number")));
+                        serde_json::Value::Null
+                    }
+                }
+            }
+        }
+        Y::Sequence(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| plain(v, &path.index(i), problems))
+            .collect(),
+        Y::Mapping(m) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in m {
+                let key = key_text(&k);
+                let value = plain(v, &path.key(&key), problems);
+                out.insert(key, value);
+            }
+            serde_json::Value::Object(out)
+        }
+        Y::Tagged(t) => {
+            problems.push((
+                path.clone(),
+                format!(
+                    "YAML tags are not supported (found `{}`): write the value without it",
+                    t.tag
+                ),
+            ));
+            plain(t.value, path, problems)
+        }
+    }
+}
+
+/// A mapping key as text.
+fn key_text(k: &serde_yaml::Value) -> String {
+    match k {
+        serde_yaml::Value::String(s) => s.clone(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_owned(),
     }
 }
 

@@ -21,7 +21,6 @@ use crate::diagnostic::Diagnostic;
 use crate::duration::Duration;
 use crate::steps::StepKind;
 
-pub use decode::key_text;
 pub use load::{Document, YamlPath};
 pub use raw::{
     Alert, AlertEvent, BackupPolicy, Objectives, ParamType, ProcedureKind, Scenario, TargetKind,
@@ -170,7 +169,7 @@ pub struct Step {
     /// The step's kind, decoded from the unrendered payload (used by `plan` and checks).
     pub kind: StepKind,
     /// The payload as written; strings in it are templates rendered just before the step runs.
-    pub payload: serde_yaml::Value,
+    pub payload: serde_json::Value,
     pub when: Option<String>,
     pub timeout: Option<Duration>,
     pub retries: Option<raw::Retries>,
@@ -195,9 +194,9 @@ pub struct Check {
     pub id: String,
     pub title: Option<String>,
     pub kind: StepKind,
-    pub payload: serde_yaml::Value,
-    pub warn: Option<serde_yaml::Value>,
-    pub critical: Option<serde_yaml::Value>,
+    pub payload: serde_json::Value,
+    pub warn: Option<serde_json::Value>,
+    pub critical: Option<serde_json::Value>,
     pub timeout: Option<Duration>,
 }
 

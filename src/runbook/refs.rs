@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use serde_yaml::Value;
+use serde_json::Value;
 
 use super::decode::Sink;
 use super::load::YamlPath;
@@ -230,29 +230,24 @@ pub fn strings<'v>(
     ) {
         match value {
             Value::String(s) => f(path, s, top),
-            Value::Sequence(items) => {
+            Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {
                     walk(item, &path.index(i), top, f);
                 }
             }
-            Value::Mapping(map) => {
+            Value::Object(map) => {
                 for (k, v) in map {
-                    if let Value::String(k) = k {
-                        walk(v, &path.key(k), top, f);
-                    }
+                    walk(v, &path.key(k), top, f);
                 }
             }
-            Value::Tagged(t) => walk(&t.value, path, top, f),
             _ => {}
         }
     }
     match value {
         Value::String(s) => f(path, s, Some("")),
-        Value::Mapping(map) => {
+        Value::Object(map) => {
             for (k, v) in map {
-                if let Value::String(k) = k {
-                    walk(v, &path.key(k), Some(k), f);
-                }
+                walk(v, &path.key(k), Some(k), f);
             }
         }
         other => walk(other, path, None, f),

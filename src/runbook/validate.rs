@@ -6,10 +6,10 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use indexmap::IndexMap;
-use serde_yaml::Value;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::decode::{backticked, check_id, describe, key_text, MapReader, Sink};
+use super::decode::{backticked, check_id, describe, MapReader, Sink};
 use super::load::{Document, YamlPath};
 use super::raw::{
     self, Alert, AlertEvent, AlertKind, ParamType, ProcedureKind, Retries, TargetKind,
@@ -246,7 +246,7 @@ fn entries<'v>(
 ) -> Vec<(String, &'v Value)> {
     match value {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Mapping(m)) => m.iter().map(|(k, v)| (key_text(k), v)).collect(),
+        Some(Value::Object(m)) => m.iter().map(|(k, v)| (k.clone(), v)).collect(),
         Some(other) => {
             sink.at_value(
                 path,
@@ -265,7 +265,7 @@ fn items<'v>(
 ) -> &'v [Value] {
     match value {
         None | Some(Value::Null) => &[],
-        Some(Value::Sequence(s)) => s,
+        Some(Value::Array(s)) => s,
         Some(other) => {
             sink.at_value(
                 path,
@@ -276,12 +276,11 @@ fn items<'v>(
     }
 }
 
-/// `{name: payload}` in the form serde_yaml deserializes enums from: a YAML tag.
+/// `{name: payload}`: the form a kind is decoded from.
 fn tagged(name: &str, payload: Value) -> Value {
-    Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
-        tag: serde_yaml::value::Tag::new(name),
-        value: payload,
-    }))
+    let mut m = serde_json::Map::new();
+    m.insert(name.to_owned(), payload);
+    Value::Object(m)
 }
 
 /// Finds the one kind key of a mapping among `kinds`; the other keys are `common`.
@@ -490,7 +489,7 @@ fn read_procedure(
     let step_values = items(sink, r.get("steps"), &p.key("steps"), "`steps`");
     if r.get("steps").is_none() {
         sink.at_value(p, "missing required field `steps`");
-    } else if step_values.is_empty() && matches!(r.get("steps"), Some(Value::Sequence(_))) {
+    } else if step_values.is_empty() && matches!(r.get("steps"), Some(Value::Array(_))) {
         sink.at_value(&p.key("steps"), "a procedure needs at least one step");
     }
     let cleanup_values = items(sink, r.get("cleanup"), &p.key("cleanup"), "`cleanup`");
@@ -745,9 +744,7 @@ fn read_step(
     let more = check_payload(sink, &payload, &p.key(name), name, scope);
     reads.steps.extend(more.steps);
     reads.env.extend(more.env);
-    let mut m = serde_yaml::Mapping::new();
-    m.insert(Value::String(name.to_owned()), payload.clone());
-    let kind: StepKind = sink.decode(&Value::Mapping(m), p)?;
+    let kind: StepKind = sink.decode(&tagged(name, payload.clone()), p)?;
     if let Err(msg) = kind.check() {
         sink.at_value(&p.key(name), msg);
     }
@@ -871,13 +868,9 @@ fn resolve_target<'t>(
     }
     // the field that names it: `target`, `db`, `source`, `restored`, …
     let field = payload
-        .as_mapping()
-        .and_then(|m| {
-            m.iter()
-                .find(|(_, v)| v.as_str() == Some(name))
-                .and_then(|(k, _)| k.as_str())
-        })
-        .unwrap_or("target");
+        .as_object()
+        .and_then(|m| m.iter().find(|(_, v)| v.as_str() == Some(name)))
+        .map_or("target", |(k, _)| k.as_str());
     let at = kind_path.key(field);
     let Some(target) = targets.get(name) else {
         let help = match did_you_mean(name, targets.keys().map(String::as_str)) {
@@ -940,9 +933,7 @@ fn read_checks(
         };
         let scope = Scope::default();
         let _reads = check_payload(sink, &payload, &p.key(name), name, &scope);
-        let mut m = serde_yaml::Mapping::new();
-        m.insert(Value::String(name.to_owned()), payload.clone());
-        let Some(kind) = sink.decode::<StepKind>(&Value::Mapping(m), &p) else {
+        let Some(kind) = sink.decode::<StepKind>(&tagged(name, payload.clone()), &p) else {
             continue;
         };
         if let Err(msg) = kind.check() {

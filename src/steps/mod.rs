@@ -313,8 +313,7 @@ macro_rules! step_kinds {
             $($variant($spec)),+
         }
 
-        /// From a single-key mapping `{name: payload}` (serde_yaml's own enum form wants
-        /// YAML tags, which runbooks do not use).
+        /// From a single-key mapping `{name: payload}`, with errors that name the kinds.
         impl<'de> serde::Deserialize<'de> for StepKind {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<StepKind, D::Error> {
                 struct V;
@@ -538,10 +537,10 @@ fn form_of(kind: &str, field: &str) -> Form {
 }
 
 /// The one key of a nested step payload (`wait.poll: {http: {...}}`), if it names a kind.
-fn nested_kind(value: &serde_yaml::Value) -> Option<(&'static str, &serde_yaml::Value)> {
-    let map = value.as_mapping()?;
+fn nested_kind(value: &serde_json::Value) -> Option<(&'static str, &serde_json::Value)> {
+    let map = value.as_object()?;
     let (k, v) = map.iter().next().filter(|_| map.len() == 1)?;
-    let name = StepKind::NAMES.iter().find(|n| Some(**n) == k.as_str())?;
+    let name = StepKind::NAMES.iter().find(|n| **n == k.as_str())?;
     Some((name, v))
 }
 
@@ -549,11 +548,11 @@ fn nested_kind(value: &serde_yaml::Value) -> Option<(&'static str, &serde_yaml::
 /// Validation uses it to check templates; the engine uses it to render them.
 pub fn map_strings<E>(
     kind: &str,
-    payload: &serde_yaml::Value,
+    payload: &serde_json::Value,
     path: &crate::runbook::YamlPath,
-    f: &mut dyn FnMut(&crate::runbook::YamlPath, &str, Form) -> Result<serde_yaml::Value, E>,
-) -> Result<serde_yaml::Value, E> {
-    use serde_yaml::Value;
+    f: &mut dyn FnMut(&crate::runbook::YamlPath, &str, Form) -> Result<serde_json::Value, E>,
+) -> Result<serde_json::Value, E> {
+    use serde_json::Value;
     fn walk<E>(
         v: &Value,
         path: &crate::runbook::YamlPath,
@@ -562,45 +561,43 @@ pub fn map_strings<E>(
     ) -> Result<Value, E> {
         Ok(match v {
             Value::String(s) => f(path, s, form)?,
-            Value::Sequence(items) => Value::Sequence(
+            Value::Array(items) => Value::Array(
                 items
                     .iter()
                     .enumerate()
                     .map(|(i, x)| walk(x, &path.index(i), form, f))
                     .collect::<Result<_, E>>()?,
             ),
-            Value::Mapping(m) => {
-                let mut out = serde_yaml::Mapping::new();
+            Value::Object(m) => {
+                let mut out = serde_json::Map::new();
                 for (k, x) in m {
-                    let p = path.key(&crate::runbook::key_text(k));
-                    out.insert(k.clone(), walk(x, &p, form, f)?);
+                    out.insert(k.clone(), walk(x, &path.key(k), form, f)?);
                 }
-                Value::Mapping(out)
+                Value::Object(out)
             }
             other => other.clone(),
         })
     }
     match payload {
         Value::String(s) => f(path, s, form_of(kind, "")),
-        Value::Mapping(m) => {
-            let mut out = serde_yaml::Mapping::new();
-            for (k, v) in m {
-                let field = crate::runbook::key_text(k);
-                let p = path.key(&field);
+        Value::Object(m) => {
+            let mut out = serde_json::Map::new();
+            for (field, v) in m {
+                let p = path.key(field);
                 let mapped = match nested_kind(v).filter(|_| kind == "wait" && field == "poll") {
                     Some((inner, inner_payload)) => {
-                        let mut nested = serde_yaml::Mapping::new();
+                        let mut nested = serde_json::Map::new();
                         nested.insert(
-                            Value::String(inner.to_owned()),
+                            inner.to_owned(),
                             map_strings(inner, inner_payload, &p.key(inner), f)?,
                         );
-                        Value::Mapping(nested)
+                        Value::Object(nested)
                     }
-                    None => walk(v, &p, form_of(kind, &field), f)?,
+                    None => walk(v, &p, form_of(kind, field), f)?,
                 };
-                out.insert(k.clone(), mapped);
+                out.insert(field.clone(), mapped);
             }
-            Ok(Value::Mapping(out))
+            Ok(Value::Object(out))
         }
         other => walk(other, path, Form::Template, f),
     }

@@ -220,9 +220,9 @@ pub(super) fn checks(runbook: &Runbook) -> Vec<Value> {
         .checks
         .iter()
         .map(|c| {
-            let threshold = |v: &Option<serde_yaml::Value>| {
+            let threshold = |v: &Option<Value>| {
                 v.as_ref().map(|v| match v {
-                    serde_yaml::Value::String(s) => code(s),
+                    Value::String(s) => code(s),
                     other => code(&serde_json::to_string(other).unwrap_or_default()),
                 })
             };
