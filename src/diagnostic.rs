@@ -1,7 +1,9 @@
 //! Diagnostics with a place: `file:line:col: error: message`, the source line, a caret under
-//! the fault, and "did you mean" suggestions. Every user-facing validation problem is one of
+//! the fault, and "did you mean" suggestions; and [`YamlPath`], the path of a value inside
+//! a runbook, which validation turns into a place. Every user-facing validation problem is one of
 //! these; they are collected, never thrown one at a time.
 
+use std::fmt;
 use std::fmt::Write as _;
 
 /// A place in a source file: 1-based line and column (in characters), and how many
@@ -25,6 +27,44 @@ impl Span {
     /// The span shifted right by `chars` on the same line, `len` wide.
     pub fn shifted(self, chars: usize, len: usize) -> Span {
         Span::new(self.line, self.col + chars, len)
+    }
+}
+
+/// One step of a path into the document: a mapping key or a sequence index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Seg {
+    Key(String),
+    Index(usize),
+}
+
+/// A path from the document root, e.g. `procedures.drill.steps[2].shell`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct YamlPath(pub Vec<Seg>);
+
+impl YamlPath {
+    pub fn key(&self, key: &str) -> YamlPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Key(key.to_owned()));
+        p
+    }
+
+    pub fn index(&self, index: usize) -> YamlPath {
+        let mut p = self.clone();
+        p.0.push(Seg::Index(index));
+        p
+    }
+}
+
+impl fmt::Display for YamlPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, seg) in self.0.iter().enumerate() {
+            match seg {
+                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
+                Seg::Key(k) => write!(f, ".{k}")?,
+                Seg::Index(n) => write!(f, "[{n}]")?,
+            }
+        }
+        Ok(())
     }
 }
 

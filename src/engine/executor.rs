@@ -648,7 +648,7 @@ impl Run<'_> {
     fn render(&self, step: &Step) -> Result<StepKind, StepError> {
         let ctx = self.vars.context(None);
         let name = step.kind.name();
-        let root = crate::runbook::YamlPath::default();
+        let root = crate::diagnostic::YamlPath::default();
         let rendered = crate::steps::map_strings(
             name,
             &step.payload,

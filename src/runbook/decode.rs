@@ -6,7 +6,8 @@
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::load::{Document, YamlPath};
+use super::load::Document;
+use crate::diagnostic::YamlPath;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 
 /// Collects diagnostics against one document.

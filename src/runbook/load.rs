@@ -5,50 +5,11 @@
 //! changes this file only.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
-use crate::diagnostic::{Diagnostic, Span};
-
-/// One step of a path into the document: a mapping key or a sequence index.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Seg {
-    Key(String),
-    Index(usize),
-}
-
-/// A path from the document root, e.g. `procedures.drill.steps[2].shell`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct YamlPath(pub Vec<Seg>);
-
-impl YamlPath {
-    pub fn key(&self, key: &str) -> YamlPath {
-        let mut p = self.clone();
-        p.0.push(Seg::Key(key.to_owned()));
-        p
-    }
-
-    pub fn index(&self, index: usize) -> YamlPath {
-        let mut p = self.clone();
-        p.0.push(Seg::Index(index));
-        p
-    }
-}
-
-impl fmt::Display for YamlPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, seg) in self.0.iter().enumerate() {
-            match seg {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
-                Seg::Index(n) => write!(f, "[{n}]")?,
-            }
-        }
-        Ok(())
-    }
-}
+use crate::diagnostic::{Diagnostic, Seg, Span, YamlPath};
 
 /// Where a node sits in the source.
 #[derive(Debug, Clone, Copy)]

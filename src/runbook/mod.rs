@@ -21,7 +21,7 @@ use crate::diagnostic::Diagnostic;
 use crate::duration::Duration;
 use crate::steps::StepKind;
 
-pub use load::{Document, YamlPath};
+pub use load::Document;
 pub use raw::{
     Alert, AlertEvent, BackupPolicy, Objectives, ParamType, ProcedureKind, Scenario, TargetKind,
 };

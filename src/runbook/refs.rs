@@ -6,8 +6,8 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use super::decode::Sink;
-use super::load::YamlPath;
 use crate::diagnostic::Diagnostic;
+use crate::diagnostic::YamlPath;
 use crate::template::{self, SyntaxError, ROOTS, RUN_FIELDS};
 
 /// Globals minijinja provides; reading them is not a reference to runbook data.

@@ -10,13 +10,14 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::decode::{backticked, check_id, describe, MapReader, Sink};
-use super::load::{Document, YamlPath};
+use super::load::Document;
 use super::raw::{
     self, Alert, AlertEvent, AlertKind, ParamType, ProcedureKind, Retries, TargetKind,
 };
 use super::refs::{self, Form, Reads, Scope};
 use super::{Check, Param, ParamValue, Procedure, RtoMark, Runbook, Step, Target};
 use crate::cron::Cron;
+use crate::diagnostic::YamlPath;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::duration::Duration;
 use crate::steps::{Form as StepForm, StepKind};
@@ -405,7 +406,9 @@ fn check_payload(
             }
             StepForm::Literal => {}
             // only `wait.until` sees the polled step's outputs as `result`
-            StepForm::Expression if p.0.last() == Some(&super::load::Seg::Key("until".into())) => {
+            StepForm::Expression
+                if p.0.last() == Some(&crate::diagnostic::Seg::Key("until".into())) =>
+            {
                 refs::check(
                     sink,
                     p,

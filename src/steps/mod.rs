@@ -549,15 +549,15 @@ fn nested_kind(value: &serde_json::Value) -> Option<(&'static str, &serde_json::
 pub fn map_strings<E>(
     kind: &str,
     payload: &serde_json::Value,
-    path: &crate::runbook::YamlPath,
-    f: &mut dyn FnMut(&crate::runbook::YamlPath, &str, Form) -> Result<serde_json::Value, E>,
+    path: &crate::diagnostic::YamlPath,
+    f: &mut dyn FnMut(&crate::diagnostic::YamlPath, &str, Form) -> Result<serde_json::Value, E>,
 ) -> Result<serde_json::Value, E> {
     use serde_json::Value;
     fn walk<E>(
         v: &Value,
-        path: &crate::runbook::YamlPath,
+        path: &crate::diagnostic::YamlPath,
         form: Form,
-        f: &mut dyn FnMut(&crate::runbook::YamlPath, &str, Form) -> Result<Value, E>,
+        f: &mut dyn FnMut(&crate::diagnostic::YamlPath, &str, Form) -> Result<Value, E>,
     ) -> Result<Value, E> {
         Ok(match v {
             Value::String(s) => f(path, s, form)?,
