@@ -92,6 +92,20 @@ fn url_password(text: &str) -> Option<&str> {
     Some(&userinfo[colon + 1..])
 }
 
+/// Masks the password of every URL in `text` and of a `password=` pair (a key/value
+/// connection string).
+pub fn mask_passwords(text: &str) -> String {
+    let masked = mask_url_passwords(text);
+    let mut out = Vec::new();
+    for part in masked.split(' ') {
+        match part.split_once('=') {
+            Some((k, _)) if k.trim() == "password" => out.push(format!("{k}=***")),
+            _ => out.push(part.to_owned()),
+        }
+    }
+    out.join(" ")
+}
+
 /// Replaces the password of every URL in `text` with `***`.
 pub fn mask_url_passwords(text: &str) -> String {
     let mut out = String::with_capacity(text.len());

@@ -64,7 +64,7 @@ impl Spec for Freshness {
             .unwrap_or_default();
         format!(
             "{of} on {} is at or before {}{lag}",
-            crate::pg::url::redact(&self.db),
+            crate::redact::mask_passwords(&self.db),
             self.target
         )
     }

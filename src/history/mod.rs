@@ -378,7 +378,7 @@ impl Store {
     pub fn display(&self) -> String {
         match self {
             Store::File(p) => p.display().to_string(),
-            Store::Postgres(u) => crate::pg::url::redact(u),
+            Store::Postgres(u) => crate::redact::mask_passwords(u),
         }
     }
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::redact::mask_url_passwords;
+use crate::redact::mask_passwords;
 
 /// libpq's `sslmode`, all of it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +64,7 @@ const OURS: &[&str] = &[
 ];
 
 pub fn parse(text: &str) -> Result<ConnSpec, UrlError> {
-    let shown = redact(text);
+    let shown = mask_passwords(text);
     let err = |reason: String| UrlError {
         shown: shown.clone(),
         reason,
@@ -128,19 +128,6 @@ pub fn parse(text: &str) -> Result<ConnSpec, UrlError> {
         connect_timeout,
         display: shown,
     })
-}
-
-/// Masks the password of a URL or a `password=` pair.
-pub fn redact(text: &str) -> String {
-    let masked = mask_url_passwords(text);
-    let mut out = Vec::new();
-    for part in masked.split(' ') {
-        match part.split_once('=') {
-            Some((k, _)) if k.trim() == "password" => out.push(format!("{k}=***")),
-            _ => out.push(part.to_owned()),
-        }
-    }
-    out.join(" ")
 }
 
 /// Removes our parameters from a URL's query string.

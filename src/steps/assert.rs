@@ -88,7 +88,7 @@ impl Spec for Assert {
             }) if !sql.is_empty() => {
                 format!(
                     "on {}: {}",
-                    crate::pg::url::redact(d),
+                    crate::redact::mask_passwords(d),
                     sql.keys().cloned().collect::<Vec<_>>().join("; ")
                 )
             }

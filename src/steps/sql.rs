@@ -139,7 +139,7 @@ impl Spec for Sql {
         format!(
             "{}sql on {}: {q}",
             if self.write { "write " } else { "" },
-            crate::pg::url::redact(&self.db)
+            crate::redact::mask_passwords(&self.db)
         )
     }
 

@@ -246,8 +246,8 @@ impl Spec for Compare {
         }
         format!(
             "compare {} with {} ({tables}): {}",
-            crate::pg::url::redact(&self.restored),
-            crate::pg::url::redact(&self.source),
+            crate::redact::mask_passwords(&self.restored),
+            crate::redact::mask_passwords(&self.source),
             what.join(", ")
         )
     }

@@ -152,7 +152,7 @@ impl Spec for LocalBaseBackup {
     }
 
     fn summary(&self) -> String {
-        format!("pg_basebackup of {}", crate::pg::url::redact(&self.db))
+        format!("pg_basebackup of {}", crate::redact::mask_passwords(&self.db))
     }
 
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
@@ -317,7 +317,7 @@ impl Spec for LocalRestorePoint {
         format!(
             "create restore point `{}` on {}",
             self.name,
-            crate::pg::url::redact(&self.db)
+            crate::redact::mask_passwords(&self.db)
         )
     }
 
@@ -377,7 +377,7 @@ impl Spec for LocalArchiver {
             .unwrap_or_default();
         format!(
             "WAL archiving on {} works{age}",
-            crate::pg::url::redact(&self.db)
+            crate::redact::mask_passwords(&self.db)
         )
     }
 
