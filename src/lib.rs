@@ -17,7 +17,7 @@
 //! - [`cron`], [`duration`], [`timestamp`]: the value types runbooks are written in.
 
 pub mod cancel;
-pub mod checks;
+
 pub mod cli;
 pub mod cron;
 pub mod daemon;
@@ -27,6 +27,7 @@ pub mod engine;
 pub mod hex;
 pub mod history;
 pub mod http;
+pub mod kind;
 pub mod neon;
 pub mod notify;
 pub mod pg;

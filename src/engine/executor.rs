@@ -10,15 +10,15 @@ use serde_json::{Map, Value};
 use super::context::{redactor, RunOptions, Vars};
 use crate::cancel::Cancel;
 use crate::diagnostic::did_you_mean;
+use crate::kind::{Form, StepKind};
 use crate::record::{
     Approval, DrillRecord, ProcedureRef, RpoRecord, RtoRecord, RunbookRef, StepRecord, StepStatus,
     Verdict,
 };
+use crate::record::{ErrorClass, Outputs};
 use crate::redact::Redactor;
 use crate::runbook::{ParamValue, Procedure, RtoMark, Runbook, Step};
-use crate::steps::{
-    ask_operator, Answer, ErrorClass, Form, Interaction, Outputs, StepCx, StepError, StepKind,
-};
+use crate::steps::{ask_operator, record_approval, Answer, Interaction, StepCx, StepError};
 
 /// Progress of a run, for the terminal. Tests replace it.
 pub trait Observer: Send + Sync {
@@ -174,7 +174,9 @@ struct Run<'a> {
     templates: minijinja::Environment<'static>,
     vars: Vars,
     redactor: Redactor,
-    approvals: Vec<Approval>,
+    /// Confirmations given during the run: by the engine for destructive steps, and by
+    /// steps through `StepCx::confirm`; nothing else adds to it.
+    approvals: std::sync::Mutex<Vec<Approval>>,
     /// What steps created, undone after the cleanup steps.
     undo: std::sync::Mutex<Vec<crate::steps::Undo>>,
     /// Wall time and monotonic clock at the start of the run: step times are the start time
@@ -271,7 +273,7 @@ pub async fn run(
         templates: crate::template::environment(),
         vars: Vars::new(runbook, procedure, params, env, &id, started_at, opts),
         redactor,
-        approvals: Vec::new(),
+        approvals: std::sync::Mutex::new(Vec::new()),
         undo: std::sync::Mutex::new(Vec::new()),
         started_at,
         clock,
@@ -363,7 +365,12 @@ pub async fn run(
         }
     }
 
-    record.approvals = std::mem::take(&mut state.approvals);
+    record.approvals = std::mem::take(
+        &mut *state
+            .approvals
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
     record.rto = Some(measure_rto(runbook, procedure, &record.steps));
     record.rpo = observed_rpo(runbook, &record.steps);
     let (verdict, reason) = verdict(&record, cancel);
@@ -490,20 +497,6 @@ impl Run<'_> {
         match result {
             Ok(outputs) => {
                 rec.status = StepStatus::Passed;
-                // a manual confirmation is an approval too
-                if let (Some(by), Some(via)) = (
-                    outputs.get("by").and_then(Value::as_str),
-                    outputs.get("via").and_then(Value::as_str),
-                ) {
-                    let question = format!("manual step `{}`: {}", step.id, step.display_title());
-                    self.approvals.push(Approval {
-                        step: step.id.clone(),
-                        by: by.to_owned(),
-                        via: via.to_owned(),
-                        at: Utc::now(),
-                        question,
-                    });
-                }
                 rec.outputs = self.redact_outputs(&outputs);
                 self.vars
                     .steps
@@ -580,6 +573,7 @@ impl Run<'_> {
         let cx = StepCx {
             runbook: self.runbook,
             step_id: &step.id,
+            step_title: step.display_title(),
             vars: &vars,
             templates: &self.templates,
             cancel,
@@ -589,8 +583,9 @@ impl Run<'_> {
             undo: &self.undo,
             attempt,
             history: self.opts.history.as_deref(),
+            approvals: &self.approvals,
         };
-        let work = kind.run(&cx);
+        let work = crate::steps::run(kind, &cx);
         let limited = async {
             match step.timeout {
                 Some(limit) => tokio::time::timeout(limit.std(), work)
@@ -634,13 +629,13 @@ impl Run<'_> {
                 )))
             }
         };
-        self.approvals.push(Approval {
-            step: step.id.clone(),
-            by: self.opts.operator.clone(),
-            via: via.into(),
-            at: Utc::now(),
+        record_approval(
+            &self.approvals,
+            &step.id,
+            &self.opts.operator,
+            via,
             question,
-        });
+        );
         Ok(())
     }
 
@@ -649,7 +644,7 @@ impl Run<'_> {
         let ctx = self.vars.context(None);
         let name = step.kind.name();
         let root = crate::diagnostic::YamlPath::default();
-        let rendered = crate::steps::map_strings(
+        let rendered = crate::kind::map_strings(
             name,
             &step.payload,
             &root,

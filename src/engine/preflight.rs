@@ -5,10 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::kind::StepKind;
 use crate::record::{ErrorClass, PreflightItem};
 use crate::runbook::{Procedure, Runbook};
 use crate::steps::neon::{place_in, within_window, Point};
-use crate::steps::StepKind;
 
 /// The target and point-in-time template of a step that acts at a point in Neon history.
 fn point_in_time(kind: &StepKind) -> Option<(&str, &str)> {

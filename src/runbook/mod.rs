@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::cron::Cron;
 use crate::diagnostic::Diagnostic;
 use crate::duration::Duration;
-use crate::steps::StepKind;
+use crate::kind::StepKind;
 
 pub use load::Document;
 pub use raw::{

@@ -13,7 +13,7 @@ use super::validate::{
     TARGET_FIELDS,
 };
 use crate::duration::Duration;
-use crate::steps::StepKind;
+use crate::kind::StepKind;
 
 fn string(description: &str) -> Value {
     json!({"type": "string", "description": description})

@@ -20,7 +20,7 @@ use crate::cron::Cron;
 use crate::diagnostic::YamlPath;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::duration::Duration;
-use crate::steps::{Form as StepForm, StepKind};
+use crate::kind::{Form as StepForm, StepKind};
 
 pub const RUNBOOK_FIELDS: &[&str] = &[
     "version",
@@ -394,7 +394,7 @@ fn check_payload(
     scope: &Scope<'_>,
 ) -> Reads {
     let mut reads = Reads::default();
-    let _ = crate::steps::map_strings::<()>(kind, payload, path, &mut |p, text, form| {
+    let _ = crate::kind::map_strings::<()>(kind, payload, path, &mut |p, text, form| {
         match form {
             StepForm::Literal if crate::template::is_template(text) => {
                 let shown = p.to_string();
@@ -402,7 +402,7 @@ fn check_payload(
                     .rsplit_once(&format!(".{kind}"))
                     .map_or_else(|| kind.to_owned(), |(_, rest)| format!("{kind}{rest}"));
                 sink.at_value(p, format!("templates are not expanded in `{field}`"))
-                    .help = Some(StepKind::literal_help(kind).into());
+                    .help = StepKind::info(kind).map(|i| i.literal_help.to_owned());
             }
             StepForm::Literal => {}
             // only `wait.until` sees the polled step's outputs as `result`

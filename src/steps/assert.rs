@@ -1,101 +1,14 @@
-//! `assert`: what must hold. Either expressions over earlier outputs and params
-//! (`steps.count.rows > 0`), or named SQL invariants run on a database ("every order has a
-//! customer"). Every false one is named in the failure.
+//! `assert`: evaluates the expressions, or runs the invariants in one read-only
+//! transaction. Every false one is named in the failure.
 
 use indexmap::IndexMap;
-use schemars::JsonSchema;
-use serde::Deserialize;
 
-use super::{db, string_or_map, Outputs, Spec, StepCx, StepError};
+use super::{db, Run, StepCx, StepError};
+use crate::kind::assert::{Assert, AssertSpec};
 use crate::pg::connect::describe;
+use crate::record::Outputs;
 
-/// `assert: "expression"`, `{that: [expressions], message}`, or `{db, sql: {name: query}}`.
-#[derive(Debug, Clone)]
-pub enum Assert {
-    One(String),
-    Full(AssertSpec),
-}
-
-string_or_map!(
-    Assert,
-    One,
-    Full(AssertSpec),
-    "Expressions that must hold (`steps.count.rows > 0`), or named SQL invariants on a database."
-);
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct AssertSpec {
-    /// One expression or a list; all must be true.
-    pub that: Option<OneOrMany>,
-    /// Shown when an expression is false (template).
-    pub message: Option<String>,
-    /// The database the `sql` invariants run on: a target name or a connection string.
-    pub db: Option<String>,
-    /// Named invariants, each a query (literal SQL, run read-only). It holds when it returns
-    /// one row whose first column is true, or no rows at all (a query listing violations).
-    #[serde(default)]
-    pub sql: IndexMap<String, String>,
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl Spec for Assert {
-    const EXPRESSIONS: &'static [&'static str] = &["", "that"];
-    const LITERAL: &'static [&'static str] = &["sql"];
-    const LITERAL_HELP: &'static str =
-        "invariants are literal SQL: they read the database, not the run's values";
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
-
-    fn target(&self) -> Option<&str> {
-        match self {
-            Assert::Full(AssertSpec { db: Some(d), .. }) => db::target_name(d),
-            _ => None,
-        }
-    }
-
-    fn check(&self) -> Result<(), String> {
-        match self {
-            Assert::One(_) => Ok(()),
-            Assert::Full(s) => match (&s.that, s.sql.is_empty(), &s.db) {
-                (Some(_), true, None) => Ok(()),
-                (None, false, Some(_)) => Ok(()),
-                (None, false, None) => {
-                    Err("`sql` invariants need `db`: the database they run on".into())
-                }
-                (Some(_), false, _) => {
-                    Err("give `that` (expressions) or `sql` (invariants), not both".into())
-                }
-                (None, true, _) => {
-                    Err("give `that` (expressions) or `db` with `sql` (invariants)".into())
-                }
-                (Some(_), true, Some(_)) => {
-                    Err("`db` is for `sql` invariants; `that` reads the run's values".into())
-                }
-            },
-        }
-    }
-
-    fn summary(&self) -> String {
-        match self {
-            Assert::Full(AssertSpec {
-                db: Some(d), sql, ..
-            }) if !sql.is_empty() => {
-                format!(
-                    "on {}: {}",
-                    crate::redact::mask_passwords(d),
-                    sql.keys().cloned().collect::<Vec<_>>().join("; ")
-                )
-            }
-            _ => self.expressions().join(" and "),
-        }
-    }
-
+impl Run for Assert {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         if let Assert::Full(AssertSpec {
             db: Some(db), sql, ..
@@ -124,23 +37,6 @@ impl Spec for Assert {
         let mut out = Outputs::new();
         out.insert("checked".into(), exprs.len().into());
         Ok(out)
-    }
-}
-
-impl Assert {
-    fn expressions(&self) -> Vec<&str> {
-        match self {
-            Assert::One(e) => vec![e],
-            Assert::Full(AssertSpec {
-                that: Some(OneOrMany::One(e)),
-                ..
-            }) => vec![e],
-            Assert::Full(AssertSpec {
-                that: Some(OneOrMany::Many(v)),
-                ..
-            }) => v.iter().map(String::as_str).collect(),
-            Assert::Full(AssertSpec { that: None, .. }) => Vec::new(),
-        }
     }
 }
 

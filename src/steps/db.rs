@@ -7,22 +7,9 @@ use super::{StepCx, StepError};
 use crate::pg::url::{self, ConnSpec};
 use crate::runbook::TargetKind;
 
-/// True when `db` is written as a target name rather than a connection string.
-pub fn is_target_name(db: &str) -> bool {
-    !db.is_empty()
-        && db
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
-}
-
-/// The target name in a `db:` field, for validation (None for URLs and templates).
-pub fn target_name(db: &str) -> Option<&str> {
-    (is_target_name(db) && !crate::template::is_template(db)).then_some(db)
-}
-
 /// Resolves `db` to a parsed connection string.
 pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
-    let text = if is_target_name(db) {
+    let text = if crate::kind::is_target_name(db) {
         let target = cx
             .runbook
             .targets

@@ -1,15 +1,12 @@
-//! Checks on the drill history: `history.last_pass` (a procedure passed recently enough) and
-//! `history.overdue` (a scheduled procedure is not overdue). They read the history given on
-//! the command line (`--history`), else `DRILLBOOK_HISTORY`, else `drills/history.jsonl`.
+//! `history.last_pass` and `history.overdue`: they read the history given on the command
+//! line (`--history`), else `DRILLBOOK_HISTORY`, else `drills/history.jsonl`.
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
-use super::{Outputs, Spec, StepCx, StepError};
-use crate::duration::Duration;
+use super::{Run, StepCx, StepError};
 use crate::history::Store;
-use crate::record::{DrillRecord, Verdict};
+use crate::kind::history::{HistoryLastPass, HistoryOverdue};
+use crate::record::{DrillRecord, Outputs, Verdict};
 
 /// The runbook's records of `procedure`, oldest first.
 async fn records(cx: &StepCx<'_>, procedure: &str) -> Result<Vec<DrillRecord>, StepError> {
@@ -46,31 +43,7 @@ fn insert_last(out: &mut Outputs, last: Option<&DrillRecord>, now: DateTime<Utc>
     }
 }
 
-/// `history.last_pass`: the procedure passed within `max_age`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryLastPass {
-    /// A procedure of this runbook, e.g. `pitr-drill`.
-    pub procedure: String,
-    /// How long ago its last pass may be, e.g. `35d`.
-    pub max_age: Duration,
-}
-
-impl Spec for HistoryLastPass {
-    fn check(&self) -> Result<(), String> {
-        if self.procedure.trim().is_empty() {
-            return Err("`procedure` is empty".into());
-        }
-        Ok(())
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "`{}` passed within the last {}",
-            self.procedure, self.max_age
-        )
-    }
-
+impl Run for HistoryLastPass {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let now = Utc::now();
         let recs = records(cx, &self.procedure).await?;
@@ -101,20 +74,7 @@ impl Spec for HistoryLastPass {
     }
 }
 
-/// `history.overdue`: a scheduled procedure has passed since its schedule last came due (a
-/// grace of one seventh of the period: a monthly drill is overdue after ~35 days).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryOverdue {
-    /// A procedure of this runbook with a `schedule`.
-    pub procedure: String,
-}
-
-impl Spec for HistoryOverdue {
-    fn summary(&self) -> String {
-        format!("`{}` is not overdue for its schedule", self.procedure)
-    }
-
+impl Run for HistoryOverdue {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let Some(schedule) = cx
             .runbook

@@ -1,76 +1,21 @@
-//! `http`: one HTTP request with an expected status; JSON fields of the response become
-//! outputs. Network failures are "could not run" (exit 3), an unexpected status is a failure.
+//! `http`: sends the request. Network failures are "could not run" (exit 3), an unexpected
+//! status is a failure.
 
-use indexmap::IndexMap;
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-use super::{string_or_map, Outputs, Spec, StepCx, StepError, Text};
-
-/// `http: "https://…"` (a GET expecting 2xx) or the full form.
-#[derive(Debug, Clone)]
-pub enum Http {
-    Get(String),
-    Full(Box<HttpSpec>),
-}
-
-string_or_map!(
-    Http,
-    Get,
-    Full(Box<HttpSpec>),
-    "An HTTP request: a URL to GET, or `{method, url, headers, json, body, expect, capture}`."
-);
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSpec {
-    /// `GET` (default), `POST`, `PUT`, `PATCH`, `DELETE`, `HEAD`.
-    #[serde(default = "get")]
-    pub method: String,
-    pub url: String,
-    #[serde(default)]
-    pub headers: IndexMap<String, Text>,
-    /// A JSON body (sets `Content-Type: application/json`).
-    pub json: Option<serde_json::Value>,
-    /// A raw text body.
-    pub body: Option<String>,
-    /// Statuses that count as success; default any 2xx.
-    pub expect: Option<Vec<u16>>,
-    /// Outputs taken from the JSON response by JSON Pointer, e.g. `{id: /branch/id}`.
-    #[serde(default)]
-    pub capture: IndexMap<String, String>,
-}
-
-fn get() -> String {
-    "GET".into()
-}
+use super::{Run, StepCx, StepError};
+use crate::kind::http::{Http, HttpSpec};
+use crate::record::Outputs;
 
 /// Response bodies kept as the `body` output, at most.
 const BODY_BYTES: usize = 16 * 1024;
 
-impl Spec for Http {
-    fn summary(&self) -> String {
-        match self {
-            Http::Get(url) => format!("GET {}", crate::redact::mask_url_passwords(url)),
-            Http::Full(s) => format!(
-                "{} {}",
-                s.method.to_uppercase(),
-                crate::redact::mask_url_passwords(&s.url)
-            ),
-        }
-    }
-
+impl Run for Http {
     async fn run<'a>(&'a self, _cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let get;
         let spec = match self {
-            Http::Get(url) => &HttpSpec {
-                method: get(),
-                url: url.clone(),
-                headers: IndexMap::new(),
-                json: None,
-                body: None,
-                expect: None,
-                capture: IndexMap::new(),
-            },
+            Http::Get(url) => {
+                get = HttpSpec::get(url);
+                &get
+            }
             Http::Full(s) => s,
         };
         let method = reqwest::Method::from_bytes(spec.method.to_uppercase().as_bytes())

@@ -1,5 +1,5 @@
-//! The `neon` provider: point-in-time branches, branch restores, snapshots and the checks
-//! that prove backups are configured, all through Neon's API ([`crate::neon`]).
+//! The `neon` provider's steps: point-in-time branches, branch restores, snapshots and the
+//! checks that prove backups are configured, all through Neon's API ([`crate::neon`]).
 //!
 //! Safety rules every kind follows:
 //! - a branch or snapshot drillbook creates is registered for undo *before* the request is
@@ -13,13 +13,17 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Outputs, Spec, StepCx, StepError, Undo};
+use super::{Run, StepCx, StepError, Undo};
 use crate::duration::Duration;
+use crate::kind::neon::{
+    NeonBackupSchedule, NeonConnectionUri, NeonCreateBranch, NeonCreateSnapshot, NeonDeleteBranch,
+    NeonDeleteSnapshot, NeonFinalizeRestore, NeonProject, NeonRestoreBranch, NeonRestoreSnapshot,
+    NeonRetention, NeonSchemaDiff, NeonSetDefaultBranch, NeonSnapshotAge,
+};
 use crate::neon::{Branch, Client, NeonError, Project, ScheduleItem};
+use crate::record::Outputs;
 use crate::runbook::TargetKind;
 use crate::timestamp::{rfc3339, rfc3339_precise, TimeSpec};
 
@@ -389,68 +393,7 @@ fn ms_since(t: tokio::time::Instant) -> Value {
         .into()
 }
 
-// ---------------------------------------------------------------------------------------
-
-/// `neon.create_branch`: a new branch from the target's branch (or `from`) as of `at`, with
-/// a read-write compute, deleted at the end of the run unless `keep: true`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonCreateBranch {
-    /// A `neon` target.
-    pub target: String,
-    /// The parent branch (name or `br-…` id); default: the target's branch, else the
-    /// project's default branch.
-    pub from: Option<String>,
-    /// The point in the parent's history: a timestamp (RFC 3339 or `now-24h`) or an LSN
-    /// (`0/1DE2850`); default: the parent's head.
-    pub at: Option<String>,
-    /// Branch name; default `drillbook-<run id>-<step id>`.
-    pub name: Option<String>,
-    /// Sets the branch's `expires_at` this far ahead, so Neon deletes it even if drillbook
-    /// cannot (default `1d` for branches drillbook deletes itself; none with `keep`). At most
-    /// 30 days.
-    pub expires_in: Option<Duration>,
-    /// Database named in `connection_uri` (default: the target's, else `neondb`).
-    pub database: Option<String>,
-    /// Role named in `connection_uri` (default: the target's, else the database's owner).
-    pub role: Option<String>,
-    /// Keep the branch after the run (default false: it is deleted on every path).
-    #[serde(default)]
-    pub keep: bool,
-}
-
-impl Spec for NeonCreateBranch {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn check(&self) -> Result<(), String> {
-        if let Some(e) = self.expires_in {
-            if e.0 > std::time::Duration::from_secs(30 * 86_400) || e.0.as_secs() < 60 {
-                return Err(format!(
-                    "`expires_in: {e}`: Neon accepts 1 minute to 30 days"
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "create Neon branch {} from {} at {}{}",
-            self.name.as_deref().unwrap_or("drillbook-<run>"),
-            self.from.as_deref().unwrap_or(&self.target),
-            self.at.as_deref().unwrap_or("its head"),
-            if self.keep {
-                " (kept)"
-            } else {
-                " (deleted at the end of the run)"
-            }
-        )
-    }
-
+impl Run for NeonCreateBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
@@ -570,52 +513,7 @@ impl Spec for NeonCreateBranch {
     }
 }
 
-/// `neon.restore_branch`: overwrite a branch (typically production) with its own past
-/// (`at`) or another branch's data (`from`), keeping the pre-restore state as a branch.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonRestoreBranch {
-    /// A `neon` target.
-    pub target: String,
-    /// The branch to overwrite (name or id); default: the target's branch.
-    pub branch: Option<String>,
-    /// The source branch (name or id); default: the branch itself (restore to its past).
-    pub from: Option<String>,
-    /// The point in the source's history (timestamp or LSN); required when restoring a
-    /// branch to its own past; default: the source's head.
-    pub at: Option<String>,
-    /// Name of the branch that keeps the pre-restore state (default
-    /// `<name>_before_<UTC timestamp>`).
-    pub preserve_under_name: Option<String>,
-}
-
-impl Spec for NeonRestoreBranch {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-    const DESTRUCTIVE: bool = true;
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn check(&self) -> Result<(), String> {
-        if self.from.is_none() && self.at.is_none() {
-            return Err("restoring a branch to its own past needs `at` (a timestamp or LSN), or `from` another branch".into());
-        }
-        Ok(())
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "RESTORE Neon branch {} from {} at {} (pre-restore state kept as {})",
-            self.branch.as_deref().unwrap_or(&self.target),
-            self.from.as_deref().unwrap_or("its own history"),
-            self.at.as_deref().unwrap_or("head"),
-            self.preserve_under_name
-                .as_deref()
-                .unwrap_or("<name>_before_<time>")
-        )
-    }
-
+impl Run for NeonRestoreBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
@@ -685,27 +583,7 @@ impl Spec for NeonRestoreBranch {
     }
 }
 
-/// `neon.delete_branch`: deletes a branch (never the target's own branch or the default).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonDeleteBranch {
-    /// A `neon` target.
-    pub target: String,
-    /// Branch name or id, e.g. `"{{ steps.branch.id }}"`.
-    pub branch: String,
-}
-
-impl Spec for NeonDeleteBranch {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!("delete Neon branch {}", self.branch)
-    }
-
+impl Run for NeonDeleteBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
@@ -745,30 +623,7 @@ impl Spec for NeonDeleteBranch {
     }
 }
 
-/// `neon.set_default_branch`: makes a branch the project's default (where the project's
-/// default connection string points).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonSetDefaultBranch {
-    /// A `neon` target.
-    pub target: String,
-    /// Branch name or id.
-    pub branch: String,
-}
-
-impl Spec for NeonSetDefaultBranch {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-    /// It moves production traffic.
-    const DESTRUCTIVE: bool = true;
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!("make Neon branch {} the project's default", self.branch)
-    }
-
+impl Run for NeonSetDefaultBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
@@ -788,37 +643,7 @@ impl Spec for NeonSetDefaultBranch {
     }
 }
 
-/// `neon.connection_uri`: the connection string of a branch's compute.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonConnectionUri {
-    /// A `neon` target.
-    pub target: String,
-    /// Branch name or id; default: the target's branch.
-    pub branch: Option<String>,
-    /// Default: the target's database, else `neondb`.
-    pub database: Option<String>,
-    /// Default: the target's role, else the database's owner.
-    pub role: Option<String>,
-    /// The pooled (PgBouncer) host.
-    #[serde(default)]
-    pub pooled: bool,
-}
-
-impl Spec for NeonConnectionUri {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "look up the connection string of {}",
-            self.branch.as_deref().unwrap_or(&self.target)
-        )
-    }
-
+impl Run for NeonConnectionUri {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let (place, client, b) = open(cx, &self.target, self.branch.as_deref()).await?;
         let (db, role) = database_and_role(
@@ -841,45 +666,7 @@ impl Spec for NeonConnectionUri {
     }
 }
 
-/// `neon.create_snapshot`: a snapshot of a root branch, now or at a point in its history.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonCreateSnapshot {
-    /// A `neon` target.
-    pub target: String,
-    /// A root branch (name or id); default: the target's branch.
-    pub branch: Option<String>,
-    /// A timestamp or LSN inside the restore window; default: now.
-    pub at: Option<String>,
-    /// Snapshot name; default `drillbook-<run id>-<step id>`.
-    pub name: Option<String>,
-    /// Sets the snapshot's `expires_at` this far ahead.
-    pub expires_in: Option<Duration>,
-    /// Keep the snapshot after the run (default false: it is deleted on every path).
-    #[serde(default)]
-    pub keep: bool,
-}
-
-impl Spec for NeonCreateSnapshot {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "snapshot {} at {}{}",
-            self.branch.as_deref().unwrap_or(&self.target),
-            self.at.as_deref().unwrap_or("now"),
-            if self.keep {
-                " (kept)"
-            } else {
-                " (deleted at the end of the run)"
-            }
-        )
-    }
-
+impl Run for NeonCreateSnapshot {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
@@ -962,56 +749,7 @@ impl Spec for NeonCreateSnapshot {
     }
 }
 
-/// `neon.restore_snapshot`: a snapshot's data as a new branch (to inspect, then delete), or
-/// with `finalize: true` in place of the target branch (its computes move to the restored
-/// data; the old branch is kept as `<name> (old)`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonRestoreSnapshot {
-    /// A `neon` target.
-    pub target: String,
-    /// Snapshot id (`snap-…`) or name, or `latest` for the newest snapshot of the target's
-    /// branch.
-    pub snapshot: String,
-    /// The branch the snapshot restores onto (name or id); default: the target's branch.
-    pub into: Option<String>,
-    /// Name of the new branch.
-    pub name: Option<String>,
-    /// Replace the target branch with the restored data (destructive: needs approval).
-    #[serde(default)]
-    pub finalize: bool,
-    /// Without `finalize`: keep the restored branch after the run (default false).
-    #[serde(default)]
-    pub keep: bool,
-    /// Database named in `connection_uri` (default: the target's, else `neondb`).
-    pub database: Option<String>,
-    /// Role named in `connection_uri` (default: the target's, else the database's owner).
-    pub role: Option<String>,
-}
-
-impl Spec for NeonRestoreSnapshot {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn destructive(&self) -> bool {
-        self.finalize
-    }
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        if self.finalize {
-            format!(
-                "RESTORE snapshot {} in place of {}",
-                self.snapshot,
-                self.into.as_deref().unwrap_or(&self.target)
-            )
-        } else {
-            format!("restore snapshot {} into a new branch", self.snapshot)
-        }
-    }
-
+impl Run for NeonRestoreSnapshot {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let (place, client, into) = open(cx, &self.target, self.into.as_deref()).await?;
         let project = place.project.clone();
@@ -1161,37 +899,7 @@ impl Spec for NeonRestoreSnapshot {
     }
 }
 
-/// `neon.finalize_restore`: completes a multi-step snapshot restore: the restored branch
-/// (from `neon.restore_snapshot` without `finalize`) takes the place of the branch it was
-/// restored onto — its computes, name and connection string; the replaced branch is kept
-/// (as `name`, default `<name> (old)`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonFinalizeRestore {
-    /// A `neon` target.
-    pub target: String,
-    /// The restored branch (name or id), e.g. `"{{ steps.restore.id }}"`.
-    pub branch: String,
-    /// New name for the replaced branch.
-    pub name: Option<String>,
-}
-
-impl Spec for NeonFinalizeRestore {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-    /// It replaces a branch (typically production).
-    const DESTRUCTIVE: bool = true;
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "FINALIZE the snapshot restore {}: it replaces the branch it was restored onto",
-            self.branch
-        )
-    }
-
+impl Run for NeonFinalizeRestore {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
@@ -1260,27 +968,7 @@ impl Spec for NeonFinalizeRestore {
     }
 }
 
-/// `neon.delete_snapshot`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonDeleteSnapshot {
-    /// A `neon` target.
-    pub target: String,
-    /// Snapshot id (`snap-…`) or name.
-    pub snapshot: String,
-}
-
-impl Spec for NeonDeleteSnapshot {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!("delete Neon snapshot {}", self.snapshot)
-    }
-
+impl Run for NeonDeleteSnapshot {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;
@@ -1305,46 +993,7 @@ impl Spec for NeonDeleteSnapshot {
     }
 }
 
-/// `neon.schema_diff`: Neon's schema comparison of a branch (optionally at a point in time)
-/// against a base branch; fails when they differ unless `allow_changes: true`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonSchemaDiff {
-    /// A `neon` target.
-    pub target: String,
-    /// The branch compared (name or id), e.g. `"{{ steps.branch.id }}"`; default: the
-    /// target's branch.
-    pub branch: Option<String>,
-    /// The point in `branch`'s history to compare (timestamp or LSN); default: its head.
-    pub at: Option<String>,
-    /// The base branch (name or id); default: the target's branch.
-    pub base: Option<String>,
-    /// Database (default: the target's, else `neondb`).
-    pub database: Option<String>,
-    /// Report differences without failing.
-    #[serde(default)]
-    pub allow_changes: bool,
-}
-
-impl Spec for NeonSchemaDiff {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "compare the schema of {}{} with {}",
-            self.branch.as_deref().unwrap_or(&self.target),
-            self.at
-                .as_deref()
-                .map(|a| format!(" at {a}"))
-                .unwrap_or_default(),
-            self.base.as_deref().unwrap_or(&self.target)
-        )
-    }
-
+impl Run for NeonSchemaDiff {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let (place, client, branch) = open(cx, &self.target, self.branch.as_deref()).await?;
         let project = place.project.clone();
@@ -1397,32 +1046,7 @@ impl Spec for NeonSchemaDiff {
     }
 }
 
-// --- checks -------------------------------------------------------------------------------
-
-/// `neon.retention`: the project's restore window is at least `min`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonRetention {
-    /// A `neon` target.
-    pub target: String,
-    /// The shortest acceptable restore window, e.g. `7d`.
-    pub min: Duration,
-}
-
-impl Spec for NeonRetention {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "the restore window of {} is at least {}",
-            self.target, self.min
-        )
-    }
-
+impl Run for NeonRetention {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let p = client()?.project(&place.project).await?;
@@ -1451,26 +1075,6 @@ impl Spec for NeonRetention {
         }
         Ok(out)
     }
-}
-
-/// `neon.backup_schedule`: the branch's snapshot schedule keeps what the backup policy
-/// declares (by default the runbook's `backup_policy`: daily copies kept N days, weekly kept
-/// N weeks, monthly kept N months, taken at the policy's hour).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonBackupSchedule {
-    /// A `neon` target.
-    pub target: String,
-    /// A root branch (name or id); default: the target's branch.
-    pub branch: Option<String>,
-    /// Daily snapshots kept (days); default `backup_policy.retention.daily`.
-    pub daily: Option<u32>,
-    /// Weekly snapshots kept (weeks); default `backup_policy.retention.weekly`.
-    pub weekly: Option<u32>,
-    /// Monthly snapshots kept (months of 30 days); default `backup_policy.retention.monthly`.
-    pub monthly: Option<u32>,
-    /// UTC hour the daily snapshot is taken; default: the hour of `backup_policy.schedule`.
-    pub hour: Option<u32>,
 }
 
 /// The hour of a daily cron schedule like `0 0 * * *`.
@@ -1540,20 +1144,7 @@ fn schedule_problems(
     problems
 }
 
-impl Spec for NeonBackupSchedule {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "the snapshot schedule of {} matches the backup policy",
-            self.target
-        )
-    }
-
+impl Run for NeonBackupSchedule {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let (place, client, b) = open(cx, &self.target, self.branch.as_deref()).await?;
         let have = client.backup_schedule(&place.project, &b.id).await?;
@@ -1582,32 +1173,7 @@ impl Spec for NeonBackupSchedule {
     }
 }
 
-/// `neon.snapshot_age`: the newest snapshot of the branch is younger than `max`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonSnapshotAge {
-    /// A `neon` target.
-    pub target: String,
-    /// Branch name or id; default: the target's branch.
-    pub branch: Option<String>,
-    /// The oldest acceptable newest snapshot, e.g. `25h`.
-    pub max: Duration,
-}
-
-impl Spec for NeonSnapshotAge {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "the newest snapshot of {} is younger than {}",
-            self.target, self.max
-        )
-    }
-
+impl Run for NeonSnapshotAge {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let (place, client, b) = open(cx, &self.target, self.branch.as_deref()).await?;
         let newest = client
@@ -1646,26 +1212,7 @@ impl Spec for NeonSnapshotAge {
     }
 }
 
-/// `neon.project`: the project's region, PostgreSQL version and restore window, for the
-/// document and the record.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NeonProject {
-    /// A `neon` target.
-    pub target: String,
-}
-
-impl Spec for NeonProject {
-    const TARGET_KINDS: &'static [&'static str] = &["neon"];
-
-    fn target(&self) -> Option<&str> {
-        Some(&self.target)
-    }
-
-    fn summary(&self) -> String {
-        format!("report the Neon project of {}", self.target)
-    }
-
+impl Run for NeonProject {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
         let client = client()?;

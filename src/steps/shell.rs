@@ -1,95 +1,20 @@
-//! `shell`: runs a command. Template values reach it only as environment variables, never
-//! spliced into the command text. It runs in its own process group so a timeout or an
-//! interrupt stops the whole tree it started.
+//! `shell`: runs a command in its own process group, so a timeout or an interrupt stops the
+//! whole tree it started. Values reach it only as environment variables.
 
 use std::process::Stdio;
 
 use indexmap::IndexMap;
-use schemars::JsonSchema;
-use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{string_or_map, Outputs, Spec, StepCx, StepError, Text};
+use super::{Run, StepCx, StepError};
+use crate::kind::shell::{Shell, ShellSpec};
+use crate::record::Outputs;
 use crate::runbook::TargetKind;
-
-/// `shell: "script"` (run with `sh -c`) or the full form.
-#[derive(Debug, Clone)]
-pub enum Shell {
-    Script(String),
-    Full(ShellSpec),
-}
-
-string_or_map!(
-    Shell,
-    Script,
-    Full(ShellSpec),
-    "A command: a script for `sh -c`, or `{run | argv, env, dir, target}`."
-);
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ShellSpec {
-    /// Script run with `sh -c`. Not a template: read values from `env`.
-    pub run: Option<String>,
-    /// Program and arguments, run without a shell. Not templates.
-    pub argv: Option<Vec<String>>,
-    /// Environment variables for the command; values are templates.
-    #[serde(default)]
-    pub env: IndexMap<String, Text>,
-    /// Working directory.
-    pub dir: Option<String>,
-    /// A target whose connection is passed as `DATABASE_URL` (postgres targets).
-    pub target: Option<String>,
-    /// Exit codes that count as success; default `[0]`.
-    pub success_codes: Option<Vec<i32>>,
-}
 
 /// How much of stdout and stderr is kept (the tail).
 const TAIL_BYTES: usize = 16 * 1024;
 
-impl Spec for Shell {
-    const LITERAL: &'static [&'static str] = &["", "run", "argv"];
-    const TARGET_KINDS: &'static [&'static str] = &["postgres"];
-
-    fn check(&self) -> Result<(), String> {
-        match self {
-            Shell::Full(s) => match (&s.run, &s.argv) {
-                (Some(_), None) => Ok(()),
-                (None, Some(argv)) if !argv.is_empty() => Ok(()),
-                (None, Some(_)) => {
-                    Err("`argv` is empty: give the program and its arguments".into())
-                }
-                (Some(_), Some(_)) => Err(
-                    "give `run` (a script for sh -c) or `argv` (a program and arguments), not both"
-                        .into(),
-                ),
-                (None, None) => {
-                    Err("missing the command: give `run` (a script for sh -c) or `argv`".into())
-                }
-            },
-            Shell::Script(s) if s.trim().is_empty() => Err("empty command".into()),
-            Shell::Script(_) => Ok(()),
-        }
-    }
-
-    fn target(&self) -> Option<&str> {
-        match self {
-            Shell::Full(s) => s.target.as_deref(),
-            Shell::Script(_) => None,
-        }
-    }
-
-    fn summary(&self) -> String {
-        match self {
-            Shell::Script(s) => format!("sh -c {}", first_line(s)),
-            Shell::Full(s) => match (&s.run, &s.argv) {
-                (Some(run), _) => format!("sh -c {}", first_line(run)),
-                (None, Some(argv)) => argv.join(" "),
-                (None, None) => "(no command)".into(),
-            },
-        }
-    }
-
+impl Run for Shell {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let empty = ShellSpec {
             run: None,
@@ -192,19 +117,6 @@ impl Spec for Shell {
                     .with_outputs(outputs),
             ),
         }
-    }
-}
-
-fn first_line(s: &str) -> String {
-    let line = s
-        .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim();
-    if s.trim().lines().count() > 1 {
-        format!("{line} …")
-    } else {
-        line.to_owned()
     }
 }
 

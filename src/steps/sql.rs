@@ -1,148 +1,15 @@
-//! `sql`: runs a statement on a database. Values are bound as parameters (`$1`), never put
-//! into the SQL text, which is literal. Read-only unless `write: true` (a READ ONLY
-//! transaction, so a drill cannot change data by accident). `expect` asserts on the result;
-//! the first row's columns become outputs.
+//! `sql`: runs the statement in a transaction, READ ONLY unless `write: true`, so a drill
+//! cannot change data by accident. The first row's columns become outputs.
 
-use schemars::JsonSchema;
-use serde::Deserialize;
 use serde_json::Value;
 
-use super::{db, Outputs, Spec, StepCx, StepError, Text};
+use super::{db, Run, StepCx, StepError};
+use crate::kind::sql::{show, Expect, Sql};
 use crate::pg::connect::describe;
 use crate::pg::value::{row_to_json, TextParam};
+use crate::record::Outputs;
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Sql {
-    /// A target name, or a connection string (e.g. `"{{ steps.branch.connection_uri }}"`).
-    pub db: String,
-    /// The statement. Not a template: pass values in `params` and write `$1`, `$2`, ….
-    pub query: String,
-    /// Values for `$1`, `$2`, …; templates allowed. Sent as text and parsed by the server
-    /// as the type it infers for each placeholder.
-    #[serde(default)]
-    pub params: Vec<Option<Text>>,
-    /// Allow changes (default false: the statement runs in a READ ONLY transaction).
-    #[serde(default)]
-    pub write: bool,
-    /// Assertions on the result.
-    pub expect: Option<Expect>,
-}
-
-/// What the result must look like. A comparison is a value (`5`, `"ok"`), meaning `==`, or a
-/// string starting with an operator: `"> 0"`, `"<= 100"`, `"!= 'x'"`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Expect {
-    /// The number of rows returned.
-    pub rows: Option<Comparison>,
-    /// The first column of the first row.
-    pub value: Option<Comparison>,
-    /// The exact set of rows, in any order: a list of rows, each a list of values.
-    pub equals: Option<Vec<Vec<Value>>>,
-}
-
-/// `5`, `"ok"`, `"> 0"`, `"!= 'done'"`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Comparison {
-    Number(f64),
-    Bool(bool),
-    Text(String),
-}
-
-const OPS: [&str; 6] = ["==", "!=", "<=", ">=", "<", ">"];
-
-impl Comparison {
-    /// The operator and the expected value.
-    fn parts(&self) -> (&'static str, Value) {
-        match self {
-            Comparison::Number(n) => ("==", Value::from(*n)),
-            Comparison::Bool(b) => ("==", Value::from(*b)),
-            Comparison::Text(t) => {
-                let t = t.trim();
-                for op in OPS {
-                    if let Some(rest) = t.strip_prefix(op) {
-                        let rest = rest.trim();
-                        let unquoted = rest
-                            .strip_prefix('\'')
-                            .and_then(|r| r.strip_suffix('\''))
-                            .map(str::to_owned);
-                        let value = match (unquoted, rest.parse::<f64>()) {
-                            (Some(s), _) => Value::from(s),
-                            (None, Ok(n)) => Value::from(n),
-                            (None, Err(_)) => Value::from(rest),
-                        };
-                        return (op, value);
-                    }
-                }
-                ("==", Value::from(t))
-            }
-        }
-    }
-
-    /// Whether `actual` satisfies the comparison, and the comparison as text for messages.
-    pub fn check(&self, actual: &Value) -> (bool, String) {
-        let (op, expected) = self.parts();
-        let shown = format!("{op} {}", show(&expected));
-        let as_num = |v: &Value| match v {
-            Value::Number(n) => n.as_f64(),
-            Value::String(s) => s.parse::<f64>().ok(),
-            _ => None,
-        };
-        let ordering = match (as_num(actual), as_num(&expected)) {
-            (Some(a), Some(b)) => a.partial_cmp(&b),
-            _ => Some(show(actual).cmp(&show(&expected))),
-        };
-        let ok = match (op, ordering) {
-            (_, None) => false,
-            ("==", Some(o)) => o.is_eq(),
-            ("!=", Some(o)) => o.is_ne(),
-            ("<", Some(o)) => o.is_lt(),
-            ("<=", Some(o)) => o.is_le(),
-            (">", Some(o)) => o.is_gt(),
-            (_, Some(o)) => o.is_ge(),
-        };
-        (ok, shown)
-    }
-}
-
-/// A value as people read it: strings bare, everything else as JSON.
-fn show(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => match n.as_f64() {
-            Some(f) if f.fract() == 0.0 && f.abs() < 1e15 => format!("{}", f as i64),
-            _ => n.to_string(),
-        },
-        other => other.to_string(),
-    }
-}
-
-impl Spec for Sql {
-    const LITERAL: &'static [&'static str] = &["query"];
-    const LITERAL_HELP: &'static str =
-        "bind values instead: `params: [\"{{ steps.x.y }}\"]` and `$1` in the query";
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
-
-    fn target(&self) -> Option<&str> {
-        db::target_name(&self.db)
-    }
-
-    fn summary(&self) -> String {
-        let q: String = self.query.split_whitespace().collect::<Vec<_>>().join(" ");
-        let q = if q.chars().count() > 80 {
-            format!("{}…", q.chars().take(80).collect::<String>())
-        } else {
-            q
-        };
-        format!(
-            "{}sql on {}: {q}",
-            if self.write { "write " } else { "" },
-            crate::redact::mask_passwords(&self.db)
-        )
-    }
-
+impl Run for Sql {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
@@ -241,22 +108,4 @@ fn check_expect(expect: &Expect, rows: &[tokio_postgres::Row]) -> Result<(), Str
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn comparisons() {
-        let c = |s: &str| Comparison::Text(s.into());
-        assert!(c("> 0").check(&Value::from(3)).0);
-        assert!(!c("> 0").check(&Value::from(0)).0);
-        assert!(c("<= 10").check(&Value::from("10")).0);
-        assert!(c("!= 'done'").check(&Value::from("running")).0);
-        assert!(c("ok").check(&Value::from("ok")).0);
-        assert!(Comparison::Number(5.0).check(&Value::from(5)).0);
-        assert_eq!(c(">= 2").check(&Value::from(1)).1, ">= 2");
-        assert!(Comparison::Bool(true).check(&Value::from(true)).0);
-    }
 }

@@ -3,11 +3,11 @@
 
 use super::checks::{a_summary, expectation};
 use super::text::{code, code_block, db_label, list, prose};
-use crate::checks::compare::{RowCounts, Samples, Selection};
+use crate::kind::compare::{RowCounts, Samples, Selection};
+use crate::kind::StepKind;
 use crate::redact::is_secret_name;
 use crate::runbook::raw::TargetKind;
 use crate::runbook::Runbook;
-use crate::steps::StepKind;
 
 pub(super) struct ByHand {
     /// One line (composed: passed through `md` by the caller).
@@ -51,11 +51,11 @@ pub(super) fn neon_branch(runbook: &Runbook, target: &str) -> Option<String> {
 }
 
 pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
-    use crate::steps::assert::{Assert, AssertSpec};
-    use crate::steps::http::Http;
-    use crate::steps::manual::Manual;
-    use crate::steps::shell::Shell;
-    use crate::steps::wait::Wait;
+    use crate::kind::assert::{Assert, AssertSpec};
+    use crate::kind::http::Http;
+    use crate::kind::manual::Manual;
+    use crate::kind::shell::Shell;
+    use crate::kind::wait::Wait;
 
     let cli = |target: &str, args: String| {
         code(&format!(

@@ -6,22 +6,22 @@ use serde_json::{json, Value};
 
 use super::by_hand::{by_hand, neon_branch};
 use super::text::{code, codes, db_label, list, md, prose, wrap};
-use crate::checks::compare::{Compare, Direction, RowCounts, Samples, Selection, Tables};
+use crate::kind::compare::{Compare, Direction, RowCounts, Samples, Selection, Tables};
+use crate::kind::StepKind;
 use crate::runbook::Runbook;
-use crate::steps::StepKind;
 
 /// An assert with SQL invariants (else it is expressions).
-pub(super) fn has_sql(a: &crate::steps::assert::Assert) -> bool {
-    use crate::steps::assert::{Assert, AssertSpec};
+pub(super) fn has_sql(a: &crate::kind::assert::Assert) -> bool {
+    use crate::kind::assert::{Assert, AssertSpec};
     matches!(a, Assert::Full(AssertSpec { db: Some(_), sql, .. }) if !sql.is_empty())
 }
 
-pub(super) fn a_summary(a: &crate::steps::assert::Assert) -> String {
+pub(super) fn a_summary(a: &crate::kind::assert::Assert) -> String {
     StepKind::Assert(a.clone()).summary()
 }
 
-fn comparison(c: &crate::steps::sql::Comparison) -> String {
-    use crate::steps::sql::Comparison;
+fn comparison(c: &crate::kind::sql::Comparison) -> String {
+    use crate::kind::sql::Comparison;
     match c {
         Comparison::Number(n) if n.fract() == 0.0 && n.abs() < 1e15 => format!("{}", *n as i64),
         Comparison::Number(n) => n.to_string(),
@@ -36,7 +36,7 @@ fn is_operator(text: &str) -> bool {
         .any(|op| text.starts_with(op))
 }
 
-pub(super) fn expectation(e: &crate::steps::sql::Expect) -> String {
+pub(super) fn expectation(e: &crate::kind::sql::Expect) -> String {
     let mut parts = Vec::new();
     if let Some(v) = &e.value {
         let v = comparison(v);
@@ -62,7 +62,7 @@ pub(super) fn expectation(e: &crate::steps::sql::Expect) -> String {
 
 /// What a data-checking step verifies, in one composed line; None for other kinds.
 pub(super) fn validation(runbook: &Runbook, kind: &StepKind) -> Option<String> {
-    use crate::steps::assert::{Assert, AssertSpec};
+    use crate::kind::assert::{Assert, AssertSpec};
     Some(match kind {
         StepKind::Compare(c) => compare_checks(runbook, c).join("; "),
         StepKind::Freshness(f) => freshness_check(runbook, f),
@@ -142,9 +142,9 @@ fn compare_checks(runbook: &Runbook, c: &Compare) -> Vec<String> {
 pub(super) fn compare_items(runbook: &Runbook, c: &Compare) -> Vec<String> {
     let source = db_label(runbook, &c.source);
     let mut items = Vec::new();
-    let tolerance = |rule: &crate::checks::compare::CountRule| match &rule.tolerance {
-        Some(crate::checks::compare::Tolerance::Rows(n)) => format!(" within {n} rows"),
-        Some(crate::checks::compare::Tolerance::Percent(p)) => format!(" within {p}"),
+    let tolerance = |rule: &crate::kind::compare::CountRule| match &rule.tolerance {
+        Some(crate::kind::compare::Tolerance::Rows(n)) => format!(" within {n} rows"),
+        Some(crate::kind::compare::Tolerance::Percent(p)) => format!(" within {p}"),
         None => String::new(),
     };
     match &c.row_counts {
@@ -196,10 +196,7 @@ pub(super) fn compare_items(runbook: &Runbook, c: &Compare) -> Vec<String> {
     items
 }
 
-pub(super) fn freshness_check(
-    runbook: &Runbook,
-    f: &crate::checks::freshness::Freshness,
-) -> String {
+pub(super) fn freshness_check(runbook: &Runbook, f: &crate::kind::freshness::Freshness) -> String {
     let of = match (&f.table, &f.column) {
         (Some(t), Some(c)) => format!("the newest {}", code(&format!("{t}.{c}"))),
         _ => "the timestamp the query returns".into(),

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use super::checks::freshness_check;
 use super::procedures::ProcedureDoc;
 use super::text::{code, codes, md, prose, wrap, Headings};
+use crate::kind::StepKind;
 use crate::runbook::{RtoMark, Runbook};
-use crate::steps::StepKind;
 
 pub(super) fn objectives(
     runbook: &Runbook,

@@ -8,8 +8,8 @@ use super::by_hand::by_hand;
 use super::checks::{a_summary, has_sql, short, validation};
 use super::schedule::schedule_text;
 use super::text::{capitalized, code, codes, db_label, md, prose, wrap, Headings};
+use crate::kind::StepKind;
 use crate::runbook::{ParamValue, Procedure, ProcedureKind, RtoMark, Runbook, Step};
-use crate::steps::StepKind;
 
 /// What a procedure restores, for the procedures table.
 fn restores(p: &Procedure) -> &'static str {

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 use super::checks::{compare_items, freshness_check, validation};
 use super::procedures::ProcedureDoc;
 use super::text::{capitalized, code, codes, date, md, wrap};
+use crate::kind::StepKind;
 use crate::runbook::Runbook;
-use crate::steps::StepKind;
 
 pub(super) fn schedule_text(cron: &crate::cron::Cron) -> String {
     let words = cron.describe();

@@ -1,21 +1,19 @@
-//! The `local` provider: self-hosted PostgreSQL point-in-time recovery. `local.cluster`
-//! starts a throwaway archiving cluster (demos and tests), `local.base_backup` takes a
-//! `pg_basebackup`, `local.restore_point` names a point in the WAL, and `local.restore`
-//! restores a base backup plus the WAL archive into a scratch instance at a target. Every
-//! directory and server these create is registered for undo the moment it exists, so it is
-//! stopped and removed on every path; nothing else is touched.
+//! The `local` provider's steps. Every directory and server they create is registered for
+//! undo the moment it exists, so it is stopped and removed on every path; nothing else is
+//! touched.
 
 mod restore;
 
 use std::path::PathBuf;
 
-use schemars::JsonSchema;
-use serde::Deserialize;
-
-pub use restore::{restore_into, LocalRestore, Restored};
-
-use super::{db, Outputs, Spec, StepCx, StepError, Undo};
+use super::{db, Run, StepCx, StepError, Undo};
+use crate::kind::local::{
+    LocalArchiver, LocalBackupAge, LocalBaseBackup, LocalCluster, LocalRestorePoint,
+};
 use crate::pg::cluster::{find_binaries, Cluster, ClusterError, ClusterHandle, InitOptions};
+use crate::record::Outputs;
+
+pub use restore::{restore_into, Restored};
 
 /// A scratch directory for a step: `dir` when given (must be new or empty), else a new
 /// directory in the system's temporary directory named after the run and step.
@@ -40,29 +38,7 @@ pub(crate) fn cluster_error(e: ClusterError) -> StepError {
     }
 }
 
-/// `local.cluster`: a throwaway PostgreSQL cluster with WAL archiving, started on a free
-/// loopback port.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalCluster {
-    /// Directory for the cluster (`data/`, `archive/`, `socket/`, `server.log`); must be new
-    /// or empty. Default: a new directory under the system's temporary directory.
-    pub dir: Option<String>,
-    /// Database to create (default `app`).
-    pub database: Option<String>,
-    /// Extra `postgresql.conf` settings.
-    #[serde(default)]
-    pub settings: indexmap::IndexMap<String, super::Text>,
-}
-
-impl Spec for LocalCluster {
-    fn summary(&self) -> String {
-        format!(
-            "start a throwaway archiving PostgreSQL cluster with database `{}`",
-            self.database.as_deref().unwrap_or("app")
-        )
-    }
-
+impl Run for LocalCluster {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let bin = find_binaries().map_err(cluster_error)?;
         let root = scratch_dir(cx, self.dir.as_deref());
@@ -102,7 +78,7 @@ impl Spec for LocalCluster {
         admin
             .batch_execute(&format!(
                 "CREATE DATABASE {}",
-                crate::checks::quote_ident(&database)
+                crate::pg::quote_ident(&database)
             ))
             .await
             .map_err(|e| {
@@ -128,33 +104,7 @@ impl Spec for LocalCluster {
     }
 }
 
-/// `local.base_backup`: `pg_basebackup` of a running cluster into a new directory (plain
-/// format, WAL streamed in, so the backup is self-contained).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalBaseBackup {
-    /// The cluster to back up: a target name or a connection string (a replication-capable
-    /// role, e.g. the superuser).
-    pub db: String,
-    /// Directory for the backup; must be new or empty. Default: a new scratch directory,
-    /// removed at the end of the run unless `keep` is true.
-    pub dir: Option<String>,
-    /// Keep a default-located backup after the run (default false).
-    #[serde(default)]
-    pub keep: bool,
-}
-
-impl Spec for LocalBaseBackup {
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
-
-    fn target(&self) -> Option<&str> {
-        db::target_name(&self.db)
-    }
-
-    fn summary(&self) -> String {
-        format!("pg_basebackup of {}", crate::redact::mask_passwords(&self.db))
-    }
-
+impl Run for LocalBaseBackup {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let bin = find_binaries().map_err(cluster_error)?;
         let spec = db::resolve(cx, &self.db).await?;
@@ -295,32 +245,7 @@ impl Drop for RemoveUnlessKept {
     }
 }
 
-/// `local.restore_point`: `pg_create_restore_point(name)` on a cluster, and a WAL switch so
-/// the point reaches the archive.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalRestorePoint {
-    /// The cluster: a target name or a connection string (a superuser).
-    pub db: String,
-    /// The restore point's name (template), e.g. `"drill-{{ run.id }}"`.
-    pub name: String,
-}
-
-impl Spec for LocalRestorePoint {
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
-
-    fn target(&self) -> Option<&str> {
-        db::target_name(&self.db)
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "create restore point `{}` on {}",
-            self.name,
-            crate::redact::mask_passwords(&self.db)
-        )
-    }
-
+impl Run for LocalRestorePoint {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
@@ -351,36 +276,7 @@ impl Spec for LocalRestorePoint {
     }
 }
 
-/// `local.archiver`: WAL archiving health from `pg_stat_archiver`: fails when archiving has
-/// failed since its last success, or when the last archived segment is older than `max_age`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalArchiver {
-    /// The cluster: a target name or a connection string.
-    pub db: String,
-    /// The oldest acceptable last archived segment, e.g. `1h` (set `archive_timeout` on
-    /// the server so an idle database still archives).
-    pub max_age: Option<crate::duration::Duration>,
-}
-
-impl Spec for LocalArchiver {
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
-
-    fn target(&self) -> Option<&str> {
-        db::target_name(&self.db)
-    }
-
-    fn summary(&self) -> String {
-        let age = self
-            .max_age
-            .map(|a| format!(", last segment younger than {a}"))
-            .unwrap_or_default();
-        format!(
-            "WAL archiving on {} works{age}",
-            crate::redact::mask_passwords(&self.db)
-        )
-    }
-
+impl Run for LocalArchiver {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
@@ -409,7 +305,7 @@ impl Spec for LocalArchiver {
         );
         let age = last_time.map(|t| (now - t).to_std().unwrap_or_default());
         if let Some(a) = age {
-            out.insert("last_archived_age_s".into(), a.as_secs().into());
+            out.insert("last_archived_age_seconds".into(), a.as_secs().into());
         }
         let configured: String = row.get(8);
         if mode != "off" && configured.trim().is_empty() {
@@ -452,25 +348,7 @@ impl Spec for LocalArchiver {
     }
 }
 
-/// `local.backup_age`: the newest base backup in a directory of backups (each a directory
-/// with a `backup_label`) is younger than `max_age`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalBackupAge {
-    /// A directory holding base backups, one per subdirectory (or a single backup).
-    pub dir: String,
-    /// The oldest acceptable newest backup, e.g. `25h`.
-    pub max_age: crate::duration::Duration,
-}
-
-impl Spec for LocalBackupAge {
-    fn summary(&self) -> String {
-        format!(
-            "the newest base backup in {} is younger than {}",
-            self.dir, self.max_age
-        )
-    }
-
+impl Run for LocalBackupAge {
     async fn run<'a>(&'a self, _cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let dir = PathBuf::from(&self.dir);
         let mut candidates = vec![dir.clone()];
@@ -507,7 +385,7 @@ impl Spec for LocalBackupAge {
         let age = (chrono::Utc::now() - when).to_std().unwrap_or_default();
         out.insert("newest".into(), path.display().to_string().into());
         out.insert("newest_at".into(), crate::timestamp::rfc3339(when).into());
-        out.insert("age_s".into(), age.as_secs().into());
+        out.insert("age_seconds".into(), age.as_secs().into());
         if age > self.max_age.std() {
             return Err(StepError::failed(format!(
                 "the newest base backup {} is {} old, more than {}",

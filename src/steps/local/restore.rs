@@ -7,38 +7,13 @@
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
 use super::{cluster_error, scratch_dir};
+use crate::kind::local::LocalRestore;
 use crate::pg::cluster::{conf_string, find_binaries, shell_quote, Cluster, ClusterHandle};
-use crate::steps::{Outputs, Spec, StepCx, StepError, Undo};
+use crate::record::Outputs;
+use crate::steps::{Run, StepCx, StepError, Undo};
 use crate::timestamp::{rfc3339_precise, TimeSpec};
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalRestore {
-    /// A plain-format base backup directory (`pg_basebackup -Fp`).
-    pub base_backup: String,
-    /// The WAL archive directory (what `archive_command` copies into).
-    pub wal_archive: String,
-    /// `latest` (default), a timestamp (RFC 3339 or `now-1h`), an LSN (`0/5000028`), or the
-    /// name of a restore point.
-    #[serde(default = "latest")]
-    pub target: String,
-    /// Database named in the `connection_uri` output (default `postgres`).
-    pub database: Option<String>,
-    /// Role named in the `connection_uri` output (default `postgres`); the restored instance
-    /// trusts loopback connections, whatever the source's `pg_hba.conf` said.
-    pub user: Option<String>,
-    /// Directory for the restored instance; must be new or empty. Default: a new scratch
-    /// directory. It is stopped and removed at the end of the run.
-    pub dir: Option<String>,
-}
-
-fn latest() -> String {
-    "latest".into()
-}
 
 /// What recovery should stop at.
 #[derive(Debug, Clone, PartialEq)]
@@ -180,27 +155,7 @@ fn archive_gap(archive: &Path, start: &str) -> Result<Option<String>, StepError>
         .map(|w| segment_name(tli, w[0] + 1)))
 }
 
-impl Spec for LocalRestore {
-    fn check(&self) -> Result<(), String> {
-        let t = self.target.trim();
-        // something that starts like a date but does not parse is a typo, not a restore
-        // point name (recovery would wait for a point that never comes)
-        let looks_like_date = t.len() >= 8
-            && t.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-            && t.as_bytes()[4] == b'-';
-        if looks_like_date && !crate::template::is_template(t) && t.parse::<TimeSpec>().is_err() {
-            return Err(format!("target `{t}` looks like a timestamp but is not one: write RFC 3339, e.g. `2026-11-28T09:00:00Z`"));
-        }
-        Ok(())
-    }
-
-    fn summary(&self) -> String {
-        format!(
-            "restore {} + WAL from {} to {} in a scratch instance",
-            self.base_backup, self.wal_archive, self.target
-        )
-    }
-
+impl Run for LocalRestore {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let root = scratch_dir(cx, self.dir.as_deref());
         let restored = restore_into(

@@ -1,74 +1,18 @@
-//! `freshness`: the recovery point of a restored database — the newest timestamp in its data
-//! — against the time the restore was asked for. Fails when the restored data is newer than
+//! `freshness`: reads the newest timestamp of the restored data. Fails when it is newer than
 //! the target (a restore to the wrong point), and when the data-loss window exceeds
 //! `max_lag` or the runbook's RPO.
 
 use chrono::{DateTime, Utc};
-use schemars::JsonSchema;
-use serde::Deserialize;
 
-use super::quote_table;
-use crate::duration::{human, Duration};
+use super::{db, Run, StepCx, StepError};
+use crate::duration::human;
+use crate::kind::freshness::Freshness;
 use crate::pg::connect::describe;
-use crate::steps::{db, Outputs, Spec, StepCx, StepError};
+use crate::pg::quote_table;
+use crate::record::Outputs;
 use crate::timestamp::{rfc3339_precise, TimeSpec};
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Freshness {
-    /// The restored database: a target name or a connection string.
-    pub db: String,
-    /// Table holding the timestamps, `schema.table` or `table`.
-    pub table: Option<String>,
-    /// Timestamp column of `table` (`timestamptz`, or `timestamp` read as UTC).
-    pub column: Option<String>,
-    /// Instead of `table`/`column`: a query returning one timestamp (literal SQL).
-    pub sql: Option<String>,
-    /// The recovery target time: RFC 3339 or relative (`now-24h`); usually
-    /// `"{{ params.target_time }}"`.
-    pub target: String,
-    /// Largest acceptable gap between the target and the recovery point; the runbook's
-    /// `objectives.rpo` applies too.
-    pub max_lag: Option<Duration>,
-    /// Slack for clock skew before data newer than the target counts as a wrong restore;
-    /// default `0s`.
-    pub tolerance: Option<Duration>,
-}
-
-impl Spec for Freshness {
-    const LITERAL: &'static [&'static str] = &["sql"];
-    const LITERAL_HELP: &'static str =
-        "the query is literal SQL: read the target from `target`, not from the query";
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
-
-    fn target(&self) -> Option<&str> {
-        db::target_name(&self.db)
-    }
-
-    fn check(&self) -> Result<(), String> {
-        match (&self.table, &self.column, &self.sql) {
-            (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(()),
-            (_, _, Some(_)) => Err("give either `sql` or `table` and `column`, not both".into()),
-            _ => Err("give `table` and `column` (or `sql` returning one timestamp)".into()),
-        }
-    }
-
-    fn summary(&self) -> String {
-        let of = match (&self.table, &self.column) {
-            (Some(t), Some(c)) => format!("max({t}.{c})"),
-            _ => "the query's timestamp".into(),
-        };
-        let lag = self
-            .max_lag
-            .map(|l| format!(", at most {l} behind"))
-            .unwrap_or_default();
-        format!(
-            "{of} on {} is at or before {}{lag}",
-            crate::redact::mask_passwords(&self.db),
-            self.target
-        )
-    }
-
+impl Run for Freshness {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let target: TimeSpec = self
             .target
@@ -80,7 +24,7 @@ impl Spec for Freshness {
         let query = match (&self.table, &self.column, &self.sql) {
             (Some(t), Some(c), _) => format!(
                 "SELECT max({})::timestamptz FROM {}",
-                super::quote_ident(c),
+                crate::pg::quote_ident(c),
                 quote_table(t)
             ),
             (_, _, Some(sql)) => {

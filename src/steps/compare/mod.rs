@@ -1,9 +1,6 @@
-//! `compare`: a restored database against its source. Per table: existence, row counts
-//! (exact, or within a tolerance, or restored ≤ source for restores to an earlier time),
-//! content checksums computed in each database, the differing keys when checksums differ, a
-//! sample of rows value by value; and the schema (columns, keys, indexes, constraints,
-//! sequences). Tables are checked concurrently over a bounded number of connections per
-//! database. Every finding lands in the step's outputs, per table.
+//! `compare`: runs the comparison. Checksums are computed in each database, tables are
+//! checked concurrently over a bounded number of connections per database, and every
+//! finding lands in the step's outputs, per table.
 
 mod catalog;
 mod table;
@@ -11,183 +8,16 @@ mod table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::Mutex;
 
-use crate::steps::{db, Outputs, Spec, StepCx, StepError};
+use super::{db, Run, StepCx, StepError};
+use crate::kind::compare::{
+    same_table, Compare, CountRule, Direction, RowCounts, Samples, Tables, Tolerance,
+};
+use crate::record::Outputs;
 use catalog::Table;
 use table::{Digest, Hashing, KeyDiff};
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Compare {
-    /// The database restored from (usually production): a target name or connection string.
-    pub source: String,
-    /// The restored copy: a target name or connection string, e.g.
-    /// `"{{ steps.restore.connection_uri }}"`.
-    pub restored: String,
-    /// `all` (every user table of the source) or a list (`orders`, `sales.invoices`).
-    #[serde(default)]
-    pub tables: Tables,
-    /// Tables to leave out.
-    #[serde(default)]
-    pub exclude: Vec<String>,
-    /// Compare row counts: `true` (equal, the default), `false`, or
-    /// `{tolerance: "1%" | 100, direction: equal | restored_le_source}`.
-    #[serde(default)]
-    pub row_counts: RowCounts,
-    /// Content checksums: `true` (every compared table), `false` (default), or a list of
-    /// tables (e.g. those untouched since the recovery target).
-    #[serde(default)]
-    pub checksums: Selection,
-    /// Rows compared value by value, by primary key: a count for every table with a primary
-    /// key, or `{rows: N, tables: [...]}`.
-    #[serde(default)]
-    pub samples: Samples,
-    /// Compare the schema: columns, types, nullability, keys, indexes, constraints,
-    /// sequences (default true).
-    #[serde(default = "yes")]
-    pub schema: bool,
-    /// Connections per database, and so tables checked at once (default 2).
-    pub concurrency: Option<usize>,
-    /// How many differing keys to report per table (default 10; 0 skips the search).
-    pub differing_keys: Option<usize>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// `all`, or a list of tables.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Tables {
-    #[default]
-    All,
-    List(Vec<String>),
-}
-
-impl<'de> Deserialize<'de> for Tables {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Tables, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Tables;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("`all` or a list of tables")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Tables, E> {
-                if s == "all" {
-                    Ok(Tables::All)
-                } else {
-                    Err(E::custom(format!(
-                        "expected `all` or a list of tables, found `{s}`"
-                    )))
-                }
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Tables, A::Error> {
-                Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
-                    .map(Tables::List)
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
-impl JsonSchema for Tables {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Tables".into()
-    }
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({"anyOf": [{"const": "all"}, {"type": "array", "items": {"type": "string"}}]})
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Selection {
-    Every(bool),
-    Only(Vec<String>),
-}
-
-impl Default for Selection {
-    fn default() -> Selection {
-        Selection::Every(false)
-    }
-}
-
-impl Selection {
-    fn includes(&self, table: &str) -> bool {
-        match self {
-            Selection::Every(b) => *b,
-            Selection::Only(list) => list.iter().any(|t| same_table(t, table)),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum RowCounts {
-    Enabled(bool),
-    Rule(CountRule),
-}
-
-impl Default for RowCounts {
-    fn default() -> RowCounts {
-        RowCounts::Enabled(true)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CountRule {
-    /// Allowed difference: a row count (`100`) or a percentage of the source (`"1%"`).
-    pub tolerance: Option<Tolerance>,
-    /// `equal` (default) or `restored_le_source`: a restore to an earlier time may have
-    /// fewer rows, never more.
-    #[serde(default)]
-    pub direction: Direction,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Tolerance {
-    Rows(u64),
-    Percent(String),
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    #[default]
-    Equal,
-    RestoredLeSource,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub enum Samples {
-    Rows(usize),
-    Rule(SampleRule),
-}
-
-impl Default for Samples {
-    fn default() -> Samples {
-        Samples::Rows(0)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct SampleRule {
-    pub rows: usize,
-    /// Only these tables (default: every compared table with a primary key).
-    pub tables: Option<Vec<String>>,
-}
-
-/// `orders` matches `public.orders`.
-fn same_table(given: &str, qualified: &str) -> bool {
-    given == qualified || (!given.contains('.') && qualified == format!("public.{given}"))
-}
 
 /// `public.orders` shows as `orders`.
 fn shown(qualified: &str) -> &str {
@@ -212,52 +42,13 @@ pub struct TableReport {
     pub findings: Vec<String>,
 }
 
-impl Spec for Compare {
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
-
-    fn target(&self) -> Option<&str> {
-        db::target_name(&self.restored)
-    }
-
-    fn targets(&self) -> Vec<&str> {
-        [&self.source, &self.restored]
-            .into_iter()
-            .filter_map(|d| db::target_name(d))
-            .collect()
-    }
-
-    fn summary(&self) -> String {
-        let tables = match &self.tables {
-            Tables::All => "all tables".to_owned(),
-            Tables::List(l) => l.join(", "),
-        };
-        let mut what = Vec::new();
-        if self.row_counts != RowCounts::Enabled(false) {
-            what.push("row counts");
-        }
-        if self.checksums != Selection::Every(false) {
-            what.push("checksums");
-        }
-        if self.samples != Samples::Rows(0) {
-            what.push("samples");
-        }
-        if self.schema {
-            what.push("schema");
-        }
-        format!(
-            "compare {} with {} ({tables}): {}",
-            crate::redact::mask_passwords(&self.restored),
-            crate::redact::mask_passwords(&self.source),
-            what.join(", ")
-        )
-    }
-
+impl Run for Compare {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
-        run(self, cx).await
+        compare(self, cx).await
     }
 }
 
-async fn run(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> {
+async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> {
     let (src_spec, dst_spec) = (
         db::resolve(cx, &spec.source).await?,
         db::resolve(cx, &spec.restored).await?,

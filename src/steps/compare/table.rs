@@ -9,9 +9,9 @@ use serde_json::Value;
 use tokio_postgres::Client;
 
 use super::catalog::{Column, Table};
-use crate::checks::{quote_ident, quote_table};
 use crate::pg::connect::describe;
 use crate::pg::value::TextParam;
+use crate::pg::{quote_ident, quote_table};
 
 /// How one table is checksummed: the per-row hash expression over alias `t`.
 #[derive(Debug, Clone)]

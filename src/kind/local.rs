@@ -1,0 +1,337 @@
+//! The `local` provider: self-hosted PostgreSQL point-in-time recovery. `local.cluster`
+//! starts a throwaway archiving cluster (demos and tests), `local.base_backup` takes a
+//! `pg_basebackup`, `local.restore_point` names a point in the WAL, `local.restore` restores
+//! a base backup plus the WAL archive into a scratch instance at a target, and
+//! `local.archiver` and `local.backup_age` check the backups' health.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{
+    db_target, output, Effects, Measure, Metric, Output, Restore, Scratch, Spec, Text, Unit,
+    Verifies, Worse,
+};
+use crate::timestamp::TimeSpec;
+
+/// `local.cluster`: a throwaway PostgreSQL cluster with WAL archiving, started on a free
+/// loopback port.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalCluster {
+    /// Directory for the cluster (`data/`, `archive/`, `socket/`, `server.log`); must be new
+    /// or empty. Default: a new directory under the system's temporary directory.
+    pub dir: Option<String>,
+    /// Database to create (default `app`).
+    pub database: Option<String>,
+    /// Extra `postgresql.conf` settings.
+    #[serde(default)]
+    pub settings: indexmap::IndexMap<String, Text>,
+}
+
+impl Spec for LocalCluster {
+    const OUTPUTS: &'static [Output] = &[
+        output("connection_uri", "the new database's URL (local socket)"),
+        output("admin_uri", "the `postgres` database's URL"),
+        output("port", "the port it listens on (loopback)"),
+        output("dir", "the cluster's directory"),
+        output("data_dir", "its data directory"),
+        output(
+            "archive_dir",
+            "the WAL archive its `archive_command` copies into",
+        ),
+        output("version", "the PostgreSQL major version"),
+    ];
+    const MEASURE: Option<Measure> = None;
+
+    fn effects(&self) -> Effects<'_> {
+        Effects {
+            scratch: Some(Scratch::LocalCluster),
+            ..Effects::NONE
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "start a throwaway archiving PostgreSQL cluster with database `{}`",
+            self.database.as_deref().unwrap_or("app")
+        )
+    }
+}
+
+/// `local.base_backup`: `pg_basebackup` of a running cluster into a new directory (plain
+/// format, WAL streamed in, so the backup is self-contained).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalBaseBackup {
+    /// The cluster to back up: a target name or a connection string (a replication-capable
+    /// role, e.g. the superuser).
+    pub db: String,
+    /// Directory for the backup; must be new or empty. Default: a new scratch directory,
+    /// removed at the end of the run unless `keep` is true.
+    pub dir: Option<String>,
+    /// Keep a default-located backup after the run (default false).
+    #[serde(default)]
+    pub keep: bool,
+}
+
+impl Spec for LocalBaseBackup {
+    const OUTPUTS: &'static [Output] = &[
+        output("dir", "the backup's directory"),
+        output("start_lsn", "the WAL position the backup starts at"),
+        output("end_lsn", "the WAL position it ends at"),
+        output("started_at", "when it started, RFC 3339 UTC"),
+        output("finished_at", "when it finished, RFC 3339 UTC"),
+        output("label", "its backup label"),
+    ];
+    const MEASURE: Option<Measure> = None;
+
+    /// A backup in a default location is removed after the run unless `keep`.
+    fn effects(&self) -> Effects<'_> {
+        Effects {
+            scratch: (self.dir.is_none() && !self.keep).then_some(Scratch::Directory),
+            ..Effects::NONE
+        }
+    }
+
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+
+    fn target(&self) -> Option<&str> {
+        db_target(&self.db)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "pg_basebackup of {}",
+            crate::redact::mask_passwords(&self.db)
+        )
+    }
+}
+
+/// `local.restore_point`: `pg_create_restore_point(name)` on a cluster, and a WAL switch so
+/// the point reaches the archive.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRestorePoint {
+    /// The cluster: a target name or a connection string (a superuser).
+    pub db: String,
+    /// The restore point's name (template), e.g. `"drill-{{ run.id }}"`.
+    pub name: String,
+}
+
+impl Spec for LocalRestorePoint {
+    const OUTPUTS: &'static [Output] = &[
+        output("name", "the restore point's name"),
+        output("lsn", "its WAL position"),
+        output("at", "when it was created, RFC 3339 UTC with microseconds"),
+    ];
+    const MEASURE: Option<Measure> = None;
+
+    fn effects(&self) -> Effects<'_> {
+        Effects::NONE
+    }
+
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+
+    fn target(&self) -> Option<&str> {
+        db_target(&self.db)
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "create restore point `{}` on {}",
+            self.name,
+            crate::redact::mask_passwords(&self.db)
+        )
+    }
+}
+
+/// `local.archiver`: WAL archiving health from `pg_stat_archiver`: fails when archiving has
+/// failed since its last success, or when the last archived segment is older than `max_age`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalArchiver {
+    /// The cluster: a target name or a connection string.
+    pub db: String,
+    /// The oldest acceptable last archived segment, e.g. `1h` (set `archive_timeout` on
+    /// the server so an idle database still archives).
+    pub max_age: Option<crate::duration::Duration>,
+}
+
+impl Spec for LocalArchiver {
+    const OUTPUTS: &'static [Output] = &[
+        output("archive_mode", "the server's `archive_mode`"),
+        output(
+            "archived_count",
+            "WAL segments archived since the statistics were reset",
+        ),
+        output("failed_count", "failed attempts to archive"),
+        output("last_archived_wal", "the last segment archived"),
+        output(
+            "last_archived_age_seconds",
+            "seconds since the last segment was archived",
+        ),
+        output(
+            "failing",
+            "true when the last attempt failed and nothing was archived since",
+        ),
+    ];
+    const MEASURE: Option<Measure> = Some(Measure {
+        output: "last_archived_age_seconds",
+        unit: Unit::Seconds,
+        worse: Worse::Higher,
+        metric: Some(Metric::BackupAge),
+    });
+
+    fn effects(&self) -> Effects<'_> {
+        Effects {
+            verifies: Some(Verifies::Backups),
+            ..Effects::NONE
+        }
+    }
+
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+
+    fn target(&self) -> Option<&str> {
+        db_target(&self.db)
+    }
+
+    fn summary(&self) -> String {
+        let age = self
+            .max_age
+            .map(|a| format!(", last segment younger than {a}"))
+            .unwrap_or_default();
+        format!(
+            "WAL archiving on {} works{age}",
+            crate::redact::mask_passwords(&self.db)
+        )
+    }
+}
+
+/// `local.backup_age`: the newest base backup in a directory of backups (each a directory
+/// with a `backup_label`) is younger than `max_age`.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalBackupAge {
+    /// A directory holding base backups, one per subdirectory (or a single backup).
+    pub dir: String,
+    /// The oldest acceptable newest backup, e.g. `25h`.
+    pub max_age: crate::duration::Duration,
+}
+
+impl Spec for LocalBackupAge {
+    const OUTPUTS: &'static [Output] = &[
+        output("backups", "how many base backups the directory holds"),
+        output("newest", "the newest one's directory"),
+        output("newest_at", "when it was taken, RFC 3339 UTC"),
+        output("age_seconds", "its age in seconds"),
+    ];
+    const MEASURE: Option<Measure> = Some(Measure {
+        output: "age_seconds",
+        unit: Unit::Seconds,
+        worse: Worse::Higher,
+        metric: Some(Metric::BackupAge),
+    });
+
+    fn effects(&self) -> Effects<'_> {
+        Effects {
+            verifies: Some(Verifies::Backups),
+            ..Effects::NONE
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "the newest base backup in {} is younger than {}",
+            self.dir, self.max_age
+        )
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRestore {
+    /// A plain-format base backup directory (`pg_basebackup -Fp`).
+    pub base_backup: String,
+    /// The WAL archive directory (what `archive_command` copies into).
+    pub wal_archive: String,
+    /// `latest` (default), a timestamp (RFC 3339 or `now-1h`), an LSN (`0/5000028`), or the
+    /// name of a restore point.
+    #[serde(default = "latest")]
+    pub target: String,
+    /// Database named in the `connection_uri` output (default `postgres`).
+    pub database: Option<String>,
+    /// Role named in the `connection_uri` output (default `postgres`); the restored instance
+    /// trusts loopback connections, whatever the source's `pg_hba.conf` said.
+    pub user: Option<String>,
+    /// Directory for the restored instance; must be new or empty. Default: a new scratch
+    /// directory. It is stopped and removed at the end of the run.
+    pub dir: Option<String>,
+}
+
+fn latest() -> String {
+    "latest".into()
+}
+
+impl Spec for LocalRestore {
+    const OUTPUTS: &'static [Output] = &[
+        output(
+            "connection_uri",
+            "the restored instance's URL (loopback, trusted)",
+        ),
+        output("port", "the port it listens on"),
+        output("dir", "its directory"),
+        output("data_dir", "its data directory"),
+        output("target", "the recovery target as PostgreSQL was given it"),
+        output(
+            "recovered_to",
+            "the last transaction recovery replayed, as the server logged it",
+        ),
+        output(
+            "wal_replayed_bytes",
+            "how much WAL recovery replayed, in bytes",
+        ),
+        output(
+            "promoted_in_ms",
+            "from the server's start to its promotion, in milliseconds",
+        ),
+        output(
+            "archive_gap",
+            "the first WAL segment missing from the archive, when one is",
+        ),
+    ];
+    const MEASURE: Option<Measure> = None;
+
+    /// Everything to the latest state, or to a point in time.
+    fn effects(&self) -> Effects<'_> {
+        let restores = if self.target.trim() == "latest" {
+            Restore::Full("full restore from a base backup and the WAL archive")
+        } else {
+            Restore::PointInTime
+        };
+        Effects {
+            restores: Some(restores),
+            scratch: Some(Scratch::LocalCluster),
+            ..Effects::NONE
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let t = self.target.trim();
+        // something that starts like a date but does not parse is a typo, not a restore
+        // point name (recovery would wait for a point that never comes)
+        let looks_like_date = t.len() >= 8
+            && t.as_bytes()[..4].iter().all(u8::is_ascii_digit)
+            && t.as_bytes()[4] == b'-';
+        if looks_like_date && !crate::template::is_template(t) && t.parse::<TimeSpec>().is_err() {
+            return Err(format!("target `{t}` looks like a timestamp but is not one: write RFC 3339, e.g. `2026-11-28T09:00:00Z`"));
+        }
+        Ok(())
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "restore {} + WAL from {} to {} in a scratch instance",
+            self.base_backup, self.wal_archive, self.target
+        )
+    }
+}

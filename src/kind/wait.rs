@@ -1,0 +1,94 @@
+//! `wait`: a fixed pause, or polling another step kind until an expectation over its
+//! outputs (`result`) holds, every `interval`, up to a `deadline`.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{output, string_or_map, Effects, Measure, Output, Spec, StepKind};
+use crate::duration::Duration;
+
+/// `wait: 30s` or `{poll, until, interval, deadline}`.
+#[derive(Debug, Clone)]
+pub enum Wait {
+    Fixed(Duration),
+    Poll(PollSpec),
+}
+
+string_or_map!(
+    Wait,
+    Fixed,
+    Poll(PollSpec),
+    "A pause (`30s`), or polling a step kind until an expectation holds."
+);
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PollSpec {
+    /// The step kind to run on every poll, e.g. `{http: {url: …}}`.
+    pub poll: Box<StepKind>,
+    /// Expression over the poll's outputs as `result`, e.g. `result.status == 200`;
+    /// without it, the first successful poll ends the wait.
+    pub until: Option<String>,
+    /// Time between polls; default `5s`.
+    #[serde(default = "five_seconds")]
+    pub interval: Duration,
+    /// Give up after this long; default `10m`.
+    #[serde(default = "ten_minutes")]
+    pub deadline: Duration,
+}
+
+fn five_seconds() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn ten_minutes() -> Duration {
+    Duration::from_secs(600)
+}
+
+impl Spec for Wait {
+    const OUTPUTS: &'static [Output] = &[
+        output("waited", "how long it waited, e.g. `1m 30s`"),
+        output(
+            "polls",
+            "how many polls it took (polling only); the last poll's outputs are outputs too",
+        ),
+    ];
+    const MEASURE: Option<Measure> = None;
+    const EXPRESSIONS: &'static [&'static str] = &["until"];
+    const NESTED: &'static [&'static str] = &["poll"];
+
+    /// What the polled kind does.
+    fn effects(&self) -> Effects<'_> {
+        match self {
+            Wait::Fixed(_) => Effects::NONE,
+            Wait::Poll(p) => p.poll.effects(),
+        }
+    }
+
+    /// The polled kind's outputs.
+    fn payload_outputs(&self) -> Vec<&str> {
+        match self {
+            Wait::Fixed(_) => Vec::new(),
+            Wait::Poll(p) => p.poll.outputs(),
+        }
+    }
+
+    fn summary(&self) -> String {
+        match self {
+            Wait::Fixed(d) => format!("wait {d}"),
+            Wait::Poll(p) => {
+                let until = p
+                    .until
+                    .as_deref()
+                    .map(|u| format!(" until {u}"))
+                    .unwrap_or_default();
+                format!(
+                    "poll {} every {}{until} (deadline {})",
+                    p.poll.summary(),
+                    p.interval,
+                    p.deadline
+                )
+            }
+        }
+    }
+}
