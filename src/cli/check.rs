@@ -8,6 +8,7 @@ use crate::cancel::Cancel;
 use crate::engine::checks::{self, CheckResult, Status};
 use crate::engine::{operator, RunOptions};
 use crate::history::Store;
+use crate::kind::Metric;
 
 /// Run the runbook's health checks (`checks:`) concurrently, each under a timeout.
 ///
@@ -306,14 +307,12 @@ pub fn prometheus(
         "How long the check took.",
         &took,
     );
-    let by_measure = |names: &[&str]| -> Vec<(String, f64)> {
+    let by_metric = |metric: Metric| -> Vec<(String, f64)> {
         results
             .iter()
             .filter_map(|r| {
                 let m = r.measure.as_ref()?;
-                names
-                    .contains(&m.name.as_str())
-                    .then(|| (per_check(r), m.value))
+                (m.metric == Some(metric)).then(|| (per_check(r), m.value))
             })
             .collect()
     };
@@ -321,21 +320,13 @@ pub fn prometheus(
         &mut s,
         "drillbook_backup_age_seconds",
         "Age of the newest backup: snapshot, base backup or archived WAL segment.",
-        &by_measure(&["age_s", "last_archived_age_s"])
-            .into_iter()
-            .chain(
-                results
-                    .iter()
-                    .filter(|r| r.kind == "neon.snapshot_age")
-                    .filter_map(|r| r.measure.as_ref().map(|m| (per_check(r), m.value))),
-            )
-            .collect::<Vec<_>>(),
+        &by_metric(Metric::BackupAge),
     );
     metric(
         &mut s,
         "drillbook_restore_window_seconds",
         "The point-in-time restore window (history retention).",
-        &by_measure(&["restore_window_seconds"]),
+        &by_metric(Metric::RestoreWindow),
     );
     // from the history: the last passing run of each procedure
     let mut last: std::collections::BTreeMap<&str, &crate::record::DrillRecord> =

@@ -12,6 +12,7 @@ use serde_json::Value;
 use super::RunOptions;
 use crate::cancel::BoxFuture;
 use crate::cancel::Cancel;
+use crate::kind::{Metric, Worse};
 use crate::record::ErrorClass;
 use crate::record::{StepRecord, StepStatus};
 use crate::runbook::{Check, Procedure, ProcedureKind, Runbook, Step};
@@ -60,26 +61,6 @@ impl Status {
     }
 }
 
-/// Which output of a kind is its measure, and which way is worse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Worse {
-    Higher,
-    Lower,
-}
-
-/// The measure a kind reports, for thresholds and metrics: (output, unit, which way is worse).
-pub fn measure(kind: &str) -> Option<(&'static str, &'static str, Worse)> {
-    Some(match kind {
-        "neon.snapshot_age" => ("age_seconds", "seconds", Worse::Higher),
-        "neon.retention" => ("restore_window_seconds", "seconds", Worse::Lower),
-        "local.backup_age" => ("age_s", "seconds", Worse::Higher),
-        "local.archiver" => ("last_archived_age_s", "seconds", Worse::Higher),
-        "history.last_pass" | "history.overdue" => ("age_seconds", "seconds", Worse::Higher),
-        _ => return None,
-    })
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
     pub id: String,
@@ -100,6 +81,9 @@ pub struct Measure {
     pub name: String,
     pub value: f64,
     pub unit: String,
+    /// The metric family it feeds (from the kind's declaration).
+    #[serde(skip)]
+    pub metric: Option<Metric>,
 }
 
 /// A threshold as written: a duration (`25h`) or a number.
@@ -174,18 +158,21 @@ fn as_procedure(check: &Check, default_timeout: crate::duration::Duration) -> Pr
 }
 
 fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) {
-    let kind = check.kind.name();
-    let m = measure(kind).and_then(|(name, unit, worse)| {
-        step.outputs.get(name).and_then(Value::as_f64).map(|v| {
-            (
-                Measure {
-                    name: name.into(),
-                    value: v,
-                    unit: unit.into(),
-                },
-                worse,
-            )
-        })
+    let m = check.kind.measure().and_then(|declared| {
+        step.outputs
+            .get(declared.output)
+            .and_then(Value::as_f64)
+            .map(|v| {
+                (
+                    Measure {
+                        name: declared.output.into(),
+                        value: v,
+                        unit: declared.unit.as_str().into(),
+                        metric: declared.metric,
+                    },
+                    declared.worse,
+                )
+            })
     });
     match step.status {
         StepStatus::Passed => {}

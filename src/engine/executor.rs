@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::context::{redactor, RunOptions, Vars};
 use crate::cancel::Cancel;
 use crate::diagnostic::did_you_mean;
-use crate::kind::{Form, StepKind};
+use crate::kind::{Form, StepKind, Verifies};
 use crate::record::{
     Approval, DrillRecord, ProcedureRef, RpoRecord, RtoRecord, RunbookRef, StepRecord, StepStatus,
     Verdict,
@@ -137,14 +137,15 @@ pub fn needed_env(runbook: &Runbook, procedure: &Procedure) -> BTreeSet<String> 
         {
             names.extend(t.env.iter().cloned());
         }
-        // Neon's API needs a key; a neon target named in `db:` is reached through the API too
+        // Neon's API needs a key: for a kind that acts on neon targets only (its target may
+        // be a template), and for a neon target named in `db:`, reached through the API too
         let neon_target = step.kind.targets().into_iter().any(|t| {
             runbook
                 .targets
                 .get(t)
                 .is_some_and(|t| matches!(t.kind, crate::runbook::TargetKind::Neon(_)))
         });
-        if neon_target || step.kind.name().starts_with("neon.") {
+        if neon_target || step.kind.target_kinds() == ["neon"] {
             names.insert("NEON_API_KEY".into());
         }
     }
@@ -372,7 +373,7 @@ pub async fn run(
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
     record.rto = Some(measure_rto(runbook, procedure, &record.steps));
-    record.rpo = observed_rpo(runbook, &record.steps);
+    record.rpo = observed_rpo(runbook, procedure, &record.steps);
     let (verdict, reason) = verdict(&record, cancel);
     record.verdict = verdict;
     record.reason = reason;
@@ -721,12 +722,16 @@ fn measure_rto(runbook: &Runbook, procedure: &Procedure, steps: &[StepRecord]) -
     }
 }
 
-/// The RPO as the last `freshness` check observed it.
-fn observed_rpo(runbook: &Runbook, steps: &[StepRecord]) -> Option<RpoRecord> {
-    let step = steps
-        .iter()
-        .rev()
-        .find(|s| s.kind == "freshness" && s.outputs.contains_key("recovery_point"))?;
+/// The RPO as the last step that verifies a recovery point (`freshness`) observed it.
+fn observed_rpo(
+    runbook: &Runbook,
+    procedure: &Procedure,
+    steps: &[StepRecord],
+) -> Option<RpoRecord> {
+    let (_, step) = procedure.steps.iter().zip(steps).rev().find(|(s, rec)| {
+        s.kind.effects().verifies == Some(Verifies::RecoveryPoint)
+            && rec.outputs.contains_key("recovery_point")
+    })?;
     let time = |k: &str| {
         step.outputs
             .get(k)

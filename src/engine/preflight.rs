@@ -1,35 +1,22 @@
-//! Checks made before a procedure changes anything: every point in time a Neon step will
-//! branch, restore or snapshot at must lie inside the project's restore window. A point
-//! that depends on an earlier step's output is decided when that step has run (and checked
-//! by the step itself before it mutates anything).
+//! Checks made before a procedure changes anything: every point in time a step declares it
+//! acts at (`Effects::at`: a Neon branch, restore, snapshot or schema diff) must lie inside
+//! its project's restore window. A point that depends on an earlier step's output is decided
+//! when that step has run (and checked by the step itself before it mutates anything).
 
 use chrono::{DateTime, Utc};
 
-use crate::kind::StepKind;
+use crate::kind::PointInTime;
 use crate::record::{ErrorClass, PreflightItem};
 use crate::runbook::{Procedure, Runbook};
 use crate::steps::neon::{place_in, within_window, Point};
 
-/// The target and point-in-time template of a step that acts at a point in Neon history.
-fn point_in_time(kind: &StepKind) -> Option<(&str, &str)> {
-    let (target, at) = match kind {
-        StepKind::NeonCreateBranch(s) => (&s.target, &s.at),
-        StepKind::NeonRestoreBranch(s) => (&s.target, &s.at),
-        StepKind::NeonCreateSnapshot(s) => (&s.target, &s.at),
-        StepKind::NeonSchemaDiff(s) => (&s.target, &s.at),
-        _ => return None,
-    };
-    at.as_deref()
-        .filter(|a| a.trim() != "head")
-        .map(|a| (target.as_str(), a))
-}
-
-/// True when the procedure has anything to check before it runs.
+/// True when the procedure has anything to check before it runs: a step that declares it
+/// acts at a point in time.
 pub fn needed(procedure: &Procedure) -> bool {
     procedure
         .steps
         .iter()
-        .any(|s| point_in_time(&s.kind).is_some())
+        .any(|s| s.kind.effects().at.is_some())
 }
 
 /// Checks every point in time the procedure's steps name, with the template context of the
@@ -47,7 +34,7 @@ pub async fn check(
         Result<crate::neon::Project, crate::steps::StepError>,
     > = std::collections::HashMap::new();
     for step in &procedure.steps {
-        let Some((target, at)) = point_in_time(&step.kind) else {
+        let Some(PointInTime { target, at }) = step.kind.effects().at else {
             continue;
         };
         let item = |ok: bool, detail: String, class: Option<ErrorClass>| PreflightItem {

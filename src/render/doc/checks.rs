@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::by_hand::{by_hand, neon_branch};
 use super::text::{code, codes, db_label, list, md, prose, wrap};
 use crate::kind::compare::{Compare, Direction, RowCounts, Samples, Selection, Tables};
-use crate::kind::StepKind;
+use crate::kind::{StepKind, Verifies};
 use crate::runbook::Runbook;
 
 /// An assert with SQL invariants (else it is expressions).
@@ -60,9 +60,14 @@ pub(super) fn expectation(e: &crate::kind::sql::Expect) -> String {
     list(&parts)
 }
 
-/// What a data-checking step verifies, in one composed line; None for other kinds.
+/// What a step that verifies a restored copy or the backups checks, in one composed line;
+/// None for a step that declares it verifies neither.
 pub(super) fn validation(runbook: &Runbook, kind: &StepKind) -> Option<String> {
     use crate::kind::assert::{Assert, AssertSpec};
+    match kind.effects().verifies {
+        Some(Verifies::Data | Verifies::RecoveryPoint | Verifies::Backups) => {}
+        Some(Verifies::Drills) | None => return None,
+    }
     Some(match kind {
         StepKind::Compare(c) => compare_checks(runbook, c).join("; "),
         StepKind::Freshness(f) => freshness_check(runbook, f),
@@ -98,12 +103,8 @@ pub(super) fn validation(runbook: &Runbook, kind: &StepKind) -> Option<String> {
                 ""
             }
         ),
-        StepKind::NeonRetention(_)
-        | StepKind::NeonBackupSchedule(_)
-        | StepKind::NeonSnapshotAge(_)
-        | StepKind::LocalArchiver(_)
-        | StepKind::LocalBackupAge(_) => kind.summary(),
-        _ => return None,
+        // the backup checks say it in their summary
+        _ => kind.summary(),
     })
 }
 

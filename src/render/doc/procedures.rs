@@ -8,29 +8,25 @@ use super::by_hand::by_hand;
 use super::checks::{a_summary, has_sql, short, validation};
 use super::schedule::schedule_text;
 use super::text::{capitalized, code, codes, db_label, md, prose, wrap, Headings};
-use crate::kind::StepKind;
+use crate::kind::{Restore, StepKind};
 use crate::runbook::{ParamValue, Procedure, ProcedureKind, RtoMark, Runbook, Step};
 
-/// What a procedure restores, for the procedures table.
+/// What a procedure restores, for the procedures table: a full restore when any step does
+/// one, else a point-in-time restore when any step does that.
 fn restores(p: &Procedure) -> &'static str {
-    let mut point_in_time = false;
-    let mut full = None;
-    for step in &p.steps {
-        match &step.kind {
-            StepKind::NeonRestoreSnapshot(_) => full = Some("full restore from a snapshot"),
-            StepKind::LocalRestore(r) if r.target.trim() == "latest" => {
-                full = Some("full restore from a base backup and the WAL archive");
-            }
-            StepKind::LocalRestore(_) => point_in_time = true,
-            StepKind::NeonCreateBranch(b) if b.at.is_some() => point_in_time = true,
-            StepKind::NeonRestoreBranch(b) if b.at.is_some() => point_in_time = true,
-            _ => {}
-        }
-    }
-    match (full, point_in_time) {
+    let declared: Vec<Restore> = p
+        .steps
+        .iter()
+        .filter_map(|s| s.kind.effects().restores)
+        .collect();
+    let full = declared.iter().rev().find_map(|r| match r {
+        Restore::Full(what) => Some(*what),
+        Restore::PointInTime => None,
+    });
+    match (full, declared.is_empty()) {
         (Some(f), _) => f,
-        (None, true) => "point-in-time restore",
-        (None, false) => "no restore step",
+        (None, false) => "point-in-time restore",
+        (None, true) => "no restore step",
     }
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::checks::{compare_items, freshness_check, validation};
 use super::procedures::ProcedureDoc;
 use super::text::{capitalized, code, codes, date, md, wrap};
-use crate::kind::StepKind;
+use crate::kind::{Scratch, StepKind, Verifies};
 use crate::runbook::Runbook;
 
 pub(super) fn schedule_text(cron: &crate::cron::Cron) -> String {
@@ -71,6 +71,19 @@ pub(super) fn checklist(runbook: &Runbook) -> Vec<Value> {
     let mut leaves_clusters = false;
     for p in runbook.procedures.values() {
         for s in &p.steps {
+            let effects = s.kind.effects();
+            match effects.scratch {
+                Some(Scratch::NeonBranch) => leaves_branches = true,
+                Some(Scratch::LocalCluster | Scratch::Directory) => leaves_clusters = true,
+                None => {}
+            }
+            if !matches!(
+                effects.verifies,
+                Some(Verifies::Data | Verifies::RecoveryPoint)
+            ) {
+                continue;
+            }
+            // what the item says, for the kinds that verify a restored copy
             match &s.kind {
                 StepKind::Compare(c) => {
                     for item in compare_items(runbook, c) {
@@ -78,24 +91,12 @@ pub(super) fn checklist(runbook: &Runbook) -> Vec<Value> {
                     }
                 }
                 StepKind::Freshness(f) => add(capitalized(&freshness_check(runbook, f)), &p.id),
-                StepKind::Sql(_) => {
-                    if let Some(check) = validation(runbook, &s.kind) {
-                        add(format!("{}: {check}", s.display_title()), &p.id);
-                    }
-                }
-                StepKind::Assert(_) => {
-                    if let Some(check) = validation(runbook, &s.kind) {
-                        add(format!("{}: {check}", s.display_title()), &p.id);
-                    }
-                }
                 StepKind::NeonSchemaDiff(_) => add(s.display_title().to_owned(), &p.id),
-                StepKind::NeonCreateBranch(b) if !b.keep => leaves_branches = true,
-                StepKind::NeonCreateSnapshot(b) if !b.keep => leaves_branches = true,
-                StepKind::NeonRestoreSnapshot(b) if !b.keep && !b.finalize => {
-                    leaves_branches = true;
+                _ => {
+                    if let Some(check) = validation(runbook, &s.kind) {
+                        add(format!("{}: {check}", s.display_title()), &p.id);
+                    }
                 }
-                StepKind::LocalCluster(_) | StepKind::LocalRestore(_) => leaves_clusters = true,
-                _ => {}
             }
         }
     }
