@@ -3,7 +3,7 @@
 //! reported), runs missed while the machine was suspended or the daemon paused are reported and
 //! run once — never replayed in a burst — and SIGTERM cancels the running drills (their
 //! cleanup runs) before the daemon exits. `/healthz` and `/metrics` are served on a loopback
-//! address.
+//! address ([`serve`]).
 //!
 //! The wall clock and the job runner are the seams tests replace ([`Clock`], [`Runner`]).
 
@@ -16,6 +16,10 @@ use chrono::{DateTime, Utc};
 use crate::cron::Cron;
 use crate::engine::cancel::Cancel;
 use crate::steps::BoxFuture;
+
+mod endpoints;
+
+pub use endpoints::serve;
 
 /// One scheduled job: `drillbook <args>` on `cron`.
 #[derive(Debug, Clone)]
@@ -252,41 +256,6 @@ pub fn metrics(states: &States) -> String {
         &|st| st.last_due.map(|t| t.timestamp() as f64),
     );
     s
-}
-
-/// Serves `/healthz` and `/metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, states: States, shutdown: Cancel) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = shutdown.cancelled() => return,
-        };
-        let Ok((mut sock, _)) = accepted else {
-            continue;
-        };
-        let states = states.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("");
-            let (status, ctype, body) = match path {
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&states)),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
-    }
 }
 
 #[cfg(test)]
