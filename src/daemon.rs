@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rustix::process::{kill_process, Pid, Signal};
 
 use crate::cron::Cron;
 use crate::engine::cancel::Cancel;
@@ -79,21 +80,15 @@ impl Runner for ProcessRunner {
             tokio::select! {
                 status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(-1),
                 () = cancel.cancelled() => {
-                    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                        terminate(pid);
+                    if let Some(pid) = child.id().and_then(|p| Pid::from_raw(i32::try_from(p).ok()?)) {
+                        // not yet reaped, so the pid is still the child's; an error means it
+                        // has just exited
+                        let _ = kill_process(pid, Signal::TERM);
                     }
                     child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1)
                 }
             }
         })
-    }
-}
-
-#[allow(unsafe_code)]
-fn terminate(pid: i32) {
-    // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
     }
 }
 
