@@ -473,6 +473,9 @@ impl fmt::Display for Cron {
 }
 
 #[cfg(test)]
+mod oracle;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -3,7 +3,7 @@
 //! reported), runs missed while the machine was suspended or the daemon paused are reported and
 //! run once — never replayed in a burst — and SIGTERM cancels the running drills (their
 //! cleanup runs) before the daemon exits. `/healthz` and `/metrics` are served on a loopback
-//! address.
+//! address ([`serve`]).
 //!
 //! The wall clock and the job runner are the seams tests replace ([`Clock`], [`Runner`]).
 
@@ -12,10 +12,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use rustix::process::{kill_process, Pid, Signal};
 
 use crate::cancel::BoxFuture;
 use crate::cancel::Cancel;
 use crate::cron::Cron;
+
+mod endpoints;
+
+pub use endpoints::serve;
 
 /// One scheduled job: `drillbook <args>` on `cron`.
 #[derive(Debug, Clone)]
@@ -75,21 +80,15 @@ impl Runner for ProcessRunner {
             tokio::select! {
                 status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(-1),
                 () = cancel.cancelled() => {
-                    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
-                        terminate(pid);
+                    if let Some(pid) = child.id().and_then(|p| Pid::from_raw(i32::try_from(p).ok()?)) {
+                        // not yet reaped, so the pid is still the child's; an error means it
+                        // has just exited
+                        let _ = kill_process(pid, Signal::TERM);
                     }
                     child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1)
                 }
             }
         })
-    }
-}
-
-#[allow(unsafe_code)]
-fn terminate(pid: i32) {
-    // SAFETY: kill(2) on the pid of a child this process started and has not reaped.
-    unsafe {
-        libc::kill(pid, libc::SIGTERM);
     }
 }
 
@@ -252,41 +251,6 @@ pub fn metrics(states: &States) -> String {
         &|st| st.last_due.map(|t| t.timestamp() as f64),
     );
     s
-}
-
-/// Serves `/healthz` and `/metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: tokio::net::TcpListener, states: States, shutdown: Cancel) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            () = shutdown.cancelled() => return,
-        };
-        let Ok((mut sock, _)) = accepted else {
-            continue;
-        };
-        let states = states.clone();
-        tokio::spawn(async move {
-            let mut buf = [0u8; 2048];
-            let n = tokio::time::timeout(Duration::from_secs(5), sock.read(&mut buf))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or(0);
-            let req = String::from_utf8_lossy(&buf[..n]);
-            let path = req.split_whitespace().nth(1).unwrap_or("");
-            let (status, ctype, body) = match path {
-                "/healthz" => ("200 OK", "text/plain", "ok\n".to_owned()),
-                "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics(&states)),
-                _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
-            };
-            let resp = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            let _ = sock.write_all(resp.as_bytes()).await;
-        });
-    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,8 @@
 use std::fmt;
 use std::fmt::Write as _;
 
+use strsim::osa_distance;
+
 /// A place in a source file: 1-based line and column (in characters), and how many
 /// characters to underline.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -172,46 +174,22 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Picks the candidate closest to `word` by edit distance, if it is close enough to be a
-/// plausible typo (a third of the word's length, at least 1, at most 3 edits).
+/// plausible typo (a third of the word's length, at least 1, at most 3 edits). The distance
+/// is the optimal string alignment one, ignoring case: a swapped pair of letters counts as
+/// one edit, which is the commonest typo. The first of equally close candidates wins.
 pub fn did_you_mean<'a>(
     word: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
+    let lower = word.to_lowercase();
     candidates
         .into_iter()
         .filter(|c| *c != word)
-        .map(|c| (edit_distance(&word.to_lowercase(), &c.to_lowercase()), c))
+        .map(|c| (osa_distance(&lower, &c.to_lowercase()), c))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| c)
-}
-
-/// Damerau-Levenshtein distance (optimal string alignment): a swapped pair of letters counts
-/// as one edit, which is the commonest typo.
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = best;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]
@@ -224,6 +202,11 @@ mod tests {
         assert_eq!(did_you_mean("shel", kinds), Some("shell"));
         assert_eq!(did_you_mean("htpt", kinds), Some("http"));
         assert_eq!(did_you_mean("database", kinds), None);
+        assert_eq!(did_you_mean("SHEL", kinds), Some("shell"));
+        // a swap is one edit, so `ba` is as close to `ab` as `ac`, and comes first
+        assert_eq!(did_you_mean("ab", ["ba", "ac"]), Some("ba"));
+        assert_eq!(did_you_mean("ab", ["ac", "ba"]), Some("ac"));
+        assert_eq!(did_you_mean("shell", kinds), None, "not the word itself");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::process::Stdio;
 
 use indexmap::IndexMap;
+use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::{Run, StepCx, StepError};
@@ -156,22 +157,19 @@ impl ProcessGroup {
 
 impl Drop for ProcessGroup {
     fn drop(&mut self) {
-        let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) else {
+        let Some(group) = self.0.and_then(|p| Pid::from_raw(i32::try_from(p).ok()?)) else {
             return;
         };
-        signal_group(pid, libc::SIGTERM);
+        signal_group(group, Signal::TERM);
         std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_secs(3));
-            signal_group(pid, libc::SIGKILL);
+            signal_group(group, Signal::KILL);
         });
     }
 }
 
-#[allow(unsafe_code)]
-fn signal_group(pgid: i32, signal: i32) {
-    // SAFETY: kill(2) with a negative pid signals a process group; it has no memory effects.
-    // The group was created for this command (process_group(0)), so it is ours to signal.
-    unsafe {
-        libc::kill(-pgid, signal);
-    }
+/// The group was created for this command (`process_group(0)`), so it is ours to signal; an
+/// error only means every process in it has already exited.
+fn signal_group(group: Pid, signal: Signal) {
+    let _ = kill_process_group(group, signal);
 }

@@ -1,8 +1,9 @@
 //! `drillbook daemon` as a process: its loopback endpoints answer, a non-loopback address is
-//! refused, and SIGTERM stops it cleanly. (The scheduling itself is tested under paused time
-//! in `src/daemon.rs`.)
+//! refused, and SIGTERM stops it cleanly; and its endpoints answer a request that arrives in
+//! two TCP segments. (The scheduling itself is tested under paused time in `src/daemon.rs`.)
 
 use std::io::{Read, Write};
+use std::net::SocketAddr;
 
 use crate::support::Cli;
 
@@ -85,4 +86,88 @@ fn the_daemon_listens_on_loopback_only() {
         .run();
     r.code(2);
     assert!(r.stderr.contains("loopback"), "{}", r.stderr);
+}
+
+#[test]
+fn a_request_in_two_segments_gets_the_metrics() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let server = listener.local_addr().expect("server address");
+    let states = drillbook::daemon::States::default();
+    states.lock().expect("states").insert(
+        "watched/drill".into(),
+        drillbook::daemon::JobState {
+            runs: 2,
+            last_exit: Some(0),
+            ..Default::default()
+        },
+    );
+    let stop = drillbook::cancel::Cancel::new();
+    rt.spawn(drillbook::daemon::serve(
+        listener,
+        states.clone(),
+        stop.clone(),
+    ));
+
+    let mut s = std::net::TcpStream::connect(server).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let (first, rest) = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".split_at(8);
+    s.write_all(first.as_bytes()).expect("first segment");
+    s.flush().expect("flush");
+    let client = s.local_addr().expect("client address");
+    wait_until_read(client, server);
+    s.write_all(rest.as_bytes()).expect("second segment");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(
+        out.contains("\r\nContent-Type: text/plain; version=0.0.4\r\n"),
+        "{out}"
+    );
+    let body = drillbook::daemon::metrics(&states);
+    assert!(body.contains("drillbook_job_runs{job=\"watched/drill\"} 2\n"));
+    assert!(out.ends_with(&format!("\r\n\r\n{body}")), "{out}");
+    stop.interrupt();
+}
+
+/// Waits until what `client` sent to `server` was acknowledged and then read by the server
+/// process, from the send and receive queues Linux shows in /proc/net/tcp. A bounded busy
+/// wait: if the queues never drain it returns anyway, and the test only loses its edge.
+fn wait_until_read(client: SocketAddr, server: SocketAddr) {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(a) => format!(
+            "{:08X}:{:04X}",
+            u32::from_ne_bytes(a.ip().octets()),
+            a.port()
+        ),
+        SocketAddr::V6(_) => unreachable!("the test listens on 127.0.0.1"),
+    };
+    // (tx_queue, rx_queue) of the socket from `local` to `remote`
+    let queues = |local: &str, remote: &str| -> Option<(u64, u64)> {
+        let table = std::fs::read_to_string("/proc/net/tcp").ok()?;
+        table.lines().skip(1).find_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(1) != Some(&local) || f.get(2) != Some(&remote) {
+                return None;
+            }
+            let (tx, rx) = f.get(4)?.split_once(':')?;
+            Some((
+                u64::from_str_radix(tx, 16).ok()?,
+                u64::from_str_radix(rx, 16).ok()?,
+            ))
+        })
+    };
+    let (c, s) = (hex(client), hex(server));
+    let mut acknowledged = false;
+    for _ in 0..100_000 {
+        if !acknowledged {
+            acknowledged = queues(&c, &s).is_some_and(|(tx, _)| tx == 0);
+        } else if queues(&s, &c).is_some_and(|(_, rx)| rx == 0) {
+            return;
+        }
+        std::thread::yield_now();
+    }
 }

@@ -245,17 +245,8 @@ fn the_shipped_runbooks_render_as_their_snapshots() {
             Vec::<String>::new(),
             "{name}"
         );
-        let snap = root().join(format!("tests/snapshots/{name}.md"));
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            std::fs::create_dir_all(snap.parent().expect("dir")).expect("mkdir");
-            std::fs::write(&snap, &r.stdout).expect("write snapshot");
-        }
-        let want = std::fs::read_to_string(&snap)
-            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_EXPECT=1", snap.display()));
-        assert_eq!(
-            r.stdout, want,
-            "{name} differs from its snapshot (UPDATE_EXPECT=1 rewrites it)"
-        );
+        expect_test::expect_file![root().join(format!("tests/snapshots/{name}.md"))]
+            .assert_eq(&r.stdout);
     }
 }
 
@@ -374,15 +365,6 @@ fn a_recorded_drill_renders_as_its_log_snapshots() {
     let md = drillbook::render::log::markdown(&renderer, &record, Some(&entry)).expect("log");
     let xml = drillbook::render::junit::xml(&record);
     for (name, got) in [("drill-log.md", md), ("drill-log.xml", xml)] {
-        let snap = root().join(format!("tests/snapshots/{name}"));
-        if std::env::var_os("UPDATE_EXPECT").is_some() {
-            std::fs::write(&snap, &got).expect("write snapshot");
-        }
-        let want = std::fs::read_to_string(&snap)
-            .unwrap_or_else(|_| panic!("{} missing: run with UPDATE_EXPECT=1", snap.display()));
-        assert_eq!(
-            got, want,
-            "{name} differs from its snapshot (UPDATE_EXPECT=1 rewrites it)"
-        );
+        expect_test::expect_file![root().join(format!("tests/snapshots/{name}"))].assert_eq(&got);
     }
 }

@@ -1,6 +1,6 @@
 //! `drillbook validate`: file-driven snapshots. Each `tests/fixtures/invalid/NAME.yaml` has a
-//! `NAME.expected` with the exact stderr; a new case is a new file. `UPDATE_EXPECT=1 cargo
-//! test` rewrites the expected files (review the diff before committing).
+//! `NAME.expected` with the exact stderr, compared by expect-test; a new case is a new file.
+//! `UPDATE_EXPECT=1 cargo test` writes the expected files (review the diff before committing).
 
 use std::path::Path;
 
@@ -26,8 +26,6 @@ fn relative(p: &Path) -> String {
 
 #[test]
 fn invalid_fixtures_report_every_problem_with_its_place() {
-    let update = std::env::var_os("UPDATE_EXPECT").is_some();
-    let mut mismatches = Vec::new();
     for file in fixtures("tests/fixtures/invalid") {
         let rel = relative(&file);
         let mut cli = Cli::new().args(["validate", &rel]);
@@ -46,24 +44,8 @@ fn invalid_fixtures_report_every_problem_with_its_place() {
             out.stdout.is_empty(),
             "{rel}: nothing on stdout for an invalid runbook"
         );
-        let expected_path = file.with_extension("expected");
-        if update {
-            std::fs::write(&expected_path, &stderr).expect("write expected");
-            continue;
-        }
-        let expected = std::fs::read_to_string(&expected_path).unwrap_or_else(|_| {
-            panic!(
-                "missing {}; run with UPDATE_EXPECT=1",
-                relative(&expected_path)
-            )
-        });
-        if expected != stderr {
-            mismatches.push(format!(
-                "=== {rel}\n--- expected\n{expected}\n--- actual\n{stderr}"
-            ));
-        }
+        expect_test::expect_file![file.with_extension("expected")].assert_eq(&stderr);
     }
-    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
 
 #[test]
