@@ -17,6 +17,7 @@ use rustix::process::{kill_process, Pid, Signal};
 use crate::cancel::BoxFuture;
 use crate::cancel::Cancel;
 use crate::cron::Cron;
+use crate::render::prometheus::{Exposition, Labels};
 
 mod endpoints;
 
@@ -202,55 +203,48 @@ pub fn metrics(states: &States) -> String {
     let map = states
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut s = String::from("# HELP drillbook_daemon_up The daemon is running.\n# TYPE drillbook_daemon_up gauge\ndrillbook_daemon_up 1\n");
-    let metric = |s: &mut String, name: &str, help: &str, f: &dyn Fn(&JobState) -> Option<f64>| {
-        s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-        for (job, st) in map.iter() {
-            if let Some(v) = f(st) {
-                s.push_str(&format!(
-                    "{name}{{job=\"{}\"}} {v}\n",
-                    job.replace('\\', "\\\\").replace('"', "\\\"")
-                ));
-            }
-        }
+    let mut out = Exposition::new();
+    out.gauge(
+        "drillbook_daemon_up",
+        "The daemon is running.",
+        [(vec![], 1.0)],
+    );
+    let per_job = |f: &dyn Fn(&JobState) -> Option<f64>| -> Vec<(Labels<'_>, f64)> {
+        map.iter()
+            .filter_map(|(job, st)| Some((vec![("job", job.as_str())], f(st)?)))
+            .collect()
     };
-    metric(
-        &mut s,
+    out.gauge(
         "drillbook_job_runs",
         "Runs this daemon finished (any exit code).",
-        &|st| Some(st.runs as f64),
+        per_job(&|st| Some(st.runs as f64)),
     );
-    metric(
-        &mut s,
+    out.gauge(
         "drillbook_job_missed",
         "Scheduled runs missed while paused.",
-        &|st| Some(st.missed as f64),
+        per_job(&|st| Some(st.missed as f64)),
     );
-    metric(
-        &mut s,
+    out.gauge(
         "drillbook_job_skipped",
         "Runs skipped because the previous one was still going.",
-        &|st| Some(st.skipped as f64),
+        per_job(&|st| Some(st.skipped as f64)),
     );
-    metric(
-        &mut s,
+    out.gauge(
         "drillbook_job_running",
         "1 while the job runs.",
-        &|st| Some(if st.running { 1.0 } else { 0.0 }),
+        per_job(&|st| Some(if st.running { 1.0 } else { 0.0 })),
     );
-    metric(
-        &mut s,
+    out.gauge(
         "drillbook_job_last_exit_code",
         "Exit code of the job's last run.",
-        &|st| st.last_exit.map(f64::from),
+        per_job(&|st| st.last_exit.map(f64::from)),
     );
-    metric(
-        &mut s,
+    out.gauge(
         "drillbook_job_last_due_timestamp_seconds",
         "When the job's last run was due (Unix time).",
-        &|st| st.last_due.map(|t| t.timestamp() as f64),
+        per_job(&|st| st.last_due.map(|t| t.timestamp() as f64)),
     );
-    s
+    out.finish()
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@ use crate::cancel::Cancel;
 use crate::engine::checks::{self, CheckResult, Status};
 use crate::engine::{operator, RunOptions};
 use crate::history::Store;
-use crate::kind::Metric;
 
 /// Run the runbook's health checks (`checks:`) concurrently, each under a timeout.
 ///
@@ -70,9 +69,11 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let status = checks::overall(&results);
     let store = Store::from_arg(args.history.as_deref());
     if !args.no_record {
-        let sent = notify(&rb, &results, status, &store).await;
-        let mut rec = record(&rb, &results, status, started, &opts.operator);
-        rec.notifications = sent;
+        // the alerts go first, so the record keeps how they went
+        let notice = checks::notice(&rb, &results, &opts.operator);
+        let dir = crate::render::log::dir(None, &store);
+        let mut rec = checks::record(&rb, &results, started, &opts.operator);
+        rec.notifications = crate::notify::notify(&rb, &notice, &dir).await;
         if let Err(e) = store.append(&rec).await {
             eprintln!(
                 "drillbook: warning: the check results could not be appended to the history {}: {e}",
@@ -99,117 +100,10 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
                 .filter_map(|e| e.drill().ok())
                 .filter(|r| r.runbook.name == rb.name && !r.dry_run)
                 .collect();
-            out(&prometheus(&rb.name, &results, &records));
+            out(&checks::prometheus(&rb.name, &results, &records));
         }
     }
     Ok(status.code())
-}
-
-/// The check run as a history record: one step per check; OK and WARNING pass, CRITICAL
-/// fails, UNKNOWN is "could not run".
-fn record(
-    rb: &crate::runbook::Runbook,
-    results: &[CheckResult],
-    status: Status,
-    started: chrono::DateTime<chrono::Utc>,
-    operator: &str,
-) -> crate::record::DrillRecord {
-    use crate::record::ErrorClass;
-    use crate::record::{DrillRecord, ProcedureRef, RunbookRef, StepRecord, StepStatus, Verdict};
-    let finished = chrono::Utc::now();
-    let steps = results
-        .iter()
-        .map(|r| {
-            let mut st = StepRecord::new(r.id.clone(), r.title.clone(), r.kind.clone(), false);
-            st.started_at = Some(started);
-            st.duration_ms = Some(r.duration_ms);
-            st.attempts = 1;
-            st.outputs = r.outputs.clone();
-            let label = r.status.label();
-            match r.status {
-                Status::Ok => st.status = StepStatus::Passed,
-                Status::Warning => {
-                    st.status = StepStatus::Passed;
-                    st.note = Some(format!("{label}: {}", r.message));
-                }
-                Status::Critical | Status::Unknown => {
-                    st.status = StepStatus::Failed;
-                    st.error = Some(format!("{label}: {}", r.message));
-                    st.error_class = Some(if r.status == Status::Critical {
-                        ErrorClass::Failed
-                    } else {
-                        ErrorClass::Unavailable
-                    });
-                }
-            }
-            st
-        })
-        .collect();
-    let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
-    let mut record = DrillRecord::start(
-        crate::engine::new_run_id(started),
-        RunbookRef::of(rb),
-        ProcedureRef {
-            id: "checks".into(),
-            title: "Health checks".into(),
-            kind: crate::runbook::ProcedureKind::Check,
-        },
-        operator.to_owned(),
-        started,
-    );
-    record.finished_at = finished;
-    record.duration_ms = u64::try_from((finished - started).num_milliseconds()).unwrap_or(0);
-    record.verdict = match status {
-        Status::Ok | Status::Warning => Verdict::Passed,
-        Status::Critical => Verdict::Failed,
-        Status::Unknown => Verdict::Error,
-    };
-    record.reason = (!bad.is_empty()).then(|| {
-        bad.iter()
-            .map(|r| format!("{} {}", r.id, r.status.label()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
-    record.steps = steps;
-    record
-}
-
-/// Alerts and heartbeats for the whole check run: one message per destination, naming every
-/// check that is not OK.
-async fn notify(
-    rb: &crate::runbook::Runbook,
-    results: &[CheckResult],
-    status: Status,
-    store: &Store,
-) -> Vec<crate::record::Notification> {
-    let bad: Vec<&CheckResult> = results.iter().filter(|r| r.status != Status::Ok).collect();
-    let name = status.label();
-    let notice = crate::notify::Notice {
-        runbook: rb.name.clone(),
-        subject: "checks".into(),
-        kind: "check".into(),
-        ok: status == Status::Ok,
-        warning: status == Status::Warning,
-        summary: if bad.is_empty() {
-            format!("OK: all {} checks passed", results.len())
-        } else {
-            format!(
-                "{name}: {} of {} checks are not OK",
-                bad.len(),
-                results.len()
-            )
-        },
-        details: bad
-            .iter()
-            .map(|r| format!("{} ({}): {}", r.id, r.status.label(), r.message))
-            .collect(),
-        run_id: None,
-        since: None,
-        log: None,
-        operator: operator(),
-    };
-    let dir = crate::render::log::dir(None, store);
-    crate::notify::notify(rb, &notice, &dir).await
 }
 
 fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {
@@ -250,119 +144,6 @@ fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {
         count(Status::Warning),
         count(Status::Critical),
         count(Status::Unknown)
-    );
-    s
-}
-
-/// A label value in the exposition format: backslash, quote and newline escaped.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn metric(s: &mut String, name: &str, help: &str, rows: &[(String, f64)]) {
-    if rows.is_empty() {
-        return;
-    }
-    let _ = writeln!(s, "# HELP {name} {help}");
-    let _ = writeln!(s, "# TYPE {name} gauge");
-    for (labels, v) in rows {
-        let _ = writeln!(s, "{name}{{{labels}}} {v}");
-    }
-}
-
-/// The text exposition format (node_exporter's textfile collector reads it).
-pub fn prometheus(
-    runbook: &str,
-    results: &[CheckResult],
-    records: &[crate::record::DrillRecord],
-) -> String {
-    let rb = label(runbook);
-    let per_check = |r: &CheckResult| {
-        format!(
-            "runbook=\"{rb}\",check=\"{}\",kind=\"{}\"",
-            label(&r.id),
-            label(&r.kind)
-        )
-    };
-    let mut s = String::new();
-    let status: Vec<(String, f64)> = results
-        .iter()
-        .map(|r| (per_check(r), f64::from(r.status.code())))
-        .collect();
-    metric(
-        &mut s,
-        "drillbook_check_status",
-        "Check status: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-        &status,
-    );
-    let took: Vec<(String, f64)> = results
-        .iter()
-        .map(|r| (per_check(r), r.duration_ms as f64 / 1000.0))
-        .collect();
-    metric(
-        &mut s,
-        "drillbook_check_duration_seconds",
-        "How long the check took.",
-        &took,
-    );
-    let by_metric = |metric: Metric| -> Vec<(String, f64)> {
-        results
-            .iter()
-            .filter_map(|r| {
-                let m = r.measure.as_ref()?;
-                (m.metric == Some(metric)).then(|| (per_check(r), m.value))
-            })
-            .collect()
-    };
-    metric(
-        &mut s,
-        "drillbook_backup_age_seconds",
-        "Age of the newest backup: snapshot, base backup or archived WAL segment.",
-        &by_metric(Metric::BackupAge),
-    );
-    metric(
-        &mut s,
-        "drillbook_restore_window_seconds",
-        "The point-in-time restore window (history retention).",
-        &by_metric(Metric::RestoreWindow),
-    );
-    // from the history: the last passing run of each procedure
-    let mut last: std::collections::BTreeMap<&str, &crate::record::DrillRecord> =
-        std::collections::BTreeMap::new();
-    for r in records
-        .iter()
-        .filter(|r| r.verdict == crate::record::Verdict::Passed)
-    {
-        let e = last.entry(r.procedure.id.as_str()).or_insert(r);
-        if r.finished_at > e.finished_at {
-            *e = r;
-        }
-    }
-    let per_proc = |p: &str| format!("runbook=\"{rb}\",procedure=\"{}\"", label(p));
-    let rto: Vec<(String, f64)> = last
-        .iter()
-        .filter_map(|(p, r)| {
-            let ms = r.rto.as_ref()?.measured_ms?;
-            Some((per_proc(p), ms as f64 / 1000.0))
-        })
-        .collect();
-    metric(
-        &mut s,
-        "drillbook_last_drill_rto_seconds",
-        "Measured RTO of the last passing run of the procedure.",
-        &rto,
-    );
-    let when: Vec<(String, f64)> = last
-        .iter()
-        .map(|(p, r)| (per_proc(p), r.finished_at.timestamp() as f64))
-        .collect();
-    metric(
-        &mut s,
-        "drillbook_last_pass_timestamp_seconds",
-        "When the procedure last passed (Unix time).",
-        &when,
     );
     s
 }

@@ -6,7 +6,10 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{db_target, output, string_or_map, Effects, Measure, Output, Spec, Verifies};
+use super::{
+    db_target, one_of_forms, output, string_or_map, Effects, Invalid, Measure, Output, Spec,
+    Verifies,
+};
 
 /// `assert: "expression"`, `{that: [expressions], message}`, or `{db, sql: {name: query}}`.
 #[derive(Debug, Clone)]
@@ -37,12 +40,17 @@ pub struct AssertSpec {
     pub sql: IndexMap<String, String>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
+
+one_of_forms!(OneOrMany, "an expression or a list of expressions", {
+    str => One(String),
+    seq => Many(Vec<String>),
+});
 
 impl Spec for Assert {
     const OUTPUTS: &'static [Output] = &[
@@ -71,24 +79,27 @@ impl Spec for Assert {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         match self {
             Assert::One(_) => Ok(()),
             Assert::Full(s) => match (&s.that, s.sql.is_empty(), &s.db) {
                 (Some(_), true, None) => Ok(()),
                 (None, false, Some(_)) => Ok(()),
-                (None, false, None) => {
-                    Err("`sql` invariants need `db`: the database they run on".into())
-                }
-                (Some(_), false, _) => {
-                    Err("give `that` (expressions) or `sql` (invariants), not both".into())
-                }
-                (None, true, _) => {
-                    Err("give `that` (expressions) or `db` with `sql` (invariants)".into())
-                }
-                (Some(_), true, Some(_)) => {
-                    Err("`db` is for `sql` invariants; `that` reads the run's values".into())
-                }
+                (None, false, None) => Err(Invalid::at(
+                    "sql",
+                    "`sql` invariants need `db`: the database they run on",
+                )),
+                (Some(_), false, _) => Err(Invalid::at(
+                    "sql",
+                    "give `that` (expressions) or `sql` (invariants), not both",
+                )),
+                (None, true, _) => Err(Invalid::whole(
+                    "give `that` (expressions) or `db` with `sql` (invariants)",
+                )),
+                (Some(_), true, Some(_)) => Err(Invalid::at(
+                    "db",
+                    "`db` is for `sql` invariants; `that` reads the run's values",
+                )),
             },
         }
     }

@@ -6,7 +6,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{db_target, output, Effects, Measure, Output, Spec, Verifies};
+use super::{db_target, one_of_forms, output, Effects, Measure, Output, Spec, Verifies};
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -91,12 +91,17 @@ impl JsonSchema for Tables {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum Selection {
     Every(bool),
     Only(Vec<String>),
 }
+
+one_of_forms!(Selection, "`true`, `false` or a list of tables", {
+    bool => Every(bool),
+    seq => Only(Vec<String>),
+});
 
 impl Default for Selection {
     fn default() -> Selection {
@@ -114,12 +119,17 @@ impl Selection {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum RowCounts {
     Enabled(bool),
     Rule(CountRule),
 }
+
+one_of_forms!(RowCounts, "`true`, `false` or a mapping `{tolerance, direction}`", {
+    bool => Enabled(bool),
+    map => Rule(CountRule),
+});
 
 impl Default for RowCounts {
     fn default() -> RowCounts {
@@ -138,12 +148,17 @@ pub struct CountRule {
     pub direction: Direction,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum Tolerance {
     Rows(u64),
     Percent(String),
 }
+
+one_of_forms!(Tolerance, "a number of rows (`100`) or a percentage (`\"1%\"`)", {
+    int => Rows(u64),
+    str => Percent(String),
+});
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -153,12 +168,17 @@ pub enum Direction {
     RestoredLeSource,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, JsonSchema)]
 #[serde(untagged)]
 pub enum Samples {
     Rows(usize),
     Rule(SampleRule),
 }
+
+one_of_forms!(Samples, "a number of rows or a mapping `{rows, tables}`", {
+    int => Rows(usize),
+    map => Rule(SampleRule),
+});
 
 impl Default for Samples {
     fn default() -> Samples {

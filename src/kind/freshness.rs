@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{db_target, output, Effects, Measure, Output, Spec, Verifies};
+use super::{db_target, output, Effects, Invalid, Measure, Output, Spec, Verifies};
 use crate::duration::Duration;
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -64,11 +64,24 @@ impl Spec for Freshness {
         db_target(&self.db)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         match (&self.table, &self.column, &self.sql) {
             (Some(_), Some(_), None) | (None, None, Some(_)) => Ok(()),
-            (_, _, Some(_)) => Err("give either `sql` or `table` and `column`, not both".into()),
-            _ => Err("give `table` and `column` (or `sql` returning one timestamp)".into()),
+            (_, _, Some(_)) => Err(Invalid::at(
+                "sql",
+                "give either `sql` or `table` and `column`, not both",
+            )),
+            (Some(_), None, None) => Err(Invalid::at(
+                "table",
+                "give `table` and `column` (or `sql` returning one timestamp)",
+            )),
+            (None, Some(_), None) => Err(Invalid::at(
+                "column",
+                "give `table` and `column` (or `sql` returning one timestamp)",
+            )),
+            (None, None, None) => Err(Invalid::whole(
+                "give `table` and `column` (or `sql` returning one timestamp)",
+            )),
         }
     }
 

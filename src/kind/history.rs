@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{output, Effects, Measure, Output, Spec, Unit, Verifies, Worse};
+use super::{output, Effects, Invalid, Measure, Output, Spec, Unit, Verifies, Worse};
 use crate::duration::Duration;
 
 /// `history.last_pass`: the procedure passed within `max_age`.
@@ -39,9 +39,9 @@ impl Spec for HistoryLastPass {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         if self.procedure.trim().is_empty() {
-            return Err("`procedure` is empty".into());
+            return Err(Invalid::at("procedure", "`procedure` is empty"));
         }
         Ok(())
     }

@@ -8,8 +8,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{
-    db_target, output, Effects, Measure, Metric, Output, Restore, Scratch, Spec, Text, Unit,
-    Verifies, Worse,
+    db_target, output, Effects, Invalid, Measure, Metric, Output, Restore, Scratch, Spec, Text,
+    Unit, Verifies, Worse,
 };
 use crate::timestamp::TimeSpec;
 
@@ -315,7 +315,7 @@ impl Spec for LocalRestore {
         }
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         let t = self.target.trim();
         // something that starts like a date but does not parse is a typo, not a restore
         // point name (recovery would wait for a point that never comes)
@@ -323,7 +323,7 @@ impl Spec for LocalRestore {
             && t.as_bytes()[..4].iter().all(u8::is_ascii_digit)
             && t.as_bytes()[4] == b'-';
         if looks_like_date && !crate::template::is_template(t) && t.parse::<TimeSpec>().is_err() {
-            return Err(format!("target `{t}` looks like a timestamp but is not one: write RFC 3339, e.g. `2026-11-28T09:00:00Z`"));
+            return Err(Invalid::at("target", format!("target `{t}` looks like a timestamp but is not one: write RFC 3339, e.g. `2026-11-28T09:00:00Z`")));
         }
         Ok(())
     }

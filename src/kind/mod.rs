@@ -195,12 +195,38 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     }
 
     /// Checks that serde cannot express (e.g. exactly one of two fields), at validation.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         Ok(())
     }
 
     /// One line for `plan`: what the step will do.
     fn summary(&self) -> String;
+}
+
+/// A payload that serde accepted but that makes no sense, and the field at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The payload field to point at; None for the payload as a whole.
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
+impl Invalid {
+    /// A problem with one field.
+    pub fn at(field: &'static str, message: impl Into<String>) -> Invalid {
+        Invalid {
+            field: Some(field),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the payload as a whole (e.g. a field is missing).
+    pub fn whole(message: impl Into<String>) -> Invalid {
+        Invalid {
+            field: None,
+            message: message.into(),
+        }
+    }
 }
 
 /// What a kind declares, by its name: for the docs and for readers that have no payload.
@@ -397,7 +423,7 @@ macro_rules! step_kinds {
                 self.declared().target_kinds
             }
 
-            pub fn check(&self) -> Result<(), String> {
+            pub fn check(&self) -> Result<(), Invalid> {
                 match self {
                     $(StepKind::$variant(s) => s.check()),+
                 }
@@ -605,3 +631,81 @@ macro_rules! string_or_map {
     };
 }
 pub(crate) use string_or_map;
+
+/// Implements `Deserialize` for an enum a runbook writes in one of several forms (a boolean,
+/// a number, text, a list, a mapping), choosing the variant by the form: an error inside a
+/// mapping or a list keeps its place, and a value of no accepted form is refused with the
+/// forms listed (`$expecting`), never with serde's "did not match any variant".
+macro_rules! one_of_forms {
+    ($ty:ident, $expecting:literal, { $($form:ident => $variant:ident($inner:ty)),+ $(,)? }) => {
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<$ty, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    $($crate::kind::form_visit!($form, $ty, $variant, $inner);)+
+                }
+                d.deserialize_any(V)
+            }
+        }
+    };
+}
+pub(crate) use one_of_forms;
+
+/// One visitor method of [`one_of_forms!`].
+macro_rules! form_visit {
+    (bool, $ty:ident, $variant:ident, $inner:ty) => {
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<$ty, E> {
+            <$inner as serde::Deserialize>::deserialize(serde::de::value::BoolDeserializer::new(v))
+                .map($ty::$variant)
+        }
+    };
+    (int, $ty:ident, $variant:ident, $inner:ty) => {
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
+            <$inner as serde::Deserialize>::deserialize(serde::de::value::U64Deserializer::new(v))
+                .map($ty::$variant)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
+            <$inner as serde::Deserialize>::deserialize(serde::de::value::I64Deserializer::new(v))
+                .map($ty::$variant)
+        }
+    };
+    (number, $ty:ident, $variant:ident, $inner:ty) => {
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<$ty, E> {
+            <$inner as serde::Deserialize>::deserialize(serde::de::value::F64Deserializer::new(v))
+                .map($ty::$variant)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<$ty, E> {
+            self.visit_f64(v as f64)
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<$ty, E> {
+            self.visit_f64(v as f64)
+        }
+    };
+    (str, $ty:ident, $variant:ident, $inner:ty) => {
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<$ty, E> {
+            <$inner as serde::Deserialize>::deserialize(serde::de::value::StrDeserializer::new(v))
+                .map($ty::$variant)
+        }
+    };
+    (seq, $ty:ident, $variant:ident, $inner:ty) => {
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<$ty, A::Error> {
+            <$inner as serde::Deserialize>::deserialize(
+                serde::de::value::SeqAccessDeserializer::new(seq),
+            )
+            .map($ty::$variant)
+        }
+    };
+    (map, $ty:ident, $variant:ident, $inner:ty) => {
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
+            <$inner as serde::Deserialize>::deserialize(
+                serde::de::value::MapAccessDeserializer::new(map),
+            )
+            .map($ty::$variant)
+        }
+    };
+}
+pub(crate) use form_visit;

@@ -7,8 +7,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{
-    output, Effects, Measure, Metric, Output, PointInTime, Restore, Scratch, Spec, Unit, Verifies,
-    Worse,
+    output, Effects, Invalid, Measure, Metric, Output, PointInTime, Restore, Scratch, Spec, Unit,
+    Verifies, Worse,
 };
 use crate::duration::Duration;
 
@@ -85,11 +85,12 @@ impl Spec for NeonCreateBranch {
         Some(&self.target)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         if let Some(e) = self.expires_in {
             if e.0 > std::time::Duration::from_secs(30 * 86_400) || e.0.as_secs() < 60 {
-                return Err(format!(
-                    "`expires_in: {e}`: Neon accepts 1 minute to 30 days"
+                return Err(Invalid::at(
+                    "expires_in",
+                    format!("`expires_in: {e}`: Neon accepts 1 minute to 30 days"),
                 ));
             }
         }
@@ -171,9 +172,9 @@ impl Spec for NeonRestoreBranch {
         Some(&self.target)
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         if self.from.is_none() && self.at.is_none() {
-            return Err("restoring a branch to its own past needs `at` (a timestamp or LSN), or `from` another branch".into());
+            return Err(Invalid::whole("restoring a branch to its own past needs `at` (a timestamp or LSN), or `from` another branch"));
         }
         Ok(())
     }

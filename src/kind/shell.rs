@@ -5,7 +5,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{output, string_or_map, Effects, Measure, Output, Spec, Text};
+use super::{output, string_or_map, Effects, Invalid, Measure, Output, Spec, Text};
 
 /// `shell: "script"` (run with `sh -c`) or the full form.
 #[derive(Debug, Clone)]
@@ -59,23 +59,24 @@ impl Spec for Shell {
     const LITERAL: &'static [&'static str] = &["", "run", "argv"];
     const TARGET_KINDS: &'static [&'static str] = &["postgres"];
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), Invalid> {
         match self {
             Shell::Full(s) => match (&s.run, &s.argv) {
                 (Some(_), None) => Ok(()),
                 (None, Some(argv)) if !argv.is_empty() => Ok(()),
-                (None, Some(_)) => {
-                    Err("`argv` is empty: give the program and its arguments".into())
-                }
-                (Some(_), Some(_)) => Err(
-                    "give `run` (a script for sh -c) or `argv` (a program and arguments), not both"
-                        .into(),
-                ),
-                (None, None) => {
-                    Err("missing the command: give `run` (a script for sh -c) or `argv`".into())
-                }
+                (None, Some(_)) => Err(Invalid::at(
+                    "argv",
+                    "`argv` is empty: give the program and its arguments",
+                )),
+                (Some(_), Some(_)) => Err(Invalid::at(
+                    "argv",
+                    "give `run` (a script for sh -c) or `argv` (a program and arguments), not both",
+                )),
+                (None, None) => Err(Invalid::whole(
+                    "missing the command: give `run` (a script for sh -c) or `argv`",
+                )),
             },
-            Shell::Script(s) if s.trim().is_empty() => Err("empty command".into()),
+            Shell::Script(s) if s.trim().is_empty() => Err(Invalid::whole("empty command")),
             Shell::Script(_) => Ok(()),
         }
     }

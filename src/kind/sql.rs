@@ -5,7 +5,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{db_target, output, Effects, Measure, Output, Spec, Text, Verifies, ANY_OUTPUT};
+use super::{
+    db_target, one_of_forms, output, Effects, Measure, Output, Spec, Text, Verifies, ANY_OUTPUT,
+};
 
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -39,13 +41,19 @@ pub struct Expect {
 }
 
 /// `5`, `"ok"`, `"> 0"`, `"!= 'done'"`.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, JsonSchema)]
 #[serde(untagged)]
 pub enum Comparison {
     Number(f64),
     Bool(bool),
     Text(String),
 }
+
+one_of_forms!(Comparison, "a value (`5`, `true`, `ok`) or a comparison (`\"> 0\"`, `\"!= 'done'\"`)", {
+    number => Number(f64),
+    bool => Bool(bool),
+    str => Text(String),
+});
 
 const OPS: [&str; 6] = ["==", "!=", "<=", ">=", "<", ">"];
 

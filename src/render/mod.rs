@@ -9,6 +9,7 @@ pub mod html;
 pub mod junit;
 pub mod lint;
 pub mod log;
+pub mod prometheus;
 
 use std::path::{Path, PathBuf};
 

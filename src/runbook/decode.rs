@@ -83,9 +83,11 @@ fn serde_diagnostic(doc: &Document, at: &YamlPath, message: &str) -> Diagnostic 
         return suggest_or_list(d, &variant, &expected);
     }
     if let Some(rest) = message.strip_prefix("missing field `") {
+        // at the key naming the mapping that lacks it (`local.backup_age:`), not at the
+        // mapping's first key
         let field = rest.trim_end_matches('`');
         return Diagnostic::error(
-            doc.value_span(at),
+            doc.key_span(at),
             format!("missing required field `{field}`"),
         );
     }
@@ -119,6 +121,9 @@ fn plain_types(text: &str) -> String {
     }
     if let Some(i) = out.find("expected struct ") {
         out.replace_range(i.., "expected a mapping");
+    }
+    if let Some(stem) = out.strip_suffix("expected a map") {
+        out = format!("{stem}expected a mapping");
     }
     out.replace("expected a sequence", "expected a list")
 }

@@ -195,9 +195,46 @@ pub struct Check {
     pub title: Option<String>,
     pub kind: StepKind,
     pub payload: serde_json::Value,
-    pub warn: Option<serde_json::Value>,
-    pub critical: Option<serde_json::Value>,
+    /// WARNING when the kind's measure crosses it.
+    pub warn: Option<Threshold>,
+    /// CRITICAL when the kind's measure crosses it.
+    pub critical: Option<Threshold>,
     pub timeout: Option<Duration>,
+}
+
+/// A `warn` or `critical` threshold on a check's measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    /// As the runbook writes it (`25h`, `3`).
+    pub written: String,
+    /// In the measure's unit.
+    pub value: f64,
+}
+
+impl Threshold {
+    /// Reads a threshold in `unit`: for seconds, a duration (`25h`) or a number of seconds.
+    pub fn parse(value: &serde_json::Value, unit: crate::kind::Unit) -> Result<Threshold, String> {
+        let crate::kind::Unit::Seconds = unit;
+        let parsed = match value {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s
+                .parse::<Duration>()
+                .ok()
+                .map(|d| d.0.as_secs_f64())
+                .or_else(|| s.trim().parse().ok()),
+            _ => None,
+        };
+        let written = match value {
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        match parsed {
+            Some(v) if v.is_finite() => Ok(Threshold { written, value: v }),
+            _ => Err(format!(
+                "`{written}` is not a duration (`25h`, `30m`) or a number of seconds"
+            )),
+        }
+    }
 }
 
 impl Runbook {

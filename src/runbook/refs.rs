@@ -1,7 +1,7 @@
 //! Template checks inside a runbook: syntax, and that every variable a template reads exists
 //! at that point — declared params, earlier steps, known `run` fields — with suggestions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use serde_json::Value;
 
@@ -35,6 +35,8 @@ pub struct Scope<'a> {
     pub run: bool,
     /// Extra roots, e.g. `result` inside `wait.until`.
     pub extra: &'a [&'a str],
+    /// What each earlier step declares it outputs (by step id), when steps are readable.
+    pub outputs: Option<&'a HashMap<String, Vec<String>>>,
 }
 
 /// What the templates of one step (or target, or alert) read.
@@ -118,7 +120,7 @@ pub fn check(
                 None => None,
                 Some(id) if scope.earlier.contains(id) => {
                     reads.steps.insert((*id).to_owned());
-                    None
+                    undeclared_output(scope, id, parts.get(2).copied())
                 }
                 Some(id) if scope.later.contains(id) => Some(Diagnostic::error(
                     None,
@@ -146,15 +148,42 @@ pub fn check(
             }
         };
         if let Some(mut d) = problem {
-            let needle = if parts.len() > 1 {
-                format!("{}.{}", parts[0], parts[1])
-            } else {
-                root.to_owned()
+            let needle = match parts.as_slice() {
+                // an undeclared output: the whole reference
+                ["steps", id, field, ..] if scope.earlier.contains(id) => {
+                    format!("steps.{id}.{field}")
+                }
+                [root, key, ..] => format!("{root}.{key}"),
+                _ => root.to_owned(),
             };
             d.span = place_of(sink, path, text, &needle);
             sink.push(d);
         }
     }
+}
+
+/// A reference to an output the step does not declare (`steps.a.stdoutt`).
+fn undeclared_output(scope: &Scope<'_>, id: &str, field: Option<&str>) -> Option<Diagnostic> {
+    let field = field?;
+    let declared = scope.outputs?.get(id)?;
+    if declared
+        .iter()
+        .any(|o| o == field || o == crate::kind::ANY_OUTPUT)
+    {
+        return None;
+    }
+    let names = declared.iter().map(String::as_str);
+    Some(
+        Diagnostic::error(None, format!("step `{id}` has no output `{field}`"))
+            .suggest(field, names.clone())
+            .or_help(|| {
+                if declared.is_empty() {
+                    format!("step `{id}` has no outputs")
+                } else {
+                    format!("its outputs: {}", super::decode::backticked(declared))
+                }
+            }),
+    )
 }
 
 /// Literal keys of `root['key']` / `root["key"]` in a template's text.

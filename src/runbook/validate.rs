@@ -15,12 +15,12 @@ use super::raw::{
     self, Alert, AlertEvent, AlertKind, ParamType, ProcedureKind, Retries, TargetKind,
 };
 use super::refs::{self, Form, Reads, Scope};
-use super::{Check, Param, ParamValue, Procedure, RtoMark, Runbook, Step, Target};
+use super::{Check, Param, ParamValue, Procedure, RtoMark, Runbook, Step, Target, Threshold};
 use crate::cron::Cron;
 use crate::diagnostic::YamlPath;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::duration::Duration;
-use crate::kind::{Form as StepForm, StepKind};
+use crate::kind::{Form as StepForm, Invalid, StepKind};
 
 pub const RUNBOOK_FIELDS: &[&str] = &[
     "version",
@@ -435,6 +435,7 @@ fn with_result<'a>(scope: &Scope<'a>) -> Scope<'a> {
         steps: scope.steps,
         run: scope.run,
         extra: &["result"],
+        outputs: scope.outputs,
     }
 }
 
@@ -516,27 +517,9 @@ fn read_procedure(
         .collect();
     let param_names: Vec<&str> = params.keys().map(String::as_str).collect();
 
-    let mut steps = Vec::new();
-    for (i, s) in step_values.iter().enumerate() {
-        let scope = Scope {
-            params: Some(param_names.clone()),
-            earlier: all_ids[..i].to_vec(),
-            later: all_ids[i..].to_vec(),
-            steps: true,
-            run: true,
-            extra: &[],
-        };
-        steps.push(read_step(
-            sink,
-            s,
-            &p.key("steps").index(i),
-            &main_ids[i],
-            &scope,
-        ));
-    }
-    let mut cleanup = Vec::new();
-    for (i, s) in cleanup_values.iter().enumerate() {
-        let n = main_ids.len() + i;
+    // what each step read so far declares it outputs, for the references after it
+    let mut outputs: HashMap<String, Vec<String>> = HashMap::new();
+    let mut read = |sink: &mut Sink<'_>, value: &Value, path: YamlPath, id: &str, n: usize| {
         let scope = Scope {
             params: Some(param_names.clone()),
             earlier: all_ids[..n].to_vec(),
@@ -544,15 +527,28 @@ fn read_procedure(
             steps: true,
             run: true,
             extra: &[],
+            outputs: Some(&outputs),
         };
-        cleanup.push(read_step(
-            sink,
-            s,
-            &p.key("cleanup").index(i),
-            &cleanup_ids[i],
-            &scope,
-        ));
-    }
+        let step = read_step(sink, value, &path, id, &scope);
+        if let Some(step) = &step {
+            let declared = step.kind.outputs().into_iter().map(str::to_owned);
+            outputs.insert(id.to_owned(), declared.collect());
+        }
+        step
+    };
+    let steps: Vec<Option<Step>> = step_values
+        .iter()
+        .enumerate()
+        .map(|(i, s)| read(sink, s, p.key("steps").index(i), &main_ids[i], i))
+        .collect();
+    let cleanup: Vec<Option<Step>> = cleanup_values
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let n = main_ids.len() + i;
+            read(sink, s, p.key("cleanup").index(i), &cleanup_ids[i], n)
+        })
+        .collect();
     check_step_ids(sink, p, step_values.len(), &all_ids);
     let kind = kind?;
     let steps: Vec<Step> = steps.into_iter().collect::<Option<_>>()?;
@@ -748,8 +744,8 @@ fn read_step(
     reads.steps.extend(more.steps);
     reads.env.extend(more.env);
     let kind: StepKind = sink.decode(&tagged(name, payload.clone()), p)?;
-    if let Err(msg) = kind.check() {
-        sink.at_value(&p.key(name), msg);
+    if let Err(invalid) = kind.check() {
+        report_invalid(sink, &p.key(name), &payload, invalid);
     }
     Some(Step {
         id: id.to_owned(),
@@ -766,6 +762,15 @@ fn read_step(
         needs: reads.steps,
         env: reads.env,
     })
+}
+
+/// A payload that makes no sense: at the field at fault when the payload has it, else at
+/// the key naming the kind.
+fn report_invalid(sink: &mut Sink<'_>, kind_path: &YamlPath, payload: &Value, invalid: Invalid) {
+    match invalid.field.filter(|f| payload.get(f).is_some()) {
+        Some(field) => sink.at_value(&kind_path.key(field), invalid.message),
+        None => sink.at_key(kind_path, invalid.message),
+    };
 }
 
 fn check_rto_marks(sink: &mut Sink<'_>, p: &YamlPath, steps: &[Step], cleanup: &[Step]) {
@@ -926,8 +931,7 @@ fn read_checks(
             }
         }
         let title = r.optional(sink, "title");
-        let warn = r.get("warn").cloned();
-        let critical = r.get("critical").cloned();
+        let thresholds = [("warn", r.get("warn")), ("critical", r.get("critical"))];
         let timeout = r.optional(sink, "timeout");
         let kind = kind_key(sink, &mut r, StepKind::NAMES, "check");
         r.finish(sink, "a check");
@@ -939,12 +943,14 @@ fn read_checks(
         let Some(kind) = sink.decode::<StepKind>(&tagged(name, payload.clone()), &p) else {
             continue;
         };
-        if let Err(msg) = kind.check() {
-            sink.at_value(&p.key(name), msg);
+        if let Err(invalid) = kind.check() {
+            report_invalid(sink, &p.key(name), &payload, invalid);
         }
         for t in kind.targets() {
             resolve_target(sink, &kind, t, &payload, &p.key(name), targets);
         }
+        let [warn, critical] = thresholds
+            .map(|(field, value)| read_threshold(sink, &kind, value, &p.key(field), field));
         if let Some(id) = id {
             out.push(Check {
                 id,
@@ -958,6 +964,46 @@ fn read_checks(
         }
     }
     out
+}
+
+/// A `warn`/`critical` threshold: it needs a kind with a measure, and a value in the
+/// measure's unit.
+fn read_threshold(
+    sink: &mut Sink<'_>,
+    kind: &StepKind,
+    value: Option<&Value>,
+    path: &YamlPath,
+    field: &str,
+) -> Option<Threshold> {
+    let value = value.filter(|v| !v.is_null())?;
+    let Some(measure) = kind.measure() else {
+        let measured: Vec<String> = StepKind::INFO
+            .iter()
+            .filter_map(|i| Some(format!("`{}` (`{}`)", i.name, i.measure?.output)))
+            .collect();
+        sink.at_value(
+            path,
+            format!(
+                "`{field}` needs a measure to compare, and `{}` has none: it is OK or CRITICAL",
+                kind.name()
+            ),
+        )
+        .help = Some(format!("kinds with a measure: {}", measured.join(", ")));
+        return None;
+    };
+    match Threshold::parse(value, measure.unit) {
+        Ok(t) => Some(t),
+        Err(message) => {
+            sink.at_value(path, format!("invalid `{field}`: {message}"))
+                .help = Some(format!(
+                "the measure of `{}` is `{}`, in {}",
+                kind.name(),
+                measure.output,
+                measure.unit.as_str()
+            ));
+            None
+        }
+    }
 }
 
 fn read_alerts(sink: &mut Sink<'_>, value: Option<&Value>, path: &YamlPath) -> Vec<Alert> {

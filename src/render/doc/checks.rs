@@ -218,12 +218,8 @@ pub(super) fn checks(runbook: &Runbook) -> Vec<Value> {
         .checks
         .iter()
         .map(|c| {
-            let threshold = |v: &Option<Value>| {
-                v.as_ref().map(|v| match v {
-                    Value::String(s) => code(s),
-                    other => code(&serde_json::to_string(other).unwrap_or_default()),
-                })
-            };
+            let threshold =
+                |t: &Option<crate::runbook::Threshold>| t.as_ref().map(|t| code(&t.written));
             let thresholds = match (threshold(&c.warn), threshold(&c.critical)) {
                 (None, None) => "fails as critical".to_owned(),
                 (Some(w), None) => format!("warning at {w}"),

@@ -4,8 +4,13 @@
 //! OK, unless a `warn`/`critical` threshold on its measure is crossed; it failed →
 //! CRITICAL; it could not run (unreachable, auth, missing env, timeout) → UNKNOWN.
 
+mod metrics;
+mod record;
+
 use std::collections::BTreeSet;
 
+pub use metrics::prometheus;
+pub use record::{notice, record};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -84,19 +89,6 @@ pub struct Measure {
     /// The metric family it feeds (from the kind's declaration).
     #[serde(skip)]
     pub metric: Option<Metric>,
-}
-
-/// A threshold as written: a duration (`25h`) or a number.
-fn threshold(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s
-            .parse::<crate::duration::Duration>()
-            .ok()
-            .map(|d| d.0.as_secs_f64())
-            .or_else(|| s.parse().ok()),
-        _ => None,
-    }
 }
 
 fn crossed(value: f64, limit: f64, worse: Worse) -> bool {
@@ -210,7 +202,7 @@ fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) 
     ]
     .into_iter()
     .find_map(|(status, t)| {
-        let limit = t.and_then(threshold)?;
+        let limit = t?.value;
         crossed(measure.value, limit, worse).then_some((status, limit))
     });
     let message = match level {
@@ -327,9 +319,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn thresholds_read_durations_and_numbers() {
-        assert_eq!(threshold(&Value::from("25h")), Some(90_000.0));
-        assert_eq!(threshold(&Value::from(3)), Some(3.0));
+    fn thresholds_cross_the_way_that_is_worse() {
         assert!(crossed(10.0, 5.0, Worse::Higher) && !crossed(10.0, 5.0, Worse::Lower));
     }
 
