@@ -47,7 +47,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         let Some(rb) = load(path) else {
             return Ok(exit::INVALID);
         };
-        for j in super::schedule::jobs(&rb, &checks) {
+        for j in crate::engine::jobs::jobs(&rb, &checks) {
             jobs.push(Job {
                 name: format!("{}/{}", rb.name, j.name),
                 cron: j.cron,

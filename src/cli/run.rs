@@ -79,98 +79,34 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&record)?)),
         Format::Text => out(&summary(&record)),
     }
-    let code = record.verdict.exit_code();
     if record.dry_run {
-        return Ok(code);
+        return Ok(record.verdict.exit_code());
     }
-    // a drill nobody can show later did not happen: a record that cannot be kept turns a
-    // pass into "could not run"; a failure keeps its own code
     let store = crate::history::Store::from_arg(args.history.as_deref());
     let dir = crate::render::log::dir(args.log_dir.as_deref(), &store);
-    // alerts and heartbeats report the run first, so the record keeps how they went; whatever
-    // they do, the exit code stays
-    let log = Some(
-        dir.join(format!("{}.md", crate::render::log::base_name(&record)))
-            .display()
-            .to_string(),
-    );
-    let notice = crate::notify::Notice {
-        runbook: record.runbook.name.clone(),
-        subject: record.procedure.id.clone(),
-        kind: record.procedure.kind.as_str().to_owned(),
-        ok: record.verdict == crate::record::Verdict::Passed,
-        warning: false,
-        summary: match &record.reason {
-            Some(r) => format!("{}: {r}", record.verdict.as_str().to_uppercase()),
-            None => format!(
-                "PASSED in {}",
-                human(std::time::Duration::from_millis(record.duration_ms))
-            ),
-        },
-        details: record
-            .steps
-            .iter()
-            .chain(&record.cleanup)
-            .filter(|s| s.error.is_some())
-            .map(|s| format!("{}: {}", s.id, s.error.as_deref().unwrap_or("")))
-            .collect(),
-        run_id: Some(record.id.clone()),
-        since: None,
-        log,
-        operator: record.operator.clone(),
-    };
     let mut record = record;
-    record.notifications = crate::notify::notify(&rb, &notice, &dir).await;
-    let (code, _) = keep(args, &store, &dir, &record, code).await;
-    Ok(code)
-}
-
-/// Appends the record to the history and writes the drill log; returns the exit code (a
-/// pass that cannot be kept becomes "could not run") and the log's path.
-async fn keep(
-    args: &Args,
-    store: &crate::history::Store,
-    dir: &std::path::Path,
-    record: &DrillRecord,
-    code: u8,
-) -> (u8, Option<String>) {
-    let degrade = |code: u8| {
-        if code == exit::OK {
-            exit::UNAVAILABLE
-        } else {
-            code
-        }
-    };
-    let entry = match store.append(record).await {
-        Ok(entry) => entry,
-        Err(e) => {
-            eprintln!(
-                "drillbook: error: the record could not be appended to the history {}: {e}",
-                store.display()
-            );
-            return (degrade(code), None);
-        }
-    };
-    eprintln!(
-        "drillbook: recorded as entry {} of {}",
-        entry.seq,
-        store.display()
-    );
-    let written = crate::render::Renderer::new(args.templates.as_deref())
-        .and_then(|r| crate::render::log::write(dir, &r, record, Some(&entry)));
-    match written {
-        Ok(files) => {
-            let md = files.first().map(|p| p.display().to_string());
-            if let Some(md) = &md {
-                eprintln!("drillbook: drill log {md} (.json, .xml)");
-            }
-            (code, md)
-        }
-        Err(e) => {
-            eprintln!("drillbook: error: the drill log could not be written: {e}");
-            (degrade(code), None)
-        }
+    let kept = crate::engine::keep(&rb, &mut record, &store, &dir, args.templates.as_deref()).await;
+    match &kept.entry {
+        Ok(entry) => eprintln!(
+            "drillbook: recorded as entry {} of {}",
+            entry.seq,
+            store.display()
+        ),
+        Err(e) => eprintln!(
+            "drillbook: error: the record could not be appended to the history {}: {e}",
+            store.display()
+        ),
     }
+    match &kept.log {
+        Some(Ok(files)) => {
+            if let Some(md) = files.first() {
+                eprintln!("drillbook: drill log {} (.json, .xml)", md.display());
+            }
+        }
+        Some(Err(e)) => eprintln!("drillbook: error: the drill log could not be written: {e}"),
+        None => {}
+    }
+    Ok(kept.exit_code(record.verdict))
 }
 
 /// SIGINT, SIGTERM and SIGHUP (a closed terminal or ssh session).

@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 
 use super::{load, out};
 use crate::cron::Cron;
+use crate::engine::jobs::{jobs, Job};
 use crate::runbook::Runbook;
 
 /// Write schedule definitions for the runbook's procedures (`schedule:`) and checks.
@@ -39,58 +40,6 @@ pub enum Emit {
     Systemd,
     GithubActions,
     Kubernetes,
-}
-
-/// One scheduled job.
-pub(super) struct Job {
-    /// `pitr-drill` or `checks`.
-    pub(super) name: String,
-    pub(super) cron: Cron,
-    /// Arguments after `drillbook`.
-    pub(super) args: Vec<String>,
-    env: BTreeSet<String>,
-    what: String,
-}
-
-pub(super) fn jobs(rb: &Runbook, checks: &Cron) -> Vec<Job> {
-    let alert_env = alert_env(rb);
-    let mut out: Vec<Job> = rb
-        .procedures
-        .values()
-        .filter_map(|p| {
-            let cron = p.schedule.clone()?;
-            let mut env = crate::engine::needed_env(rb, p);
-            env.extend(alert_env.iter().cloned());
-            Some(Job {
-                name: p.id.clone(),
-                cron,
-                args: vec!["run".into(), rb.path.clone(), p.id.clone()],
-                env,
-                what: p.title.clone(),
-            })
-        })
-        .collect();
-    if !rb.checks.is_empty() {
-        let mut env = crate::engine::checks::needed_env(rb);
-        env.extend(alert_env);
-        out.push(Job {
-            name: "checks".into(),
-            cron: checks.clone(),
-            args: vec!["check".into(), rb.path.clone()],
-            env,
-            what: format!("{} health checks", rb.checks.len()),
-        });
-    }
-    out
-}
-
-/// The variables the alerts' templates read (`{{ env.SLACK_WEBHOOK_URL }}`).
-fn alert_env(rb: &Runbook) -> BTreeSet<String> {
-    rb.alerts
-        .iter()
-        .filter_map(|a| serde_json::to_value(&a.kind).ok())
-        .flat_map(|v| crate::template::env_references(&v))
-        .collect()
 }
 
 /// A name usable as a unit, job or Kubernetes object name.

@@ -6,6 +6,8 @@
 pub mod checks;
 mod context;
 mod executor;
+pub mod jobs;
+mod keep;
 pub mod preflight;
 
 pub use context::{operator, RunOptions};
@@ -13,3 +15,4 @@ pub use executor::{
     find_procedure, needed_env, plan_params, preflight, run, run_id as new_run_id, Observer,
     RunError,
 };
+pub use keep::{keep, notice, Kept};
