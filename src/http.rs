@@ -1,5 +1,6 @@
-//! The process-wide HTTP client: rustls with ring and the system's root certificates, one
-//! connection pool for the `http` step kind, Neon's API and the alerts.
+//! The process-wide HTTP client (rustls with ring and the system's root certificates, one
+//! connection pool for the `http` step kind, Neon's API and the alerts), and the
+//! percent-encoding URLs built from parts need.
 
 use std::sync::OnceLock;
 
@@ -14,4 +15,17 @@ pub fn client() -> &'static reqwest::Client {
             .build()
             .unwrap_or_default()
     })
+}
+
+/// Percent-encodes everything but unreserved characters, for a URL's host or path.
+pub fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

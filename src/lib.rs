@@ -5,19 +5,32 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (clap), one file per subcommand; the only user of `anyhow`.
-//! - [`runbook`]: the YAML format: loading with positions, validation that reports every
-//!   problem at once, the resolved model, and its JSON Schema.
-//! - [`engine`]: runs a procedure: params, templates, timeouts, retries, cancellation,
-//!   cleanup, RTO, and the [`record::DrillRecord`] it produces.
-//! - [`steps`]: the closed set of step kinds, one file per family.
-//! - [`neon`]: the Neon API v2 client: retries, operation polling, lenient types.
-//! - [`diagnostic`]: places, caret snippets and "did you mean" for user-facing errors.
-//! - [`template`]: the minijinja environment (strict undefined) shared by validation and runs.
-//! - [`cron`], [`duration`], [`timestamp`]: the value types runbooks are written in.
+//! The modules form layers; each imports only lower layers (`tests/it/architecture.rs` holds
+//! the table and fails on any other import). Lowest first:
+//!
+//! 1. Utilities: [`cancel`] (the run's two-level interrupt signal, boxed futures), [`hex`],
+//!    [`http`] (the shared HTTP client, percent-encoding), [`redact`] (secrets and passwords
+//!    masked in every text that leaves the process).
+//! 2. Value types runbooks are written in: [`duration`], [`timestamp`], [`cron`],
+//!    [`diagnostic`] (places, caret snippets, "did you mean", the path of a value in a
+//!    runbook), [`template`] (the minijinja environment, strict undefined).
+//! 3. [`kind`]: the step kinds as data: each payload and what it declares (outputs, measure,
+//!    effects), and the one list that names them.
+//! 4. [`runbook`]: the YAML format: loading with positions (the only user of the YAML crate),
+//!    validation that reports every problem at once, the resolved model, its JSON Schema.
+//! 5. [`record`]: the persisted contract: `DrillRecord` and its parts.
+//! 6. Clients: [`pg`] (connections, TLS, local clusters), [`neon`] (the Neon API v2 client:
+//!    retries, operation polling, lenient types).
+//! 7. [`history`] (the hash-chained drill history) and [`notify`] (alerts and heartbeats).
+//! 8. [`steps`] (running each kind, cleanup through undo) and [`render`] (documents through
+//!    templates: the runbook document, drill logs, JUnit, HTML, Prometheus text).
+//! 9. [`engine`]: runs a procedure or the checks: params, templates, timeouts, retries,
+//!    cancellation, cleanup, RTO, the record; then alerts, history and drill log.
+//! 10. Entry points: [`daemon`] (schedules and its HTTP endpoints) and [`cli`] (the command
+//!     line, one file per subcommand: parsing, printing and exit codes; the only user of
+//!     `anyhow`).
 
 pub mod cancel;
-
 pub mod cli;
 pub mod cron;
 pub mod daemon;

@@ -47,7 +47,7 @@ pub enum Format {
     Json,
 }
 
-/// Exit codes shared by every subcommand (DESIGN.md).
+/// Exit codes shared by every subcommand (the table in the README).
 pub mod exit {
     pub const OK: u8 = 0;
     pub const FAILED: u8 = 1;

@@ -187,7 +187,6 @@ struct Run<'a> {
     clock: tokio::time::Instant,
 }
 
-/// Runs a procedure to completion (cleanup included) and returns its record.
 /// The preflight of a procedure without running it (`plan --preflight`): params resolved
 /// as a run would, env read, every point in time checked against its restore window.
 pub async fn preflight(
@@ -216,6 +215,7 @@ pub async fn preflight(
     Ok(super::preflight::check(runbook, procedure, &templates, &vars.context(None), now).await)
 }
 
+/// Runs a procedure to completion (cleanup included) and returns its record.
 pub async fn run(
     runbook: &Runbook,
     procedure_id: &str,
@@ -405,8 +405,8 @@ fn pending(step: &Step) -> StepRecord {
     )
 }
 
-/// `20261129T201752Z-3fa9`: sortable by time, unique enough for one operator's runs.
-/// A new run id: the UTC start time and 32 random bits.
+/// A new run id, `20261129T201752Z-3fa9c2d1`: the UTC start time (sortable) and 32 random
+/// bits.
 pub fn run_id(at: chrono::DateTime<Utc>) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

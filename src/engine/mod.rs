@@ -1,7 +1,8 @@
 //! Running a procedure: params resolved, env checked, steps run in order under timeouts,
 //! retries and one cancellation signal, cleanup always run, and everything written into a
-//! [`record::DrillRecord`]. A failing step is data in the record; the exit code is derived
-//! from the record after cleanup.
+//! [`crate::record::DrillRecord`]. A failing step is data in the record; the exit code is
+//! derived from the record after cleanup. Also the health checks (`checks`), what follows a
+//! run (`keep`: alerts, history, drill log) and the runbook as scheduled jobs (`jobs`).
 
 pub mod checks;
 mod context;

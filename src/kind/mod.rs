@@ -6,7 +6,7 @@
 //! thresholds, metrics and the docs read these declarations; running a kind is the step
 //! layer's business (`steps`).
 //!
-//! [`each_kind!`] is the one list that names every kind. `StepKind`, its tables and its
+//! `each_kind!` is the one list that names every kind. `StepKind`, its tables and its
 //! schema come from it here; the step layer builds its dispatch from it.
 
 pub mod assert;

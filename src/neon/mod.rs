@@ -198,7 +198,7 @@ fn request_id() -> String {
 
 /// Percent-encodes a path segment or query value.
 fn enc(text: &str) -> String {
-    crate::pg::cluster::percent_encode(text)
+    crate::http::percent_encode(text)
 }
 
 impl Client {

@@ -175,14 +175,14 @@ impl Cluster {
     /// A URL for `db` as the `postgres` superuser over loopback TCP.
     pub fn url(&self, db: &str) -> String {
         let host = if self.private {
-            percent_encode(&self.socket_dir().display().to_string())
+            crate::http::percent_encode(&self.socket_dir().display().to_string())
         } else {
             "127.0.0.1".into()
         };
         format!(
             "postgresql://postgres@{host}:{}/{}?sslmode=disable",
             self.port,
-            percent_encode(db)
+            crate::http::percent_encode(db)
         )
     }
 
@@ -520,19 +520,6 @@ fn new_root(root: &Path) -> Result<(), ClusterError> {
         }
         Err(e) => Err(ClusterError::io("cannot create", root, &e)),
     }
-}
-
-/// Percent-encodes everything but unreserved characters, for a URL's host or path.
-pub fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// `text` as one shell word: single-quoted, embedded quotes closed and reopened.

@@ -1,6 +1,7 @@
 //! The integration test binary: drives the real `drillbook` CLI (and the library where time
 //! must be paused). One binary, so it links once.
 
+mod architecture;
 mod check;
 mod compare;
 mod daemon;

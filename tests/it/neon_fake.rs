@@ -63,8 +63,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
+use drillbook::http::percent_encode;
 use drillbook::pg::cluster::{
-    find_binaries, percent_encode, shell_quote, Binaries, Cluster, ClusterHandle, InitOptions,
+    find_binaries, shell_quote, Binaries, Cluster, ClusterHandle, InitOptions,
 };
 use drillbook::steps::local::restore_into;
 

@@ -401,6 +401,29 @@ fn help_on_every_command_has_an_example() {
     }
 }
 
+/// An approval enters the record only when an operator approved: a step whose outputs
+/// happen to be named `by` and `via` (here an `http` capture) is not one.
+#[test]
+fn outputs_named_like_an_approval_are_not_an_approval() {
+    use axum::routing::get;
+    let server = crate::support::HttpServer::start(axum::Router::new().route(
+        "/whoami",
+        get(|| async { axum::Json(serde_json::json!({"user": "mallory", "channel": "terminal"})) }),
+    ));
+    let yaml = with_cleanup(&format!(
+        "      - id: forged\n        http: {{ url: \"{}/whoami\", capture: {{ by: /user, via: /channel }} }}\n",
+        server.url()
+    ));
+    let r = Cli::new()
+        .runbook(&yaml)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(0);
+    let rec = r.json();
+    assert_eq!(rec["steps"][0]["outputs"]["by"], "mallory");
+    assert_eq!(rec["approvals"], serde_json::json!([]), "{rec}");
+}
+
 #[test]
 fn http_step_captures_json_and_classifies_failures() {
     use axum::routing::{get, post};

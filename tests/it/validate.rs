@@ -120,3 +120,35 @@ fn validate_reports_all_files_and_fails_if_any_is_invalid() {
         "{stderr}"
     );
 }
+
+/// `all-kinds.yaml` is the one runbook every tool (the schema, validation, the document) is
+/// tried on: it must use every step kind, in a step, a cleanup step, a check or a poll.
+#[test]
+fn the_every_kind_fixture_uses_every_kind() {
+    use drillbook::kind::wait::Wait;
+    use drillbook::kind::StepKind;
+
+    let path = root().join("tests/fixtures/valid/all-kinds.yaml");
+    let rb = drillbook::runbook::load_file(&path.display().to_string()).expect("valid");
+    let mut kinds: Vec<&StepKind> = rb.checks.iter().map(|c| &c.kind).collect();
+    for p in rb.procedures.values() {
+        kinds.extend(p.steps.iter().chain(&p.cleanup).map(|s| &s.kind));
+    }
+    let polled: Vec<&StepKind> = kinds
+        .iter()
+        .filter_map(|k| match k {
+            StepKind::Wait(Wait::Poll(p)) => Some(&*p.poll),
+            _ => None,
+        })
+        .collect();
+    kinds.extend(polled);
+    let used: std::collections::BTreeSet<&str> = kinds.iter().map(|k| k.name()).collect();
+    let missing: Vec<&&str> = StepKind::NAMES
+        .iter()
+        .filter(|n| !used.contains(**n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "tests/fixtures/valid/all-kinds.yaml does not use {missing:?}"
+    );
+}
