@@ -22,7 +22,7 @@ impl Spec for HistoryLastPass {
         output("runs", "how many runs of the procedure the history holds"),
         output("last_pass", "when the procedure last passed, RFC 3339 UTC"),
         output("last_pass_id", "the run id of that pass"),
-        output("age_seconds", "seconds since that pass"),
+        output("age_seconds", "seconds since the procedure last passed"),
         output("rto_seconds", "the RTO that pass measured, in seconds"),
     ];
     const MEASURE: Option<Measure> = Some(Measure {
@@ -67,7 +67,7 @@ impl Spec for HistoryOverdue {
     const OUTPUTS: &'static [Output] = &[
         output("last_pass", "when the procedure last passed, RFC 3339 UTC"),
         output("last_pass_id", "the run id of that pass"),
-        output("age_seconds", "seconds since that pass"),
+        output("age_seconds", "seconds since the procedure last passed"),
         output("rto_seconds", "the RTO that pass measured, in seconds"),
         output("schedule", "the procedure's schedule (cron, UTC)"),
         output("due_by", "when the next pass is due, RFC 3339 UTC"),

@@ -67,6 +67,8 @@ impl Spec for Http {
         output("json", "the response body parsed as JSON, when it is JSON"),
     ];
     const MEASURE: Option<Measure> = None;
+    const PAYLOAD_OUTPUTS: Option<&'static str> =
+        Some("each name in `capture`, the JSON value at its pointer");
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE

@@ -223,7 +223,7 @@ impl Spec for LocalBackupAge {
         output("backups", "how many base backups the directory holds"),
         output("newest", "the newest one's directory"),
         output("newest_at", "when it was taken, RFC 3339 UTC"),
-        output("age_seconds", "its age in seconds"),
+        output("age_seconds", "the newest base backup's age, in seconds"),
     ];
     const MEASURE: Option<Measure> = Some(Measure {
         output: "age_seconds",

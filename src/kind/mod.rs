@@ -173,6 +173,10 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     /// branch kept with `keep: true` leaves nothing to clean up).
     fn effects(&self) -> Effects<'_>;
 
+    /// The outputs a payload adds, in words (`each name in capture`), for the docs; the
+    /// names come from [`Spec::payload_outputs`].
+    const PAYLOAD_OUTPUTS: Option<&'static str> = None;
+
     /// Outputs the payload names itself (`http.capture`), beside [`Spec::OUTPUTS`].
     fn payload_outputs(&self) -> Vec<&str> {
         Vec::new()
@@ -234,6 +238,8 @@ impl Invalid {
 pub struct Info {
     pub name: &'static str,
     pub outputs: &'static [Output],
+    /// The outputs a payload adds, in words.
+    pub payload_outputs: Option<&'static str>,
     pub measure: Option<Measure>,
     #[serde(skip)]
     pub literal: &'static [&'static str],
@@ -252,6 +258,7 @@ impl Info {
         Info {
             name,
             outputs: S::OUTPUTS,
+            payload_outputs: S::PAYLOAD_OUTPUTS,
             measure: S::MEASURE,
             literal: S::LITERAL,
             literal_help: S::LITERAL_HELP,

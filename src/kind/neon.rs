@@ -710,7 +710,7 @@ impl Spec for NeonSnapshotAge {
     const OUTPUTS: &'static [Output] = &[
         output("snapshot_id", "the newest snapshot"),
         output("snapshot_at", "when it was taken, RFC 3339 UTC"),
-        output("age_seconds", "its age in seconds"),
+        output("age_seconds", "the newest snapshot's age, in seconds"),
         output(
             "manual",
             "true when it was taken by hand rather than by the schedule",

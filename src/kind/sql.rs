@@ -127,6 +127,8 @@ impl Spec for Sql {
     const OUTPUTS: &'static [Output] =
         &[output("row_count", "how many rows the statement returned")];
     const MEASURE: Option<Measure> = None;
+    const PAYLOAD_OUTPUTS: Option<&'static str> =
+        Some("the first row's columns, by column name (checked when the step runs)");
 
     const LITERAL: &'static [&'static str] = &["query"];
     const LITERAL_HELP: &'static str =

@@ -48,12 +48,11 @@ fn ten_minutes() -> Duration {
 impl Spec for Wait {
     const OUTPUTS: &'static [Output] = &[
         output("waited", "how long it waited, e.g. `1m 30s`"),
-        output(
-            "polls",
-            "how many polls it took (polling only); the last poll's outputs are outputs too",
-        ),
+        output("polls", "how many polls it took (polling only)"),
     ];
     const MEASURE: Option<Measure> = None;
+    const PAYLOAD_OUTPUTS: Option<&'static str> =
+        Some("when polling, the last poll's outputs (those of the polled kind)");
     const EXPRESSIONS: &'static [&'static str] = &["until"];
     const NESTED: &'static [&'static str] = &["poll"];
 

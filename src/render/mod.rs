@@ -7,6 +7,7 @@
 pub mod doc;
 pub mod html;
 pub mod junit;
+pub mod kinds;
 pub mod lint;
 pub mod log;
 pub mod prometheus;

@@ -64,6 +64,7 @@ fn run_drill(yaml: &str, args: &[&str]) -> (i32, serde_json::Value) {
     let r = Cli::new().runbook(yaml).args(all).run();
     let rec: serde_json::Value = serde_json::from_str(&r.stdout)
         .unwrap_or_else(|_| panic!("no record:\n{}\n{}", r.stdout, r.stderr));
+    crate::support::assert_outputs_declared(&rec);
     let id = rec["id"].as_str().expect("run id").to_owned();
     let left = leftovers(&id);
     assert!(left.is_empty(), "left behind by run {id}: {left:#?}");

@@ -368,3 +368,29 @@ fn a_recorded_drill_renders_as_its_log_snapshots() {
         expect_test::expect_file![root().join(format!("tests/snapshots/{name}"))].assert_eq(&got);
     }
 }
+
+/// The kinds' reference is written from their declarations: `docs/step-kinds.md`, and the
+/// measures table of `docs/runbook-format.md` between its markers.
+#[test]
+fn the_step_kinds_reference_is_current() {
+    expect_test::expect_file![root().join("docs/step-kinds.md")]
+        .assert_eq(&drillbook::render::kinds::reference());
+    let format = std::fs::read_to_string(root().join("docs/runbook-format.md")).expect("read");
+    let (start, end) = (
+        "<!-- measures: written from the kinds' declarations -->\n",
+        "<!-- end of measures -->",
+    );
+    let from = format.find(start).expect("measures start marker") + start.len();
+    let to = format[from..].find(end).expect("measures end marker") + from;
+    let table = drillbook::render::kinds::measures_table();
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        let updated = format!("{}{table}{}", &format[..from], &format[to..]);
+        std::fs::write(root().join("docs/runbook-format.md"), updated).expect("write");
+        return;
+    }
+    assert_eq!(
+        &format[from..to],
+        table,
+        "docs/runbook-format.md's measures table is stale (UPDATE_EXPECT=1 rewrites it)"
+    );
+}

@@ -69,15 +69,52 @@ impl Run {
         self
     }
 
-    /// The stdout parsed as JSON (for `--format json`).
+    /// The stdout parsed as JSON (for `--format json`). A record's or check run's outputs
+    /// are checked against what their kinds declare.
     #[track_caller]
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+        let value = serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
             panic!(
                 "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
                 self.stdout, self.stderr
             )
-        })
+        });
+        assert_outputs_declared(&value);
+        value
+    }
+}
+
+/// Every output a step or check produced is one its kind declares (`kind::Spec::OUTPUTS`),
+/// so validation's check of `steps.<id>.<output>` and the docs tell the truth. Kinds whose
+/// payload adds outputs (`http.capture`, `sql` columns, `wait` polls) are left out.
+#[track_caller]
+pub fn assert_outputs_declared(value: &serde_json::Value) {
+    let steps = ["steps", "cleanup", "checks"]
+        .iter()
+        .filter_map(|k| value[*k].as_array())
+        .flatten();
+    for step in steps {
+        let Some(info) = step["kind"]
+            .as_str()
+            .and_then(drillbook::kind::StepKind::info)
+        else {
+            continue;
+        };
+        if info.payload_outputs.is_some() {
+            continue;
+        }
+        for name in step["outputs"]
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+        {
+            assert!(
+                info.outputs.iter().any(|o| o.name == name),
+                "`{}` output `{name}` (step `{}`) is not declared in src/kind/",
+                info.name,
+                step["id"]
+            );
+        }
     }
 }
 
