@@ -66,10 +66,7 @@ impl Spec for Assert {
     const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Data),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Data)
     }
 
     fn target(&self) -> Option<&str> {

@@ -54,10 +54,7 @@ impl Spec for Freshness {
     const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::RecoveryPoint),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::RecoveryPoint)
     }
 
     fn target(&self) -> Option<&str> {

@@ -4,7 +4,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{output, Effects, Invalid, Measure, Output, Spec, Unit, Verifies, Worse};
+use super::{output, Effects, Invalid, Measure, Output, Spec, Verifies, Worse};
 use crate::duration::Duration;
 
 /// `history.last_pass`: the procedure passed within `max_age`.
@@ -25,18 +25,10 @@ impl Spec for HistoryLastPass {
         output("age_seconds", "seconds since the procedure last passed"),
         output("rto_seconds", "the RTO that pass measured, in seconds"),
     ];
-    const MEASURE: Option<Measure> = Some(Measure {
-        output: "age_seconds",
-        unit: Unit::Seconds,
-        worse: Worse::Higher,
-        metric: None,
-    });
+    const MEASURE: Option<Measure> = Some(Measure::seconds("age_seconds", Worse::Higher, None));
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Drills),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Drills)
     }
 
     fn check(&self) -> Result<(), Invalid> {
@@ -72,18 +64,10 @@ impl Spec for HistoryOverdue {
         output("schedule", "the procedure's schedule (cron, UTC)"),
         output("due_by", "when the next pass is due, RFC 3339 UTC"),
     ];
-    const MEASURE: Option<Measure> = Some(Measure {
-        output: "age_seconds",
-        unit: Unit::Seconds,
-        worse: Worse::Higher,
-        metric: None,
-    });
+    const MEASURE: Option<Measure> = Some(Measure::seconds("age_seconds", Worse::Higher, None));
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Drills),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Drills)
     }
 
     fn summary(&self) -> String {

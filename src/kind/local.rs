@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::{
     db_target, output, Effects, Invalid, Measure, Metric, Output, Restore, Scratch, Spec, Text,
-    Unit, Verifies, Worse,
+    Verifies, Worse,
 };
 use crate::timestamp::TimeSpec;
 
@@ -175,18 +175,14 @@ impl Spec for LocalArchiver {
             "true when the last attempt failed and nothing was archived since",
         ),
     ];
-    const MEASURE: Option<Measure> = Some(Measure {
-        output: "last_archived_age_seconds",
-        unit: Unit::Seconds,
-        worse: Worse::Higher,
-        metric: Some(Metric::BackupAge),
-    });
+    const MEASURE: Option<Measure> = Some(Measure::seconds(
+        "last_archived_age_seconds",
+        Worse::Higher,
+        Some(Metric::BackupAge),
+    ));
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Backups),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Backups)
     }
 
     const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
@@ -225,18 +221,14 @@ impl Spec for LocalBackupAge {
         output("newest_at", "when it was taken, RFC 3339 UTC"),
         output("age_seconds", "the newest base backup's age, in seconds"),
     ];
-    const MEASURE: Option<Measure> = Some(Measure {
-        output: "age_seconds",
-        unit: Unit::Seconds,
-        worse: Worse::Higher,
-        metric: Some(Metric::BackupAge),
-    });
+    const MEASURE: Option<Measure> = Some(Measure::seconds(
+        "age_seconds",
+        Worse::Higher,
+        Some(Metric::BackupAge),
+    ));
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Backups),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Backups)
     }
 
     fn summary(&self) -> String {

@@ -53,6 +53,18 @@ pub struct Measure {
     pub metric: Option<Metric>,
 }
 
+impl Measure {
+    /// A measure in seconds.
+    pub const fn seconds(output: &'static str, worse: Worse, metric: Option<Metric>) -> Measure {
+        Measure {
+            output,
+            unit: Unit::Seconds,
+            worse,
+            metric,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
@@ -107,6 +119,14 @@ impl Effects<'static> {
         verifies: None,
         at: None,
     };
+
+    /// It verifies `what`, and does nothing else.
+    pub const fn verifies(what: Verifies) -> Effects<'static> {
+        Effects {
+            verifies: Some(what),
+            ..Effects::NONE
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

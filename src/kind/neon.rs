@@ -7,10 +7,26 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{
-    output, Effects, Invalid, Measure, Metric, Output, PointInTime, Restore, Scratch, Spec, Unit,
+    output, Effects, Invalid, Measure, Metric, Output, PointInTime, Restore, Scratch, Spec,
     Verifies, Worse,
 };
 use crate::duration::Duration;
+
+/// The outputs every kind that ends with a branch has (its id, name, parent, state), then
+/// the kind's own.
+macro_rules! branch_outputs {
+    ($($own:expr),* $(,)?) => {
+        &[
+            output("id", "the branch's id"),
+            output("name", "its name"),
+            output("parent_id", "its parent branch's id"),
+            output("parent_lsn", "the parent's LSN it starts from"),
+            output("parent_timestamp", "the parent's time it starts from"),
+            output("current_state", "its state (`ready`, `init`, …)"),
+            $($own),*
+        ]
+    };
+}
 
 /// `neon.create_branch`: a new branch from the target's branch (or `from`) as of `at`, with
 /// a read-write compute, deleted at the end of the run unless `keep: true`.
@@ -41,13 +57,7 @@ pub struct NeonCreateBranch {
 }
 
 impl Spec for NeonCreateBranch {
-    const OUTPUTS: &'static [Output] = &[
-        output("id", "the branch's id"),
-        output("name", "its name"),
-        output("parent_id", "its parent branch's id"),
-        output("parent_lsn", "the parent's LSN it starts from"),
-        output("parent_timestamp", "the parent's time it starts from"),
-        output("current_state", "its state (`ready`, `init`, …)"),
+    const OUTPUTS: &'static [Output] = branch_outputs![
         output("project_id", "the Neon project"),
         output("endpoint_id", "its read-write compute endpoint"),
         output("endpoint_host", "that endpoint's host"),
@@ -132,13 +142,7 @@ pub struct NeonRestoreBranch {
 }
 
 impl Spec for NeonRestoreBranch {
-    const OUTPUTS: &'static [Output] = &[
-        output("id", "the branch's id"),
-        output("name", "its name"),
-        output("parent_id", "its parent branch's id"),
-        output("parent_lsn", "the parent's LSN it starts from"),
-        output("parent_timestamp", "the parent's time it starts from"),
-        output("current_state", "its state (`ready`, `init`, …)"),
+    const OUTPUTS: &'static [Output] = branch_outputs![
         output(
             "preserved_id",
             "the branch holding the state before the restore",
@@ -400,13 +404,7 @@ pub struct NeonRestoreSnapshot {
 }
 
 impl Spec for NeonRestoreSnapshot {
-    const OUTPUTS: &'static [Output] = &[
-        output("id", "the branch's id"),
-        output("name", "its name"),
-        output("parent_id", "its parent branch's id"),
-        output("parent_lsn", "the parent's LSN it starts from"),
-        output("parent_timestamp", "the parent's time it starts from"),
-        output("current_state", "its state (`ready`, `init`, …)"),
+    const OUTPUTS: &'static [Output] = branch_outputs![
         output("snapshot_id", "the snapshot restored"),
         output("snapshot_time", "the point in time it holds"),
         output("restore_status", "Neon's status of the restore"),
@@ -472,13 +470,7 @@ pub struct NeonFinalizeRestore {
 }
 
 impl Spec for NeonFinalizeRestore {
-    const OUTPUTS: &'static [Output] = &[
-        output("id", "the branch's id"),
-        output("name", "its name"),
-        output("parent_id", "its parent branch's id"),
-        output("parent_lsn", "the parent's LSN it starts from"),
-        output("parent_timestamp", "the parent's time it starts from"),
-        output("current_state", "its state (`ready`, `init`, …)"),
+    const OUTPUTS: &'static [Output] = branch_outputs![
         output("restore_status", "Neon's status of the restore"),
         output("replaced_id", "the branch the restored one replaced"),
     ];
@@ -618,18 +610,14 @@ impl Spec for NeonRetention {
             "the oldest point a restore can reach now, RFC 3339 UTC",
         ),
     ];
-    const MEASURE: Option<Measure> = Some(Measure {
-        output: "restore_window_seconds",
-        unit: Unit::Seconds,
-        worse: Worse::Lower,
-        metric: Some(Metric::RestoreWindow),
-    });
+    const MEASURE: Option<Measure> = Some(Measure::seconds(
+        "restore_window_seconds",
+        Worse::Lower,
+        Some(Metric::RestoreWindow),
+    ));
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Backups),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Backups)
     }
 
     const TARGET_KINDS: &'static [&'static str] = &["neon"];
@@ -674,10 +662,7 @@ impl Spec for NeonBackupSchedule {
     const MEASURE: Option<Measure> = None;
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Backups),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Backups)
     }
 
     const TARGET_KINDS: &'static [&'static str] = &["neon"];
@@ -716,18 +701,14 @@ impl Spec for NeonSnapshotAge {
             "true when it was taken by hand rather than by the schedule",
         ),
     ];
-    const MEASURE: Option<Measure> = Some(Measure {
-        output: "age_seconds",
-        unit: Unit::Seconds,
-        worse: Worse::Higher,
-        metric: Some(Metric::BackupAge),
-    });
+    const MEASURE: Option<Measure> = Some(Measure::seconds(
+        "age_seconds",
+        Worse::Higher,
+        Some(Metric::BackupAge),
+    ));
 
     fn effects(&self) -> Effects<'_> {
-        Effects {
-            verifies: Some(Verifies::Backups),
-            ..Effects::NONE
-        }
+        Effects::verifies(Verifies::Backups)
     }
 
     const TARGET_KINDS: &'static [&'static str] = &["neon"];
