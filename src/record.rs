@@ -161,7 +161,37 @@ impl GitRef {
 pub struct ProcedureRef {
     pub id: String,
     pub title: String,
-    pub kind: ProcedureKind,
+    pub kind: RunKind,
+}
+
+/// What was run: a procedure of either kind, or the health checks (`drillbook check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    Drill,
+    Recovery,
+    /// A `drillbook check` run: procedure `checks`, one step per check.
+    Check,
+}
+
+impl RunKind {
+    /// `drill`, `recovery` or `check`, as records write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Drill => "drill",
+            RunKind::Recovery => "recovery",
+            RunKind::Check => "check",
+        }
+    }
+}
+
+impl From<ProcedureKind> for RunKind {
+    fn from(kind: ProcedureKind) -> RunKind {
+        match kind {
+            ProcedureKind::Drill => RunKind::Drill,
+            ProcedureKind::Recovery => RunKind::Recovery,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

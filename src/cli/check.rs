@@ -68,7 +68,8 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
     let status = checks::overall(&results);
     let store = Store::from_arg(args.history.as_deref());
-    if !args.no_record {
+    // a runbook without checks has nothing to record or alert about
+    if !args.no_record && !rb.checks.is_empty() {
         // the alerts go first, so the record keeps how they went
         let notice = checks::notice(&rb, &results, &opts.operator);
         let dir = crate::render::log::dir(None, &store);

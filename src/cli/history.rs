@@ -16,7 +16,6 @@ use super::{exit, out, Format};
 use crate::duration::human;
 use crate::history::{Entry, Store};
 use crate::record::{DrillRecord, Verdict};
-use crate::runbook::ProcedureKind;
 use crate::timestamp::{rfc3339, TimeSpec};
 
 /// Read the drill history: list runs, show one, verify the chain, stats per procedure.
@@ -245,7 +244,7 @@ struct Summary<'a> {
     duration_ms: u64,
     runbook: &'a str,
     procedure: &'a str,
-    kind: ProcedureKind,
+    kind: crate::record::RunKind,
     verdict: Verdict,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'a str>,

@@ -245,7 +245,7 @@ pub async fn run(
         ProcedureRef {
             id: procedure.id.clone(),
             title: procedure.title.clone(),
-            kind: procedure.kind,
+            kind: procedure.kind.into(),
         },
         opts.operator.clone(),
         started_at,

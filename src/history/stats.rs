@@ -11,8 +11,7 @@ use serde::Serialize;
 
 use crate::cron::Cron;
 use crate::duration::Duration;
-use crate::record::{DrillRecord, Verdict};
-use crate::runbook::ProcedureKind;
+use crate::record::{DrillRecord, RunKind, Verdict};
 
 /// A change of the mean RTO within this many percent reads as steady.
 const STEADY_PERCENT: f64 = 10.0;
@@ -25,7 +24,7 @@ pub struct ProcedureStats {
     pub runbook: String,
     pub procedure: String,
     /// From the latest record; None for a scheduled procedure that never ran.
-    pub kind: Option<ProcedureKind>,
+    pub kind: Option<RunKind>,
     /// Recorded runs (every verdict).
     pub runs: usize,
     pub passed: usize,

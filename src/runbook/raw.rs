@@ -58,19 +58,14 @@ pub enum ProcedureKind {
     Drill,
     /// A real recovery, run during an incident.
     Recovery,
-    /// A `drillbook check` run, as the history records it (not written in runbooks).
-    #[serde(skip_deserializing)]
-    #[schemars(skip)]
-    Check,
 }
 
 impl ProcedureKind {
-    /// `drill`, `recovery` or `check`, as written in runbooks and records.
+    /// `drill` or `recovery`, as written in runbooks.
     pub fn as_str(self) -> &'static str {
         match self {
             ProcedureKind::Drill => "drill",
             ProcedureKind::Recovery => "recovery",
-            ProcedureKind::Check => "check",
         }
     }
 }

@@ -234,3 +234,66 @@ fn prometheus_output_is_the_exposition_format_with_drill_metrics() {
     }
     assert!(r.stdout.contains("drillbook_restore_window_seconds{runbook=\"neon-production\",check=\"restore-window\",kind=\"neon.retention\"} 604800"), "{}", r.stdout);
 }
+
+/// A check run is a record of kind `check` that every reader of the history can read back:
+/// `history list`, `show` and `stats` take it without a warning, and the next scrape's
+/// `drillbook_last_pass_timestamp_seconds` has the `checks` procedure.
+#[test]
+fn recorded_check_runs_read_back_everywhere() {
+    let fake = healthy();
+    let c = Cli::new();
+    let history = c.dir.join("drills/history.jsonl").display().to_string();
+    // CRITICAL: the drill has never passed; recorded all the same
+    check(&c, &fake, "json").code(2);
+    let list = Cli::new()
+        .args(["history", "list", "--history", &history, "--format", "json"])
+        .run();
+    list.code(0);
+    assert!(!list.stderr.contains("warning"), "{}", list.stderr);
+    let runs = list.json();
+    let run = &runs.as_array().expect("runs")[0];
+    assert_eq!(run["procedure"], "checks");
+    assert_eq!(run["kind"], "check");
+    let id = run["id"].as_str().expect("id");
+    let show = Cli::new()
+        .args(["history", "show", id, "--history", &history])
+        .run();
+    show.code(0);
+    assert!(show.stdout.contains("checks"), "{}", show.stdout);
+    let stats = Cli::new()
+        .args([
+            "history",
+            "stats",
+            "--history",
+            &history,
+            "--format",
+            "json",
+        ])
+        .run();
+    assert!(!stats.stderr.contains("warning"), "{}", stats.stderr);
+    assert!(stats.stdout.contains("\"checks\""), "{}", stats.stdout);
+    pass_the_drill(&fake, &c);
+    check(&c, &fake, "json").code(0);
+    let metrics = check(&c, &fake, "prometheus");
+    assert!(
+        metrics.stdout.contains(
+            "drillbook_last_pass_timestamp_seconds{runbook=\"neon-production\",procedure=\"checks\"}"
+        ),
+        "{}",
+        metrics.stdout
+    );
+}
+
+/// `check` on a runbook without checks is OK and leaves the history alone.
+#[test]
+fn a_runbook_without_checks_records_nothing() {
+    let c = Cli::new()
+        .runbook("version: 1\nname: none\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - shell: 'true'\n")
+        .args(["check", "runbook.yaml"]);
+    let r = c.run();
+    r.code(0);
+    assert!(
+        !c.dir.join("drills/history.jsonl").exists(),
+        "a check run without checks was recorded"
+    );
+}

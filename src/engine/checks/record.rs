@@ -7,9 +7,9 @@ use chrono::{DateTime, Utc};
 use super::{overall, CheckResult, Status};
 use crate::notify::Notice;
 use crate::record::{
-    DrillRecord, ErrorClass, ProcedureRef, RunbookRef, StepRecord, StepStatus, Verdict,
+    DrillRecord, ErrorClass, ProcedureRef, RunKind, RunbookRef, StepRecord, StepStatus, Verdict,
 };
-use crate::runbook::{ProcedureKind, Runbook};
+use crate::runbook::Runbook;
 
 /// The check run as a history record (procedure `checks`, kind `check`).
 pub fn record(
@@ -55,7 +55,7 @@ pub fn record(
         ProcedureRef {
             id: "checks".into(),
             title: "Health checks".into(),
-            kind: ProcedureKind::Check,
+            kind: RunKind::Check,
         },
         operator.to_owned(),
         started,

@@ -43,7 +43,6 @@ impl ProcedureDoc {
         let kind = match p.kind {
             ProcedureKind::Drill => "drill",
             ProcedureKind::Recovery => "recovery",
-            ProcedureKind::Check => "check",
         };
         let purpose = match (p.kind, restores) {
             (ProcedureKind::Drill, "no restore step") => {
@@ -56,7 +55,6 @@ impl ProcedureDoc {
             ),
             (ProcedureKind::Recovery, "no restore step") => "A recovery for incidents.".into(),
             (ProcedureKind::Recovery, r) => format!("A recovery for incidents: {r}."),
-            (ProcedureKind::Check, _) => "Health checks.".into(),
         };
         let long = p.steps.len() + p.cleanup.len() >= 10;
         let steps: Vec<Value> = p

@@ -28,7 +28,7 @@ pub(super) fn results(
         .filter(|r| {
             r.runbook.name == runbook.name
                 && !r.dry_run
-                && r.procedure.kind != crate::runbook::ProcedureKind::Check
+                && r.procedure.kind != crate::record::RunKind::Check
         })
         .collect();
     mine.sort_by_key(|r| r.started_at);
