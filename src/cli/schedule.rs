@@ -26,9 +26,15 @@ pub struct Args {
     /// When the health checks run (cron, UTC); daily at midnight by default.
     #[arg(long, default_value = "0 0 * * *", value_name = "CRON")]
     checks: String,
-    /// The drillbook command on the machine that runs the jobs.
-    #[arg(long, default_value = "drillbook", value_name = "PATH")]
-    drillbook: String,
+    /// The drillbook executable on the machine that runs the jobs (crontab and systemd);
+    /// default: this one's absolute path.
+    #[arg(long, value_name = "PATH")]
+    drillbook: Option<String>,
+    /// The directory the jobs run in (crontab and systemd): the runbook path is read from
+    /// there, and the history and drill logs go to its `drills/`; default: the current
+    /// directory.
+    #[arg(long, value_name = "DIR")]
+    workdir: Option<std::path::PathBuf>,
     /// Container image for Kubernetes (with drillbook and the runbook's repository).
     #[arg(long, default_value = "drillbook:latest", value_name = "IMAGE")]
     image: String,
@@ -89,18 +95,53 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         );
         return Ok(super::exit::INVALID);
     }
+    // cron and systemd start jobs elsewhere, with a bare PATH: absolute paths throughout
+    let bin = match &args.drillbook {
+        Some(b) => b.clone(),
+        None => std::env::current_exe()
+            .and_then(std::fs::canonicalize)
+            .map_or_else(|_| "drillbook".to_owned(), |p| p.display().to_string()),
+    };
+    let workdir = match &args.workdir {
+        Some(d) => std::path::absolute(d),
+        None => std::env::current_dir(),
+    };
+    let workdir = match workdir {
+        Ok(d) => d.display().to_string(),
+        Err(e) => {
+            eprintln!("drillbook: error: cannot tell the working directory: {e}");
+            return Ok(super::exit::INVALID);
+        }
+    };
+    // the runbook as the jobs see it from their working directory
+    let runbook = std::path::absolute(&rb.path)
+        .ok()
+        .and_then(|p| {
+            p.strip_prefix(&workdir)
+                .ok()
+                .map(|r| r.display().to_string())
+                .or_else(|| Some(p.display().to_string()))
+        })
+        .unwrap_or_else(|| rb.path.clone());
+    let mut jobs = jobs;
+    for j in &mut jobs {
+        if let Some(arg) = j.args.get_mut(1) {
+            arg.clone_from(&runbook);
+        }
+    }
+    for j in &jobs {
+        if let (Emit::GithubActions | Emit::Kubernetes, Some((kind, need))) =
+            (args.emit, j.host_needs.first())
+        {
+            eprintln!(
+                "drillbook: warning: job `{}` runs `{kind}`, which needs {need} on the machine that runs it",
+                j.name
+            );
+        }
+    }
     let text = match args.emit {
-        Emit::Crontab => crontab(&rb, &jobs, &args.drillbook),
-        // systemd wants an absolute path
-        Emit::Systemd => match systemd(
-            &rb,
-            &jobs,
-            if args.drillbook == "drillbook" {
-                "/usr/local/bin/drillbook"
-            } else {
-                &args.drillbook
-            },
-        ) {
+        Emit::Crontab => crontab(&rb, &jobs, &bin, &workdir),
+        Emit::Systemd => match systemd(&rb, &jobs, &bin, &workdir) {
             Ok(t) => t,
             Err(e) => {
                 eprintln!("drillbook: error: {e}");
@@ -118,7 +159,23 @@ fn env_names(jobs: &[Job]) -> BTreeSet<String> {
     jobs.iter().flat_map(|j| j.env.iter().cloned()).collect()
 }
 
-fn crontab(rb: &Runbook, jobs: &[Job], bin: &str) -> String {
+/// The variables as comment lines: the needed ones, then the optional ones.
+fn env_comments(jobs: &[Job], s: &mut String) {
+    let needed = env_names(jobs);
+    let optional: BTreeSet<String> = jobs
+        .iter()
+        .flat_map(|j| j.optional_env.iter().cloned())
+        .filter(|e| !needed.contains(e))
+        .collect();
+    for e in &needed {
+        let _ = writeln!(s, "#   {e}=…");
+    }
+    for e in &optional {
+        let _ = writeln!(s, "#   {e}=…   (optional: read by an alert)");
+    }
+}
+
+fn crontab(rb: &Runbook, jobs: &[Job], bin: &str, workdir: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -131,47 +188,58 @@ fn crontab(rb: &Runbook, jobs: &[Job], bin: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "# Run from the directory holding the runbook; the history and drill logs go to drills/."
+        "# Each job runs in {workdir}: the history, the drill logs and cron.log go to its drills/."
     );
-    let env = env_names(jobs);
-    if !env.is_empty() {
+    if jobs
+        .iter()
+        .any(|j| !j.env.is_empty() || !j.optional_env.is_empty())
+    {
         let _ = writeln!(
             s,
-            "# The jobs need these environment variables; set them in the crontab or an env file:"
+            "# The jobs read these environment variables; set them as NAME=value lines above the jobs:"
         );
-        for e in &env {
-            let _ = writeln!(s, "#   {e}=…");
-        }
+        env_comments(jobs, &mut s);
     }
     s.push_str("CRON_TZ=UTC\n");
     for j in jobs {
         let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
-        let _ = writeln!(s, "# {}: {}", j.name, j.what);
-        let _ = writeln!(
-            s,
-            "{} {} {} >> drills/cron.log 2>&1",
-            j.cron.as_str(),
+        let line = format!(
+            "cd {} && mkdir -p drills && {} {} >> drills/cron.log 2>&1",
+            quote(workdir),
             quote(bin),
             cmd.join(" ")
         );
+        let _ = writeln!(s, "# {}: {}", j.name, j.what);
+        // cron turns an unescaped % into a newline
+        let _ = writeln!(s, "{} {}", j.cron.as_str(), line.replace('%', "\\%"));
     }
     s
 }
 
-fn systemd(rb: &Runbook, jobs: &[Job], bin: &str) -> Result<String, String> {
+/// A value for a systemd unit file: `%` starts a specifier there.
+fn unit_value(text: &str) -> String {
+    text.replace('%', "%%")
+}
+
+fn systemd(rb: &Runbook, jobs: &[Job], bin: &str, workdir: &str) -> Result<String, String> {
     let mut s = String::new();
     let env_file = format!("/etc/drillbook/{}.env", slug(&rb.name));
+    let needs_env = jobs
+        .iter()
+        .any(|j| !j.env.is_empty() || !j.optional_env.is_empty());
     let _ = writeln!(
         s,
         "# drillbook systemd units for runbook `{}` ({}): one .service and one .timer per job.",
         rb.name, rb.path
     );
     let _ = writeln!(s, "# Save each file under /etc/systemd/system/, then: systemctl daemon-reload && systemctl enable --now <name>.timer");
-    let _ = writeln!(
-        s,
-        "# {env_file} must define: {}",
-        env_names(jobs).into_iter().collect::<Vec<_>>().join(" ")
-    );
+    if needs_env {
+        let _ = writeln!(
+            s,
+            "# Write these variables into {env_file} (NAME=value lines, readable by root only):"
+        );
+        env_comments(jobs, &mut s);
+    }
     for j in jobs {
         let unit = format!("drillbook-{}-{}", slug(&rb.name), slug(&j.name));
         let calendar = j.cron.on_calendar().ok_or_else(|| {
@@ -184,7 +252,20 @@ fn systemd(rb: &Runbook, jobs: &[Job], bin: &str) -> Result<String, String> {
         let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
         let _ = writeln!(s, "\n# ---- {unit}.service");
         let _ = writeln!(s, "[Unit]\nDescription=drillbook {}: {}\nWants=network-online.target\nAfter=network-online.target\n", j.name, j.what);
-        let _ = writeln!(s, "[Service]\nType=oneshot\nWorkingDirectory=/var/lib/drillbook\nEnvironmentFile={env_file}\nExecStart={} {}", quote(bin), cmd.join(" "));
+        let _ = writeln!(
+            s,
+            "[Service]\nType=oneshot\nWorkingDirectory={}",
+            unit_value(workdir)
+        );
+        if needs_env {
+            let _ = writeln!(s, "EnvironmentFile={env_file}");
+        }
+        let _ = writeln!(
+            s,
+            "ExecStart={} {}",
+            unit_value(&quote(bin)),
+            unit_value(&cmd.join(" "))
+        );
         let _ = writeln!(s, "\n# ---- {unit}.timer");
         let _ = writeln!(
             s,
@@ -200,10 +281,11 @@ fn systemd(rb: &Runbook, jobs: &[Job], bin: &str) -> Result<String, String> {
     Ok(s)
 }
 
-/// Where the history lives on a runner or in a container that does not keep files: the
-/// jobs need `DRILLBOOK_HISTORY` (e.g. a `postgres://` store).
+/// Every variable a job reads, plus where the history lives on a runner or in a container
+/// that does not keep files: `DRILLBOOK_HISTORY` (e.g. a `postgres://` store).
 fn with_history(j: &Job) -> BTreeSet<String> {
     let mut env = j.env.clone();
+    env.extend(j.optional_env.iter().cloned());
     env.insert("DRILLBOOK_HISTORY".into());
     env
 }
@@ -232,7 +314,14 @@ fn github(rb: &Runbook, jobs: &[Job]) -> String {
             c = j.cron.as_str(),
             n = j.name
         );
-        s.push_str("    runs-on: ubuntu-latest\n    timeout-minutes: 120\n");
+        match j.host_needs.first() {
+            Some((kind, need)) => {
+                let _ = writeln!(s, "    # `{kind}` needs {need}: a hosted runner has none of it, so this job runs on a self-hosted runner that has");
+                s.push_str("    runs-on: self-hosted\n");
+            }
+            None => s.push_str("    runs-on: ubuntu-latest\n"),
+        }
+        s.push_str("    timeout-minutes: 120\n");
         {
             s.push_str("    env:\n");
             for e in &with_history(j) {
@@ -266,7 +355,14 @@ fn kubernetes(rb: &Runbook, jobs: &[Job], image: &str) -> String {
             .chars()
             .take(52)
             .collect();
-        let _ = writeln!(s, "---\napiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {}\n  labels:\n    app.kubernetes.io/name: drillbook", name.trim_end_matches('-'));
+        s.push_str("---\n");
+        if let Some((kind, need)) = j.host_needs.first() {
+            let _ = writeln!(
+                s,
+                "# `{kind}` needs {need}: put them in the image or mount them as volumes"
+            );
+        }
+        let _ = writeln!(s, "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: {}\n  labels:\n    app.kubernetes.io/name: drillbook", name.trim_end_matches('-'));
         let _ = writeln!(s, "spec:\n  schedule: \"{}\"\n  timeZone: Etc/UTC\n  concurrencyPolicy: Forbid\n  startingDeadlineSeconds: 3600\n  successfulJobsHistoryLimit: 3\n  failedJobsHistoryLimit: 3", j.cron.as_str());
         s.push_str("  jobTemplate:\n    spec:\n      backoffLimit: 0\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n            - name: drillbook\n");
         let _ = writeln!(s, "              image: {image}");
@@ -278,8 +374,13 @@ fn kubernetes(rb: &Runbook, jobs: &[Job], image: &str) -> String {
         let _ = writeln!(s, "              args: [{}]", args.join(", "));
         {
             s.push_str("              env:\n");
-            for e in &with_history(j) {
-                let _ = writeln!(s, "                - name: {e}\n                  valueFrom:\n                    secretKeyRef:\n                      name: {secret}\n                      key: {e}");
+            for e in with_history(j) {
+                let optional = if j.env.contains(&e) {
+                    ""
+                } else {
+                    "\n                      optional: true"
+                };
+                let _ = writeln!(s, "                - name: {e}\n                  valueFrom:\n                    secretKeyRef:\n                      name: {secret}\n                      key: {e}{optional}");
             }
         }
     }

@@ -29,6 +29,8 @@ pub struct LocalCluster {
 }
 
 impl Spec for LocalCluster {
+    const HOST_NEEDS: Option<&'static str> =
+        Some("the PostgreSQL server binaries (`initdb`, `postgres`)");
     const OUTPUTS: &'static [Output] = &[
         output("connection_uri", "the new database's URL (local socket)"),
         output("admin_uri", "the `postgres` database's URL"),
@@ -75,6 +77,7 @@ pub struct LocalBaseBackup {
 }
 
 impl Spec for LocalBaseBackup {
+    const HOST_NEEDS: Option<&'static str> = Some("`pg_basebackup` and room for the backup");
     const OUTPUTS: &'static [Output] = &[
         output("dir", "the backup's directory"),
         output("start_lsn", "the WAL position the backup starts at"),
@@ -215,6 +218,7 @@ pub struct LocalBackupAge {
 }
 
 impl Spec for LocalBackupAge {
+    const HOST_NEEDS: Option<&'static str> = Some("the directory of base backups");
     const OUTPUTS: &'static [Output] = &[
         output("backups", "how many base backups the directory holds"),
         output("newest", "the newest one's directory"),
@@ -265,6 +269,8 @@ fn latest() -> String {
 }
 
 impl Spec for LocalRestore {
+    const HOST_NEEDS: Option<&'static str> =
+        Some("the PostgreSQL server binaries, the base backups and the WAL archive");
     const OUTPUTS: &'static [Output] = &[
         output(
             "connection_uri",

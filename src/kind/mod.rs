@@ -188,6 +188,10 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     const DESTRUCTIVE: bool = false;
     /// The target kinds (`postgres`, `neon`, `local`) the step can act on; empty for any.
     const TARGET_KINDS: &'static [&'static str] = &[];
+    /// What the kind needs from the machine it runs on beyond network access (server
+    /// binaries, backup files), in words; None when a network connection is enough. A
+    /// hosted CI runner has none of it.
+    const HOST_NEEDS: Option<&'static str> = None;
 
     /// What running this step does besides its outputs (it may depend on the payload: a
     /// branch kept with `keep: true` leaves nothing to clean up).
@@ -271,6 +275,8 @@ pub struct Info {
     pub nested: &'static [&'static str],
     pub destructive: bool,
     pub target_kinds: &'static [&'static str],
+    /// What it needs from the machine it runs on, beyond network access.
+    pub host_needs: Option<&'static str>,
 }
 
 impl Info {
@@ -286,6 +292,7 @@ impl Info {
             nested: S::NESTED,
             destructive: S::DESTRUCTIVE,
             target_kinds: S::TARGET_KINDS,
+            host_needs: S::HOST_NEEDS,
         }
     }
 }

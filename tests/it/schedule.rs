@@ -35,16 +35,23 @@ fn crontab_lines_are_valid_cron_and_run_the_drill_and_the_checks() {
         .filter(|l| !l.starts_with('#') && !l.contains('=') && !l.trim().is_empty())
         .collect();
     assert_eq!(jobs.len(), 2, "{text}");
+    let bin = std::fs::canonicalize(crate::support::BIN).expect("the binary");
     for j in &jobs {
         let fields: Vec<&str> = j.split_whitespace().collect();
         drillbook::cron::Cron::parse(&fields[..5].join(" ")).expect("a cron expression");
-        assert_eq!(fields[5], "drillbook");
+        // absolute paths: cron starts jobs in the home directory with a bare PATH
+        assert_eq!(fields[5], "cd", "{text}");
+        assert!(fields[6].starts_with('/'), "{text}");
+        assert!(j.contains(&format!("{} ", bin.display())), "{text}");
     }
     assert!(
         jobs[0].contains("run") && jobs[0].contains("pitr-drill"),
         "{text}"
     );
-    assert!(jobs[1].starts_with("0 0 * * * drillbook check"), "{text}");
+    assert!(
+        jobs[1].starts_with("0 0 * * * cd ") && jobs[1].contains(" check "),
+        "{text}"
+    );
     assert!(text.contains("CRON_TZ=UTC"));
     for e in ENV {
         assert!(
@@ -95,7 +102,11 @@ fn systemd_units_have_known_sections_and_keys() {
             assert!(value.ends_with(" UTC"), "{value}");
         }
         if key == "ExecStart" {
-            assert!(value.starts_with("/usr/local/bin/drillbook "), "{value}");
+            let bin = std::fs::canonicalize(crate::support::BIN).expect("the binary");
+            assert!(value.starts_with(&format!("{} ", bin.display())), "{value}");
+        }
+        if key == "WorkingDirectory" {
+            assert!(value.starts_with('/'), "{value}");
         }
     }
     assert_eq!(timers, 2);
@@ -165,5 +176,122 @@ fn kubernetes_cronjobs_parse_with_utc_and_secret_references() {
             c["env"][0]["valueFrom"]["secretKeyRef"]["name"],
             "drillbook-neon-production"
         );
+        // a variable the job can do without is an optional secret reference: the pod
+        // starts when the Secret lacks it
+        for e in c["env"].as_sequence().expect("env") {
+            let name = e["name"].as_str().expect("name");
+            let optional = e["valueFrom"]["secretKeyRef"]["optional"] == true;
+            let can_do_without = [
+                "DRILLBOOK_HISTORY",
+                "SLACK_WEBHOOK_URL",
+                "BETTERSTACK_HEARTBEAT_URL",
+            ]
+            .contains(&name);
+            assert_eq!(optional, can_do_without, "{name}");
+        }
     }
+}
+
+/// A runbook with a scheduled drill of shell steps, in a working directory whose name has
+/// a `%` (cron turns an unescaped `%` into a newline) and a space.
+fn local_setup(c: &Cli) -> std::path::PathBuf {
+    let work = c.dir.join("ops 100% drills");
+    std::fs::create_dir_all(work.join("runbooks")).expect("mkdir");
+    std::fs::write(
+        work.join("runbooks/nightly.yaml"),
+        "version: 1\nname: nightly\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    schedule: '0 3 * * *'\n    steps:\n      - shell: 'echo drilled in \"$PWD\"'\nchecks:\n  - id: up\n    shell: 'true'\n",
+    )
+    .expect("write runbook");
+    work
+}
+
+/// Each crontab line works when installed as printed: run as cron runs it (the `\\%`
+/// unescaped, `sh -c`, from the home directory, with a bare PATH and no other variable),
+/// it runs drillbook in the working directory, which records and logs there.
+#[test]
+fn emitted_crontab_lines_run_as_installed() {
+    let c = Cli::new();
+    let work = local_setup(&c);
+    let runbook = work.join("runbooks/nightly.yaml").display().to_string();
+    let workdir = work.display().to_string();
+    // the Cli (and so its directory) lives to the end of the test
+    let c = c.args([
+        "schedule",
+        &runbook,
+        "--emit",
+        "crontab",
+        "--workdir",
+        &workdir,
+    ]);
+    let r = c.run();
+    r.code(0);
+    let jobs: Vec<&str> = r
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.contains("CRON_TZ") && !l.trim().is_empty())
+        .collect();
+    assert_eq!(jobs.len(), 2, "{}", r.stdout);
+    // the runbook is named relative to the working directory, as a run by hand there would
+    assert!(
+        jobs[0].contains(" run runbooks/nightly.yaml drill "),
+        "{}",
+        r.stdout
+    );
+    for job in jobs {
+        let command: String = job.splitn(6, ' ').nth(5).expect("a command").into();
+        assert!(
+            !command.replace("\\%", "").contains('%'),
+            "an unescaped %: {job}"
+        );
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(command.replace("\\%", "%"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", "/")
+            .current_dir("/")
+            .status()
+            .expect("sh");
+        assert!(status.success(), "{job}");
+    }
+    let log = std::fs::read_to_string(work.join("drills/cron.log")).expect("cron.log");
+    assert!(
+        log.contains("drill: PASSED") && log.contains("nightly: OK"),
+        "{log}"
+    );
+    let history = std::fs::read_to_string(work.join("drills/history.jsonl")).expect("history");
+    assert_eq!(history.lines().count(), 2, "{history}");
+}
+
+/// A GitHub Actions job whose steps need the machine's PostgreSQL binaries or backups runs
+/// on a self-hosted runner, says why, and `schedule` warns.
+#[test]
+fn github_jobs_with_local_restores_run_on_a_self_hosted_runner() {
+    let r = Cli::new()
+        .args([
+            "schedule",
+            &root()
+                .join("runbooks/postgres-pitr-drill.yaml")
+                .display()
+                .to_string(),
+            "--emit",
+            "github-actions",
+        ])
+        .run();
+    r.code(0);
+    let wf: serde_yaml::Value = serde_yaml::from_str(&r.stdout).expect("YAML");
+    let jobs = wf["jobs"].as_mapping().expect("jobs");
+    let drill = jobs
+        .iter()
+        .find(|(k, _)| k.as_str() != Some("checks"))
+        .map(|(_, v)| v)
+        .expect("the drill job");
+    assert_eq!(drill["runs-on"], "self-hosted", "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("`local.restore` needs the PostgreSQL server binaries"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stderr.contains("warning: job"), "{}", r.stderr);
 }
