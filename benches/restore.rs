@@ -159,6 +159,7 @@ async fn main() {
             ("archive_command".into(), format!("'(test -f {a}/%f || cp %p {a}/%f) && {p} --config={c} --stanza=bench archive-push %p'", a = archive.display(), p = pgbackrest.display(), c = conf.display())),
         ],
         private: false,
+        superuser: None,
     };
     let mut cluster = Cluster::create(bin.clone(), &root.join("source"), &opts)
         .await

@@ -254,10 +254,16 @@ pub struct LocalRestore {
     /// name of a restore point.
     #[serde(default = "latest")]
     pub target: String,
-    /// Database named in the `connection_uri` output (default `postgres`).
+    /// The database the backups are of: a target name or a connection string, e.g.
+    /// `production`. The `connection_uri` output then names its database, so the restored
+    /// copy is compared with the same one. Nothing connects to it.
+    pub source: Option<String>,
+    /// Database named in the `connection_uri` output (default: `source`'s database, else
+    /// `postgres`).
     pub database: Option<String>,
-    /// Role named in the `connection_uri` output (default `postgres`); the restored instance
-    /// trusts loopback connections, whatever the source's `pg_hba.conf` said.
+    /// Role named in the `connection_uri` output (default: the restored cluster's bootstrap
+    /// superuser, whatever `initdb -U` named it). The restored instance trusts its private
+    /// socket, whatever the source's `pg_hba.conf` said; any role of the source exists in it.
     pub user: Option<String>,
     /// Directory for the restored instance; must be new or empty. Default: a new scratch
     /// directory. It is stopped and removed at the end of the run.
@@ -271,10 +277,11 @@ fn latest() -> String {
 impl Spec for LocalRestore {
     const HOST_NEEDS: Option<&'static str> =
         Some("the PostgreSQL server binaries, the base backups and the WAL archive");
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
     const OUTPUTS: &'static [Output] = &[
         output(
             "connection_uri",
-            "the restored instance's URL (loopback, trusted)",
+            "the restored instance's URL: its private socket, the source's database (else `postgres`), the bootstrap superuser",
         ),
         output("port", "the port it listens on"),
         output("dir", "its directory"),
@@ -311,6 +318,15 @@ impl Spec for LocalRestore {
             scratch: Some(Scratch::LocalCluster),
             ..Effects::NONE
         }
+    }
+
+    /// `source` is only read (its database's name).
+    fn targets(&self) -> Vec<&str> {
+        self.source
+            .as_deref()
+            .and_then(db_target)
+            .into_iter()
+            .collect()
     }
 
     fn check(&self) -> Result<(), Invalid> {

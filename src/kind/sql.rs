@@ -38,6 +38,9 @@ pub struct Expect {
     pub value: Option<Comparison>,
     /// The exact set of rows, in any order: a list of rows, each a list of values.
     pub equals: Option<Vec<Vec<Value>>>,
+    /// What the failure says when the result is not as expected (a template), before what
+    /// was found, e.g. `"production has no table {{ params.table }}"`.
+    pub message: Option<String>,
 }
 
 /// `5`, `"ok"`, `"> 0"`, `"!= 'done'"`.
@@ -125,7 +128,13 @@ pub fn show(v: &Value) -> String {
 
 impl Spec for Sql {
     const OUTPUTS: &'static [Output] =
-        &[output("row_count", "how many rows the statement returned")];
+        &[
+            output("row_count", "how many rows the statement returned"),
+            output(
+                "rows_affected",
+                "the count of its command tag: rows inserted, updated or deleted (or returned); none for several statements",
+            ),
+        ];
     const MEASURE: Option<Measure> = None;
     const PAYLOAD_OUTPUTS: Option<&'static str> =
         Some("the first row's columns, by column name (checked when the step runs)");

@@ -142,6 +142,8 @@ pub struct InitOptions {
     /// Listen only on a Unix socket in a directory only the server's account can enter,
     /// instead of loopback TCP.
     pub private: bool,
+    /// The bootstrap superuser's name (`initdb -U`); default `postgres`.
+    pub superuser: Option<String>,
 }
 
 /// A cluster drillbook created. Dropping it stops the server if it still runs; the files
@@ -157,6 +159,8 @@ pub struct Cluster {
     /// Reachable only through its own Unix socket (no TCP), for clusters holding copies of
     /// real data and for throwaway demo clusters.
     private: bool,
+    /// The role [`Cluster::url`] connects as: the bootstrap superuser.
+    superuser: String,
 }
 
 impl Cluster {
@@ -172,15 +176,21 @@ impl Cluster {
         self.root.join("server.log")
     }
 
-    /// A URL for `db` as the `postgres` superuser over loopback TCP.
+    /// A URL for `db` as the bootstrap superuser, over the private socket or loopback TCP.
     pub fn url(&self, db: &str) -> String {
+        self.url_as(&self.superuser, db)
+    }
+
+    /// A URL for `db` as `role`, over the private socket or loopback TCP.
+    pub fn url_as(&self, role: &str, db: &str) -> String {
         let host = if self.private {
             crate::http::percent_encode(&self.socket_dir().display().to_string())
         } else {
             "127.0.0.1".into()
         };
         format!(
-            "postgresql://postgres@{host}:{}/{}?sslmode=disable",
+            "postgresql://{}@{host}:{}/{}?sslmode=disable",
+            crate::http::percent_encode(role),
             self.port,
             crate::http::percent_encode(db)
         )
@@ -190,6 +200,12 @@ impl Cluster {
     /// accordingly: `listen_addresses = ''`, `unix_socket_permissions = 0700`).
     pub fn make_private(&mut self) {
         self.private = true;
+    }
+
+    /// The role [`Cluster::url`] connects as (a restored cluster's bootstrap superuser,
+    /// which `initdb -U` may have named anything).
+    pub fn set_superuser(&mut self, name: &str) {
+        name.clone_into(&mut self.superuser);
     }
 
     /// Creates a cluster under `root`, which must be missing or empty.
@@ -207,6 +223,7 @@ impl Cluster {
             account,
             running: false,
             private: opts.private,
+            superuser: opts.superuser.clone().unwrap_or_else(|| "postgres".into()),
         };
         for dir in [
             cluster.root.clone(),
@@ -231,7 +248,7 @@ impl Cluster {
                     "-D",
                     &data.to_string_lossy(),
                     "-U",
-                    "postgres",
+                    &cluster.superuser,
                     "--auth=trust",
                     "-E",
                     "UTF8",
@@ -395,6 +412,7 @@ impl Cluster {
             account,
             running: false,
             private: false,
+            superuser: "postgres".into(),
         };
         for dir in [cluster.root.clone(), cluster.socket_dir()] {
             std::fs::create_dir_all(&dir)
@@ -604,6 +622,7 @@ impl ClusterHandle {
                 account: self.account,
                 running: false,
                 private: false,
+                superuser: String::new(),
             };
             let d = data.to_string_lossy().into_owned();
             if probe

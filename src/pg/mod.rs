@@ -1,6 +1,7 @@
 //! PostgreSQL: connection strings and TLS (`url`, `connect`), local clusters drillbook
 //! creates for drills and tests (`cluster`), values read from rows (`value`), and quoting.
 
+pub mod authid;
 pub mod cluster;
 pub mod connect;
 pub mod url;

@@ -39,9 +39,17 @@ impl Run for Sql {
         };
         // several statements cannot be prepared; find out before the transaction starts (a
         // failed prepare inside it would abort it) and run them as one batch (no rows)
-        let batch = refs.is_empty()
-            && self.expect.is_none()
-            && matches!(client.prepare(self.query.as_str()).await, Err(ref e) if describe(e).contains("multiple commands"));
+        let statement = match client.prepare(self.query.as_str()).await {
+            Ok(s) => Some(s),
+            Err(e)
+                if refs.is_empty()
+                    && self.expect.is_none()
+                    && describe(&e).contains("multiple commands") =>
+            {
+                None
+            }
+            Err(e) => return Err(failed(e)),
+        };
         let mut client = client;
         let tx = client
             .build_transaction()
@@ -49,11 +57,22 @@ impl Run for Sql {
             .start()
             .await
             .map_err(failed)?;
-        let rows = if batch {
-            tx.batch_execute(&self.query).await.map_err(failed)?;
-            Vec::new()
-        } else {
-            tx.query(self.query.as_str(), &refs).await.map_err(failed)?
+        // rows a statement returns, and the count its command tag gives (rows inserted,
+        // updated or deleted by a statement that returns none)
+        let (rows, affected) = match &statement {
+            None => {
+                tx.batch_execute(&self.query).await.map_err(failed)?;
+                (Vec::new(), None)
+            }
+            Some(st) if st.columns().is_empty() => {
+                let n = tx.execute(st, &refs).await.map_err(failed)?;
+                (Vec::new(), Some(n))
+            }
+            Some(st) => {
+                let rows = tx.query(st, &refs).await.map_err(failed)?;
+                let n = rows.len() as u64;
+                (rows, Some(n))
+            }
         };
         tx.commit().await.map_err(failed)?;
 
@@ -62,9 +81,17 @@ impl Run for Sql {
             out = row_to_json(first).map_err(StepError::failed)?;
         }
         out.insert("row_count".into(), rows.len().into());
+        if let Some(n) = affected {
+            out.insert("rows_affected".into(), n.into());
+        }
         if let Some(expect) = &self.expect {
-            check_expect(expect, &rows)
-                .map_err(|m| StepError::failed(m).with_outputs(out.clone()))?;
+            check_expect(expect, &rows).map_err(|found| {
+                let message = match &expect.message {
+                    Some(m) => format!("{m} ({found})"),
+                    None => found,
+                };
+                StepError::failed(message).with_outputs(out.clone())
+            })?;
         }
         Ok(out)
     }

@@ -88,6 +88,18 @@ fn missing_table_fails_naming_it() {
         "{}",
         error(&step)
     );
+    // one line for the table, not one per column, index and constraint of it
+    let tags = step["outputs"]["tables"]
+        .as_array()
+        .expect("tables")
+        .iter()
+        .find(|t| t["table"] == "tags")
+        .expect("tags");
+    assert_eq!(
+        tags["findings"],
+        serde_json::json!(["missing in restored"]),
+        "{tags:#}"
+    );
 }
 
 #[test]

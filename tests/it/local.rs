@@ -192,13 +192,17 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
             &InitOptions {
                 archive_dir: Some(archive.clone()),
                 unsafe_fast: true,
+                // an administrator's own cluster: `initdb -U admin`, no `postgres` role
+                superuser: Some("admin".into()),
                 ..InitOptions::default()
             },
         ))
         .expect("initdb");
     rt.block_on(cluster.start()).expect("start");
-    let pg = |db: &str, sql: &str| crate::support::psql_at(&bin.dir, cluster.port, db, sql);
-    pg("postgres", "CREATE TABLE orders (id serial PRIMARY KEY, created_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO orders SELECT FROM generate_series(1, 500);");
+    let pg =
+        |db: &str, sql: &str| crate::support::psql_as(&bin.dir, cluster.port, "admin", db, sql);
+    pg("postgres", "CREATE DATABASE library");
+    pg("library", "CREATE TABLE loans (id serial PRIMARY KEY, lent_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO loans SELECT FROM generate_series(1, 500);");
     let backup = dir.join("base");
     let status = std::process::Command::new(bin.dir.join("pg_basebackup"))
         .args([
@@ -207,7 +211,7 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
             "-p",
             &cluster.port.to_string(),
             "-U",
-            "postgres",
+            "admin",
             "-Fp",
             "-X",
             "stream",
@@ -220,13 +224,13 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
         .expect("pg_basebackup");
     assert!(status.success());
     pg(
-        "postgres",
-        "INSERT INTO orders SELECT FROM generate_series(1, 100)",
+        "library",
+        "INSERT INTO loans SELECT FROM generate_series(1, 100)",
     );
-    let target = pg("postgres", "SELECT clock_timestamp()");
+    let target = pg("library", "SELECT clock_timestamp()");
     pg(
-        "postgres",
-        "INSERT INTO orders SELECT FROM generate_series(1, 100)",
+        "library",
+        "INSERT INTO loans SELECT FROM generate_series(1, 100)",
     );
     pg("postgres", "SELECT pg_switch_wal()");
     let last = pg("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())");
@@ -255,7 +259,7 @@ fn postgres_pitr_drill_restores_your_own_backups() {
     let s = own_setup(&rt);
     let target = s.target.replace(' ', "T");
     let mut cmd = Cli::new()
-        .env("DATABASE_URL", &s.cluster.url("postgres"))
+        .env("DATABASE_URL", &s.cluster.url("library"))
         .env("PG_BASE_BACKUP", &s.backup.display().to_string())
         .env("PG_WAL_ARCHIVE", &s.archive.display().to_string())
         .args([
@@ -264,6 +268,10 @@ fn postgres_pitr_drill_restores_your_own_backups() {
             "drill",
             "--param",
             &format!("target_time={target}"),
+            "--param",
+            "table=loans",
+            "--param",
+            "column=lent_at",
             "--format",
             "json",
         ])
@@ -281,11 +289,58 @@ fn postgres_pitr_drill_restores_your_own_backups() {
         .as_array()
         .expect("tables")
         .clone();
+    // the database DATABASE_URL names, compared as the bootstrap superuser `admin`
+    assert_eq!(tables.len(), 1, "{tables:#?}");
+    assert_eq!(tables[0]["table"], "loans");
     assert_eq!(tables[0]["rows_source"], 700);
     assert_eq!(tables[0]["rows_restored"], 600);
+    let uri = step(&rec, "restore")["outputs"]["connection_uri"]
+        .as_str()
+        .expect("connection_uri");
+    assert!(
+        uri.starts_with("postgresql://admin@") && uri.contains("/library?"),
+        "{uri}"
+    );
     assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
     // the backups are untouched
     assert!(s.backup.join("backup_label").exists());
+}
+
+/// The shipped runbook's `table`/`column` defaults name a table this database does not
+/// have: the drill stops before restoring anything, naming the params to set.
+#[test]
+fn a_recovery_point_column_production_lacks_is_refused_before_the_restore() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let mut cmd = Cli::new()
+        .env("DATABASE_URL", &s.cluster.url("library"))
+        .env("PG_BASE_BACKUP", &s.backup.display().to_string())
+        .env("PG_WAL_ARCHIVE", &s.archive.display().to_string())
+        .args([
+            "run",
+            "runbooks/postgres-pitr-drill.yaml",
+            "drill",
+            "--format",
+            "json",
+        ])
+        .command();
+    cmd.current_dir(root());
+    let out = cmd.output().expect("run");
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(1), "{rec:#}");
+    let error = step(&rec, "timestamp-column")["error"]
+        .as_str()
+        .expect("an error");
+    assert!(
+        error.contains("no column `created_at` in a table `orders`")
+            && error.contains("--param table=")
+            && error.contains("--param column="),
+        "{error}"
+    );
+    assert_eq!(step(&rec, "restore")["status"], "not_run", "{rec:#}");
 }
 
 #[test]
@@ -331,6 +386,8 @@ fn archiver_and_backup_age_checks() {
                 "-p",
                 &s.cluster.port.to_string(),
                 "-U",
+                "admin",
+                "-d",
                 "postgres",
                 "-X",
                 "-q",

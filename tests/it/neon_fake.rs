@@ -3276,6 +3276,7 @@ async fn init_main(app: &App) -> Result<Data, String> {
             ("fsync".into(), "off".into()),
             ("shared_buffers".into(), "'16MB'".into()),
         ],
+        superuser: None,
     };
     let handle = ClusterHandle::for_root(&app.bin, &root).map_err(|e| e.to_string())?;
     app.st().clusters.push(handle);

@@ -189,3 +189,23 @@ fn sql_text_is_never_a_template() {
         r.stderr
     );
 }
+
+/// A statement that returns no rows reports the rows it changed (`rows_affected`), and an
+/// `expect` failure says the runbook's `message` before what was found.
+#[test]
+fn writes_report_the_rows_affected_and_expectations_their_message() {
+    let url = setup();
+    let (code, rec, stderr) = run(
+        &url,
+        "      - id: load\n        sql: { db: db, query: \"insert into orders (id) select g from generate_series(100, 200099) g\", write: true }\n      - id: gone\n        sql: { db: db, query: \"delete from orders where id >= 100\", write: true }\n      - id: none\n        sql:\n          db: db\n          query: select count(*) from orders where id >= 100\n          expect: { value: 1, message: \"the load left {{ params.since }} behind\" }\n",
+    );
+    assert_eq!(code, 1, "{stderr}\n{rec:#}");
+    assert_eq!(rec["steps"][0]["outputs"]["rows_affected"], 200_000);
+    assert_eq!(rec["steps"][0]["outputs"]["row_count"], 0);
+    assert_eq!(rec["steps"][1]["outputs"]["rows_affected"], 200_000);
+    let error = rec["steps"][2]["error"].as_str().expect("error");
+    assert!(
+        error.starts_with("the load left 2026-01-01T00:00:00Z behind (expected value == 1, got 0)"),
+        "{error}"
+    );
+}

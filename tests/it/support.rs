@@ -276,6 +276,11 @@ pub fn pg() -> &'static Pg {
 /// psql's message on failure. Returns the unaligned, tuples-only output.
 #[track_caller]
 pub fn psql_at(bin: &Path, port: u16, db: &str, sql: &str) -> String {
+    psql_as(bin, port, "postgres", db, sql)
+}
+
+/// [`psql_at`] as `user`.
+pub fn psql_as(bin: &Path, port: u16, user: &str, db: &str, sql: &str) -> String {
     let out = Command::new(bin.join("psql"))
         .args([
             "-h",
@@ -283,7 +288,7 @@ pub fn psql_at(bin: &Path, port: u16, db: &str, sql: &str) -> String {
             "-p",
             &port.to_string(),
             "-U",
-            "postgres",
+            user,
             "-d",
             db,
             "-X",

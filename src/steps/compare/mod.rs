@@ -99,7 +99,7 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
     for t in selected {
         let r = report(&mut reports, &t.name);
         if !dst_tables.contains_key(&t.name) {
-            r.findings.push("missing in restored".into());
+            r.findings.push(MISSING.into());
             continue;
         }
         let hashing = spec
@@ -210,7 +210,13 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         if table.is_empty() {
             continue;
         }
-        report(&mut reports, table).findings.push(finding.clone());
+        let r = report(&mut reports, table);
+        // a table missing from the restored copy is one finding, not one per column,
+        // index and constraint of it
+        if r.findings.iter().any(|f| f == MISSING) {
+            continue;
+        }
+        r.findings.push(finding.clone());
     }
     let global: Vec<String> = schema_findings
         .iter()
@@ -222,6 +228,9 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
     }
     finish(reports, global, lost)
 }
+
+/// The finding of a table the restored copy does not have.
+const MISSING: &str = "missing in restored";
 
 struct Job {
     table: Table,

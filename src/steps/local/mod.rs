@@ -54,6 +54,7 @@ impl Run for LocalCluster {
             unsafe_fast: false,
             settings,
             private: true,
+            superuser: None,
         };
         // registered before anything exists, so an interrupted initdb leaves nothing behind
         let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;

@@ -12,7 +12,7 @@ use super::{cluster_error, scratch_dir};
 use crate::kind::local::LocalRestore;
 use crate::pg::cluster::{conf_string, find_binaries, shell_quote, Cluster, ClusterHandle};
 use crate::record::Outputs;
-use crate::steps::{Run, StepCx, StepError, Undo};
+use crate::steps::{db, Run, StepCx, StepError, Undo};
 use crate::timestamp::{rfc3339_precise, TimeSpec};
 
 /// What recovery should stop at.
@@ -175,17 +175,27 @@ impl Run for LocalRestore {
             },
         )
         .await?;
-        let database = self.database.clone().unwrap_or_else(|| "postgres".into());
-        let user = self.user.clone().unwrap_or_else(|| "postgres".into());
+        // the database the backups are of, named as in production; else `postgres`
+        let source_database = match &self.source {
+            Some(source) => db::resolve(cx, source)
+                .await?
+                .config
+                .get_dbname()
+                .map(str::to_owned),
+            None => None,
+        };
+        let database = self
+            .database
+            .clone()
+            .or(source_database)
+            .unwrap_or_else(|| "postgres".into());
         let cluster = &restored.cluster;
+        let uri = match &self.user {
+            Some(user) => cluster.url_as(user, &database),
+            None => cluster.url(&database),
+        };
         let mut out = Outputs::new();
-        out.insert(
-            "connection_uri".into(),
-            cluster
-                .url(&database)
-                .replacen("postgres@", &format!("{user}@"), 1)
-                .into(),
-        );
+        out.insert("connection_uri".into(), uri.into());
         out.insert("port".into(), cluster.port.into());
         out.insert("dir".into(), root.display().to_string().into());
         out.insert(
@@ -295,6 +305,10 @@ pub async fn restore_into(
     }
     wait_promoted(&cluster, archive, gap.as_deref()).await?;
     let promoted_in = clock.elapsed();
+    // connections name a role; the one every cluster has is its bootstrap superuser
+    if let Ok(name) = crate::pg::authid::bootstrap_superuser(&data) {
+        cluster.set_superuser(&name);
+    }
     let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
     Ok(Restored {
         target: match &target {
