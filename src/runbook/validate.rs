@@ -185,13 +185,19 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
     let procedures = read_procedures(sink, r.get("procedures"), &root.key("procedures"), &targets);
     let checks = read_checks(sink, r.get("checks"), &root.key("checks"), &targets);
     let scenarios: Vec<raw::Scenario> = r.optional(sink, "scenarios").unwrap_or_default();
+    // every procedure the runbook declares, read or not: one with an error of its own is
+    // still there for a scenario to name
+    let declared: Vec<String> = match r.get("procedures") {
+        Some(Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    };
     for (i, s) in scenarios.iter().enumerate() {
-        if !procedures.contains_key(&s.procedure) {
+        if !declared.contains(&s.procedure) {
             sink.at_value(
                 &root.key("scenarios").index(i).key("procedure"),
                 format!("no procedure `{}`", s.procedure),
             )
-            .help = did_you_mean(&s.procedure, procedures.keys().map(String::as_str))
+            .help = did_you_mean(&s.procedure, declared.iter().map(String::as_str))
                 .map(|b| format!("did you mean `{b}`?"));
         }
     }
@@ -550,11 +556,15 @@ fn read_procedure(
         })
         .collect();
     check_step_ids(sink, p, step_values.len(), &all_ids);
+    // the steps that could be read are checked together even when another could not, so
+    // every problem shows at once
+    check_rto_marks(sink, p, &steps, &cleanup);
+    if let Some(kind) = kind {
+        check_targets(sink, p, kind, &steps, &cleanup, targets);
+    }
     let kind = kind?;
     let steps: Vec<Step> = steps.into_iter().collect::<Option<_>>()?;
     let cleanup: Vec<Step> = cleanup.into_iter().collect::<Option<_>>()?;
-    check_rto_marks(sink, p, &steps, &cleanup);
-    check_targets(sink, p, kind, &steps, &cleanup, targets);
     Some(Procedure {
         id: id.to_owned(),
         title: title?,
@@ -773,25 +783,33 @@ fn report_invalid(sink: &mut Sink<'_>, kind_path: &YamlPath, payload: &Value, in
     };
 }
 
-fn check_rto_marks(sink: &mut Sink<'_>, p: &YamlPath, steps: &[Step], cleanup: &[Step]) {
+fn check_rto_marks(
+    sink: &mut Sink<'_>,
+    p: &YamlPath,
+    steps: &[Option<Step>],
+    cleanup: &[Option<Step>],
+) {
     let mark_path = |section: &str, i: usize| p.key(section).index(i).key("rto");
     for (i, s) in cleanup.iter().enumerate() {
-        if s.rto.is_some() {
+        if s.as_ref().is_some_and(|s| s.rto.is_some()) {
             sink.at_value(
                 &mark_path("cleanup", i),
                 "cleanup steps do not count towards the RTO: remove `rto`",
             );
         }
     }
-    let mut start: Option<usize> = None;
-    let mut end: Option<usize> = None;
+    let mut start: Option<(usize, &str)> = None;
+    let mut end: Option<(usize, &str)> = None;
     for (i, s) in steps.iter().enumerate() {
+        let Some(s) = s else {
+            continue;
+        };
         let slot = match s.rto {
             Some(RtoMark::Start) => &mut start,
             Some(RtoMark::End) => &mut end,
             None => continue,
         };
-        if let Some(first) = *slot {
+        if let Some((_, first)) = *slot {
             let what = if s.rto == Some(RtoMark::Start) {
                 "start"
             } else {
@@ -799,20 +817,17 @@ fn check_rto_marks(sink: &mut Sink<'_>, p: &YamlPath, steps: &[Step], cleanup: &
             };
             sink.at_value(
                 &mark_path("steps", i),
-                format!("`rto: {what}` is already set on step `{}`", steps[first].id),
+                format!("`rto: {what}` is already set on step `{first}`"),
             );
         } else {
-            *slot = Some(i);
+            *slot = Some((i, &s.id));
         }
     }
-    if let (Some(s), Some(e)) = (start, end) {
+    if let (Some((s, start)), Some((e, end))) = (start, end) {
         if e < s {
             sink.at_value(
                 &mark_path("steps", e),
-                format!(
-                    "`rto: end` on step `{}` comes before `rto: start` on step `{}`",
-                    steps[e].id, steps[s].id
-                ),
+                format!("`rto: end` on step `{end}` comes before `rto: start` on step `{start}`"),
             );
         }
     }
@@ -822,19 +837,19 @@ fn check_targets(
     sink: &mut Sink<'_>,
     p: &YamlPath,
     kind: ProcedureKind,
-    steps: &[Step],
-    cleanup: &[Step],
+    steps: &[Option<Step>],
+    cleanup: &[Option<Step>],
     targets: &IndexMap<String, Target>,
 ) {
     let sections = steps
         .iter()
         .enumerate()
-        .map(|(i, s)| (p.key("steps").index(i), s));
+        .filter_map(|(i, s)| Some((p.key("steps").index(i), s.as_ref()?)));
     let sections = sections.chain(
         cleanup
             .iter()
             .enumerate()
-            .map(|(i, s)| (p.key("cleanup").index(i), s)),
+            .filter_map(|(i, s)| Some((p.key("cleanup").index(i), s.as_ref()?))),
     );
     for (path, step) in sections {
         let kind_path = path.key(step.kind.name());
