@@ -13,8 +13,8 @@ use super::{
 };
 use crate::timestamp::TimeSpec;
 
-/// `local.cluster`: a throwaway PostgreSQL cluster with WAL archiving, started on a free
-/// loopback port.
+/// `local.cluster`: a throwaway PostgreSQL cluster with WAL archiving, reachable only
+/// through a private Unix socket.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalCluster {

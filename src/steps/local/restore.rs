@@ -352,7 +352,8 @@ async fn copy_backup(backup: &Path, data: &Path) -> Result<(), StepError> {
 /// configuration). The copy inherits production's settings, so everything that could reach
 /// outside the scratch directory is switched off: archiving and archive cleanup, replication
 /// to or from production, an external pid file, a log collector writing elsewhere, TLS files,
-/// logical replication workers; it listens on loopback only, with its own `pg_hba.conf`.
+/// logical replication workers; it listens on its private Unix socket only, with its own
+/// `pg_hba.conf`.
 fn configure(
     data: &Path,
     root: &Path,
