@@ -722,16 +722,28 @@ fn measure_rto(runbook: &Runbook, procedure: &Procedure, steps: &[StepRecord]) -
     }
 }
 
-/// The RPO as the last step that verifies a recovery point (`freshness`) observed it.
+/// The RPO as the last step that verifies a recovery point (`freshness`) observed it; with
+/// an objective and no such observation, the objective alone.
 fn observed_rpo(
     runbook: &Runbook,
     procedure: &Procedure,
     steps: &[StepRecord],
 ) -> Option<RpoRecord> {
-    let (_, step) = procedure.steps.iter().zip(steps).rev().find(|(s, rec)| {
+    let found = procedure.steps.iter().zip(steps).rev().find(|(s, rec)| {
         s.kind.effects().verifies == Some(Verifies::RecoveryPoint)
             && rec.outputs.contains_key("recovery_point")
-    })?;
+    });
+    let Some((_, step)) = found else {
+        // nothing measured it (the run stopped before, or the procedure has no such step):
+        // the objective still stands, unmet or not
+        return runbook.objectives.rpo.map(|objective| RpoRecord {
+            recovery_point: None,
+            target: None,
+            data_loss_window_ms: None,
+            objective: Some(objective),
+            met: None,
+        });
+    };
     let time = |k: &str| {
         step.outputs
             .get(k)

@@ -67,9 +67,11 @@ fn met(m: Option<bool>) -> &'static str {
 /// What `drill-log.md.j2` sees.
 pub fn context(record: &DrillRecord, entry: Option<&Entry>) -> Value {
     let verdict = record.verdict.as_str().to_uppercase();
+    // an objective's observation that did not happen says so
+    let observed = |v: Option<u64>| v.map_or_else(|| "not measured".to_owned(), |m| ms(Some(m)));
     let rto = record.rto.as_ref().map(|r| {
         json!({
-            "measured": ms(r.measured_ms),
+            "measured": observed(r.measured_ms),
             "objective": r.objective.map(|o| o.to_string()),
             "met": met(r.met),
             "from": r.from_step,
@@ -78,7 +80,7 @@ pub fn context(record: &DrillRecord, entry: Option<&Entry>) -> Value {
     });
     let rpo = record.rpo.as_ref().map(|r| {
         json!({
-            "window": ms(r.data_loss_window_ms),
+            "window": observed(r.data_loss_window_ms),
             "objective": r.objective.map(|o| o.to_string()),
             "met": met(r.met),
             "recovery_point": r.recovery_point.map(crate::timestamp::rfc3339),

@@ -394,3 +394,28 @@ fn the_step_kinds_reference_is_current() {
         "docs/runbook-format.md's measures table is stale (UPDATE_EXPECT=1 rewrites it)"
     );
 }
+
+/// A run that failed before anything measured the recovery point still shows the RPO
+/// objective it was held to, as not measured.
+#[test]
+fn a_failed_runs_log_shows_the_rpo_objective_as_not_measured() {
+    let c = Cli::new()
+        .runbook("version: 1\nname: unmeasured\nobjectives: { rto: 1h, rpo: 24h }\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    steps:\n      - id: restore\n        shell: exit 1\n")
+        .args(["run", "runbook.yaml", "drill", "--format", "json"]);
+    let r = c.run();
+    r.code(1);
+    let rec = r.json();
+    assert_eq!(rec["rpo"]["objective"], "24h", "{rec:#}");
+    assert_eq!(rec["rpo"]["met"], serde_json::Value::Null);
+    let id = rec["id"].as_str().expect("id");
+    let md = log_files(&c, id)
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .expect("the Markdown log");
+    let text = std::fs::read_to_string(md).expect("read");
+    assert!(
+        text.contains("| RPO (recovery point unknown) | 24h | not measured | not measured |")
+            && text.contains("| RTO (from `restore` to `restore`) | 1h | not measured | not measured |"),
+        "{text}"
+    );
+}
