@@ -10,6 +10,9 @@ use crate::runbook::{ProcedureKind, Runbook};
 
 pub const RECORD_VERSION: u32 = 1;
 
+/// The `kind` of the cleanup records that undo what a step created (`<step>:undo`).
+pub const UNDO_KIND: &str = "undo";
+
 /// What a step produced, readable by later steps as `steps.<id>.<name>`.
 pub type Outputs = serde_json::Map<String, serde_json::Value>;
 

@@ -34,7 +34,7 @@ pub struct Args {
     /// `DRILLBOOK_HISTORY`, else `drills/history.jsonl`). Dry runs are not recorded.
     #[arg(long, value_name = "PATH|URL")]
     history: Option<String>,
-    /// Where the run's test-result log goes (`<date>-<procedure>-<id>.md`, `.json`, `.xml`):
+    /// Where the run's test-result log goes (`<date>-<runbook>-<procedure>-<id>.md`, `.json`, `.xml`):
     /// default next to a history file, else `drills/`.
     #[arg(long, value_name = "DIR")]
     log_dir: Option<std::path::PathBuf>,

@@ -427,7 +427,7 @@ impl Run<'_> {
         let mut rec = StepRecord::new(
             format!("{}:undo", undo.step()),
             undo.title().to_owned(),
-            "undo".into(),
+            crate::record::UNDO_KIND.into(),
             false,
         );
         if cancel.is_cancelled() {

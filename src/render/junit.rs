@@ -66,18 +66,16 @@ fn step_case(suite: &str, part: &str, s: &StepRecord, notes: &mut Vec<String>) -
             Some((element, kind.to_owned(), message.clone(), message))
         }
     };
-    let skipped = matches!(s.status, StepStatus::Skipped | StepStatus::NotRun);
+    // the name stays the same from run to run, so CI keeps one history per test: the step's
+    // id and title as the runbook writes them; an undo's title names paths of this run, and a
+    // skip is told in the suite's output
+    let name = if s.kind == crate::record::UNDO_KIND {
+        format!("{} — undo what the step created", s.id)
+    } else {
+        format!("{} — {}", s.id, s.title)
+    };
     Case {
-        name: format!(
-            "{} — {}{}",
-            s.id,
-            s.title,
-            if skipped {
-                format!(" ({})", s.status.symbol())
-            } else {
-                String::new()
-            }
-        ),
+        name,
         classname: format!("{suite}.{part}"),
         time: secs(s.duration_ms),
         outcome,
@@ -115,7 +113,9 @@ pub fn xml(record: &DrillRecord) -> String {
             });
         }
     }
-    if let Some(rpo) = &record.rpo {
+    // the RPO is a test when the run observed a recovery point (a run without a `freshness`
+    // step, or stopped before it, holds only the objective)
+    if let Some(rpo) = record.rpo.as_ref().filter(|r| r.recovery_point.is_some()) {
         if let Some(obj) = rpo.objective {
             let lag = rpo.data_loss_window_ms.map_or_else(
                 || "not measured".into(),
@@ -213,4 +213,73 @@ pub fn xml(record: &DrillRecord) -> String {
     let _ = writeln!(x, "    <system-out>{}</system-out>", esc(&out));
     x.push_str("    <system-err></system-err>\n  </testsuite>\n</testsuites>\n");
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ProcedureRef, RunKind, RunbookRef};
+
+    fn record(scratch: &str, skipped: bool) -> DrillRecord {
+        let mut r = DrillRecord::start(
+            "20261204T000000Z-00000000".into(),
+            RunbookRef {
+                name: "shop".into(),
+                path: "shop.yaml".into(),
+                sha256: String::new(),
+                git: None,
+            },
+            ProcedureRef {
+                id: "drill".into(),
+                title: "Drill".into(),
+                kind: RunKind::Drill,
+            },
+            "ops".into(),
+            chrono::Utc::now(),
+        );
+        let mut step = StepRecord::new(
+            "restore".into(),
+            "Restore".into(),
+            "local.restore".into(),
+            false,
+        );
+        step.status = if skipped {
+            StepStatus::Skipped
+        } else {
+            StepStatus::Passed
+        };
+        r.steps.push(step);
+        let mut undo = StepRecord::new(
+            "restore:undo".into(),
+            format!("stop and remove the restored instance in {scratch}"),
+            crate::record::UNDO_KIND.into(),
+            false,
+        );
+        undo.status = StepStatus::Passed;
+        r.cleanup.push(undo);
+        r
+    }
+
+    fn names(xml: &str) -> Vec<&str> {
+        xml.split("<testcase name=\"")
+            .skip(1)
+            .filter_map(|s| s.split('"').next())
+            .collect()
+    }
+
+    /// CI keeps a history per test name: a run's scratch paths and what it skipped must not
+    /// change the names.
+    #[test]
+    fn test_names_are_the_same_in_every_run() {
+        let one = xml(&record("/tmp/drillbook-1-restore", false));
+        let two = xml(&record("/tmp/drillbook-2-restore", true));
+        assert_eq!(names(&one), names(&two));
+        assert_eq!(
+            names(&one),
+            [
+                "restore — Restore",
+                "restore:undo — undo what the step created"
+            ]
+        );
+    }
 }

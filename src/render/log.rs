@@ -1,4 +1,4 @@
-//! Each run's test-result log, written next to the history: `<date>-<procedure>-<id>.md`
+//! Each run's test-result log, written next to the history: `<date>-<runbook>-<procedure>-<id>.md`
 //! (rendered from the DrillRecord through `drill-log.md.j2`), `.json` (the record) and
 //! `.xml` (JUnit). `history show ID --format md` renders the same Markdown.
 
@@ -25,11 +25,13 @@ pub fn dir(log_dir: Option<&Path>, store: &Store) -> PathBuf {
     }
 }
 
-/// `2026-11-29-pitr-drill-20261129T203252Z-273e5b0d`.
+/// `2026-11-29-neon-production-pitr-drill-20261129T203252Z-273e5b0d`: the runbook's name
+/// too, so two runbooks' `drill` procedures are told apart.
 pub fn base_name(record: &DrillRecord) -> String {
     format!(
-        "{}-{}-{}",
+        "{}-{}-{}-{}",
         record.started_at.format("%Y-%m-%d"),
+        record.runbook.name,
         record.procedure.id,
         record.id
     )

@@ -67,7 +67,7 @@ fn every_run_writes_a_markdown_json_and_junit_log() {
         .map(|p| p.file_name().expect("name").to_string_lossy().into_owned())
         .collect();
     let date = &rec["started_at"].as_str().expect("start")[..10];
-    let base = format!("{date}-drill-{id}");
+    let base = format!("{date}-logged-drill-{id}");
     assert_eq!(
         names,
         [
@@ -415,7 +415,9 @@ fn a_failed_runs_log_shows_the_rpo_objective_as_not_measured() {
     let text = std::fs::read_to_string(md).expect("read");
     assert!(
         text.contains("| RPO (recovery point unknown) | 24h | not measured | not measured |")
-            && text.contains("| RTO (from `restore` to `restore`) | 1h | not measured | not measured |"),
+            && text.contains(
+                "| RTO (from `restore` to `restore`) | 1h | not measured | not measured |"
+            ),
         "{text}"
     );
 }
