@@ -81,9 +81,21 @@ impl From<tokio_postgres::Error> for Connect {
 impl Connect {
     fn describe(&self) -> String {
         match self {
-            Connect::Pg(e) => describe(e),
+            Connect::Pg(e) => {
+                let text = describe(e);
+                // a listener that answers, but not in PostgreSQL's protocol
+                if e.as_db_error().is_none()
+                    && ["unexpected message", "invalid message", "unexpected EOF", "bytes remaining on stream"]
+                        .iter()
+                        .any(|m| text.contains(m))
+                {
+                    format!("{text}: what answers there does not speak PostgreSQL's protocol")
+                } else {
+                    text
+                }
+            }
             Connect::Tls(e) => format!("TLS setup: {e}"),
-            Connect::Timeout => "timed out".into(),
+            Connect::Timeout => "timed out: nothing answered as PostgreSQL (a server that is not PostgreSQL, or a firewall dropping the packets)".into(),
         }
     }
 }

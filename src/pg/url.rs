@@ -71,6 +71,12 @@ pub fn parse(text: &str) -> Result<ConnSpec, UrlError> {
     };
     let text = text.trim();
     let is_url = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    // another scheme: a URL of something that is not PostgreSQL
+    if let Some((scheme, _)) = text.split_once("://").filter(|_| !is_url) {
+        return Err(err(format!(
+            "`{scheme}://` is not PostgreSQL: give a `postgres://user@host/db` URL or `key=value` pairs"
+        )));
+    }
     let (rest, ours) = if is_url {
         split_url(text)
     } else {

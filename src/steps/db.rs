@@ -30,7 +30,9 @@ pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
     } else {
         db.to_owned()
     };
-    url::parse(&text).map_err(|e| StepError::failed(e.to_string()))
+    // a connection string that does not parse is a misconfiguration, not a finding about
+    // the database: the step could not run
+    url::parse(&text).map_err(|e| StepError::unavailable(e.to_string()))
 }
 
 fn render(cx: &StepCx<'_>, template: &str, name: &str) -> Result<String, StepError> {

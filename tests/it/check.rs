@@ -297,3 +297,45 @@ fn a_runbook_without_checks_records_nothing() {
         "a check run without checks was recorded"
     );
 }
+
+/// A connection string that is not PostgreSQL's, or a listener that does not speak its
+/// protocol, is a misconfiguration the check could not get past: UNKNOWN, with a message
+/// that says so, never CRITICAL with a parser error.
+#[test]
+fn a_misconfigured_connection_is_unknown_not_critical() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        // answer the first connection as a web server would, then go away
+        if let Ok((mut s, _)) = listener.accept() {
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let yaml = format!(
+        "version: 1\nname: t\nchecks:\n  - id: web-url\n    local.archiver: {{ db: \"https://db.example.invalid/shop\" }}\n  - id: web-server\n    local.archiver: {{ db: \"postgres://app@127.0.0.1:{port}/shop?sslmode=disable\" }}\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - shell: 'true'\n"
+    );
+    let r = Cli::new()
+        .runbook(&yaml)
+        .args(["check", "runbook.yaml", "--no-record", "--format", "json"])
+        .run();
+    r.code(3);
+    let json = r.json();
+    let checks = json["checks"].as_array().expect("checks");
+    for c in checks {
+        assert_eq!(c["status"], "UNKNOWN", "{c:#}");
+    }
+    assert!(checks[0]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("`https://` is not PostgreSQL")));
+    assert!(
+        checks[1]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("does not speak PostgreSQL's protocol")),
+        "{:#}",
+        checks[1]
+    );
+    let _ = server.join();
+}
