@@ -47,9 +47,50 @@ impl Clock for SystemClock {
     }
 }
 
-/// Runs one job to its end; resolves to its exit code. Cancelling asks it to stop.
+/// How a job's run ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// The process exit code (-1 when it could not start or was killed by a signal).
+    pub code: i32,
+    /// The run's verdict (`passed`, `failed`, …) or the check run's status (`OK`, …), when
+    /// it said.
+    pub outcome: Option<String>,
+    /// The id of the run's record, when it said.
+    pub record: Option<String>,
+}
+
+/// Runs one job to its end. Cancelling asks it to stop.
 pub trait Runner: Send + Sync {
-    fn run(&self, job: &Job, due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, i32>;
+    fn run(&self, job: &Job, due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, Finished>;
+}
+
+/// Where the daemon says what it does: one line per event.
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The daemon's log on standard error, each line with its UTC time.
+pub fn stderr_log() -> Log {
+    Arc::new(|line: &str| {
+        eprintln!(
+            "{} drillbook daemon: {line}",
+            crate::timestamp::rfc3339(Utc::now())
+        );
+    })
+}
+
+/// What a job printed on standard output with `--format json`: a run's record (`verdict`,
+/// `id`) or a check run (`status`).
+fn finished(code: i32, stdout: &[u8]) -> Finished {
+    let json: serde_json::Value = serde_json::from_slice(stdout).unwrap_or_default();
+    let text = |k: &str| {
+        json.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    Finished {
+        code,
+        outcome: text("verdict").or_else(|| text("status")),
+        record: text("id"),
+    }
 }
 
 /// Runs `drillbook <args>` as a child process; SIGTERM on cancel (so the drill cleans up).
@@ -57,15 +98,18 @@ pub trait Runner: Send + Sync {
 pub struct ProcessRunner;
 
 impl Runner for ProcessRunner {
-    fn run(&self, job: &Job, _due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, i32> {
+    fn run(&self, job: &Job, _due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, Finished> {
         let args = job.args.clone();
         Box::pin(async move {
             let exe = std::env::current_exe().unwrap_or_else(|_| "drillbook".into());
             // its own process group: a Ctrl-C at the daemon's terminal reaches the daemon only,
             // which then stops the job once (a second interrupt would abort its cleanup)
+            // standard output is the record (`--format json`), read as the job goes; its
+            // progress goes to the daemon's standard error
             let mut child = match tokio::process::Command::new(exe)
                 .args(&args)
                 .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
                 .process_group(0)
                 .spawn()
             {
@@ -75,20 +119,34 @@ impl Runner for ProcessRunner {
                         "drillbook daemon: cannot start `drillbook {}`: {e}",
                         args.join(" ")
                     );
-                    return -1;
+                    return Finished {
+                        code: -1,
+                        ..Finished::default()
+                    };
                 }
             };
-            tokio::select! {
-                status = child.wait() => status.ok().and_then(|s| s.code()).unwrap_or(-1),
+            let mut stdout = child.stdout.take();
+            let read = tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut out = Vec::new();
+                if let Some(s) = stdout.as_mut() {
+                    let _ = s.read_to_end(&mut out).await;
+                }
+                out
+            });
+            let status = tokio::select! {
+                status = child.wait() => status,
                 () = cancel.cancelled() => {
                     if let Some(pid) = child.id().and_then(|p| Pid::from_raw(i32::try_from(p).ok()?)) {
                         // not yet reaped, so the pid is still the child's; an error means it
                         // has just exited
                         let _ = kill_process(pid, Signal::TERM);
                     }
-                    child.wait().await.ok().and_then(|s| s.code()).unwrap_or(-1)
+                    child.wait().await
                 }
-            }
+            };
+            let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
+            finished(code, &read.await.unwrap_or_default())
         })
     }
 }
@@ -121,6 +179,7 @@ pub async fn schedule(
     runner: Arc<dyn Runner>,
     states: States,
     shutdown: Cancel,
+    log: Log,
 ) {
     let mut last_seen = clock.now();
     // the next due time of each job, after the start
@@ -142,20 +201,20 @@ pub async fn schedule(
             }
             next[i] = job.cron.next_after(due);
             if missed > 0 {
-                eprintln!(
-                    "drillbook daemon: {}: missed {missed} run(s) between {} and {} (the daemon was paused or the machine asleep); running it once now",
+                log(&format!(
+                    "{}: missed {missed} run(s) between {} and {} (the daemon was paused or the machine asleep); running it once now",
                     job.name,
                     crate::timestamp::rfc3339(last_seen),
                     crate::timestamp::rfc3339(now)
-                );
+                ));
                 with(&states, &job.name, |s| s.missed += missed);
             }
             if with(&states, &job.name, |s| s.running) {
-                eprintln!(
-                    "drillbook daemon: {}: due at {}, but its previous run is still going; skipped",
+                log(&format!(
+                    "{}: due at {}, but its previous run is still going; skipped",
                     job.name,
                     crate::timestamp::rfc3339(due)
-                );
+                ));
                 with(&states, &job.name, |s| s.skipped += 1);
                 continue;
             }
@@ -163,14 +222,37 @@ pub async fn schedule(
                 s.running = true;
                 s.last_due = Some(due);
             });
-            let (job, runner, states, cancel) =
-                (job.clone(), runner.clone(), states.clone(), running.clone());
+            log(&format!(
+                "{}: started (due {})",
+                job.name,
+                crate::timestamp::rfc3339(due)
+            ));
+            let (job, runner, states, cancel, log) = (
+                job.clone(),
+                runner.clone(),
+                states.clone(),
+                running.clone(),
+                log.clone(),
+            );
             tasks.spawn(async move {
-                let code = runner.run(&job, due, cancel).await;
+                let clock = tokio::time::Instant::now();
+                let done = runner.run(&job, due, cancel).await;
+                let outcome = done.outcome.as_deref().unwrap_or("ended");
+                let record = done
+                    .record
+                    .as_deref()
+                    .map(|r| format!(", record {r}"))
+                    .unwrap_or_default();
+                log(&format!(
+                    "{}: {outcome} in {}{record} (exit {})",
+                    job.name,
+                    crate::duration::human(clock.elapsed()),
+                    done.code
+                ));
                 with(&states, &job.name, |s| {
                     s.running = false;
                     s.runs += 1;
-                    s.last_exit = Some(code);
+                    s.last_exit = Some(done.code);
                 });
             });
         }
@@ -271,7 +353,12 @@ mod tests {
     struct Recorder(Ran);
 
     impl Runner for Recorder {
-        fn run(&self, job: &Job, due: DateTime<Utc>, cancel: Cancel) -> BoxFuture<'static, i32> {
+        fn run(
+            &self,
+            job: &Job,
+            due: DateTime<Utc>,
+            cancel: Cancel,
+        ) -> BoxFuture<'static, Finished> {
             let (ran, name) = (self.0.clone(), job.name.clone());
             Box::pin(async move {
                 let slow = name == "slow";
@@ -283,13 +370,14 @@ mod tests {
                 } else {
                     false
                 };
+                let record = Some(format!("run-of-{name}"));
                 ran.lock()
                     .expect("ran")
                     .push((name, crate::timestamp::rfc3339(due), cancelled));
-                if cancelled {
-                    130
-                } else {
-                    0
+                Finished {
+                    code: if cancelled { 130 } else { 0 },
+                    outcome: Some(if cancelled { "interrupted" } else { "passed" }.into()),
+                    record,
                 }
             })
         }
@@ -303,6 +391,8 @@ mod tests {
         }
     }
 
+    type Lines = Arc<Mutex<Vec<String>>>;
+
     fn start(
         jobs: Vec<Job>,
     ) -> (
@@ -311,6 +401,7 @@ mod tests {
         States,
         Cancel,
         tokio::task::JoinHandle<()>,
+        Lines,
     ) {
         let clock = Arc::new(TestClock {
             wall: "2026-11-30T23:59:00Z".parse().expect("time"),
@@ -320,14 +411,18 @@ mod tests {
         let ran: Ran = Arc::default();
         let states = States::default();
         let stop = Cancel::new();
+        let lines: Lines = Arc::default();
+        let sink = lines.clone();
+        let log: Log = Arc::new(move |l: &str| sink.lock().expect("log").push(l.to_owned()));
         let handle = tokio::spawn(schedule(
             jobs,
             clock.clone(),
             Arc::new(Recorder(ran.clone())),
             states.clone(),
             stop.clone(),
+            log,
         ));
-        (clock, ran, states, stop, handle)
+        (clock, ran, states, stop, handle, lines)
     }
 
     fn ran(r: &Ran) -> Vec<(String, String, bool)> {
@@ -340,7 +435,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_monthly_drill_runs_on_the_first_and_the_checks_at_midnight_utc() {
-        let (_, r, states, stop, handle) =
+        let (_, r, states, stop, handle, lines) =
             start(vec![job("drill", "0 9 1 * *"), job("checks", "0 0 * * *")]);
         tokio::time::sleep(Duration::from_secs(10 * 3600)).await;
         assert_eq!(
@@ -353,13 +448,24 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
         assert_eq!(ran(&r).len(), 3, "the next day's check: {:?}", ran(&r));
         assert!(metrics(&states).contains("drillbook_job_runs{job=\"checks\"} 2"));
+        // each start and end is logged, the end with its verdict, duration and record
+        let lines = lines.lock().expect("log").clone();
+        assert_eq!(
+            lines[..4],
+            [
+                "checks: started (due 2026-12-01T00:00:00Z)",
+                "checks: passed in 0ms, record run-of-checks (exit 0)",
+                "drill: started (due 2026-12-01T09:00:00Z)",
+                "drill: passed in 0ms, record run-of-drill (exit 0)",
+            ]
+        );
         stop.interrupt();
         handle.await.expect("scheduler");
     }
 
     #[tokio::test(start_paused = true)]
     async fn runs_missed_while_paused_are_reported_and_run_once() {
-        let (clock, r, states, stop, handle) = start(vec![job("checks", "0 0 * * *")]);
+        let (clock, r, states, stop, handle, _) = start(vec![job("checks", "0 0 * * *")]);
         tokio::time::sleep(Duration::from_secs(3600)).await;
         // the machine sleeps for three days
         *clock.jump.lock().expect("jump") = chrono::Duration::days(3);
@@ -378,7 +484,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn one_run_at_a_time_and_shutdown_cancels_the_running_one() {
-        let (_, r, states, stop, handle) = start(vec![job("slow", "0 0 * * *")]);
+        let (_, r, states, stop, handle, lines) = start(vec![job("slow", "0 0 * * *")]);
         // due at midnight, runs 36h: the next midnight finds it still running
         tokio::time::sleep(Duration::from_secs(30 * 3600)).await;
         assert!(ran(&r).is_empty());
@@ -387,5 +493,10 @@ mod tests {
         stop.interrupt();
         handle.await.expect("scheduler");
         assert_eq!(ran(&r), [entry("slow", "2026-12-01T00:00:00Z", true)]);
+        let lines = lines.lock().expect("log").clone();
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("slow: interrupted in 29h59m, record run-of-slow (exit 130)")
+        );
     }
 }

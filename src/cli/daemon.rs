@@ -25,6 +25,13 @@ pub struct Args {
     /// Where `/healthz` and `/metrics` are served (a loopback address).
     #[arg(long, default_value = "127.0.0.1:9187", value_name = "ADDR")]
     listen: std::net::SocketAddr,
+    /// Where the jobs append their records, as for `run` and `check` (default:
+    /// `DRILLBOOK_HISTORY`, else `drills/history.jsonl`).
+    #[arg(long, value_name = "PATH|URL")]
+    history: Option<String>,
+    /// Where the drills' logs go, as for `run`.
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<std::path::PathBuf>,
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
@@ -48,10 +55,19 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             return Ok(exit::INVALID);
         };
         for j in crate::engine::jobs::jobs(&rb, &checks) {
+            // the record on standard output, for the daemon's log of the run's end
+            let mut job_args = j.args;
+            job_args.extend(["--format".to_owned(), "json".to_owned()]);
+            if let Some(h) = &args.history {
+                job_args.extend(["--history".to_owned(), h.clone()]);
+            }
+            if let (Some(d), Some("run")) = (&args.log_dir, job_args.first().map(String::as_str)) {
+                job_args.extend(["--log-dir".to_owned(), d.display().to_string()]);
+            }
             jobs.push(Job {
                 name: format!("{}/{}", rb.name, j.name),
                 cron: j.cron,
-                args: j.args,
+                args: job_args,
             });
         }
     }
@@ -104,6 +120,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         Arc::new(ProcessRunner),
         states,
         shutdown,
+        daemon::stderr_log(),
     )
     .await;
     server.abort();
