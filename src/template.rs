@@ -168,6 +168,32 @@ pub fn render(env: &Environment<'_>, source: &str, ctx: &Value) -> Result<Value,
     env.render_str(source, ctx).map(Value::from)
 }
 
+/// Renders each `{{ … }}` of `source` that `ctx` can render and keeps the others as written
+/// (for showing a template before a run: the values known then, the rest as placeholders).
+/// A template with block tags (`{% … %}`) is rendered whole, or kept whole.
+pub fn render_known(env: &Environment<'_>, source: &str, ctx: &Value) -> String {
+    let as_text = |v: Value| v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+    if source.contains("{%") {
+        return render(env, source, ctx).map_or_else(|_| source.to_owned(), as_text);
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{{") {
+        let Some(len) = rest[start..].find("}}").map(|e| e + 2) else {
+            break;
+        };
+        out.push_str(&rest[..start]);
+        let piece = &rest[start..start + len];
+        match render(env, piece, ctx) {
+            Ok(v) => out.push_str(&as_text(v)),
+            Err(_) => out.push_str(piece),
+        }
+        rest = &rest[start + len..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Evaluates an expression such as `when:`. Strict: an expression that reads something
 /// undefined is an error, not a silent false.
 pub fn eval(env: &Environment<'_>, expr: &str, ctx: &Value) -> Result<Value, minijinja::Error> {

@@ -10,7 +10,12 @@ use crate::daemon::{self, Job, ProcessRunner, SystemClock};
 /// Run the scheduled procedures and the checks of one or more runbooks on their schedules
 /// (UTC), until SIGTERM or SIGINT (the running drills are cancelled and clean up).
 ///
-/// `/healthz` and `/metrics` are served on a loopback address.
+/// `/healthz` and `/metrics` are served on a loopback address. Each job's start and end
+/// (verdict, duration, record id) is logged on standard error.
+///
+/// Exit codes: 0 stopped by SIGTERM or SIGINT · 2 invalid runbook or usage (a bad
+/// `--checks`, a `--listen` address that is not loopback, nothing to schedule) · 3 cannot
+/// listen on the address.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Example:\n  drillbook daemon runbooks/neon-production.yaml --listen 127.0.0.1:9187"

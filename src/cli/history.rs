@@ -22,8 +22,11 @@ use crate::timestamp::{rfc3339, TimeSpec};
 ///
 /// The history is a JSON Lines file or a PostgreSQL table where `run` appends every record;
 /// each entry carries the hash of the one before, so an edit, deletion or reordering is found
-/// by `history verify`. Exit 3 when the history cannot be read (unreachable database,
-/// permissions).
+/// by `history verify`.
+///
+/// Exit codes: 0 · 1 `verify` found a break, `stats` an overdue procedure · 2 usage, `show`
+/// of an unknown or ambiguous id, `stats --runbook` with an invalid runbook · 3 the history
+/// cannot be read (unreachable database, permissions).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook history list --since now-30d\n  drillbook history show 20261129T23\n  drillbook history verify --history postgres://drillbook@db/ops\n  drillbook history stats --runbook runbooks/hello.yaml"
@@ -47,6 +50,8 @@ enum Command {
 }
 
 /// List recorded runs, newest first: date, procedure, verdict, RTO, RPO, operator, id.
+///
+/// Exit codes: 0 · 2 usage · 3 the history cannot be read.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook history list --procedure drill --since now-30d\n  drillbook history list --verdict failed --limit 5 --format json"
@@ -71,8 +76,10 @@ pub struct ListArgs {
 
 /// Show one record: steps, durations, errors, RTO and RPO against the objectives, approvals.
 ///
-/// A unique prefix of the id is enough; an unknown or ambiguous one exits 2 (with the
-/// candidates).
+/// A unique prefix of the id is enough.
+///
+/// Exit codes: 0 · 2 no such record, or the prefix matches several (they are listed) · 3 the
+/// history cannot be read, or the record or its drill log cannot be shown.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook history show 20261129T23\n  drillbook history show 20261129T2328 --format md > drill-report.md"
@@ -89,10 +96,11 @@ pub struct ShowArgs {
     templates: Option<std::path::PathBuf>,
 }
 
-/// Verify the hash chain: exit 0 when intact, 1 at the first edited, deleted, reordered,
-/// inserted or torn entry.
+/// Verify the hash chain: the first edited, deleted, reordered, inserted or torn entry.
 ///
 /// Prints the head hash: keep it elsewhere to detect a history rewritten from scratch.
+///
+/// Exit codes: 0 intact · 1 broken · 3 the history cannot be read.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook history verify\n  drillbook history verify --history drills/history.jsonl --format json"
@@ -106,10 +114,13 @@ pub struct VerifyArgs {
 /// Stats per procedure: runs, pass rate, last pass, RTO median/p95/max and trend, RPO,
 /// schedule and whether the drill is overdue.
 ///
-/// Exits 1 when any scheduled procedure is overdue (for monitoring): it has never passed, or
+/// A scheduled procedure is overdue (for monitoring) when it has never passed, or
 /// has not passed by its first scheduled time after the last pass plus a seventh of the
 /// schedule's period (about four days for a monthly drill). Schedules come from `--runbook`,
 /// else from the runbook files the records name, when they still load.
+///
+/// Exit codes: 0 nothing overdue · 1 a scheduled procedure is overdue · 2 usage, or a
+/// `--runbook` that cannot be read or does not validate · 3 the history cannot be read.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook history stats\n  drillbook history stats --runbook runbooks/hello.yaml --last 20 --format json"
@@ -127,6 +138,9 @@ pub struct StatsArgs {
 }
 
 /// Move a last line cut short by a crash aside (to `<file>.torn`) so appends can continue.
+///
+/// Exit codes: 0 (also when there was nothing to repair) · 3 the history cannot be read or
+/// written.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  drillbook history repair --history drills/history.jsonl")]
 pub struct RepairArgs {

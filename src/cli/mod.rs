@@ -101,7 +101,7 @@ pub struct ProcedureArgs {
 }
 
 /// Parses `k=v`.
-fn parse_kv(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("expected NAME=VALUE, found `{s}`")),

@@ -6,18 +6,30 @@ use std::fmt::Write as _;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{exit, load, out, Format, ProcedureArgs};
+use super::{exit, load, out, Format};
 use crate::engine::{find_procedure, plan_params};
 use crate::runbook::{Procedure, RtoMark, Runbook, Step};
 
-/// Show what `run` would do: params, steps, timeouts, destructive steps, cleanup.
+/// Show what `run` would do: params, steps, timeouts, destructive steps, cleanup. Without a
+/// procedure, list the runbook's procedures.
+///
+/// Templates whose values are known before a run (params, environment variables that are
+/// set and do not look secret, `now`) are shown rendered.
+///
+/// Exit codes: 0 · 1 a preflight check failed · 2 invalid runbook, unknown procedure or bad
+/// params · 3 the preflight could not run (missing env, Neon unreachable or key refused).
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Example:\n  drillbook plan runbooks/hello.yaml smoke --param greeting=hi --format json"
+    after_help = "Examples:\n  drillbook plan runbooks/hello.yaml\n  drillbook plan runbooks/hello.yaml smoke --param greeting=hi --format json"
 )]
 pub struct Args {
-    #[command(flatten)]
-    target: ProcedureArgs,
+    /// Runbook file.
+    runbook: String,
+    /// Procedure id; without it, the procedures are listed.
+    procedure: Option<String>,
+    /// Set a param: `--param target_time=now-2h` (repeatable).
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE", value_parser = super::parse_kv)]
+    params: Vec<(String, String)>,
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Also check, read-only, what can be checked before a run: every point in time a Neon
@@ -28,17 +40,24 @@ pub struct Args {
 }
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
-    let Some(rb) = load(&args.target.runbook) else {
+    let Some(rb) = load(&args.runbook) else {
         return Ok(exit::INVALID);
     };
-    let procedure = match find_procedure(&rb, &args.target.procedure) {
+    let Some(id) = &args.procedure else {
+        out(&match args.format {
+            Format::Json => format!("{}\n", serde_json::to_string_pretty(&procedures_json(&rb))?),
+            Format::Text => procedures_text(&rb),
+        });
+        return Ok(exit::OK);
+    };
+    let procedure = match find_procedure(&rb, id) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("drillbook: error: {e}");
             return Ok(e.exit_code());
         }
     };
-    let params = match plan_params(procedure, &args.target.params) {
+    let params = match plan_params(procedure, &args.params) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("drillbook: error: {e}");
@@ -69,7 +88,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         })
         .collect();
     let preflight = if args.preflight {
-        match crate::engine::preflight(&rb, procedure, &args.target.params).await {
+        match crate::engine::preflight(&rb, procedure, &args.params).await {
             Ok(items) => Some(items),
             Err(e) => {
                 eprintln!("drillbook: error: {e}");
@@ -79,9 +98,19 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     } else {
         None
     };
+    let values: serde_json::Map<String, serde_json::Value> = params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.resolve(now)))
+        .collect();
+    let does = |step: &Step| crate::engine::preview(procedure, step, &values, now);
     match args.format {
         Format::Json => {
-            let steps = |steps: &[Step]| steps.iter().map(step_json).collect::<Vec<_>>();
+            let steps = |steps: &[Step]| {
+                steps
+                    .iter()
+                    .map(|s| step_json(s, &does(s)))
+                    .collect::<Vec<_>>()
+            };
             let plan = json!({
                 "runbook": {"name": rb.name, "path": rb.path, "sha256": rb.sha256},
                 "procedure": {"id": procedure.id, "title": procedure.title, "kind": procedure.kind},
@@ -95,7 +124,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
         }
         Format::Text => {
-            let mut t = text(&rb, procedure, &resolved);
+            let mut t = text(&rb, procedure, &resolved, &does);
             if let Some(items) = &preflight {
                 t.push_str(&preflight_text(items));
             }
@@ -131,12 +160,12 @@ fn preflight_exit(items: &[crate::record::PreflightItem]) -> u8 {
     }
 }
 
-fn step_json(s: &Step) -> serde_json::Value {
+fn step_json(s: &Step, does: &str) -> serde_json::Value {
     json!({
         "id": s.id,
         "title": s.title,
         "kind": s.kind.name(),
-        "does": s.kind.summary(),
+        "does": does,
         "target": s.kind.target(),
         "when": s.when,
         "timeout": s.timeout,
@@ -159,10 +188,58 @@ fn env_status(rb: &Runbook, procedure: &Procedure) -> serde_json::Map<String, se
         .collect()
 }
 
+/// The runbook's procedures, for `plan RUNBOOK`.
+fn procedures_text(rb: &Runbook) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "runbook    {} ({})", rb.name, rb.path);
+    let _ = writeln!(s, "\nprocedures");
+    let width = rb.procedures.keys().map(String::len).max().unwrap_or(0);
+    for p in rb.procedures.values() {
+        let schedule = p
+            .schedule
+            .as_ref()
+            .map(|c| format!("  [{}]", c.describe()))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  {:width$}  {:8}  {}{schedule}",
+            p.id,
+            p.kind.as_str(),
+            p.title
+        );
+    }
+    if !rb.checks.is_empty() {
+        let n = rb.checks.len();
+        let _ = writeln!(
+            s,
+            "\n{n} check{} (`drillbook check {}`)",
+            if n == 1 { "" } else { "s" },
+            rb.path
+        );
+    }
+    let _ = writeln!(s, "\nplan one: drillbook plan {} <procedure>", rb.path);
+    s
+}
+
+fn procedures_json(rb: &Runbook) -> serde_json::Value {
+    json!({
+        "runbook": {"name": rb.name, "path": rb.path, "sha256": rb.sha256},
+        "procedures": rb.procedures.values().map(|p| json!({
+            "id": p.id,
+            "title": p.title,
+            "kind": p.kind,
+            "schedule": p.schedule.as_ref().map(|c| c.as_str()),
+            "steps": p.steps.len(),
+        })).collect::<Vec<_>>(),
+        "checks": rb.checks.len(),
+    })
+}
+
 fn text(
     rb: &Runbook,
     procedure: &Procedure,
     params: &[(String, String, serde_json::Value)],
+    does: &dyn Fn(&Step) -> String,
 ) -> String {
     let mut s = String::new();
     let kind = procedure.kind.as_str();
@@ -203,18 +280,18 @@ fn text(
         }
     }
     let _ = writeln!(s, "\nsteps");
-    list(&mut s, &procedure.steps);
+    list(&mut s, &procedure.steps, does);
     if !procedure.cleanup.is_empty() {
         let _ = writeln!(
             s,
             "\ncleanup (always runs: after success, failure, timeout or interrupt)"
         );
-        list(&mut s, &procedure.cleanup);
+        list(&mut s, &procedure.cleanup, does);
     }
     s
 }
 
-fn list(s: &mut String, steps: &[Step]) {
+fn list(s: &mut String, steps: &[Step], does: &dyn Fn(&Step) -> String) {
     for (i, step) in steps.iter().enumerate() {
         let mut flags = Vec::new();
         if let Some(t) = step.timeout {
@@ -246,6 +323,6 @@ fn list(s: &mut String, steps: &[Step]) {
         if let Some(t) = &step.title {
             let _ = writeln!(s, "     {t}");
         }
-        let _ = writeln!(s, "     → {}", step.kind.summary());
+        let _ = writeln!(s, "     → {}", does(step));
     }
 }

@@ -13,7 +13,8 @@ use crate::render::{doc, html, lint, Renderer};
 /// Render the runbook document (Markdown) from a runbook and its drill history.
 ///
 /// Exit codes: 0 written (or up to date with `--check`) · 1 `--check` found the file
-/// out of date · 2 invalid runbook, template or usage · 3 the history cannot be read.
+/// out of date · 2 invalid runbook, template or usage, or the document failed the structure
+/// checks · 3 the history cannot be read, or the file cannot be written.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook render runbooks/neon-production.yaml -o docs/database-backup-recovery-runbook.md\n  drillbook render runbooks/neon-production.yaml -o docs/database-backup-recovery-runbook.md --check\n  drillbook render runbooks/neon-production.yaml -o runbook.md --html"

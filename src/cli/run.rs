@@ -12,8 +12,10 @@ use crate::record::{DrillRecord, StepRecord};
 
 /// Run a procedure: steps in order, cleanup always, a DrillRecord at the end.
 ///
-/// Exit codes: 0 passed · 1 a step or check failed · 2 invalid runbook or usage ·
-/// 3 could not run (auth, unreachable, no operator) · 130 interrupted (cleanup still ran).
+/// Exit codes: 0 passed · 1 a step, cleanup step, objective or preflight check failed · 2
+/// invalid runbook, unknown procedure, bad params or usage · 3 could not run (a missing
+/// environment variable, something unreachable or refusing, no operator), or it passed but
+/// its record or drill log could not be kept · 130 interrupted (cleanup still ran).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook run runbooks/hello.yaml smoke\n  drillbook run runbooks/hello.yaml smoke --param greeting=hi --yes --format json"

@@ -6,6 +6,8 @@ use super::{exit, out};
 ///
 /// With yaml-language-server, put `# yaml-language-server: $schema=runbook.schema.json` at
 /// the top of a runbook after `drillbook schema > runbook.schema.json`.
+///
+/// Exit codes: 0 printed.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  drillbook schema > runbook.schema.json")]
 pub struct Args {}

@@ -4,8 +4,10 @@ use super::{exit, load, out};
 
 /// Check runbooks: syntax, fields, ids, kinds, durations, schedules, templates and references.
 ///
-/// Exit 0 when all are valid, 2 when any is not. Every problem is printed as
-/// `FILE:LINE:COL: error: MESSAGE` with the source line and a caret.
+/// Every problem is printed as `FILE:LINE:COL: error: MESSAGE` with the source line and a
+/// caret.
+///
+/// Exit codes: 0 every file is valid · 2 a file is invalid.
 #[derive(Debug, clap::Args)]
 #[command(after_help = "Example:\n  drillbook validate runbooks/*.yaml")]
 pub struct Args {

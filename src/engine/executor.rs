@@ -642,39 +642,91 @@ impl Run<'_> {
 
     /// Renders the step's templates with the current context and decodes the kind again.
     fn render(&self, step: &Step) -> Result<StepKind, StepError> {
-        let ctx = self.vars.context(None);
-        let name = step.kind.name();
-        let root = crate::diagnostic::YamlPath::default();
-        let rendered = crate::kind::map_strings(
-            name,
-            &step.payload,
-            &root,
-            &mut |path, text, form| match form {
-                Form::Template if crate::template::is_template(text) => {
-                    crate::template::render(&self.templates, text, &ctx)
-                        .map_err(|e| {
-                            StepError::failed(format!(
-                                "cannot render `{path}` of step `{}`: {}",
-                                step.id,
-                                crate::template::describe_error(&e)
-                            ))
-                        })
-                        .and_then(|v| {
-                            serde_json::to_value(&v)
-                                .map_err(|e| StepError::failed(format!("cannot use `{path}`: {e}")))
-                        })
+        render_kind(step, &self.templates, &self.vars.context(None), false)
+    }
+}
+
+/// The step's payload with its templates rendered with `ctx`, decoded again. `lenient`
+/// (for `plan`) keeps a template that cannot be rendered yet as written.
+fn render_kind(
+    step: &Step,
+    templates: &minijinja::Environment<'static>,
+    ctx: &minijinja::Value,
+    lenient: bool,
+) -> Result<StepKind, StepError> {
+    let name = step.kind.name();
+    let root = crate::diagnostic::YamlPath::default();
+    let rendered = crate::kind::map_strings(
+        name,
+        &step.payload,
+        &root,
+        &mut |path, text, form| match form {
+            Form::Template if crate::template::is_template(text) => {
+                match crate::template::render(templates, text, ctx) {
+                    Ok(v) => serde_json::to_value(&v)
+                        .map_err(|e| StepError::failed(format!("cannot use `{path}`: {e}"))),
+                    Err(_) if lenient => Ok(Value::String(crate::template::render_known(
+                        templates, text, ctx,
+                    ))),
+                    Err(e) => Err(StepError::failed(format!(
+                        "cannot render `{path}` of step `{}`: {}",
+                        step.id,
+                        crate::template::describe_error(&e)
+                    ))),
                 }
-                _ => Ok(Value::String(text.to_owned())),
-            },
-        )?;
-        let mut m = Map::new();
-        m.insert(name.to_owned(), rendered);
-        serde_json::from_value(Value::Object(m)).map_err(|e| {
-            StepError::failed(format!(
-                "step `{}` after rendering its templates: {e}",
-                step.id
-            ))
+            }
+            _ => Ok(Value::String(text.to_owned())),
+        },
+    )?;
+    let mut m = Map::new();
+    m.insert(name.to_owned(), rendered);
+    serde_json::from_value(Value::Object(m)).map_err(|e| {
+        StepError::failed(format!(
+            "step `{}` after rendering its templates: {e}",
+            step.id
+        ))
+    })
+}
+
+/// What `plan` shows a step will do: its summary with every template whose values are
+/// known before the run rendered — params (secret ones masked), the environment variables
+/// that are set and do not look secret, `now`. The others (earlier steps' outputs, `run`)
+/// stay as written.
+pub fn preview(
+    procedure: &Procedure,
+    step: &Step,
+    params: &Map<String, Value>,
+    now: chrono::DateTime<Utc>,
+) -> String {
+    let params: Map<String, Value> = params
+        .iter()
+        .map(|(k, v)| {
+            let secret = procedure.params.get(k).is_some_and(|p| p.secret);
+            (
+                k.clone(),
+                if secret {
+                    Value::from(crate::redact::MASK)
+                } else {
+                    v.clone()
+                },
+            )
         })
+        .collect();
+    let env: Map<String, Value> = step
+        .env
+        .iter()
+        .filter(|name| !crate::redact::is_secret_name(name))
+        .filter_map(|name| Some((name.clone(), Value::String(std::env::var(name).ok()?))))
+        .collect();
+    let ctx = minijinja::Value::from_serialize(serde_json::json!({
+        "params": params,
+        "env": env,
+        "now": crate::timestamp::rfc3339(now),
+    }));
+    let templates = crate::template::environment();
+    match render_kind(step, &templates, &ctx, true) {
+        Ok(kind) => kind.summary(),
+        Err(_) => step.kind.summary(),
     }
 }
 

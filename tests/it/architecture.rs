@@ -131,7 +131,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "timestamp",
         ],
     ),
-    ("daemon", &["cancel", "cron", "render", "timestamp"]),
+    (
+        "daemon",
+        &["cancel", "cron", "duration", "render", "timestamp"],
+    ),
     (
         "cli",
         &[

@@ -370,6 +370,85 @@ fn plan_shows_steps_params_and_cleanup() {
     assert_eq!(plan["params"]["n"]["value"], 2);
 }
 
+/// `plan RUNBOOK` lists the procedures; `plan` renders what it already knows (params, set
+/// environment variables that do not look secret) and leaves what only a run knows.
+#[test]
+fn plan_lists_procedures_and_renders_what_it_knows() {
+    let yaml = "version: 1\nname: known\nprocedures:\n  drill:\n    title: The drill\n    kind: drill\n    schedule: '0 9 1 * *'\n    params:\n      table: { type: string, default: orders }\n      token: { type: string, default: s3cret-value, secret: true }\n    steps:\n      - id: count\n        sql: { db: \"{{ env.DB_URL }}\", query: \"select 1\" }\n      - id: use\n        http: { url: \"https://api.example.invalid/{{ params.table }}/{{ steps.count.row_count }}?t={{ params.token }}\" }\n  restore:\n    title: Restore for real\n    kind: recovery\n    steps:\n      - shell: 'true'\n";
+    let r = Cli::new()
+        .runbook(yaml)
+        .args(["plan", "runbook.yaml"])
+        .run();
+    r.code(0);
+    for want in [
+        "drill",
+        "The drill",
+        "at 09:00 UTC on day 1 of every month",
+        "restore",
+        "recovery",
+        "Restore for real",
+    ] {
+        assert!(
+            r.stdout.contains(want),
+            "missing `{want}` in:\n{}",
+            r.stdout
+        );
+    }
+    let r = Cli::new()
+        .runbook(yaml)
+        .env("DB_URL", "postgres://app:pw-778@db.internal/shop")
+        .args(["plan", "runbook.yaml", "drill", "--param", "table=loans"])
+        .run();
+    r.code(0);
+    assert!(
+        r.stdout
+            .contains("sql on postgres://app:***@db.internal/shop"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("GET https://api.example.invalid/loans/{{ steps.count.row_count }}?t=***"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("pw-778") && !r.stdout.contains("s3cret"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// Every subcommand's `--help` says what its exit codes mean.
+#[test]
+fn help_on_every_command_lists_its_exit_codes() {
+    let commands: &[&[&str]] = &[
+        &["validate"],
+        &["plan"],
+        &["run"],
+        &["check"],
+        &["schedule"],
+        &["daemon"],
+        &["render"],
+        &["schema"],
+        &["history"],
+        &["history", "list"],
+        &["history", "show"],
+        &["history", "verify"],
+        &["history", "stats"],
+        &["history", "repair"],
+    ];
+    for cmd in commands {
+        let r = Cli::new().args(cmd.iter().chain(&["--help"])).run();
+        r.code(0);
+        assert!(
+            r.stdout.contains("Exit codes"),
+            "{cmd:?} --help names no exit codes:\n{}",
+            r.stdout
+        );
+    }
+}
+
 #[test]
 fn readme_main_command_runbook_passes() {
     let mut cmd = Cli::new()
