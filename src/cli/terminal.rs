@@ -105,7 +105,29 @@ impl Observer for Terminal {
         ));
     }
 
+    fn undo_started(&self, rec: &StepRecord) {
+        self.line(&format!("  [undo] {} — {} …", rec.id, rec.title));
+    }
+
+    fn undo_finished(&self, rec: &StepRecord) {
+        self.finished_line("[undo]", rec);
+    }
+
+    fn left_behind(&self, what: &[String]) {
+        self.line("drillbook: cleanup was aborted; left behind, to remove by hand:");
+        for w in what {
+            self.line(&format!("  - {w}"));
+        }
+    }
+
     fn step_finished(&self, cleanup: bool, index: usize, rec: &StepRecord) {
+        self.finished_line(&self.position(cleanup, index), rec);
+    }
+}
+
+impl Terminal {
+    /// A finished step's line: its mark, status, time and error or note.
+    fn finished_line(&self, position: &str, rec: &StepRecord) {
         let elapsed = rec
             .duration_ms
             .map(|ms| human(std::time::Duration::from_millis(ms)))
@@ -122,8 +144,7 @@ impl Observer for Terminal {
             .map(|d| format!(": {d}"))
             .unwrap_or_default();
         self.line(&format!(
-            "  {} {mark} {} {} {elapsed}{detail}",
-            self.position(cleanup, index),
+            "  {position} {mark} {} {} {elapsed}{detail}",
             rec.id,
             rec.status.symbol()
         ));

@@ -28,6 +28,12 @@ pub trait Observer: Send + Sync {
     fn step_finished(&self, cleanup: bool, index: usize, record: &StepRecord);
     /// What was checked before the first step.
     fn preflight(&self, _items: &[crate::record::PreflightItem]) {}
+    /// Undoing something a step created begins (`rec` has its id and what it does).
+    fn undo_started(&self, _rec: &StepRecord) {}
+    fn undo_finished(&self, _rec: &StepRecord) {}
+    /// A second interrupt aborted cleanup: what was not undone, each in words naming its
+    /// path or resource.
+    fn left_behind(&self, _what: &[String]) {}
 }
 
 /// A run that could not start.
@@ -352,17 +358,32 @@ pub async fn run(
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner),
     );
+    let mut not_undone = Vec::new();
     for undo in created.iter().rev() {
-        record
-            .cleanup
-            .push(state.undo_one(undo, &cleanup_cancel).await);
+        let rec = state.undo_one(undo, &cleanup_cancel, observer).await;
+        if rec.status != StepStatus::Passed {
+            not_undone.push(undo);
+        }
+        record.cleanup.push(rec);
     }
     if cleanup_cancel.is_cancelled() {
-        // cleanup was aborted: still stop every server this run started, without waiting
-        for undo in &created {
-            if let crate::steps::Undo::Cluster { handle, .. } = undo {
-                handle.kill_now();
+        // cleanup was aborted: still stop every server this run started, without waiting,
+        // and say what is left for a person to remove
+        let mut left = Vec::new();
+        for undo in not_undone.iter().rev() {
+            match undo {
+                crate::steps::Undo::Cluster { handle, .. } => {
+                    handle.kill_now();
+                    left.push(format!(
+                        "{} (its server was stopped; its files remain)",
+                        undo.title()
+                    ));
+                }
+                _ => left.push(undo.title().to_owned()),
             }
+        }
+        if !left.is_empty() {
+            observer.left_behind(&left);
         }
     }
 
@@ -423,7 +444,12 @@ pub fn run_id(at: chrono::DateTime<Utc>) -> String {
 
 impl Run<'_> {
     /// Undoes one thing a step created, as a cleanup record.
-    async fn undo_one(&self, undo: &crate::steps::Undo, cancel: &Cancel) -> StepRecord {
+    async fn undo_one(
+        &self,
+        undo: &crate::steps::Undo,
+        cancel: &Cancel,
+        observer: &dyn Observer,
+    ) -> StepRecord {
         let mut rec = StepRecord::new(
             format!("{}:undo", undo.step()),
             undo.title().to_owned(),
@@ -436,19 +462,22 @@ impl Run<'_> {
         }
         rec.started_at = Some(self.now());
         rec.attempts = 1;
+        observer.undo_started(&rec);
         let clock = tokio::time::Instant::now();
         let result = tokio::select! {
             r = undo.run() => r,
             () = cancel.cancelled() => Err(StepError::cancelled()),
         };
         rec.duration_ms = Some(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX));
-        match result {
+        let rec = match result {
             Ok(()) => {
                 rec.status = StepStatus::Passed;
                 rec
             }
             Err(e) => self.fail(rec, e),
-        }
+        };
+        observer.undo_finished(&rec);
+        rec
     }
 
     /// The run's start plus monotonic time elapsed since.

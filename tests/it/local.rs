@@ -519,4 +519,67 @@ fn interrupt_during_the_restore_leaves_nothing_behind() {
         left.is_empty(),
         "left behind after the interrupt: {left:#?}\n{seen}"
     );
+    // cleanup says what it is doing, undo by undo, instead of seconds of silence
+    assert!(
+        seen.contains("[undo] restore:undo — stop and remove the restored instance in ")
+            && seen.contains("[undo] ✓ restore:undo ok"),
+        "{seen}"
+    );
+}
+
+/// A second interrupt aborts cleanup: the servers the run started are still stopped, and
+/// what was not removed is named, path by path.
+#[test]
+fn an_aborted_cleanup_names_what_it_left_behind() {
+    use std::io::{BufRead, BufReader};
+    let cli = Cli::new();
+    let cluster_dir = cli.dir.join("kept-cluster");
+    let yaml = format!(
+        "version: 1\nname: aborted\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    steps:\n      - id: source\n        local.cluster: {{ dir: \"{}\" }}\n      - id: wait\n        shell: sleep 30\n    cleanup:\n      - id: slow-tidy\n        shell: sleep 30\n",
+        cluster_dir.display()
+    );
+    let cli = cli.runbook(&yaml).args(["run", "runbook.yaml", "drill"]);
+    let mut child = cli
+        .command()
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().to_string();
+    let interrupt = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    let mut seen = String::new();
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("utf8");
+        // the first interrupt while the step sleeps, the second during the slow cleanup step
+        if line.contains("wait — ") || line.contains("slow-tidy — ") {
+            interrupt();
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(130), "{seen}");
+    assert!(
+        seen.contains("cleanup was aborted; left behind, to remove by hand:")
+            && seen.contains(&format!(
+                "- stop and remove the cluster in {} (its server was stopped; its files remain)",
+                cluster_dir.display()
+            )),
+        "{seen}"
+    );
+    // stopped: its postmaster.pid names no live process
+    let pid_file =
+        std::fs::read_to_string(cluster_dir.join("data/postmaster.pid")).unwrap_or_default();
+    if let Some(server) = pid_file.lines().next() {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{server}")).exists(),
+            "the server {server} still runs\n{seen}"
+        );
+    }
 }
