@@ -20,7 +20,7 @@ pub enum TimeSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid timestamp `{0}`: write RFC 3339 (`2026-11-28T09:00:00Z`) or `now`, `now-24h`, `now+10m`")]
+#[error("invalid timestamp `{0}`: write RFC 3339 (`2026-11-28T09:00:00Z`), a time as psql prints it (`2026-11-28 09:00:00+00`), or `now`, `now-24h`, `now+10m`")]
 pub struct TimestampError(pub String);
 
 impl FromStr for TimeSpec {
@@ -53,29 +53,48 @@ impl FromStr for TimeSpec {
     }
 }
 
-/// Accepts what psql prints too (`2026-11-29 21:37:38.5+00`): a space for the `T`, and an
-/// hour-only offset.
+/// Accepts what people paste from psql and the server log besides RFC 3339: a space for the
+/// `T` (`2026-12-04 17:06:19`), an offset of hours (`+00`, `+01`) or without a colon
+/// (`+0100`), a zone written ` UTC` or ` GMT`, and no zone at all, read as UTC.
 fn lenient(s: &str) -> String {
-    let mut t = s.to_owned();
+    let mut t = s.trim().to_owned();
+    for zone in [" UTC", " GMT", "UTC", "GMT"] {
+        if let Some(stripped) = t.strip_suffix(zone) {
+            t = format!("{}Z", stripped.trim_end());
+            break;
+        }
+    }
     if t.len() > 10 && t.as_bytes()[10] == b' ' {
         t.replace_range(10..11, "T");
     }
-    let tail = t.len().saturating_sub(3);
-    if t.len() > 19
-        && matches!(t.as_bytes()[tail], b'+' | b'-')
-        && t[tail + 1..].chars().all(|c| c.is_ascii_digit())
-    {
-        t.push_str(":00");
+    // the time part, after the `T`: an offset starts at its first `+` or `-`
+    let Some(time_at) = t.find('T').filter(|_| t.len() >= 19) else {
+        return t;
+    };
+    let offset_at = t[time_at..].find(['+', '-']).map(|i| time_at + i);
+    match offset_at {
+        Some(at) => {
+            let digits = &t[at + 1..];
+            if digits.len() == 2 && digits.chars().all(|c| c.is_ascii_digit()) {
+                t.push_str(":00");
+            } else if digits.len() == 4 && digits.chars().all(|c| c.is_ascii_digit()) {
+                t.insert(at + 3, ':');
+            }
+        }
+        None if !t.ends_with(['Z', 'z']) => t.push('Z'),
+        None => {}
     }
     t
 }
 
 impl TimeSpec {
+    /// The instant: an absolute time as written, a relative one from `now` in whole seconds.
     pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        use chrono::SubsecRound;
         match self {
             TimeSpec::Absolute(t) => t,
-            TimeSpec::Relative { back: true, by } => now - by.chrono(),
-            TimeSpec::Relative { back: false, by } => now + by.chrono(),
+            TimeSpec::Relative { back: true, by } => (now - by.chrono()).trunc_subsecs(0),
+            TimeSpec::Relative { back: false, by } => (now + by.chrono()).trunc_subsecs(0),
         }
     }
 }
@@ -122,6 +141,22 @@ mod tests {
         );
         assert_eq!(rfc3339(r("2026-11-29 21:37:38+00")), "2026-11-29T21:37:38Z");
         assert_eq!(rfc3339(r("2026-11-29T21:37:38-02")), "2026-11-29T23:37:38Z");
+        // as pasted from psql and the server log
+        for (pasted, utc) in [
+            ("2026-12-04 17:06:19", "2026-12-04T17:06:19Z"),
+            ("2026-12-04 17:06:19+00", "2026-12-04T17:06:19Z"),
+            (
+                "2026-12-04 17:06:19.123456+00",
+                "2026-12-04T17:06:19.123456Z",
+            ),
+            ("2026-12-04 17:06:19+01:00", "2026-12-04T16:06:19Z"),
+            ("2026-12-04 17:06:19+0100", "2026-12-04T16:06:19Z"),
+            ("2026-12-04 17:06:19 UTC", "2026-12-04T17:06:19Z"),
+            ("2026-12-04 17:06:19.5 GMT", "2026-12-04T17:06:19.500Z"),
+            ("2026-12-04T17:06:19", "2026-12-04T17:06:19Z"),
+        ] {
+            assert_eq!(rfc3339_precise(r(pasted)), utc, "{pasted}");
+        }
         for bad in [
             "yesterday",
             "now-",
@@ -136,6 +171,12 @@ mod tests {
         assert_eq!(
             "now-24h".parse::<TimeSpec>().expect("valid").to_string(),
             "now-24h"
+        );
+        // relative times resolve to whole seconds
+        let busy = now + chrono::Duration::milliseconds(1_234);
+        assert_eq!(
+            rfc3339_precise("now-10m".parse::<TimeSpec>().expect("valid").resolve(busy)),
+            "2026-11-29T11:50:01Z"
         );
     }
 }

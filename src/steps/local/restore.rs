@@ -504,23 +504,41 @@ fn explain_failure(log: &str, gap: Option<&str>, archive: &Path) -> Option<Strin
     if fatal.contains("No space left on device") {
         return Some(format!("the disk is full: {fatal}"));
     }
-    // the first WAL segment the restore command could not fetch is where replay stopped
-    let missing = gap
-        .map(str::to_owned)
-        .or_else(|| first_unfetched_segment(log));
-    if let Some(missing) = missing {
-        let context = match newest_segment(archive) {
-            Some(n) if n < missing => format!("; the archive ends at {n}, so either the target is after the end of the archive or {missing} was lost"),
-            Some(n) => format!("; the archive holds segments up to {n}"),
-            None => String::new(),
-        };
+    // a hole in the archive found before the restore: a segment was lost
+    if let Some(missing) = gap {
+        return Some(format!(
+            "WAL segment {missing} is missing from the archive {}: recovery stopped there before reaching the target ({fatal})",
+            archive.display()
+        ));
+    }
+    // replay stopped at the first segment the restore command could not fetch: after the
+    // archive's last segment, that is the end of the archive, not a loss
+    let unfetched = first_unfetched_segment(log);
+    let newest = newest_segment(archive);
+    let past_the_end = match (&unfetched, &newest) {
+        (Some(u), Some(n)) => n < u,
+        _ => false,
+    };
+    let ended_early =
+        fatal.contains("recovery ended before configured recovery target was reached");
+    if past_the_end || (ended_early && unfetched.is_none()) {
+        let last = recovered_to(log)
+            .map(|t| format!("its last transaction is from {t}"))
+            .or_else(|| newest.as_ref().map(|n| format!("it ends with segment {n}")))
+            .unwrap_or_else(|| "it ends there".into());
+        return Some(format!(
+            "the target is after the newest archived transaction: recovery replayed all of the WAL archive {} ({last}) without reaching the target. Choose an earlier target, or wait until archiving has caught up (set `archive_timeout` so an idle server still archives); if the archive should reach further, its newest segments were lost ({fatal})",
+            archive.display()
+        ));
+    }
+    if let Some(missing) = unfetched {
+        let context = newest
+            .map(|n| format!("; the archive holds segments up to {n}"))
+            .unwrap_or_default();
         return Some(format!(
             "WAL segment {missing} is missing from the archive {}: recovery stopped there before reaching the target ({fatal}{context})",
             archive.display()
         ));
-    }
-    if fatal.contains("recovery ended before configured recovery target was reached") {
-        return Some(format!("the WAL archive {} ends before the target: {fatal} (is the target in the future, or is archiving behind?)", archive.display()));
     }
     Some(format!("recovery failed: {fatal}"))
 }
@@ -550,14 +568,19 @@ fn first_unfetched_segment(log: &str) -> Option<String> {
         })
 }
 
-/// When recovery stopped, from the server log.
+/// When recovery stopped, from the server log, as RFC 3339 (the log writes
+/// `2026-12-04 17:06:19.123456+00`).
 fn recovered_to(log: &str) -> Option<String> {
     log.lines().rev().find_map(|l| {
         let at = l.split(", time ").nth(1).or_else(|| {
             l.split("last completed transaction was at log time ")
                 .nth(1)
         })?;
-        Some(at.trim().to_owned())
+        let at = at.trim();
+        Some(match at.parse::<TimeSpec>() {
+            Ok(TimeSpec::Absolute(t)) => rfc3339_precise(t),
+            _ => at.to_owned(),
+        })
     })
 }
 
