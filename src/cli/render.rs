@@ -103,7 +103,8 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             return Ok(exit::INVALID);
         }
     };
-    let mut context = doc::context(&rb, &records, when, &source);
+    let output = args.output.as_ref().map(|p| p.display().to_string());
+    let mut context = doc::context(&rb, &records, when, &source, output.as_deref());
     if let Some(obj) = context.as_object_mut() {
         obj.insert("history_store".into(), store.display().into());
     }

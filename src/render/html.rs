@@ -85,7 +85,13 @@ pub fn page(markdown: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n{}<main>\n{body}</main>\n</body>\n</html>\n",
         escape(&title),
-        toc(&heads)
+        // a document with its own list of contents (the runbook document) gets no second
+        // one, nor a second element with its id
+        if heads.iter().any(|h| h.anchor == "contents") {
+            String::new()
+        } else {
+            toc(&heads)
+        }
     )
 }
 
@@ -102,5 +108,13 @@ mod tests {
         assert!(p.contains("<a href=\"#two\">two</a>"));
         assert!(p.contains("<li><a href=\"#two\">Two</a>\n<ul>\n<li><a href=\"#two-a\">Two a</a></li>\n</ul></li>"), "{p}");
         assert!(p.contains("<table>"));
+    }
+
+    /// The runbook document has its own `## Contents`: one list, one `id="contents"`.
+    #[test]
+    fn a_document_with_its_own_contents_gets_no_second_one() {
+        let p = page("# Runbook\n\n## Contents\n\n- [One](#one)\n\n## One\n\ntext\n");
+        assert_eq!(p.matches("id=\"contents\"").count(), 1, "{p}");
+        assert!(!p.contains("<nav"), "{p}");
     }
 }

@@ -1269,9 +1269,10 @@ mod tests {
         // relative times resolve to whole seconds
         assert_eq!(
             Point::parse("now-1h", now),
-            Ok(Point::Time(
-                chrono::SubsecRound::trunc_subsecs(now - chrono::Duration::hours(1), 0)
-            ))
+            Ok(Point::Time(chrono::SubsecRound::trunc_subsecs(
+                now - chrono::Duration::hours(1),
+                0
+            )))
         );
         assert!(Point::parse("yesterday", now).is_err());
     }

@@ -139,8 +139,10 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                 .collect();
             ByHand::with_code(
                 format!(
-                    "run each query with psql on {}; none may return a row:",
-                    db_label(runbook, db)
+                    "run each query with psql on {}; each holds when it returns a single \
+                     {} or no rows at all (a query that lists violations):",
+                    db_label(runbook, db),
+                    code("true")
                 ),
                 "sql",
                 &body.join("\n\n"),
@@ -251,14 +253,35 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                     code("recovery_target_action = 'promote'")
                 )
             };
+            // postgresql.conf expands no variables: the archive's path is written out
+            let archive = if crate::template::is_template(&r.wal_archive) {
+                format!(
+                    "{}, with ARCHIVE the WAL archive's absolute path ({}; the file expands no variables)",
+                    code("restore_command = 'cp ARCHIVE/%f %p'"),
+                    r.wal_archive
+                )
+            } else {
+                code(&format!("restore_command = 'cp {}/%f %p'", r.wal_archive))
+            };
             ByHand::line(format!(
-                "copy the base backup {} into an empty data directory, set {}, {target}, \
-                 create {}, start the server with {} and wait until {} returns false",
+                "copy the base backup {} into a new data directory owned by the server's \
+                 account (as root: {}) with permissions 0700; in its {} set {} (a promoted \
+                 copy would archive a new timeline into production's archive), a free {} \
+                 and {} with {} a private directory, so nothing connects to it by mistake, \
+                 and {archive}; {target}; create {}; start the server with {} and wait until \
+                 {} returns false; then connect with {} (the {} later steps use)",
                 code(&r.base_backup),
-                code(&format!("restore_command = 'cp {}/%f %p'", r.wal_archive)),
+                code("postgres"),
+                code("postgresql.conf"),
+                code("archive_mode = off"),
+                code("port"),
+                code("listen_addresses = ''"),
+                code("unix_socket_directories"),
                 code("recovery.signal"),
-                code("pg_ctl"),
-                code("SELECT pg_is_in_recovery()")
+                code("pg_ctl -D DATA start"),
+                code("SELECT pg_is_in_recovery()"),
+                code("psql -h SOCKET_DIR -p PORT -U SUPERUSER DATABASE"),
+                code("connection_uri")
             ))
         }
         StepKind::LocalArchiver(a) => ByHand::line(format!(

@@ -64,6 +64,7 @@ pub fn context(
     records: &[DrillRecord],
     as_of: Option<DateTime<Utc>>,
     as_of_source: &str,
+    output: Option<&str>,
 ) -> Value {
     let mut headings = Headings::default();
     let title = headings.claim(&runbook.title);
@@ -86,8 +87,23 @@ pub fn context(
     let mut ctx = json!({
         "generated": {
             "source": runbook.path,
-            "command": format!("drillbook render {}", runbook.path),
+            // the command that regenerates this very file
+            "command": format!(
+                "drillbook render {} -o {}",
+                runbook.path,
+                output.unwrap_or("<this file>")
+            ),
             "sha256": runbook.sha256.chars().take(12).collect::<String>(),
+        },
+        // where a person does by hand what drillbook does
+        "by_hand_where": if runbook
+            .targets
+            .values()
+            .any(|t| matches!(t.kind, crate::runbook::TargetKind::Neon(_)))
+        {
+            "in the Neon Console or on the command line"
+        } else {
+            "on the command line"
         },
         "runbook": {
             "name": runbook.name,
@@ -151,7 +167,7 @@ mod tests {
     }
 
     pub(super) fn render(runbook: &Runbook, records: &[DrillRecord]) -> String {
-        let ctx = context(runbook, records, Some(as_of()), "test clock");
+        let ctx = context(runbook, records, Some(as_of()), "test clock", None);
         Renderer::new(None)
             .expect("templates compile")
             .render("runbook.md.j2", &ctx)

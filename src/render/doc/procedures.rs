@@ -8,7 +8,7 @@ use super::by_hand::by_hand;
 use super::checks::{a_summary, has_sql, short, validation};
 use super::schedule::schedule_text;
 use super::text::{capitalized, code, codes, db_label, md, prose, wrap, Headings};
-use crate::kind::{Restore, StepKind};
+use crate::kind::{Restore, Scratch, StepKind};
 use crate::runbook::{ParamValue, Procedure, ProcedureKind, RtoMark, Runbook, Step};
 
 /// What a procedure restores, for the procedures table: a full restore when any step does
@@ -28,6 +28,24 @@ fn restores(p: &Procedure) -> &'static str {
         (None, false) => "point-in-time restore",
         (None, true) => "no restore step",
     }
+}
+
+/// What the procedure's steps create that drillbook removes afterwards, in words (from each
+/// kind's declared scratch resources); None when they create nothing.
+fn creates(p: &Procedure) -> Option<String> {
+    let mut what: Vec<&str> = Vec::new();
+    for s in p.steps.iter().chain(&p.cleanup) {
+        let words = match s.kind.effects().scratch {
+            Some(Scratch::LocalCluster) => "scratch PostgreSQL instances",
+            Some(Scratch::Directory) => "scratch base backups",
+            Some(Scratch::NeonBranch) => "Neon branches and snapshots",
+            None => continue,
+        };
+        if !what.contains(&words) {
+            what.push(words);
+        }
+    }
+    (!what.is_empty()).then(|| what.join(", "))
 }
 
 pub(super) struct ProcedureDoc {
@@ -131,6 +149,7 @@ impl ProcedureDoc {
             "cleanup": cleanup,
             "validations_heading": headings.claim(&format!("Validations of {}", p.id)),
             "validations": validations,
+            "creates": creates(p),
         });
         ProcedureDoc {
             id: p.id.clone(),
