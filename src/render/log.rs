@@ -44,8 +44,56 @@ fn ms(v: Option<u64>) -> String {
     )
 }
 
+/// The longest output value shown inline in the evidence; longer ones are left to the
+/// record (`.json`).
+const INLINE: usize = 200;
+
+/// What a step's outputs prove, for a reader: each output its kind declares, with its
+/// meaning and value; text of several lines (a comparison's report) as a block; values too
+/// large to read inline (per-table details, diffs) named, their content left to the record.
+fn evidence(s: &StepRecord) -> Value {
+    let info = crate::kind::StepKind::info(&s.kind);
+    let mut rows = Vec::new();
+    let mut blocks = Vec::new();
+    // in the order the kind declares its outputs (a record read back from the history has
+    // its keys sorted), the payload's own after them by name
+    let position = |name: &str| {
+        info.and_then(|i| i.outputs.iter().position(|o| o.name == name))
+            .unwrap_or(usize::MAX)
+    };
+    let mut outputs: Vec<(&String, &Value)> = s.outputs.iter().collect();
+    outputs.sort_by(|(a, _), (b, _)| position(a).cmp(&position(b)).then(a.cmp(b)));
+    for (name, value) in outputs {
+        let meaning = info
+            .and_then(|i| i.outputs.iter().find(|o| o.name == name))
+            .map_or("", |o| o.meaning);
+        let text = match value {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        if text.contains('\n') && value.is_string() {
+            blocks.push(json!({"name": name, "meaning": super::cell(meaning), "text": text}));
+            continue;
+        }
+        let shown = if text.chars().count() > INLINE {
+            "(in the record)".to_owned()
+        } else if text.is_empty() {
+            "(empty)".to_owned()
+        } else {
+            format!("`{}`", text.replace('`', "'"))
+        };
+        rows.push(json!({
+            "name": name,
+            "value": super::cell(&shown),
+            "meaning": super::cell(meaning),
+        }));
+    }
+    json!({"rows": rows, "blocks": blocks})
+}
+
 fn step(s: &StepRecord) -> Value {
     json!({
+        "evidence": evidence(s),
         "id": s.id,
         "title": super::cell(&s.title),
         "kind": s.kind,
