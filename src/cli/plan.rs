@@ -179,7 +179,7 @@ fn step_json(s: &Step, does: &str) -> serde_json::Value {
 
 /// Env vars the procedure reads, and whether each is set (values never shown).
 fn env_status(rb: &Runbook, procedure: &Procedure) -> serde_json::Map<String, serde_json::Value> {
-    crate::engine::needed_env(rb, procedure)
+    rb.needed_env(procedure)
         .into_iter()
         .map(|name| {
             let set = std::env::var_os(&name).is_some();

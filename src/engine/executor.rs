@@ -1,8 +1,6 @@
 //! The executor: order, `when`, approvals, rendering, timeouts, retries, cancellation,
 //! cleanup, RTO, verdict.
 
-use std::collections::BTreeSet;
-
 use chrono::Utc;
 use indexmap::IndexMap;
 use serde_json::{Map, Value};
@@ -130,39 +128,11 @@ pub fn plan_params(
     Ok(out)
 }
 
-/// Environment variables a procedure needs: those its steps read, and those of the targets
-/// its steps act on.
-pub fn needed_env(runbook: &Runbook, procedure: &Procedure) -> BTreeSet<String> {
-    let mut names = procedure.env_vars();
-    for step in procedure.steps.iter().chain(&procedure.cleanup) {
-        for t in step
-            .kind
-            .targets()
-            .into_iter()
-            .filter_map(|t| runbook.targets.get(t))
-        {
-            names.extend(t.env.iter().cloned());
-        }
-        // Neon's API needs a key: for a kind that acts on neon targets only (its target may
-        // be a template), and for a neon target named in `db:`, reached through the API too
-        let neon_target = step.kind.targets().into_iter().any(|t| {
-            runbook
-                .targets
-                .get(t)
-                .is_some_and(|t| matches!(t.kind, crate::runbook::TargetKind::Neon(_)))
-        });
-        if neon_target || step.kind.target_kinds() == ["neon"] {
-            names.insert("NEON_API_KEY".into());
-        }
-    }
-    names
-}
-
 /// The env vars the procedure reads: those set, and the names of those missing.
 fn read_env(runbook: &Runbook, procedure: &Procedure) -> (Map<String, Value>, Vec<String>) {
     let mut env = Map::new();
     let mut missing = Vec::new();
-    for name in needed_env(runbook, procedure) {
+    for name in runbook.needed_env(procedure) {
         match std::env::var(&name) {
             Ok(v) => {
                 env.insert(name, Value::String(v));

@@ -40,7 +40,7 @@ pub fn jobs(rb: &Runbook, checks: &Cron) -> Vec<Job> {
         .values()
         .filter_map(|p| {
             let cron = p.schedule.clone()?;
-            let env = super::needed_env(rb, p);
+            let env = rb.needed_env(p);
             Some(Job {
                 name: p.id.clone(),
                 cron,

@@ -13,7 +13,6 @@ pub mod preflight;
 
 pub use context::{operator, RunOptions};
 pub use executor::{
-    find_procedure, needed_env, plan_params, preflight, preview, run, run_id as new_run_id,
-    Observer, RunError,
+    find_procedure, plan_params, preflight, preview, run, run_id as new_run_id, Observer, RunError,
 };
 pub use keep::{keep, notice, Kept};

@@ -246,10 +246,15 @@ impl Spec for LocalBackupAge {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LocalRestore {
-    /// A plain-format base backup directory (`pg_basebackup -Fp`).
-    pub base_backup: String,
+    /// A `local` target whose `base_backup` and `wal_archive` to restore, instead of giving
+    /// them here.
+    pub backups: Option<String>,
+    /// A plain-format base backup directory (`pg_basebackup -Fp`), or a directory of them
+    /// (one per subdirectory, e.g. dated): then the newest complete one that started before
+    /// the target is restored.
+    pub base_backup: Option<String>,
     /// The WAL archive directory (what `archive_command` copies into).
-    pub wal_archive: String,
+    pub wal_archive: Option<String>,
     /// `latest` (default), a timestamp (RFC 3339 or `now-1h`), an LSN (`0/5000028`), or the
     /// name of a restore point.
     #[serde(default = "latest")]
@@ -303,6 +308,11 @@ impl Spec for LocalRestore {
             "archive_gap",
             "the first WAL segment missing from the archive, when one is",
         ),
+        output(
+            "base_backup",
+            "the base backup restored (chosen from a directory of them)",
+        ),
+        output("base_backup_started_at", "when that backup started, RFC 3339 UTC"),
     ];
     const MEASURE: Option<Measure> = None;
 
@@ -320,16 +330,36 @@ impl Spec for LocalRestore {
         }
     }
 
-    /// `source` is only read (its database's name).
+    /// `backups` names the backups; `source` is only read (its database's name).
     fn targets(&self) -> Vec<&str> {
-        self.source
+        self.backups
             .as_deref()
-            .and_then(db_target)
+            .filter(|b| !crate::template::is_template(b))
             .into_iter()
+            .chain(self.source.as_deref().and_then(db_target))
             .collect()
     }
 
     fn check(&self) -> Result<(), Invalid> {
+        match (&self.backups, &self.base_backup, &self.wal_archive) {
+            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
+            (Some(_), _, _) => {
+                return Err(Invalid::at(
+                    "backups",
+                    "give `backups` (a local target) or `base_backup` and `wal_archive`, not both",
+                ))
+            }
+            (None, None, _) => {
+                return Err(Invalid::whole(
+                    "missing the base backup: give `base_backup` and `wal_archive`, or `backups` naming a local target",
+                ))
+            }
+            (None, Some(_), None) => {
+                return Err(Invalid::whole(
+                    "missing `wal_archive`: the archive recovery replays to the target",
+                ))
+            }
+        }
         let t = self.target.trim();
         // something that starts like a date but does not parse is a typo, not a restore
         // point name (recovery would wait for a point that never comes)
@@ -343,9 +373,16 @@ impl Spec for LocalRestore {
     }
 
     fn summary(&self) -> String {
-        format!(
-            "restore {} + WAL from {} to {} in a scratch instance",
-            self.base_backup, self.wal_archive, self.target
-        )
+        match (&self.backups, &self.base_backup, &self.wal_archive) {
+            (None, Some(b), Some(w)) => format!(
+                "restore {b} + WAL from {w} to {} in a scratch instance",
+                self.target
+            ),
+            _ => format!(
+                "restore the backups of `{}` to {} in a scratch instance",
+                self.backups.as_deref().unwrap_or("?"),
+                self.target
+            ),
+        }
     }
 }

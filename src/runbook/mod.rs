@@ -74,8 +74,38 @@ pub struct Procedure {
     pub cleanup: Vec<Step>,
 }
 
+impl Runbook {
+    /// Environment variables a procedure needs: those its steps read, and those of the
+    /// targets its steps use (a run without one cannot start).
+    pub fn needed_env(&self, procedure: &Procedure) -> BTreeSet<String> {
+        let mut names = procedure.env_vars();
+        for step in procedure.steps.iter().chain(&procedure.cleanup) {
+            let targets: Vec<&Target> = step
+                .kind
+                .targets()
+                .into_iter()
+                .filter_map(|t| self.targets.get(t))
+                .collect();
+            for t in &targets {
+                names.extend(t.env.iter().cloned());
+            }
+            // Neon's API needs a key: for a kind that acts on neon targets only (its target
+            // may be a template), and for a neon target named in `db:`, reached through the
+            // API too
+            let neon_target = targets
+                .iter()
+                .any(|t| matches!(t.kind, TargetKind::Neon(_)));
+            if neon_target || step.kind.target_kinds() == ["neon"] {
+                names.insert("NEON_API_KEY".into());
+            }
+        }
+        names
+    }
+}
+
 impl Procedure {
-    /// Environment variables the procedure's templates read, with the targets they use.
+    /// Environment variables the procedure's own templates read (see
+    /// [`Runbook::needed_env`] for all it needs).
     pub fn env_vars(&self) -> BTreeSet<String> {
         self.steps
             .iter()

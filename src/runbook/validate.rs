@@ -916,6 +916,27 @@ fn resolve_target<'t>(
     if !allowed.is_empty() && !allowed.contains(&target_kind) {
         sink.at_value(&at, format!("`{}` cannot act on target `{name}`: it is a {target_kind} target, and `{}` takes {}", kind.name(), kind.name(), backticked(allowed)));
     }
+    // `backups:` reads a local target's backup locations
+    if field == "backups" {
+        let problem = match &target.kind {
+            TargetKind::Local(l) => {
+                let missing: Vec<&str> = [
+                    ("base_backup", &l.base_backup),
+                    ("wal_archive", &l.wal_archive),
+                ]
+                .into_iter()
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| k)
+                .collect();
+                (!missing.is_empty()).then(|| format!("`{name}` has no {}", backticked(&missing)))
+            }
+            _ => Some(format!("`{name}` is a {target_kind} target")),
+        };
+        if let Some(problem) = problem {
+            sink.at_value(&at, format!("`backups` names a local target with `base_backup` and `wal_archive`: {problem}")).help =
+                Some("declare one as `local: { base_backup: …, wal_archive: … }`, or give `base_backup` and `wal_archive` on the step".into());
+        }
+    }
     Some(target)
 }
 

@@ -16,9 +16,9 @@ pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
             .get(db)
             .ok_or_else(|| StepError::failed(format!("no target `{db}`")))?;
         match &target.kind {
-            TargetKind::Postgres(pg) => render(cx, &pg.url, db)?,
+            TargetKind::Postgres(pg) => render(cx, &pg.url, &format!("the URL of target `{db}`"))?,
             TargetKind::Local(l) => match &l.url {
-                Some(u) => render(cx, u, db)?,
+                Some(u) => render(cx, u, &format!("the URL of target `{db}`"))?,
                 None => {
                     return Err(StepError::failed(format!(
                         "target `{db}` has no `url` to connect to"
@@ -35,12 +35,13 @@ pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
     url::parse(&text).map_err(|e| StepError::unavailable(e.to_string()))
 }
 
-fn render(cx: &StepCx<'_>, template: &str, name: &str) -> Result<String, StepError> {
+/// Renders a target's field (`what` names it in an error).
+pub(crate) fn render(cx: &StepCx<'_>, template: &str, what: &str) -> Result<String, StepError> {
     crate::template::render(cx.templates, template, cx.vars)
         .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
         .map_err(|e| {
             StepError::failed(format!(
-                "cannot render the URL of target `{name}`: {}",
+                "cannot render {what}: {}",
                 crate::template::describe_error(&e)
             ))
         })

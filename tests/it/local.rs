@@ -205,7 +205,29 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
     pg("postgres", "CREATE DATABASE library");
     pg("library", "CREATE TABLE loans (id serial PRIMARY KEY, lent_at timestamptz NOT NULL DEFAULT clock_timestamp()); INSERT INTO loans SELECT FROM generate_series(1, 500);");
     let backup = dir.join("base");
-    let status = std::process::Command::new(bin.dir.join("pg_basebackup"))
+    base_backup(&cluster, &backup);
+    pg(
+        "library",
+        "INSERT INTO loans SELECT FROM generate_series(1, 100)",
+    );
+    let target = pg("library", "SELECT clock_timestamp()");
+    pg(
+        "library",
+        "INSERT INTO loans SELECT FROM generate_series(1, 100)",
+    );
+    archive_all(&cluster);
+    OwnSetup {
+        cluster,
+        backup,
+        archive,
+        target,
+        _dir: dir,
+    }
+}
+
+/// `pg_basebackup -Fp -X stream` of `cluster` (as `admin`) into `dest`.
+fn base_backup(cluster: &drillbook::pg::cluster::Cluster, dest: &std::path::Path) {
+    let status = std::process::Command::new(cluster.bin.dir.join("pg_basebackup"))
         .args([
             "-h",
             "127.0.0.1",
@@ -220,35 +242,107 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
             "fast",
             "-D",
         ])
-        .arg(&backup)
+        .arg(dest)
         .status()
         .expect("pg_basebackup");
     assert!(status.success());
-    pg(
-        "library",
-        "INSERT INTO loans SELECT FROM generate_series(1, 100)",
-    );
-    let target = pg("library", "SELECT clock_timestamp()");
-    pg(
-        "library",
-        "INSERT INTO loans SELECT FROM generate_series(1, 100)",
-    );
-    pg("postgres", "SELECT pg_switch_wal()");
-    let last = pg("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())");
-    while pg(
-        "postgres",
-        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-    ) < last
-    {
+}
+
+/// Switches WAL and waits (polling the server) until the segment written so far is archived.
+fn archive_all(cluster: &drillbook::pg::cluster::Cluster) {
+    let pg = |sql: &str| {
+        crate::support::psql_as(&cluster.bin.dir, cluster.port, "admin", "postgres", sql)
+    };
+    pg("SELECT pg_switch_wal()");
+    let last = pg("SELECT pg_walfile_name(pg_current_wal_lsn())");
+    while pg("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < last {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    OwnSetup {
-        cluster,
-        backup,
-        archive,
-        target,
-        _dir: dir,
+}
+
+/// A directory of dated base backups, as a nightly `pg_basebackup` cron leaves it (the
+/// newest one cut short), restored through a `local` target: each target restores from the
+/// newest backup finished before it, the record names that backup, and a target older than
+/// every backup is refused naming the oldest.
+#[test]
+fn a_directory_of_dated_backups_restores_from_the_one_that_fits() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let dated = s.backup.parent().expect("parent").join("dated");
+    let pg = |sql: &str| {
+        crate::support::psql_as(&s.cluster.bin.dir, s.cluster.port, "admin", "library", sql)
+    };
+    let before_all = pg("SELECT clock_timestamp()");
+    base_backup(&s.cluster, &dated.join("2026-12-01"));
+    pg("INSERT INTO loans SELECT FROM generate_series(1, 50)");
+    let first = pg("SELECT clock_timestamp()");
+    let first_rows = pg("SELECT count(*) FROM loans");
+    base_backup(&s.cluster, &dated.join("2026-12-02"));
+    pg("INSERT INTO loans SELECT FROM generate_series(1, 50)");
+    let second = pg("SELECT clock_timestamp()");
+    let second_rows = pg("SELECT count(*) FROM loans");
+    // recovery stops at the first commit after its target: production went on writing
+    pg("INSERT INTO loans SELECT FROM generate_series(1, 50)");
+    let all_rows = pg("SELECT count(*) FROM loans");
+    // tonight's backup was interrupted: no control file
+    base_backup(&s.cluster, &dated.join("2026-12-03"));
+    std::fs::remove_file(dated.join("2026-12-03/global/pg_control")).expect("cut short");
+    std::fs::create_dir(dated.join("notes")).expect("an unrelated directory");
+    archive_all(&s.cluster);
+
+    let yaml = "version: 1\nname: dated\ntargets:\n  nightly:\n    local: { base_backup: \"{{ env.BACKUPS }}\", wal_archive: \"{{ env.ARCHIVE }}\" }\nprocedures:\n  drill:\n    title: Restore\n    kind: drill\n    params:\n      at: { type: string, default: latest }\n    steps:\n      - id: restore\n        local.restore: { backups: nightly, target: \"{{ params.at }}\", database: library }\n      - id: rows\n        sql: { db: \"{{ steps.restore.connection_uri }}\", query: \"SELECT count(*) AS n FROM loans\" }\n";
+    let restore = |at: &str| {
+        let r = Cli::new()
+            .runbook(yaml)
+            .env("BACKUPS", &dated.display().to_string())
+            .env("ARCHIVE", &s.archive.display().to_string())
+            .args([
+                "run",
+                "runbook.yaml",
+                "drill",
+                "--param",
+                &format!("at={at}"),
+                "--format",
+                "json",
+            ])
+            .run();
+        let rec = r.json();
+        crate::support::assert_outputs_declared(&rec);
+        assert!(leftovers(rec["id"].as_str().expect("id")).is_empty());
+        (r.code, rec)
+    };
+    for (at, from, rows) in [
+        (first.as_str(), "2026-12-01", first_rows.as_str()),
+        (second.as_str(), "2026-12-02", second_rows.as_str()),
+        ("latest", "2026-12-02", all_rows.as_str()),
+    ] {
+        let (code, rec) = restore(at);
+        assert_eq!(code, 0, "{at}: {rec:#}");
+        let out = &step(&rec, "restore")["outputs"];
+        assert_eq!(
+            out["base_backup"],
+            dated.join(from).display().to_string(),
+            "{at}: {out:#}"
+        );
+        assert!(out["base_backup_started_at"].is_string(), "{out:#}");
+        assert_eq!(step(&rec, "rows")["outputs"]["n"].to_string(), rows, "{at}");
     }
+    let (code, rec) = restore(&before_all);
+    assert_eq!(code, 1, "{rec:#}");
+    let err = step(&rec, "restore")["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("no base backup in")
+            && err.contains("finished before the target")
+            && err.contains(&format!(
+                "the oldest is {}",
+                dated.join("2026-12-01").display()
+            ))
+            && err.contains("2026-12-03 is an incomplete base backup"),
+        "{err}"
+    );
 }
 
 #[test]

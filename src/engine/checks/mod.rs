@@ -297,10 +297,7 @@ pub fn needed_env(runbook: &Runbook) -> BTreeSet<String> {
         .checks
         .iter()
         .flat_map(|c| {
-            super::needed_env(
-                runbook,
-                &as_procedure(c, crate::duration::Duration::from_secs(60)),
-            )
+            runbook.needed_env(&as_procedure(c, crate::duration::Duration::from_secs(60)))
         })
         .collect()
 }

@@ -50,6 +50,34 @@ pub(super) fn neon_branch(runbook: &Runbook, target: &str) -> Option<String> {
     }
 }
 
+/// A `local.restore`'s base backup and WAL archive, as written: its own fields, or those of
+/// the `local` target its `backups` names.
+fn local_restore_paths(
+    runbook: &Runbook,
+    r: &crate::kind::local::LocalRestore,
+) -> (String, String) {
+    let from_target = r.backups.as_deref().map(|name| {
+        let local = match runbook.targets.get(name).map(|t| &t.kind) {
+            Some(TargetKind::Local(l)) => Some(l),
+            _ => None,
+        };
+        let field = |v: Option<&Option<String>>, what: &str| {
+            v.and_then(Option::clone)
+                .unwrap_or_else(|| format!("<the {what} of target `{name}`>"))
+        };
+        (
+            field(local.map(|l| &l.base_backup), "base backup"),
+            field(local.map(|l| &l.wal_archive), "WAL archive"),
+        )
+    });
+    from_target.unwrap_or_else(|| {
+        (
+            r.base_backup.clone().unwrap_or_default(),
+            r.wal_archive.clone().unwrap_or_default(),
+        )
+    })
+}
+
 pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
     use crate::kind::assert::{Assert, AssertSpec};
     use crate::kind::http::Http;
@@ -253,24 +281,34 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                     code("recovery_target_action = 'promote'")
                 )
             };
+            let (base_backup, wal_archive) = local_restore_paths(runbook, r);
             // postgresql.conf expands no variables: the archive's path is written out
-            let archive = if crate::template::is_template(&r.wal_archive) {
+            let archive = if crate::template::is_template(&wal_archive) {
                 format!(
-                    "{}, with ARCHIVE the WAL archive's absolute path ({}; the file expands no variables)",
+                    "{}, with ARCHIVE the WAL archive's absolute path ({wal_archive}; the file expands no variables)",
                     code("restore_command = 'cp ARCHIVE/%f %p'"),
-                    r.wal_archive
                 )
             } else {
-                code(&format!("restore_command = 'cp {}/%f %p'", r.wal_archive))
+                code(&format!("restore_command = 'cp {wal_archive}/%f %p'"))
+            };
+            // a backup a step just took is one; one from elsewhere may be a directory of them
+            let which = if base_backup.contains("steps.") {
+                String::new()
+            } else if r.target.trim() == "latest" {
+                " (when it holds several, one per directory, the newest)".to_owned()
+            } else {
+                " (when it holds several, one per directory, the newest one finished before \
+                 the target)"
+                    .to_owned()
             };
             ByHand::line(format!(
-                "copy the base backup {} into a new data directory owned by the server's \
-                 account (as root: {}) with permissions 0700; in its {} set {} (a promoted \
+                "copy the base backup {}{which} into a new data directory owned by the \
+                 server's account (as root: {}) with permissions 0700; in its {} set {} (a promoted \
                  copy would archive a new timeline into production's archive), a free {} \
                  and {} with {} a private directory, so nothing connects to it by mistake, \
                  and {archive}; {target}; create {}; start the server with {} and wait until \
                  {} returns false; then connect with {} (the {} later steps use)",
-                code(&r.base_backup),
+                code(&base_backup),
                 code("postgres"),
                 code("postgresql.conf"),
                 code("archive_mode = off"),

@@ -125,7 +125,7 @@ impl ProcedureDoc {
                 })
             })
             .collect();
-        let env: Vec<String> = p.env_vars().into_iter().collect();
+        let env: Vec<String> = runbook.needed_env(p).into_iter().collect();
         let json = json!({
             "id": p.id,
             "title": prose(&p.title),

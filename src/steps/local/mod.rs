@@ -2,6 +2,7 @@
 //! undo the moment it exists, so it is stopped and removed on every path; nothing else is
 //! touched.
 
+mod backups;
 mod restore;
 
 use std::path::PathBuf;
@@ -352,33 +353,22 @@ impl Run for LocalArchiver {
 impl Run for LocalBackupAge {
     async fn run<'a>(&'a self, _cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let dir = PathBuf::from(&self.dir);
-        let mut candidates = vec![dir.clone()];
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            candidates.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        let (found, damaged) = backups::base_backups(&dir)?;
+        let skipped = if damaged.is_empty() {
+            String::new()
         } else {
-            return Err(StepError::failed(format!(
-                "cannot read the backup directory {}",
-                dir.display()
-            )));
-        }
-        let mut newest: Option<(chrono::DateTime<chrono::Utc>, PathBuf)> = None;
-        let mut count = 0;
-        for c in candidates {
-            let Ok(meta) = std::fs::metadata(c.join("backup_label")) else {
-                continue;
-            };
-            count += 1;
-            let when: chrono::DateTime<chrono::Utc> =
-                meta.modified().map(Into::into).unwrap_or_default();
-            if newest.as_ref().is_none_or(|(t, _)| when > *t) {
-                newest = Some((when, c));
-            }
-        }
+            format!(" (skipped: {})", damaged.join("; "))
+        };
         let mut out = Outputs::new();
-        out.insert("backups".into(), count.into());
-        let Some((when, path)) = newest else {
+        out.insert("backups".into(), found.len().into());
+        // newest by when it started; a label without a time counts from its file's time
+        let Some((when, path)) = found
+            .iter()
+            .filter_map(|b| Some((b.started()?, &b.path)))
+            .max()
+        else {
             return Err(StepError::failed(format!(
-                "no base backup (a directory with a backup_label) in {}",
+                "no complete base backup (a directory with a backup_label) in {}{skipped}",
                 dir.display()
             ))
             .with_outputs(out));
@@ -389,7 +379,7 @@ impl Run for LocalBackupAge {
         out.insert("age_seconds".into(), age.as_secs().into());
         if age > self.max_age.std() {
             return Err(StepError::failed(format!(
-                "the newest base backup {} is {} old, more than {}",
+                "the newest complete base backup {} is {} old, more than {}{skipped}",
                 path.display(),
                 crate::duration::human(age),
                 self.max_age

@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
+use super::backups::{self, parse_lsn, segment, Reach};
 use super::{cluster_error, scratch_dir};
 use crate::kind::local::LocalRestore;
 use crate::pg::cluster::{conf_string, find_binaries, shell_quote, Cluster, ClusterHandle};
 use crate::record::Outputs;
+use crate::runbook::TargetKind;
 use crate::steps::{db, Run, StepCx, StepError, Undo};
 use crate::timestamp::{rfc3339_precise, TimeSpec};
 
@@ -43,62 +45,8 @@ fn parse_target(text: &str) -> Target {
     }
 }
 
-/// A WAL segment file name: timeline and segment number (16 MB segments).
-fn segment(name: &str) -> Option<(u32, u64)> {
-    if name.len() != 24 || !name.chars().all(|c| c.is_ascii_hexdigit()) {
-        return None;
-    }
-    let tli = u32::from_str_radix(&name[0..8], 16).ok()?;
-    let log = u64::from_str_radix(&name[8..16], 16).ok()?;
-    let seg = u64::from_str_radix(&name[16..24], 16).ok()?;
-    Some((tli, log * 0x100 + seg))
-}
-
 fn segment_name(tli: u32, n: u64) -> String {
     format!("{tli:08X}{:08X}{:08X}", n / 0x100, n % 0x100)
-}
-
-/// What `backup_label` says: the first WAL segment needed and when the backup started.
-#[derive(Debug)]
-struct Label {
-    start_segment: String,
-    start_time: Option<DateTime<Utc>>,
-}
-
-fn read_label(backup: &Path) -> Result<Label, StepError> {
-    let path = backup.join("backup_label");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        StepError::failed(format!(
-            "{} has no readable backup_label ({e}): it is not a base backup, or a damaged one",
-            backup.display()
-        ))
-    })?;
-    let start = text
-        .lines()
-        .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
-        .and_then(|l| l.split("(file ").nth(1))
-        .map(|f| f.trim_end_matches(')').trim().to_owned())
-        .filter(|f| segment(f).is_some())
-        .ok_or_else(|| {
-            StepError::failed(format!(
-                "{} is corrupt: no valid START WAL LOCATION",
-                path.display()
-            ))
-        })?;
-    // "START TIME: 2026-11-29 21:30:00 UTC"; other zone names are left unparsed (the
-    // early target check is then skipped and recovery itself reports the problem)
-    let start_time = text
-        .lines()
-        .find_map(|l| l.strip_prefix("START TIME: "))
-        .and_then(|t| {
-            DateTime::parse_from_str(&t.trim().replace(" UTC", " +0000"), "%Y-%m-%d %H:%M:%S %z")
-                .ok()
-        })
-        .map(|d| d.with_timezone(&Utc));
-    Ok(Label {
-        start_segment: start,
-        start_time,
-    })
 }
 
 /// A plain base backup of a cluster with tablespaces (or a separate WAL directory) holds
@@ -158,9 +106,10 @@ fn archive_gap(archive: &Path, start: &str) -> Result<Option<String>, StepError>
 impl Run for LocalRestore {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let root = scratch_dir(cx, self.dir.as_deref());
+        let (base_backup, wal_archive) = backup_paths(self, cx)?;
         let restored = restore_into(
-            Path::new(&self.base_backup),
-            Path::new(&self.wal_archive),
+            Path::new(&base_backup),
+            Path::new(&wal_archive),
             &self.target,
             &root,
             |handle| {
@@ -215,6 +164,10 @@ impl Run for LocalRestore {
                 .unwrap_or(u64::MAX)
                 .into(),
         );
+        out.insert("base_backup".into(), restored.base_backup.clone().into());
+        if let Some(t) = &restored.base_backup_started_at {
+            out.insert("base_backup_started_at".into(), t.clone().into());
+        }
         if let Some(g) = &restored.archive_gap {
             out.insert("archive_gap".into(), g.clone().into());
         }
@@ -222,6 +175,39 @@ impl Run for LocalRestore {
         let _ = restored.cluster.detach();
         Ok(out)
     }
+}
+
+/// Where the base backups and the WAL archive are: the step's own fields, or those of the
+/// `local` target its `backups` names (rendered, so they may come from the environment).
+fn backup_paths(step: &LocalRestore, cx: &StepCx<'_>) -> Result<(String, String), StepError> {
+    let Some(name) = &step.backups else {
+        // `check` guarantees both are given when `backups` is not
+        return Ok((
+            step.base_backup.clone().unwrap_or_default(),
+            step.wal_archive.clone().unwrap_or_default(),
+        ));
+    };
+    let local = match cx.runbook.targets.get(name).map(|t| &t.kind) {
+        Some(TargetKind::Local(l)) => l,
+        Some(_) => {
+            return Err(StepError::failed(format!(
+                "`backups: {name}` must name a local target (with `base_backup` and `wal_archive`)"
+            )))
+        }
+        None => return Err(StepError::failed(format!("no target `{name}`"))),
+    };
+    let field = |value: &Option<String>, what: &str| {
+        let text = value.as_deref().ok_or_else(|| {
+            StepError::failed(format!(
+                "target `{name}` has no `{what}`: `local.restore` needs it to restore"
+            ))
+        })?;
+        db::render(cx, text, &format!("the `{what}` of target `{name}`"))
+    };
+    Ok((
+        field(&local.base_backup, "base_backup")?,
+        field(&local.wal_archive, "wal_archive")?,
+    ))
 }
 
 /// A base backup restored and promoted: the running instance and what recovery reported.
@@ -237,22 +223,35 @@ pub struct Restored {
     pub promoted_in: std::time::Duration,
     /// The first segment missing from the archive, when recovery could stop before it.
     pub archive_gap: Option<String>,
+    /// The base backup restored (chosen when given a directory of them).
+    pub base_backup: String,
+    /// When it started, RFC 3339, when its label says.
+    pub base_backup_started_at: Option<String>,
 }
 
-/// Restores `backup` plus the WAL in `archive` into a new instance under `root` (new or
+/// Restores a base backup plus the WAL in `archive` into a new instance under `root` (new or
 /// empty), recovered to `target` (`latest`, a timestamp, an LSN or a restore point name) and
-/// promoted. `created` receives the instance's handle before anything exists on disk, so the
+/// promoted. `backups` is one base backup or a directory of them, of which the one that fits
+/// the target is chosen (see [`backups::choose`]). `created` receives the instance's handle before anything exists on disk, so the
 /// caller can undo it on every path. Shared by `local.restore` and the test suite's fake Neon
 /// (whose branches are real point-in-time restores).
 pub async fn restore_into(
-    backup: &Path,
+    backups: &Path,
     archive: &Path,
     target_text: &str,
     root: &Path,
     created: impl FnOnce(ClusterHandle),
 ) -> Result<Restored, StepError> {
     let bin = find_binaries().map_err(cluster_error)?;
-    let label = read_label(backup)?;
+    let target = parse_target(target_text);
+    let reach = match &target {
+        Target::Time(t) => Reach::Time(*t),
+        Target::Lsn(l) => parse_lsn(l).map_or(Reach::Newest, Reach::Lsn),
+        Target::Latest | Target::Name(_) => Reach::Newest,
+    };
+    let chosen = backups::choose(backups, &reach)?;
+    let backup = chosen.path.as_path();
+    let label = &chosen.label;
     refuse_links(backup)?;
     let version: u32 = std::fs::read_to_string(backup.join("PG_VERSION"))
         .ok()
@@ -261,7 +260,6 @@ pub async fn restore_into(
     if version != bin.major {
         return Err(StepError::failed(format!("the base backup is PostgreSQL {version}, but the server binaries found are {} (set PG_BIN)", bin.major)));
     }
-    let target = parse_target(target_text);
     if let (Target::Time(t), Some(start)) = (&target, label.start_time) {
         if *t < start {
             return Err(StepError::failed(format!(
@@ -319,6 +317,8 @@ pub async fn restore_into(
         wal_replayed_bytes: wal_replayed(&log),
         promoted_in,
         archive_gap: gap,
+        base_backup: chosen.path.display().to_string(),
+        base_backup_started_at: chosen.started().map(rfc3339_precise),
         cluster,
     })
 }
@@ -594,11 +594,6 @@ fn wal_replayed(log: &str) -> Option<u64> {
     Some(lsn("redo done at ")?.saturating_sub(lsn("redo starts at ")?))
 }
 
-fn parse_lsn(s: &str) -> Option<u64> {
-    let (hi, lo) = s.split_once('/')?;
-    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,11 +615,7 @@ mod tests {
 
     #[test]
     fn segments_and_lsns() {
-        assert_eq!(segment("000000010000000000000005"), Some((1, 5)));
-        assert_eq!(segment("0000000100000001000000FF"), Some((1, 0x1FF)));
         assert_eq!(segment_name(1, 0x100), "000000010000000100000000");
-        assert_eq!(segment("00000002.history"), None);
-        assert_eq!(parse_lsn("0/5000110"), Some(0x500_0110));
         let log = "cp: cannot stat '/a/00000002.history': No such file or directory\ncp: cannot stat '/a/000000010000000000000007': No such file or directory\nFATAL:  recovery ended before configured recovery target was reached";
         assert_eq!(
             first_unfetched_segment(log).as_deref(),
