@@ -48,52 +48,81 @@ fn ms(v: Option<u64>) -> String {
 /// record (`.json`).
 const INLINE: usize = 200;
 
-/// What a step's outputs prove, for a reader: each output its kind declares, with its
-/// meaning and value; text of several lines (a comparison's report) as a block; values too
-/// large to read inline (per-table details, diffs) named, their content left to the record.
-fn evidence(s: &StepRecord) -> Value {
+/// One output of a step, as evidence: its name, what it means (as its kind declares), and
+/// its value as text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evidence {
+    pub name: String,
+    pub meaning: &'static str,
+    pub text: String,
+}
+
+impl Evidence {
+    /// Text of several lines (a comparison's report), shown as a block.
+    pub fn is_block(&self) -> bool {
+        self.text.contains('\n')
+    }
+
+    /// The value as shown inline: too large to read inline (per-table details, diffs) is
+    /// named and left to the record.
+    pub fn inline(&self) -> Option<&str> {
+        if self.text.chars().count() > INLINE {
+            None
+        } else {
+            Some(&self.text)
+        }
+    }
+}
+
+/// What a step's outputs prove, for a reader: each output with its meaning and value, in the
+/// order its kind declares them (a record read back from the history has its keys sorted),
+/// the payload's own after them by name. Shared by the drill log and `history show`.
+pub fn evidence(s: &StepRecord) -> Vec<Evidence> {
     let info = crate::kind::StepKind::info(&s.kind);
+    let declared = |name: &str| info.and_then(|i| i.outputs.iter().position(|o| o.name == name));
+    let mut outputs: Vec<(&String, &Value)> = s.outputs.iter().collect();
+    outputs.sort_by(|(a, _), (b, _)| {
+        let at = |n: &str| declared(n).unwrap_or(usize::MAX);
+        at(a).cmp(&at(b)).then(a.cmp(b))
+    });
+    outputs
+        .into_iter()
+        .map(|(name, value)| Evidence {
+            name: name.clone(),
+            meaning: declared(name)
+                .and_then(|i| info.map(|info| info.outputs[i].meaning))
+                .unwrap_or(""),
+            text: match value {
+                Value::String(t) => t.clone(),
+                other => other.to_string(),
+            },
+        })
+        .collect()
+}
+
+/// The evidence as the drill log's template reads it: rows, and blocks of several lines.
+fn evidence_json(s: &StepRecord) -> Value {
     let mut rows = Vec::new();
     let mut blocks = Vec::new();
-    // in the order the kind declares its outputs (a record read back from the history has
-    // its keys sorted), the payload's own after them by name
-    let position = |name: &str| {
-        info.and_then(|i| i.outputs.iter().position(|o| o.name == name))
-            .unwrap_or(usize::MAX)
-    };
-    let mut outputs: Vec<(&String, &Value)> = s.outputs.iter().collect();
-    outputs.sort_by(|(a, _), (b, _)| position(a).cmp(&position(b)).then(a.cmp(b)));
-    for (name, value) in outputs {
-        let meaning = info
-            .and_then(|i| i.outputs.iter().find(|o| o.name == name))
-            .map_or("", |o| o.meaning);
-        let text = match value {
-            Value::String(t) => t.clone(),
-            other => other.to_string(),
-        };
-        if text.contains('\n') && value.is_string() {
-            blocks.push(json!({"name": name, "meaning": super::cell(meaning), "text": text}));
+    for e in evidence(s) {
+        let meaning = super::cell(e.meaning);
+        if e.is_block() {
+            blocks.push(json!({"name": e.name, "meaning": meaning, "text": e.text}));
             continue;
         }
-        let shown = if text.chars().count() > INLINE {
-            "(in the record)".to_owned()
-        } else if text.is_empty() {
-            "(empty)".to_owned()
-        } else {
-            format!("`{}`", text.replace('`', "'"))
+        let shown = match e.inline() {
+            None => "(in the record)".to_owned(),
+            Some("") => "(empty)".to_owned(),
+            Some(t) => format!("`{}`", t.replace('`', "'")),
         };
-        rows.push(json!({
-            "name": name,
-            "value": super::cell(&shown),
-            "meaning": super::cell(meaning),
-        }));
+        rows.push(json!({"name": e.name, "value": super::cell(&shown), "meaning": meaning}));
     }
     json!({"rows": rows, "blocks": blocks})
 }
 
 fn step(s: &StepRecord) -> Value {
     json!({
-        "evidence": evidence(s),
+        "evidence": evidence_json(s),
         "id": s.id,
         "title": super::cell(&s.title),
         "kind": s.kind,

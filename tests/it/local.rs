@@ -713,16 +713,58 @@ fn the_drill_log_shows_the_evidence() {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "md"))
         .expect("a drill log");
-    let text = std::fs::read_to_string(log).expect("read");
+    let text = std::fs::read_to_string(&log).expect("read");
     for want in [
         "## Evidence",
         "report (the comparison as a table a person reads at a glance):",
         "source rows",
         "| recovered_to | `",
         "| wal_replayed_bytes | `",
+        "| base_backup | `",
         "| recovery_point | `",
         "| data_loss_window | `",
     ] {
         assert!(text.contains(want), "missing `{want}` in:\n{text}");
+    }
+    // `history show` reads the same evidence on a terminal
+    let history = cli.dir.join("drills/history.jsonl").display().to_string();
+    // `<date>-<runbook>-<procedure>-<id>`, the id `20261129T203252Z-273e5b0d`
+    let stem = log
+        .file_stem()
+        .expect("stem")
+        .to_string_lossy()
+        .into_owned();
+    let parts: Vec<&str> = stem.rsplitn(3, '-').collect();
+    let id = format!("{}-{}", parts[1], parts[0]);
+    let shown = Cli::new()
+        .args(["history", "show", &id, "--history", &history])
+        .run();
+    shown.code(0);
+    for want in [
+        "\nevidence\n",
+        "  restore (local.restore)\n",
+        "    report:\n",
+        "source rows",
+    ] {
+        assert!(
+            shown.stdout.contains(want),
+            "missing `{want}` in:\n{}",
+            shown.stdout
+        );
+    }
+    for name in [
+        "recovered_to",
+        "base_backup",
+        "recovery_point",
+        "data_loss_window",
+    ] {
+        assert!(
+            shown
+                .stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(&format!("{name} "))),
+            "no `{name}` in:\n{}",
+            shown.stdout
+        );
     }
 }

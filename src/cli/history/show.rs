@@ -161,6 +161,47 @@ fn step_detail(st: &StepRecord) -> String {
     parts.join("; ")
 }
 
+/// What each step proved: its outputs by name, text of several lines (a comparison's
+/// report) indented below its name, values too large to read here left to `--format json`.
+fn evidence_text(s: &mut String, r: &DrillRecord) {
+    let steps: Vec<(&StepRecord, Vec<crate::render::log::Evidence>)> = r
+        .steps
+        .iter()
+        .map(|st| (st, crate::render::log::evidence(st)))
+        .filter(|(_, e)| !e.is_empty())
+        .collect();
+    if steps.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\nevidence");
+    for (st, items) in steps {
+        let _ = writeln!(s, "  {} ({})", st.id, st.kind);
+        let width = items
+            .iter()
+            .filter(|e| !e.is_block())
+            .map(|e| e.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for e in items {
+            if e.is_block() {
+                let _ = writeln!(s, "    {}:", e.name);
+                for line in e.text.lines() {
+                    let _ = writeln!(s, "      {}", line.trim_end());
+                }
+                continue;
+            }
+            let value = e.inline().map_or("(large: see --format json)", |t| {
+                if t.is_empty() {
+                    "(empty)"
+                } else {
+                    t
+                }
+            });
+            let _ = writeln!(s, "    {:width$}  {value}", e.name);
+        }
+    }
+}
+
 fn text(entry: &Entry, r: &DrillRecord) -> String {
     let mut s = String::new();
     let _ = writeln!(
@@ -242,6 +283,7 @@ fn text(entry: &Entry, r: &DrillRecord) -> String {
             let _ = writeln!(s, "  {}", line.trim_end());
         }
     }
+    evidence_text(&mut s, r);
     if !r.approvals.is_empty() {
         let _ = writeln!(s, "\napprovals");
         for a in &r.approvals {
