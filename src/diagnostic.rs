@@ -170,7 +170,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         source = cause.source();
     }
-    crate::redact::mask_url_passwords(&text)
+    crate::redact::mask_passwords(&text)
 }
 
 /// Picks the candidate closest to `word` by edit distance, if it is close enough to be a

@@ -102,7 +102,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         .iter()
         .map(|(k, v)| (k.clone(), v.resolve(now)))
         .collect();
-    let does = |step: &Step| crate::engine::preview(procedure, step, &values, now);
+    let does = |step: &Step| crate::engine::preview(&rb, procedure, step, &values, now);
     match args.format {
         Format::Json => {
             let steps = |steps: &[Step]| {

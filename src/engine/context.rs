@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
-use crate::redact::{is_secret_name, Redactor};
+use crate::redact::Redactor;
 use crate::runbook::{Procedure, Runbook};
 use crate::timestamp::rfc3339;
 
@@ -110,27 +110,11 @@ impl Vars {
     }
 }
 
-/// Builds the redactor for a run: secret-looking env vars, secret params, URL passwords.
-pub fn redactor(
-    procedure: &Procedure,
-    params: &Map<String, Value>,
-    env: &Map<String, Value>,
-) -> Redactor {
-    let mut r = Redactor::default();
-    for (name, value) in env {
-        if let Some(v) = value.as_str() {
-            if is_secret_name(name) {
-                r.add(v);
-                // what a client sends after trimming (e.g. the Neon API key)
-                if v.trim() != v {
-                    r.add(v.trim());
-                }
-            } else {
-                // still masks a password inside a URL
-                r.add_url_password(v);
-            }
-        }
-    }
+/// Builds the redactor for a run: every secret of drillbook's environment (a `shell` step
+/// inherits it all, whatever the runbook reads), the variables the runbook declares secret,
+/// secret params, and the password of every connection string.
+pub fn redactor(runbook: &Runbook, procedure: &Procedure, params: &Map<String, Value>) -> Redactor {
+    let mut r = Redactor::from_process_env(&runbook.secrets);
     for (name, p) in &procedure.params {
         if p.secret {
             if let Some(v) = params.get(name) {

@@ -95,8 +95,17 @@ pub fn plan_params(
                 procedure.id
             )));
         };
-        let value = ParamValue::parse(param.ty, text)
-            .map_err(|e| RunError::BadParam(format!("--param {name}: {e}")))?;
+        let value = ParamValue::parse(param.ty, text).map_err(|e| {
+            RunError::BadParam(if param.secret {
+                // what is wrong with a secret would show it
+                format!(
+                    "--param {name}: not a valid {} (the value of a secret param is not shown)",
+                    param.ty.as_str()
+                )
+            } else {
+                format!("--param {name}: {e}")
+            })
+        })?;
         out.insert(name.clone(), value);
     }
     let mut missing = Vec::new();
@@ -214,7 +223,7 @@ pub async fn run(
     }
 
     let id = run_id(started_at);
-    let redactor = redactor(procedure, &params, &env);
+    let redactor = redactor(runbook, procedure, &params);
     let mut record = DrillRecord::start(
         id.clone(),
         RunbookRef::of(runbook),
@@ -692,11 +701,13 @@ fn render_kind(
 /// that are set and do not look secret, `now`. The others (earlier steps' outputs, `run`)
 /// stay as written.
 pub fn preview(
+    runbook: &Runbook,
     procedure: &Procedure,
     step: &Step,
     params: &Map<String, Value>,
     now: chrono::DateTime<Utc>,
 ) -> String {
+    let redactor = redactor(runbook, procedure, params);
     let params: Map<String, Value> = params
         .iter()
         .map(|(k, v)| {
@@ -714,7 +725,7 @@ pub fn preview(
     let env: Map<String, Value> = step
         .env
         .iter()
-        .filter(|name| !crate::redact::is_secret_name(name))
+        .filter(|name| !crate::redact::is_secret_name(name) && !runbook.secrets.contains(name))
         .filter_map(|name| Some((name.clone(), Value::String(std::env::var(name).ok()?))))
         .collect();
     let ctx = minijinja::Value::from_serialize(serde_json::json!({
@@ -723,10 +734,10 @@ pub fn preview(
         "now": crate::timestamp::rfc3339(now),
     }));
     let templates = crate::template::environment();
-    match render_kind(step, &templates, &ctx, true) {
+    redactor.redact(&match render_kind(step, &templates, &ctx, true) {
         Ok(kind) => kind.summary(),
         Err(_) => step.kind.summary(),
-    }
+    })
 }
 
 /// RTO: from the start of the `rto: start` step (default the first) to the end of the

@@ -84,11 +84,11 @@ impl Spec for Http {
 
     fn summary(&self) -> String {
         match self {
-            Http::Get(url) => format!("GET {}", crate::redact::mask_url_passwords(url)),
+            Http::Get(url) => format!("GET {}", crate::redact::mask_passwords(url)),
             Http::Full(s) => format!(
                 "{} {}",
                 s.method.to_uppercase(),
-                crate::redact::mask_url_passwords(&s.url)
+                crate::redact::mask_passwords(&s.url)
             ),
         }
     }

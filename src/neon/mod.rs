@@ -60,7 +60,7 @@ pub enum NeonError {
         request_id: Option<String>,
     },
     /// Neon could not be reached (nothing was sent, or a GET failed every attempt).
-    #[error("cannot reach the Neon API at {} ({method} {path}): {reason}", crate::redact::mask_url_passwords(.base))]
+    #[error("cannot reach the Neon API at {} ({method} {path}): {reason}", crate::redact::mask_passwords(.base))]
     Network {
         base: String,
         method: String,
@@ -222,7 +222,7 @@ impl Client {
         if !(base.starts_with("https://") || base.starts_with("http://")) {
             return Err(NeonError::Config(format!(
                 "NEON_API_URL must be an http(s) URL including /api/v2, got `{}`",
-                crate::redact::mask_url_passwords(&base)
+                crate::redact::mask_passwords(&base)
             )));
         }
         Ok(Client {

@@ -41,6 +41,9 @@ pub struct Runbook {
     pub objectives: Objectives,
     pub targets: IndexMap<String, Target>,
     pub backup_policy: Option<BackupPolicy>,
+    /// Environment variables whose values are secrets besides the secret-looking names
+    /// ([`crate::redact::is_secret_name`]).
+    pub secrets: Vec<String>,
     pub checks: Vec<Check>,
     pub procedures: IndexMap<String, Procedure>,
     pub scenarios: Vec<Scenario>,

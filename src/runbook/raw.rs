@@ -83,6 +83,18 @@ pub enum ParamType {
     Timestamp,
 }
 
+impl ParamType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParamType::String => "string",
+            ParamType::Int => "int",
+            ParamType::Bool => "bool",
+            ParamType::Duration => "duration",
+            ParamType::Timestamp => "timestamp",
+        }
+    }
+}
+
 /// How a failed step is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

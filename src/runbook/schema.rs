@@ -232,6 +232,10 @@ pub fn runbook_schema() -> Value {
             ),
             ("backup_policy", sub::<raw::BackupPolicy>(&mut g, "")),
             (
+                "secrets",
+                json!({"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}, "description": "More environment variables whose values are secrets, masked in every output, record and log (besides every variable whose name contains KEY, TOKEN, SECRET, PASSWORD, PASSWD, PASS, WEBHOOK, DSN, CREDENTIAL, AUTH, PRIVATE, HEARTBEAT or ROUTING)."}),
+            ),
+            (
                 "checks",
                 json!({"type": "array", "items": {"$ref": "#/definitions/Check"}, "description": "Health checks run by `drillbook check`."}),
             ),

@@ -31,6 +31,7 @@ pub const RUNBOOK_FIELDS: &[&str] = &[
     "objectives",
     "targets",
     "backup_policy",
+    "secrets",
     "checks",
     "procedures",
     "scenarios",
@@ -182,6 +183,18 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
             &p.schedule,
         );
     }
+    let secrets: Vec<String> = r.optional(sink, "secrets").unwrap_or_default();
+    for (i, name) in secrets.iter().enumerate() {
+        let valid = !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            sink.at_value(
+                &root.key("secrets").index(i),
+                format!("`{name}` is not an environment variable name: letters, digits and `_`"),
+            );
+        }
+    }
     let procedures = read_procedures(sink, r.get("procedures"), &root.key("procedures"), &targets);
     let checks = read_checks(sink, r.get("checks"), &root.key("checks"), &targets);
     let scenarios: Vec<raw::Scenario> = r.optional(sink, "scenarios").unwrap_or_default();
@@ -214,6 +227,7 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
         objectives,
         targets,
         backup_policy,
+        secrets,
         checks,
         procedures,
         scenarios,

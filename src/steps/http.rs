@@ -20,7 +20,7 @@ impl Run for Http {
         };
         let method = reqwest::Method::from_bytes(spec.method.to_uppercase().as_bytes())
             .map_err(|_| StepError::failed(format!("invalid HTTP method `{}`", spec.method)))?;
-        let shown = crate::redact::mask_url_passwords(&spec.url);
+        let shown = crate::redact::mask_passwords(&spec.url);
         let url = reqwest::Url::parse(&spec.url)
             .map_err(|e| StepError::failed(format!("invalid URL `{shown}`: {e}")))?;
         let mut req = crate::http::client().request(method.clone(), url);

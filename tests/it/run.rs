@@ -588,3 +588,93 @@ fn secret_params_are_masked_whatever_their_type() {
     assert_eq!(r.json()["params"]["pin"], "***");
     assert!(!r.stdout.contains("4242"), "{}", r.stdout);
 }
+
+/// A `shell` step inherits drillbook's whole environment: every secret in it is masked in
+/// every output, whether or not the runbook names the variable, and so are the variables a
+/// runbook declares secret and a password written in any form of connection string.
+#[test]
+fn secrets_the_runbook_never_names_are_masked_everywhere() {
+    let yaml = "version: 1\nname: leak\nsecrets: [SHOP_LICENCE]\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: leak\n        shell:\n          run: 'echo \"$NEON_API_KEY $SLACK_WEBHOOK_URL $SHOP_LICENCE\"; echo \"$DATABASE_URL\"; echo \"$OTHER_URL\"; echo \"$QUERY_URL\" >&2; exit 3'\n";
+    let secrets = [
+        "napi_k3y_0123456789",
+        "https://hooks.slack.example/T000/B000/XXXXsecret",
+        "licence-7788-9900",
+        "pw with 'quote",
+        "sl/sh@at",
+        "q-pass-123",
+    ];
+    let cli = Cli::new()
+        .runbook(yaml)
+        .env("NEON_API_KEY", secrets[0])
+        .env("SLACK_WEBHOOK_URL", secrets[1])
+        .env("SHOP_LICENCE", secrets[2])
+        .env(
+            "DATABASE_URL",
+            "host=db.internal\tuser=app  password = 'pw with \\'quote' dbname=shop",
+        )
+        .env(
+            "OTHER_URL",
+            "postgresql://app:sl/sh@at@db.internal:5432/shop",
+        )
+        .env(
+            "QUERY_URL",
+            "postgresql://db.internal/shop?user=app&password=q-pass-123&sslmode=require",
+        )
+        .args(["run", "runbook.yaml", "p", "--format", "json"]);
+    let r = cli.run();
+    r.code(1);
+    let rec = r.json();
+    let out = rec["steps"][0]["outputs"]["stdout"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        out.contains("host=db.internal") && out.contains("***"),
+        "{out}"
+    );
+    let mut places = vec![
+        ("stdout".to_owned(), r.stdout.clone()),
+        ("stderr".to_owned(), r.stderr.clone()),
+    ];
+    for f in std::fs::read_dir(cli.dir.join("drills"))
+        .expect("drills/")
+        .flatten()
+    {
+        let text = std::fs::read_to_string(f.path()).expect("read");
+        places.push((f.path().display().to_string(), text));
+    }
+    assert!(
+        places.len() >= 5,
+        "the history and the drill logs: {places:#?}"
+    );
+    for (place, text) in &places {
+        for secret in secrets {
+            assert!(
+                !text.contains(secret),
+                "`{secret}` leaked in {place}:\n{text}"
+            );
+        }
+    }
+}
+
+/// A secret param's invalid value is not repeated in the error.
+#[test]
+fn a_secret_params_invalid_value_is_not_shown() {
+    let yaml = "version: 1\nname: s\nprocedures:\n  p:\n    title: P\n    kind: drill\n    params:\n      pin: { type: int, secret: true }\n    steps:\n      - id: a\n        shell: { run: 'true' }\n";
+    let r = Cli::new()
+        .runbook(yaml)
+        .args([
+            "run",
+            "runbook.yaml",
+            "p",
+            "--param",
+            "pin=hunter2-not-a-number",
+        ])
+        .run();
+    r.code(2);
+    assert!(
+        r.stderr.contains("--param pin: not a valid int"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
+}

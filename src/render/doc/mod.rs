@@ -21,7 +21,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
 use crate::record::DrillRecord;
-use crate::redact::mask_url_passwords;
+use crate::redact::mask_passwords;
 use crate::runbook::Runbook;
 
 use self::alerts::alerts;
@@ -132,10 +132,11 @@ pub fn context(
     ctx
 }
 
-/// A last line of defence: no string of the context carries a URL password.
+/// A last line of defence: no string of the context carries a password written in a
+/// connection string, in any form.
 fn mask_strings(value: &mut Value) {
     match value {
-        Value::String(s) if s.contains("://") => *s = mask_url_passwords(s),
+        Value::String(s) => *s = mask_passwords(s),
         Value::Array(items) => items.iter_mut().for_each(mask_strings),
         Value::Object(map) => map.values_mut().for_each(mask_strings),
         _ => {}

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Utc};
 
-use crate::redact::mask_url_passwords;
+use crate::redact::mask_passwords;
 use crate::runbook::Runbook;
 
 /// Heading texts already used, by anchor: a document with two headings that share an
@@ -74,7 +74,7 @@ pub(super) fn prose(text: &str) -> String {
 }
 
 fn rewrite(text: &str, escape: bool) -> String {
-    let text = mask_url_passwords(&text.replace('\t', "    "));
+    let text = mask_passwords(&text.replace('\t', "    "));
     let mut out = String::with_capacity(text.len() + 16);
     let mut in_code: Option<usize> = None;
     let mut prev: Option<char> = None;
@@ -203,7 +203,7 @@ pub(super) fn code(text: &str) -> String {
 /// The body of a fenced code block: templates as placeholders, passwords masked, no tabs
 /// and no trailing spaces.
 pub(super) fn code_block(text: &str) -> String {
-    let text = mask_url_passwords(&text.replace('\t', "    "));
+    let text = mask_passwords(&text.replace('\t', "    "));
     let mut out = String::new();
     let mut rest = text.as_str();
     while let Some(start) = rest.find("{{") {
@@ -237,7 +237,7 @@ fn env_only(text: &str) -> Option<&str> {
 pub(super) fn value_text(text: &str) -> String {
     match env_only(text) {
         Some(var) => format!("from the environment variable {}", code(var)),
-        None => code(&mask_url_passwords(text.trim())),
+        None => code(&mask_passwords(text.trim())),
     }
 }
 
@@ -255,7 +255,7 @@ pub(super) fn db_label(runbook: &Runbook, db: &str) -> String {
     if runbook.targets.contains_key(db.trim()) {
         format!("the target {}", code(db.trim()))
     } else {
-        code(&mask_url_passwords(db.trim()))
+        code(&mask_passwords(db.trim()))
     }
 }
 
