@@ -93,15 +93,20 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             }))?
         )),
         CheckFormat::Prometheus => {
-            let records: Vec<_> = store
-                .entries()
-                .await
-                .unwrap_or_default()
+            let (entries, intact) = match store.trusted_entries().await {
+                Ok(e) => (e, Some(true)),
+                Err(e) => {
+                    eprintln!("drillbook: warning: {e}");
+                    let broken = matches!(e, crate::history::HistoryError::Broken { .. });
+                    (Vec::new(), if broken { Some(false) } else { None })
+                }
+            };
+            let records: Vec<_> = entries
                 .iter()
                 .filter_map(|e| e.drill().ok())
                 .filter(|r| r.runbook.name == rb.name && !r.dry_run)
                 .collect();
-            out(&checks::prometheus(&rb.name, &results, &records));
+            out(&checks::prometheus(&rb.name, &results, &records, intact));
         }
     }
     Ok(status.code())

@@ -87,6 +87,12 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             return Ok(exit::UNAVAILABLE);
         }
     };
+    // the jobs verify the history before they conclude anything from it; a break is said
+    // at once too, not only when the first check runs
+    let store = crate::history::Store::from_arg(args.history.as_deref());
+    if let Err(e @ crate::history::HistoryError::Broken { .. }) = store.trusted_entries().await {
+        eprintln!("drillbook daemon: {e}; the history checks will fail until it is restored");
+    }
     for j in &jobs {
         eprintln!(
             "drillbook daemon: {} on `{}` ({}), next at {}",

@@ -120,7 +120,8 @@ pub struct VerifyArgs {
 /// else from the runbook files the records name, when they still load.
 ///
 /// Exit codes: 0 nothing overdue · 1 a scheduled procedure is overdue · 2 usage, or a
-/// `--runbook` that cannot be read or does not validate · 3 the history cannot be read.
+/// `--runbook` that cannot be read or does not validate · 3 the history cannot be read, or
+/// its hash chain is broken (nothing is concluded from it).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook history stats\n  drillbook history stats --runbook runbooks/hello.yaml --last 20 --format json"
@@ -191,10 +192,34 @@ fn store_error(doing: &str, e: &crate::history::HistoryError) -> anyhow::Error {
     anyhow!("cannot {doing} the history: {e}")
 }
 
+/// How a command reads a history whose chain may be broken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// It draws conclusions (`stats`): a break is an error.
+    Required,
+    /// It shows what is stored (`list`, `show`): a break is a warning.
+    Warn,
+}
+
+/// The readable entries, in store order, read as `trust` says.
+async fn entries(store: &Store, trust: Trust) -> anyhow::Result<Vec<Entry>> {
+    Ok(match (store.trusted_entries().await, trust) {
+        (Ok(e), _) => e,
+        (Err(e @ crate::history::HistoryError::Broken { .. }), Trust::Warn) => {
+            eprintln!("drillbook: warning: {e}");
+            store.entries().await.map_err(|e| store_error("read", &e))?
+        }
+        (Err(e @ crate::history::HistoryError::Broken { .. }), Trust::Required) => {
+            return Err(anyhow!("{e}"))
+        }
+        (Err(e), _) => return Err(store_error("read", &e)),
+    })
+}
+
 /// The readable entries with their typed records, in store order; a record this version
 /// cannot read is skipped with a warning.
-async fn records(store: &Store) -> anyhow::Result<Vec<(Entry, DrillRecord)>> {
-    let entries = store.entries().await.map_err(|e| store_error("read", &e))?;
+async fn records(store: &Store, trust: Trust) -> anyhow::Result<Vec<(Entry, DrillRecord)>> {
+    let entries = entries(store, trust).await?;
     let mut out = Vec::with_capacity(entries.len());
     for entry in entries {
         match entry.drill() {
@@ -290,7 +315,7 @@ fn summary<'a>(e: &Entry, r: &'a DrillRecord) -> Summary<'a> {
 }
 
 async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<u8> {
-    let all = records(store).await?;
+    let all = records(store, Trust::Warn).await?;
     let since = args.since.map(|s| s.resolve(Utc::now()));
     let wanted = |r: &DrillRecord| {
         args.procedure.as_deref().is_none_or(|p| {

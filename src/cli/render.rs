@@ -7,14 +7,15 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use super::{exit, load, out};
-use crate::history::Store;
+use crate::history::{HistoryError, Store};
 use crate::render::{doc, html, lint, Renderer};
 
 /// Render the runbook document (Markdown) from a runbook and its drill history.
 ///
 /// Exit codes: 0 written (or up to date with `--check`) · 1 `--check` found the file
 /// out of date · 2 invalid runbook, template or usage, or the document failed the structure
-/// checks · 3 the history cannot be read, or the file cannot be written.
+/// checks · 3 the history cannot be read or its chain is broken (see
+/// `--allow-broken-history`), or the file cannot be written.
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook render runbooks/neon-production.yaml -o docs/database-backup-recovery-runbook.md\n  drillbook render runbooks/neon-production.yaml -o docs/database-backup-recovery-runbook.md --check\n  drillbook render runbooks/neon-production.yaml -o runbook.md --html"
@@ -44,6 +45,10 @@ pub struct Args {
     /// changes.
     #[arg(long, value_name = "TIME")]
     as_of: Option<String>,
+    /// Render even when the history's hash chain is broken (exit 3 otherwise); the document
+    /// then says so above its results, which cannot be trusted.
+    #[arg(long)]
+    allow_broken_history: bool,
 }
 
 /// The moment the next dates are computed from, and where it came from; None when nothing
@@ -76,8 +81,23 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         return Ok(exit::INVALID);
     };
     let store = Store::from_arg(args.history.as_deref());
-    let entries = match store.entries().await {
-        Ok(e) => e,
+    // the results come from a history that verifies, or the document says they do not
+    let (entries, broken) = match store.trusted_entries().await {
+        Ok(e) => (e, None),
+        Err(e @ HistoryError::Broken { .. }) if args.allow_broken_history => {
+            eprintln!("drillbook: warning: {e}");
+            match store.entries().await {
+                Ok(all) => (all, Some(e.to_string())),
+                Err(e) => {
+                    eprintln!("drillbook: error: cannot read the history: {e}");
+                    return Ok(exit::UNAVAILABLE);
+                }
+            }
+        }
+        Err(e @ HistoryError::Broken { .. }) => {
+            eprintln!("drillbook: error: {e}. Render anyway with --allow-broken-history, which says so in the document");
+            return Ok(exit::UNAVAILABLE);
+        }
         Err(e) => {
             eprintln!("drillbook: error: cannot read the history: {e}");
             return Ok(exit::UNAVAILABLE);
@@ -107,6 +127,9 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let mut context = doc::context(&rb, &records, when, &source, output.as_deref());
     if let Some(obj) = context.as_object_mut() {
         obj.insert("history_store".into(), store.display().into());
+        if let Some(b) = broken {
+            obj.insert("history_broken".into(), b.into());
+        }
     }
     let markdown = match renderer.render("runbook.md.j2", &context) {
         Ok(m) => m,

@@ -95,6 +95,7 @@ mod tests {
                     seq: 1,
                     prev: String::new(),
                     hash: String::new(),
+                    anchored: true,
                     record: serde_json::Value::Null,
                 })
             } else {

@@ -31,9 +31,20 @@ fn head_path(path: &Path) -> PathBuf {
     sibling(path, ".head")
 }
 
-fn read_anchor(path: &Path) -> Option<Anchor> {
-    let text = std::fs::read_to_string(head_path(path)).ok()?;
-    serde_json::from_str(text.trim()).ok()
+/// The anchor: none when there is no `.head` file, an error saying what is wrong with one
+/// that cannot be read.
+fn read_anchor(path: &Path) -> Result<Option<Anchor>, String> {
+    let text = match std::fs::read_to_string(head_path(path)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.to_string()),
+    };
+    if text.trim().is_empty() {
+        return Err("it is empty".into());
+    }
+    serde_json::from_str(text.trim())
+        .map(Some)
+        .map_err(|e| format!("not a head record: {e}"))
 }
 
 fn write_anchor(path: &Path, anchor: &Anchor) -> Result<(), HistoryError> {
@@ -60,6 +71,8 @@ fn read_all(f: &mut File, path: &Path) -> Result<String, HistoryError> {
 fn split(text: &str) -> Lines {
     Lines {
         anchor: None,
+        anchor_problem: None,
+        anchor_place: String::new(),
         lines: text
             .split_terminator('\n')
             .filter(|l| !l.trim().is_empty())
@@ -165,15 +178,21 @@ pub fn append(path: &Path, record: Value) -> Result<Entry, HistoryError> {
 }
 
 pub fn read(path: &Path) -> Result<Lines, HistoryError> {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Lines::default()),
+    let mut lines = match File::open(path) {
+        Ok(mut f) => {
+            // a shared lock: never read a line an appender is writing
+            f.lock_shared().map_err(|e| io("cannot lock", path, &e))?;
+            split(&read_all(&mut f, path)?)
+        }
+        // a deleted history whose head record is left still shows as entries missing
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lines::default(),
         Err(e) => return Err(io("cannot open", path, &e)),
     };
-    // a shared lock: never read a line an appender is writing
-    f.lock_shared().map_err(|e| io("cannot lock", path, &e))?;
-    let mut lines = split(&read_all(&mut f, path)?);
-    lines.anchor = read_anchor(path);
+    match read_anchor(path) {
+        Ok(a) => lines.anchor = a,
+        Err(problem) => lines.anchor_problem = Some(problem),
+    }
+    lines.anchor_place = head_path(path).display().to_string();
     Ok(lines)
 }
 

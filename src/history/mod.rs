@@ -31,6 +31,9 @@ pub enum HistoryError {
     Database(String),
     #[error("{0}")]
     Corrupt(String),
+    /// The chain does not verify: nothing read from it can be trusted.
+    #[error("the history {store} is broken at entry {} ({}): its records cannot be trusted; `drillbook history verify` shows it", .at.position, .at.detail)]
+    Broken { store: String, at: Break },
 }
 
 /// One entry as stored: a line of canonical JSON.
@@ -39,33 +42,43 @@ pub struct Entry {
     pub seq: u64,
     pub prev: String,
     pub hash: String,
+    /// The store keeps an [`Anchor`] beside this entry. Covered by the hash, so once one
+    /// entry says so, losing the anchor is a break, not an old history without one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anchored: bool,
     pub record: Value,
 }
 
 impl Entry {
-    /// The entry following `prev` (None for the first), holding `record`.
+    /// The entry following `prev` (None for the first), holding `record`; both stores keep
+    /// an anchor beside every entry they append.
     pub fn after(prev: Option<&Entry>, record: Value) -> Entry {
         let (seq, prev) = match prev {
             Some(p) => (p.seq + 1, p.hash.clone()),
             None => (1, GENESIS.to_owned()),
         };
-        let hash = entry_hash(seq, &prev, &record);
+        let hash = entry_hash(seq, &prev, true, &record);
         Entry {
             seq,
             prev,
             hash,
+            anchored: true,
             record,
         }
     }
 
     /// The stored form: canonical JSON, one line, no trailing newline.
     pub fn line(&self) -> String {
-        canonical(&json!({
+        let mut v = json!({
             "seq": self.seq,
             "prev": self.prev,
             "hash": self.hash,
             "record": self.record,
-        }))
+        });
+        if self.anchored {
+            v["anchored"] = true.into();
+        }
+        canonical(&v)
     }
 
     /// The record's id (for messages).
@@ -117,10 +130,15 @@ fn write_canonical(v: &Value, out: &mut String) {
     }
 }
 
-/// SHA-256 (hex) of the canonical JSON of `{seq, prev, record}`.
-pub fn entry_hash(seq: u64, prev: &str, record: &Value) -> String {
-    let text = canonical(&json!({ "seq": seq, "prev": prev, "record": record }));
-    crate::hex::encode(&Sha256::digest(text.as_bytes()))
+/// SHA-256 (hex) of the canonical JSON of `{seq, prev, record}`, with `anchored: true` when
+/// the entry says its store keeps an anchor (entries written before anchors existed hash
+/// without it).
+pub fn entry_hash(seq: u64, prev: &str, anchored: bool, record: &Value) -> String {
+    let mut v = json!({ "seq": seq, "prev": prev, "record": record });
+    if anchored {
+        v["anchored"] = true.into();
+    }
+    crate::hex::encode(&Sha256::digest(canonical(&v).as_bytes()))
 }
 
 /// What is wrong at a position of the store.
@@ -139,6 +157,9 @@ pub enum BreakKind {
     Unreadable,
     /// The last line was cut short (a crash mid-append): `history repair` moves it aside.
     Torn,
+    /// The anchor beside the entries is gone or unreadable, though the entries say one is
+    /// kept: the newest entries can no longer be checked.
+    AnchorLost,
 }
 
 /// The first place the chain is broken.
@@ -171,6 +192,10 @@ pub struct Lines {
     pub unterminated_tail: bool,
     /// What the store recorded separately about its newest entry, when it keeps that.
     pub anchor: Option<Anchor>,
+    /// Why the anchor could not be read, when it is there but damaged (empty, garbled).
+    pub anchor_problem: Option<String>,
+    /// Where the anchor is kept, for messages (`drills/history.jsonl.head`).
+    pub anchor_place: String,
 }
 
 /// The count and head hash written beside the entries on every append (the file store's
@@ -190,6 +215,7 @@ pub fn verify(stored: &Lines) -> Verification {
         .map(|l| serde_json::from_str::<Entry>(l).map_err(|e| e.to_string()))
         .collect();
     let mut prev: Option<Entry> = None;
+    let mut first_anchored: Option<(usize, String)> = None;
     let n = parsed.len();
     for i in 0..n {
         let position = i + 1;
@@ -229,7 +255,7 @@ pub fn verify(stored: &Lines) -> Verification {
                 detail,
             }),
         };
-        if entry_hash(entry.seq, &entry.prev, &entry.record) != entry.hash {
+        if entry_hash(entry.seq, &entry.prev, entry.anchored, &entry.record) != entry.hash {
             return fail(
                 BreakKind::Edited,
                 format!(
@@ -277,9 +303,32 @@ pub fn verify(stored: &Lines) -> Verification {
                 prev.as_ref(),
             );
         }
+        if entry.anchored && first_anchored.is_none() {
+            first_anchored = Some((position, entry.id().to_owned()));
+        }
         prev = Some(entry);
     }
     let head = prev.map(|p| p.hash);
+    let lost = match (&stored.anchor, &stored.anchor_problem, &first_anchored) {
+        (_, Some(problem), _) => Some(format!("{} is unreadable ({problem})", stored.anchor_place)),
+        (None, None, Some((pos, id))) => Some(format!(
+            "{} is missing, but entry {pos} ({id}) and every later one were written with it",
+            stored.anchor_place
+        )),
+        _ => None,
+    };
+    if let Some(what) = lost {
+        return Verification {
+            entries: n,
+            head,
+            broken: Some(Break {
+                position: n,
+                kind: BreakKind::AnchorLost,
+                id: None,
+                detail: format!("{what}: deleted or damaged, so the newest entries cannot be checked (entries removed from the end, or added after it, would go unseen)"),
+            }),
+        };
+    }
     if let Some(anchor) = &stored.anchor {
         if let Some(b) = against_anchor(anchor, n, head.as_deref(), &stored.lines) {
             return Verification {
@@ -410,7 +459,26 @@ impl Store {
         }
     }
 
+    /// The entries, once the chain verifies: what every reader that draws a conclusion
+    /// (checks, metrics, `render`, `stats`) reads. A break is [`HistoryError::Broken`],
+    /// naming the first bad entry.
+    pub async fn trusted_entries(&self) -> Result<Vec<Entry>, HistoryError> {
+        let lines = self.lines().await?;
+        if let Some(at) = verify(&lines).broken {
+            return Err(HistoryError::Broken {
+                store: self.display(),
+                at,
+            });
+        }
+        Ok(lines
+            .lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+            .collect())
+    }
+
     /// The readable entries, in order (unreadable lines skipped: `verify` reports them).
+    /// For listing what is stored; conclusions read [`Store::trusted_entries`].
     pub async fn entries(&self) -> Result<Vec<Entry>, HistoryError> {
         Ok(self
             .lines()
@@ -439,23 +507,68 @@ impl Store {
 mod tests {
     use super::*;
 
+    /// A chain as written before anchors existed (no `anchored` mark).
     fn chain(n: usize) -> Vec<Entry> {
         let mut out: Vec<Entry> = Vec::new();
         for i in 0..n {
-            let e = Entry::after(
-                out.last(),
-                json!({"id": format!("r{}", i + 1), "rto": {"measured_ms": 1000 + i}}),
-            );
-            out.push(e);
+            let record = json!({"id": format!("r{}", i + 1), "rto": {"measured_ms": 1000 + i}});
+            let (seq, prev) = out.last().map_or((1, GENESIS.to_owned()), |p: &Entry| {
+                (p.seq + 1, p.hash.clone())
+            });
+            out.push(Entry {
+                hash: entry_hash(seq, &prev, false, &record),
+                seq,
+                prev,
+                anchored: false,
+                record,
+            });
         }
         out
+    }
+
+    #[test]
+    fn losing_the_anchor_of_an_anchored_chain_is_a_break() {
+        // two old entries, then two written with an anchor
+        let mut c = chain(2);
+        for id in ["r3", "r4"] {
+            let e = Entry::after(c.last(), json!({"id": id}));
+            c.push(e);
+        }
+        let anchor = Anchor {
+            entries: 4,
+            head: c[3].hash.clone(),
+        };
+        let with = |anchor: Option<Anchor>, problem: Option<&str>| Lines {
+            anchor,
+            anchor_problem: problem.map(str::to_owned),
+            anchor_place: "h.jsonl.head".into(),
+            ..lines(&c)
+        };
+        assert!(verify(&with(Some(anchor.clone()), None)).broken.is_none());
+        let gone = verify(&with(None, None)).broken.expect("a break");
+        assert_eq!(gone.kind, BreakKind::AnchorLost);
+        assert!(
+            gone.detail
+                .contains("h.jsonl.head is missing, but entry 3 (r3)"),
+            "{}",
+            gone.detail
+        );
+        assert_eq!(
+            broken(&with(None, Some("it is empty"))),
+            (4, BreakKind::AnchorLost)
+        );
+        // the mark is covered by the hash: removing it from an entry is an edit
+        let mut l = with(Some(anchor), None);
+        l.lines[3] = l.lines[3].replace("\"anchored\":true,", "");
+        assert_eq!(broken(&l), (4, BreakKind::Edited));
+        // an old history without any anchor is still intact without one
+        assert!(verify(&lines(&chain(3))).broken.is_none());
     }
 
     fn lines(entries: &[Entry]) -> Lines {
         Lines {
             lines: entries.iter().map(Entry::line).collect(),
-            unterminated_tail: false,
-            anchor: None,
+            ..Lines::default()
         }
     }
 

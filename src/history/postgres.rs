@@ -95,7 +95,7 @@ pub async fn lines(url: &str) -> Result<Lines, HistoryError> {
     let anchor = client
         .query_opt("SELECT entries, head FROM drillbook_history_head", &[])
         .await
-        // a history written before the head table existed has no anchor
+        // no head table: none (a break when the entries say one is kept)
         .ok()
         .flatten()
         .map(|r| Anchor {
@@ -106,5 +106,7 @@ pub async fn lines(url: &str) -> Result<Lines, HistoryError> {
         lines: rows.iter().map(|r| r.get::<_, String>(0)).collect(),
         unterminated_tail: false,
         anchor,
+        anchor_problem: None,
+        anchor_place: "the table drillbook_history_head".into(),
     })
 }

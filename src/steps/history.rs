@@ -11,8 +11,10 @@ use crate::record::{DrillRecord, Outputs, Verdict};
 /// The runbook's records of `procedure`, oldest first.
 async fn records(cx: &StepCx<'_>, procedure: &str) -> Result<Vec<DrillRecord>, StepError> {
     let store = Store::from_arg(cx.history);
-    let entries = store.entries().await.map_err(|e| {
-        StepError::unavailable(format!("cannot read the history {}: {e}", store.display()))
+    // a tampered history proves nothing: the check fails (CRITICAL), naming the break
+    let entries = store.trusted_entries().await.map_err(|e| match e {
+        crate::history::HistoryError::Broken { .. } => StepError::failed(e.to_string()),
+        e => StepError::unavailable(format!("cannot read the history {}: {e}", store.display())),
     })?;
     Ok(entries
         .iter()

@@ -294,6 +294,10 @@ fn the_postgres_store_serializes_appenders_and_finds_tampering() {
     let v = verify(1);
     assert_eq!(v["break"]["position"], 5);
     assert_eq!(v["break"]["kind"], "deleted");
+    // and hiding that by removing the anchor row is a break of its own
+    pg().psql(&db, "DELETE FROM drillbook_history_head");
+    let v = verify(1);
+    assert_eq!(v["break"]["kind"], "anchor_lost", "{v:#}");
 }
 
 #[test]
@@ -332,4 +336,101 @@ fn a_record_names_the_git_commit_of_its_runbook() {
     let rec = r.json();
     assert_eq!(rec["runbook"]["git"]["commit"], head.as_str());
     assert_eq!(rec["runbook"]["git"]["dirty"], false);
+}
+
+/// The history's `.head` deleted, emptied or garbled: once the entries say an anchor is
+/// kept, losing it is a break, not "chain intact".
+#[test]
+fn a_lost_anchor_is_a_break() {
+    let c = cli();
+    let _ = five(&c);
+    let head = c.dir.join("history.jsonl.head");
+    let kept = std::fs::read_to_string(&head).expect("head");
+    for (how, damage) in [
+        ("deleted", None),
+        ("emptied", Some("")),
+        ("garbled", Some("{\"entries\": 5, \"he")),
+    ] {
+        match damage {
+            None => std::fs::remove_file(&head).expect("remove"),
+            Some(text) => std::fs::write(&head, text).expect("write"),
+        }
+        let v = history(&c, &["verify", "--format", "json"]);
+        v.code(1);
+        let j = v.json();
+        assert_eq!(j["break"]["kind"], "anchor_lost", "{how}: {j:#}");
+        assert!(
+            j["break"]["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("history.jsonl.head"),
+            "{how}: {j:#}"
+        );
+        std::fs::write(&head, &kept).expect("restore");
+        history(&c, &["verify"]).code(0);
+    }
+}
+
+/// A failed drill turned into a pass by editing the history: nothing concludes from the
+/// edited history. The check is CRITICAL naming the entry, the metrics leave its figures
+/// out and say it is broken, `render` refuses (or, when told, says so in the document), and
+/// `stats` refuses.
+#[test]
+fn a_tampered_history_is_trusted_nowhere() {
+    let c = cli();
+    let yaml = format!(
+        "{RUNBOOK}checks:\n  - id: monthly-drill\n    history.last_pass: {{ procedure: drill, max_age: 35d }}\n"
+    );
+    std::fs::write(c.dir.join("runbook.yaml"), &yaml).expect("runbook");
+    run(&c, true);
+    let history_path = c.dir.join("history.jsonl").display().to_string();
+    let on = |args: &[&str]| {
+        Cli::new()
+            .runbook(&yaml)
+            .args(args.iter().copied())
+            .args(["--history", &history_path])
+            .run()
+    };
+    // before: the drill failed, the check is CRITICAL for that reason
+    on(&["check", "runbook.yaml"]).code(2);
+    let mut l = lines(&c);
+    l[0] = l[0].replace("\"verdict\":\"failed\"", "\"verdict\":\"passed\"");
+    write(&c, &l);
+    let r = on(&["check", "runbook.yaml"]);
+    r.code(2);
+    assert!(r.stdout.contains("broken at entry 1"), "{}", r.stdout);
+    let r = on(&["check", "runbook.yaml", "--format", "prometheus"]);
+    assert!(
+        r.stdout
+            .contains("drillbook_history_intact{runbook=\"hist\"} 0")
+            && !r.stdout.contains("drillbook_last_pass_timestamp_seconds"),
+        "{}",
+        r.stdout
+    );
+    let r = on(&["render", "runbook.yaml"]);
+    r.code(3);
+    assert!(
+        r.stderr.contains("broken at entry 1") && r.stderr.contains("--allow-broken-history"),
+        "{}",
+        r.stderr
+    );
+    let r = on(&["render", "runbook.yaml", "--allow-broken-history"]);
+    r.code(0);
+    assert!(
+        r.stdout
+            .contains("The history is broken: the results below cannot be trusted."),
+        "{}",
+        r.stdout
+    );
+    let r = on(&["history", "stats"]);
+    r.code(3);
+    assert!(r.stderr.contains("broken at entry 1"), "{}", r.stderr);
+    // listing still shows what is stored, with a warning
+    let r = on(&["history", "list"]);
+    r.code(0);
+    assert!(
+        r.stderr.contains("warning") && r.stderr.contains("broken"),
+        "{}",
+        r.stderr
+    );
 }

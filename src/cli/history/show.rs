@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{ms, store_error, ShowFormat};
+use super::{ms, ShowFormat};
 use crate::cli::{exit, out};
 use crate::duration::Duration;
 use crate::history::{Entry, Store};
@@ -21,7 +21,7 @@ pub(super) async fn run(
     format: ShowFormat,
     templates: Option<&std::path::Path>,
 ) -> anyhow::Result<u8> {
-    let entries = store.entries().await.map_err(|e| store_error("read", &e))?;
+    let entries = super::entries(store, super::Trust::Warn).await?;
     let exact: Vec<&Entry> = entries.iter().filter(|e| e.id() == id).collect();
     let found = if exact.is_empty() {
         entries.iter().filter(|e| e.id().starts_with(id)).collect()

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use chrono::Utc;
 
-use super::{ms, records};
+use super::{ms, records, Trust};
 use crate::cli::{exit, load, out, Format};
 use crate::history::stats::{compute, Direction, ProcedureStats};
 use crate::history::Store;
@@ -47,7 +47,11 @@ pub(super) async fn run(
     last_n: usize,
     format: Format,
 ) -> anyhow::Result<u8> {
-    let records: Vec<DrillRecord> = records(store).await?.into_iter().map(|(_, r)| r).collect();
+    let records: Vec<DrillRecord> = records(store, Trust::Required)
+        .await?
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
     let Some(schedules) = schedules(runbooks, &records) else {
         return Ok(exit::INVALID);
     };

@@ -10,7 +10,16 @@ use crate::record::{DrillRecord, Verdict};
 use crate::render::prometheus::{Exposition, Labels};
 
 /// The exposition for `runbook`'s check `results` and its recorded runs.
-pub fn prometheus(runbook: &str, results: &[CheckResult], records: &[DrillRecord]) -> String {
+/// The exposition of a check run. `records` are the runbook's records from the history, and
+/// `intact` whether its chain verified (`None`: it could not be read). A broken history
+/// gives no figures, only `drillbook_history_intact 0`: nothing read from it is trusted.
+pub fn prometheus(
+    runbook: &str,
+    results: &[CheckResult],
+    records: &[DrillRecord],
+    intact: Option<bool>,
+) -> String {
+    let records = if intact == Some(false) { &[] } else { records };
     let per_check = |r| per_check(runbook, r);
     let mut out = Exposition::new();
     out.gauge(
@@ -65,6 +74,11 @@ pub fn prometheus(runbook: &str, results: &[CheckResult], records: &[DrillRecord
         "When the procedure last passed (Unix time).",
         last.iter()
             .map(|(p, r)| (per_proc(p), r.finished_at.timestamp() as f64)),
+    );
+    out.gauge(
+        "drillbook_history_intact",
+        "1 when the history's hash chain verifies, 0 when it is broken (its figures are then left out).",
+        intact.map(|ok| (vec![("runbook", runbook)], if ok { 1.0 } else { 0.0 })),
     );
     out.finish()
 }
