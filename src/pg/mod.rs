@@ -21,3 +21,14 @@ pub fn quote_table(name: &str) -> String {
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+/// Makes every later transaction of the session read-only by default
+/// (`default_transaction_read_only`), for connections that run queries a runbook wrote and
+/// must not write.
+pub async fn read_only_session(
+    client: &tokio_postgres::Client,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .batch_execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+        .await
+}

@@ -48,6 +48,9 @@ async fn invariants(
 ) -> Result<Outputs, StepError> {
     let spec = db::resolve(cx, db).await?;
     let mut client = crate::pg::connect(&spec).await?;
+    crate::pg::read_only_session(&client)
+        .await
+        .map_err(|e| StepError::unavailable(format!("{}: {}", spec.display, describe(&e))))?;
     let mut tx = client
         .build_transaction()
         .read_only(true)
@@ -55,12 +58,17 @@ async fn invariants(
         .await
         .map_err(|e| StepError::unavailable(format!("{}: {}", spec.display, describe(&e))))?;
     let mut broken = Vec::new();
+    let mut before: Option<&str> = None;
     for (name, query) in sql {
         // each invariant in its own savepoint, so one failing query does not hide the rest
-        let sp = tx
-            .savepoint("invariant")
-            .await
-            .map_err(|e| StepError::unavailable(describe(&e)))?;
+        let sp = tx.savepoint("invariant").await.map_err(|e| match before {
+            // the transaction is gone: the invariant before ended it
+            Some(prev) => StepError::failed(format!(
+                "invariant `{prev}` ended the read-only transaction (a COMMIT or ROLLBACK?): an invariant is one query that returns rows; `{name}` and those after it were not run"
+            )),
+            None => StepError::unavailable(describe(&e)),
+        })?;
+        before = Some(name);
         let outcome = match sp.query(query.as_str(), &[]).await {
             Err(e) => Some(format!("{name}: query failed: {}", describe(&e))),
             Ok(rows) => judge(name, &rows),

@@ -1,5 +1,7 @@
 //! `sql`: runs the statement in a transaction, READ ONLY unless `write: true`, so a drill
-//! cannot change data by accident. The first row's columns become outputs.
+//! cannot change data by accident. A read-only step's session is read-only too, and it runs
+//! exactly one statement (prepared): text such as `COMMIT; DELETE …` cannot end the
+//! read-only transaction and go on writing. The first row's columns become outputs.
 
 use serde_json::Value;
 
@@ -13,6 +15,11 @@ impl Run for Sql {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let spec = db::resolve(cx, &self.db).await?;
         let client = crate::pg::connect(&spec).await?;
+        if !self.write {
+            crate::pg::read_only_session(&client).await.map_err(|e| {
+                StepError::unavailable(format!("{}: {}", spec.display, describe(&e)))
+            })?;
+        }
         let params: Vec<TextParam> = self
             .params
             .iter()
@@ -38,9 +45,16 @@ impl Run for Sql {
             }
         };
         // several statements cannot be prepared; find out before the transaction starts (a
-        // failed prepare inside it would abort it) and run them as one batch (no rows)
+        // failed prepare inside it would abort it) and, when the step may write, run them as
+        // one batch (no rows). A read-only step may not: one statement of the batch could
+        // end the transaction and the next one write.
         let statement = match client.prepare(self.query.as_str()).await {
             Ok(s) => Some(s),
+            Err(e) if describe(&e).contains("multiple commands") && !self.write => {
+                return Err(StepError::failed(
+                    "a read-only `sql` step runs one statement, and this query has several: split it into steps, or give `write: true` if it is meant to change data",
+                ))
+            }
             Err(e)
                 if refs.is_empty()
                     && self.expect.is_none()

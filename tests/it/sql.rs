@@ -20,6 +20,11 @@ fn run(db_url: &str, steps: &str) -> (i32, serde_json::Value, String) {
 }
 
 fn setup() -> String {
+    setup_named().1
+}
+
+/// The database's name and URL.
+fn setup_named() -> (String, String) {
     let pg = pg();
     let db = pg.database("sqlstep");
     pg.psql(
@@ -29,7 +34,8 @@ fn setup() -> String {
                                    (2, 1234567.89, '2026-03-01T10:00:00Z', null, null, false, null),
                                    (3, -0.01, '2025-12-01T10:00:00Z', 'old', null, null, null);",
     );
-    pg.url(&db)
+    let url = pg.url(&db);
+    (db, url)
 }
 
 #[test]
@@ -76,6 +82,50 @@ fn read_only_unless_write() {
     assert!(err.contains("read-only transaction"), "{err}");
     let (code, _, stderr) = run(&url, "      - id: del\n        sql: { db: db, query: \"delete from orders where id = $1\", params: [3], write: true }\n      - id: left\n        sql: { db: db, query: \"select count(*) from orders\", expect: { value: 2 } }\n");
     assert_eq!(code, 0, "{stderr}");
+}
+
+/// Text that ends the read-only transaction, or makes it read-write, does not let a step
+/// without `write: true` change anything; nor does an invariant of `assert`.
+#[test]
+fn read_only_cannot_be_escaped() {
+    let (db, url) = setup_named();
+    let count = || pg().psql(&db, "select count(*) from orders");
+    let before = count();
+    for query in [
+        "COMMIT; DELETE FROM orders",
+        "SET TRANSACTION READ WRITE; DELETE FROM orders",
+        "ROLLBACK; SET default_transaction_read_only = off; DELETE FROM orders",
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    ] {
+        let (code, rec, stderr) = run(
+            &url,
+            &format!("      - id: escape\n        sql: {{ db: db, query: \"{query}\" }}\n      - id: then\n        sql: {{ db: db, query: \"delete from orders\" }}\n"),
+        );
+        assert_eq!(code, 1, "{query}: {stderr}\n{rec:#}");
+        assert_eq!(count(), before, "{query} changed data");
+    }
+    let (code, rec, _) = run(
+        &url,
+        "      - id: one\n        sql: { db: db, query: \"COMMIT; DELETE FROM orders\" }\n",
+    );
+    assert_eq!(code, 1);
+    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("runs one statement") && err.contains("write: true"),
+        "{err}"
+    );
+    // invariants in sequence: one ends the transaction, the next tries to write
+    let (code, rec, _) = run(
+        &url,
+        "      - id: inv\n        assert:\n          db: db\n          sql:\n            a: \"COMMIT\"\n            b: \"SET default_transaction_read_only = off\"\n            c: \"DELETE FROM orders\"\n",
+    );
+    assert_eq!(code, 1);
+    assert_eq!(count(), before, "an invariant changed data");
+    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("invariant `a` ended the read-only transaction"),
+        "{err}"
+    );
 }
 
 #[test]
