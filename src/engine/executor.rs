@@ -345,6 +345,8 @@ pub async fn run(
         }
         record.cleanup.push(rec);
     }
+    // nothing a step started outlives the run, even when cleanup was aborted
+    crate::steps::shell::end_stopped(&cleanup_cancel).await;
     if cleanup_cancel.is_cancelled() {
         // cleanup was aborted: still stop every server this run started, without waiting,
         // and say what is left for a person to remove
@@ -609,10 +611,18 @@ impl Run<'_> {
                 None => work.await,
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             r = limited => r,
             () = cancel.cancelled() => Err(StepError::cancelled()),
+        };
+        // a step ended early: its commands are being stopped; the record (and so the next
+        // attempt, step or cleanup) waits until they have
+        if let Err(e) = &result {
+            if matches!(e.class, ErrorClass::Timeout | ErrorClass::Cancelled) {
+                crate::steps::shell::end_stopped(&cancel.for_cleanup()).await;
+            }
         }
+        result
     }
 
     /// Destructive steps need a yes: `--yes`, or the operator at a terminal.

@@ -145,8 +145,17 @@ async fn tail<R: AsyncRead + Unpin>(pipe: Option<R>) -> String {
     String::from_utf8_lossy(&kept).trim_end().to_owned()
 }
 
-/// Kills the command's whole process group if the step is dropped before the command ended
-/// (timeout or interrupt): SIGTERM at once, SIGKILL a moment later for whatever ignored it.
+/// How long a stopped command's processes have to exit after SIGTERM before they get
+/// SIGKILL.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Process groups sent SIGTERM because their step ended early, with when.
+static STOPPING: std::sync::Mutex<Vec<(Pid, std::time::Instant)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Signals the command's whole process group if the step is dropped before the command
+/// ended (timeout or interrupt): SIGTERM at once; [`end_stopped`] waits for the group and
+/// sends SIGKILL after the grace period.
 struct ProcessGroup(Option<u32>);
 
 impl ProcessGroup {
@@ -161,11 +170,66 @@ impl Drop for ProcessGroup {
             return;
         };
         signal_group(group, Signal::TERM);
-        std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_secs(3));
-            signal_group(group, Signal::KILL);
-        });
+        STOPPING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push((group, std::time::Instant::now()));
     }
+}
+
+/// Waits until every process of the groups stopped so far has exited: what the engine does
+/// before cleanup starts (a cleanup step must not race a command still running), and before
+/// drillbook exits. A group still there after [`GRACE`] — or at once when `hurry` fires (a
+/// second interrupt) — gets SIGKILL.
+pub async fn end_stopped(hurry: &crate::cancel::Cancel) {
+    loop {
+        let now = std::time::Instant::now();
+        let pending: Vec<(Pid, std::time::Instant)> = {
+            let mut stopping = STOPPING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            stopping.retain(|(g, _)| group_alive(*g));
+            stopping.clone()
+        };
+        if pending.is_empty() {
+            return;
+        }
+        let mut killed_all = true;
+        for (group, since) in &pending {
+            if hurry.is_cancelled() || now.duration_since(*since) >= GRACE {
+                signal_group(*group, Signal::KILL);
+            } else {
+                killed_all = false;
+            }
+        }
+        // SIGKILL cannot be ignored: what is left is only the kernel finishing the job
+        let pause = if killed_all { 10 } else { 50 };
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+    }
+}
+
+/// True while a process of `group` runs. Zombies do not count: a process that has exited
+/// but whose parent has not collected it yet (init, in a container without one that reaps)
+/// holds nothing.
+fn group_alive(group: Pid) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        // no /proc: ask the kernel, which counts zombies too
+        return rustix::process::test_kill_process_group(group).is_ok();
+    };
+    let want = group.as_raw_nonzero().get();
+    entries.flatten().any(|e| {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            return false;
+        };
+        // `pid (comm) state ppid pgrp …`; comm may hold spaces and parentheses
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            return false;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let pgrp = fields.nth(1).and_then(|f| f.parse::<i32>().ok());
+        pgrp == Some(want) && state != "Z" && state != "X"
+    })
 }
 
 /// The group was created for this command (`process_group(0)`), so it is ours to signal; an

@@ -678,3 +678,46 @@ fn a_secret_params_invalid_value_is_not_shown() {
     );
     assert!(!r.stderr.contains("hunter2"), "{}", r.stderr);
 }
+
+/// A step that times out leaves a process that ignores SIGTERM: cleanup starts only once it
+/// is gone (SIGKILL after the grace period), and nothing outlives the run.
+#[test]
+fn cleanup_waits_until_a_stopped_steps_processes_have_exited() {
+    let dir = crate::support::TempDir::new();
+    let pidfile = dir.join("pid");
+    let yaml = r#"version: 1
+name: t
+procedures:
+  p:
+    title: P
+    kind: drill
+    steps:
+      - id: stubborn
+        timeout: 1s
+        shell:
+          run: 'sh -c "trap \"\" TERM; echo \$\$ > \"$PIDFILE\"; while :; do sleep 0.1; done" & wait'
+          env: { PIDFILE: "{{ env.PIDFILE }}" }
+    cleanup:
+      - id: gone
+        shell:
+          run: 'pid=$(cat "$PIDFILE"); if [ -e /proc/$pid ] && ! grep -q "^State:.*Z" /proc/$pid/status; then echo "still running: $pid"; exit 1; fi'
+          env: { PIDFILE: "{{ env.PIDFILE }}" }
+"#;
+    let r = Cli::new()
+        .runbook(yaml)
+        .env("PIDFILE", &pidfile.display().to_string())
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(1);
+    let rec = r.json();
+    assert_eq!(rec["steps"][0]["status"], "timed_out", "{rec:#}");
+    assert_eq!(rec["cleanup"][0]["status"], "passed", "{rec:#}");
+    let pid = std::fs::read_to_string(&pidfile).expect("pid");
+    let status = std::fs::read_to_string(format!("/proc/{}/status", pid.trim()));
+    assert!(
+        status.map_or(true, |s| s
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z'))),
+        "process {pid} outlived the run"
+    );
+}
