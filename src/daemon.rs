@@ -134,15 +134,30 @@ impl Runner for ProcessRunner {
                 }
                 out
             });
+            // not yet reaped, so the pid is still the child's; an error means it has just
+            // exited
+            let pid = child
+                .id()
+                .and_then(|p| Pid::from_raw(i32::try_from(p).ok()?));
+            let term = || {
+                if let Some(pid) = pid {
+                    let _ = kill_process(pid, Signal::TERM);
+                }
+            };
             let status = tokio::select! {
                 status = child.wait() => status,
                 () = cancel.cancelled() => {
-                    if let Some(pid) = child.id().and_then(|p| Pid::from_raw(i32::try_from(p).ok()?)) {
-                        // not yet reaped, so the pid is still the child's; an error means it
-                        // has just exited
-                        let _ = kill_process(pid, Signal::TERM);
+                    // the job stops and cleans up; a second cancel (a forced stop) makes it
+                    // abort its cleanup
+                    term();
+                    let forced = cancel.for_cleanup();
+                    tokio::select! {
+                        status = child.wait() => status,
+                        () = forced.cancelled() => {
+                            term();
+                            child.wait().await
+                        }
                     }
-                    child.wait().await
                 }
             };
             let code = status.ok().and_then(|s| s.code()).unwrap_or(-1);
@@ -184,7 +199,8 @@ pub async fn schedule(
     let mut last_seen = clock.now();
     // the next due time of each job, after the start
     let mut next: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.cron.next_after(last_seen)).collect();
-    let running = Cancel::new();
+    // the jobs are cancelled by the same signal: once on a graceful stop, twice when forced
+    let running = shutdown.clone();
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let now = clock.now();
@@ -275,8 +291,7 @@ pub async fn schedule(
             () = shutdown.cancelled() => break,
         }
     }
-    // graceful stop: the running drills are cancelled and clean up
-    running.interrupt();
+    // graceful stop: the running drills were cancelled with the shutdown and clean up
     while tasks.join_next().await.is_some() {}
 }
 

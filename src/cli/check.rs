@@ -74,7 +74,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         let notice = checks::notice(&rb, &results, &opts.operator);
         let dir = crate::render::log::dir(None, &store);
         let mut rec = checks::record(&rb, &results, started, &opts.operator);
-        rec.notifications = crate::notify::notify(&rb, &notice, &dir).await;
+        rec.notifications = crate::notify::notify(&rb, &notice, &dir, &Cancel::new()).await;
         if let Err(e) = store.append(&rec).await {
             eprintln!(
                 "drillbook: warning: the check results could not be appended to the history {}: {e}",

@@ -110,20 +110,30 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let states = daemon::States::default();
     let server = tokio::spawn(daemon::serve(listener, states.clone(), shutdown.clone()));
     let stop = shutdown.clone();
+    // SIGTERM, SIGINT and SIGHUP stop it alike: the running jobs are cancelled and clean
+    // up; a second signal forces the stop (the jobs abort their cleanup, naming what they
+    // leave behind)
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
+            eprintln!("drillbook daemon: warning: cannot listen for signals; a signal will stop it without cleanup");
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+                _ = hup.recv() => {}
+            }
+            match stop.interrupt() {
+                1 => eprintln!("drillbook daemon: stopping: the running jobs are cancelled and clean up (a second signal forces the stop)"),
+                _ => eprintln!("drillbook daemon: second signal: forcing the stop; the running jobs abort their cleanup"),
+            }
         }
-        eprintln!("drillbook daemon: stopping: the running jobs are cancelled and clean up");
-        stop.interrupt();
     });
     daemon::schedule(
         jobs,

@@ -87,7 +87,20 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let store = crate::history::Store::from_arg(args.history.as_deref());
     let dir = crate::render::log::dir(args.log_dir.as_deref(), &store);
     let mut record = record;
-    let kept = crate::engine::keep(&rb, &mut record, &store, &dir, args.templates.as_deref()).await;
+    // an interrupt while the alerts go out skips the rest of them; the record is still kept
+    // and the exit code stays the run's
+    let stop = Cancel::new();
+    let signals = tokio::spawn(watch_alert_signals(stop.clone(), listen()));
+    let kept = crate::engine::keep(
+        &rb,
+        &mut record,
+        &store,
+        &dir,
+        args.templates.as_deref(),
+        &stop,
+    )
+    .await;
+    signals.abort();
     match &kept.entry {
         Ok(entry) => eprintln!(
             "drillbook: recorded as entry {} of {}",
@@ -153,6 +166,20 @@ async fn watch_signals(cancel: Cancel, signals: Signals) {
         }
         cancel.interrupt();
     }
+}
+
+/// After the run: an interrupt stops the alerts still being sent.
+async fn watch_alert_signals(stop: Cancel, signals: Signals) {
+    let Some((mut int, mut term, mut hup)) = signals else {
+        return;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+        _ = hup.recv() => {}
+    }
+    eprintln!("\ndrillbook: interrupted: the alerts not sent yet are skipped; the record is kept");
+    stop.interrupt();
 }
 
 /// " (objective 1h: met)" and its variants.

@@ -64,19 +64,20 @@ pub fn notice(record: &DrillRecord, log: Option<String>) -> Notice {
     }
 }
 
-/// Sends the alerts about `record` (kept in its `notifications`), appends it to `store` and
-/// writes its drill log into `dir` through the templates in `templates` (the built-in ones
-/// when None). Dry runs are not kept.
+/// Sends the alerts about `record` (kept in its `notifications`; those not sent when `stop`
+/// fires are recorded so), appends it to `store` and writes its drill log into `dir` through
+/// the templates in `templates` (the built-in ones when None). Dry runs are not kept.
 pub async fn keep(
     runbook: &Runbook,
     record: &mut DrillRecord,
     store: &Store,
     dir: &Path,
     templates: Option<&Path>,
+    stop: &crate::cancel::Cancel,
 ) -> Kept {
     let log_md = dir.join(format!("{}.md", log::base_name(record)));
     let notice = notice(record, Some(log_md.display().to_string()));
-    record.notifications = crate::notify::notify(runbook, &notice, dir).await;
+    record.notifications = crate::notify::notify(runbook, &notice, dir, stop).await;
     let entry = store.append(record).await;
     let log = entry.as_ref().ok().map(|entry| {
         Renderer::new(templates).and_then(|r| log::write(dir, &r, record, Some(entry)))

@@ -389,12 +389,30 @@ async fn send_email(
     Err(format!("{last} after {ATTEMPTS} attempts"))
 }
 
+/// How long all of a run's alerts may take together: `DRILLBOOK_NOTIFY_DEADLINE` seconds,
+/// default 60. What is not sent by then is recorded as not sent.
+fn deadline() -> Duration {
+    std::env::var("DRILLBOOK_NOTIFY_DEADLINE")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|s| *s > 0.0 && s.is_finite() && *s < 86_400.0)
+        .map_or(Duration::from_secs(60), Duration::from_secs_f64)
+}
+
 /// Sends what the runbook's alerts ask for about `n`; `state_dir` keeps the per-subject
 /// state (`recovered`, `repeat:`). Never fails: every outcome is returned (and printed).
-pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Notification> {
+/// All of it ends by the [`deadline`], or at once when `stop` fires (an interrupt): the
+/// destinations not reached are recorded as not sent.
+pub async fn notify(
+    runbook: &Runbook,
+    n: &Notice,
+    state_dir: &Path,
+    stop: &crate::cancel::Cancel,
+) -> Vec<Notification> {
     if runbook.alerts.is_empty() {
         return Vec::new();
     }
+    let until = tokio::time::Instant::now() + deadline();
     let now = Utc::now();
     let key = format!("{}/{}", n.runbook, n.subject);
     let mut state = load_state(state_dir);
@@ -460,14 +478,27 @@ pub async fn notify(runbook: &Runbook, n: &Notice, state_dir: &Path) -> Vec<Noti
                 continue;
             }
         }
-        let outcome = match send_one(alert, n, event).await {
-            Ok(()) => {
+        // `Err` here: not tried to the end, and why
+        let sent = tokio::select! {
+            r = send_one(alert, n, event) => Ok(r),
+            () = stop.cancelled() => Err("interrupted".to_owned()),
+            () = tokio::time::sleep_until(until) => Err(format!(
+                "the alerts ran out of time ({}; DRILLBOOK_NOTIFY_DEADLINE)",
+                crate::duration::human(deadline())
+            )),
+        };
+        let outcome = match sent {
+            Err(why) => {
+                eprintln!("drillbook: warning: the {dest} alert was not sent: {why}");
+                format!("not sent: {why}")
+            }
+            Ok(Ok(())) => {
                 if matches!(event, AlertEvent::Failure | AlertEvent::Warning) {
                     last_sent.insert(slot, now);
                 }
                 "sent".to_owned()
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 // the URL may hold a secret: the error names the destination, never the URL
                 eprintln!("drillbook: warning: the {dest} alert could not be sent: {e}");
                 format!("failed: {e}")

@@ -33,6 +33,16 @@ fn get(port: u16, path: &str) -> Option<String> {
 
 #[test]
 fn the_daemon_serves_health_and_metrics_and_stops_on_sigterm() {
+    serves_and_stops_on("TERM");
+}
+
+/// A closed terminal or `systemctl reload`-style SIGHUP stops it as cleanly as SIGTERM.
+#[test]
+fn the_daemon_stops_cleanly_on_sighup() {
+    serves_and_stops_on("HUP");
+}
+
+fn serves_and_stops_on(signal: &str) {
     let port = drillbook::pg::cluster::free_port().expect("port");
     let c = Cli::new().runbook(RUNBOOK).args([
         "daemon",
@@ -63,7 +73,7 @@ fn the_daemon_serves_health_and_metrics_and_stops_on_sigterm() {
     assert!(get(port, "/nope").expect("404").starts_with("HTTP/1.1 404"));
     let pid = child.id().to_string();
     assert!(std::process::Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([&format!("-{signal}"), &pid])
         .status()
         .expect("kill")
         .success());

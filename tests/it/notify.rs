@@ -359,3 +359,63 @@ procedures:
     );
     assert!(m.contains("backup-present (CRITICAL)"), "{m}");
 }
+
+/// A receiver that never answers: an interrupt while the alert is being sent stops
+/// drillbook at once — the alert is recorded as not sent, the record is still appended, and
+/// the exit code stays the run's. Without an interrupt, the alerts' deadline ends it.
+#[test]
+fn an_interrupt_or_the_deadline_stops_alerts_and_the_exit_code_stays() {
+    let (arrived, arrival) = std::sync::mpsc::channel::<()>();
+    let arrived = Arc::new(Mutex::new(arrived));
+    let hang = HttpServer::start(axum::Router::new().fallback(move || {
+        let arrived = arrived.clone();
+        async move {
+            let _ = arrived.lock().expect("channel").send(());
+            std::future::pending::<()>().await;
+            axum::http::StatusCode::OK
+        }
+    }));
+    let yaml = "version: 1\nname: alerted\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: ok\n        shell: 'true'\nalerts:\n  - webhook: { url: \"{{ env.HOOK_URL }}\" }\n    on: [success]\n";
+    let cli = || {
+        Cli::new()
+            .runbook(yaml)
+            .env("HOOK_URL", &format!("{}/hook", hang.url()))
+            .env("DRILLBOOK_NOTIFY_TIMEOUT", "600")
+            .args(["run", "runbook.yaml", "p", "--format", "json"])
+    };
+    let interrupted = cli();
+    let mut child = interrupted
+        .command()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    arrival
+        .recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the alert reached the receiver");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("the webhook alert was not sent: interrupted")
+            && stderr.contains("recorded as entry 1"),
+        "{stderr}"
+    );
+    let history =
+        std::fs::read_to_string(interrupted.dir.join("drills/history.jsonl")).expect("history");
+    assert!(history.contains("not sent: interrupted"), "{history}");
+    // nobody interrupts: the deadline ends the alerts
+    let r = cli().env("DRILLBOOK_NOTIFY_DEADLINE", "1").run();
+    r.code(0);
+    assert!(
+        r.stderr
+            .contains("the webhook alert was not sent: the alerts ran out of time"),
+        "{}",
+        r.stderr
+    );
+}
