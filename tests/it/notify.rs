@@ -384,7 +384,7 @@ fn an_interrupt_or_the_deadline_stops_alerts_and_the_exit_code_stays() {
             .args(["run", "runbook.yaml", "p", "--format", "json"])
     };
     let interrupted = cli();
-    let mut child = interrupted
+    let child = interrupted
         .command()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
