@@ -64,6 +64,9 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         history: args.history.clone(),
         ..RunOptions::default()
     };
+    if let Some(w) = crate::engine::gc::leftovers_warning() {
+        eprintln!("drillbook: warning: {w}");
+    }
     let started = chrono::Utc::now();
     let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
     let status = checks::overall(&results);

@@ -3,6 +3,7 @@
 
 mod check;
 mod daemon;
+mod gc;
 mod history;
 mod plan;
 mod render;
@@ -38,6 +39,7 @@ enum Command {
     Daemon(daemon::Args),
     Render(render::Args),
     History(history::Args),
+    Gc(gc::Args),
     Schema(schema::Args),
 }
 
@@ -77,6 +79,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Daemon(a) => daemon::run(&a).await,
         Command::Render(a) => render::run(&a).await,
         Command::History(a) => history::run(&a).await,
+        Command::Gc(a) => gc::run(&a).await,
         Command::Schema(a) => schema::run(&a),
     };
     match result {

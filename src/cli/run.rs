@@ -57,6 +57,9 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         history: args.history.clone(),
     };
     let terminal = Terminal::new(args.yes);
+    if let Some(w) = crate::engine::gc::leftovers_warning() {
+        eprintln!("drillbook: warning: {w}");
+    }
     let cancel = Cancel::new();
     // listen before anything runs, so an early interrupt still gets cleanup
     let signals = tokio::spawn(watch_signals(cancel.clone(), listen()));

@@ -335,6 +335,13 @@ fn github(rb: &Runbook, jobs: &[Job]) -> String {
             j.name,
             j.args.join(" ")
         );
+        // a job killed by its timeout leaves its scratch servers (a self-hosted runner keeps
+        // them) and Neon branches: removed whatever happened
+        let _ = writeln!(
+            s,
+            "      - name: Remove what a killed run left\n        if: always()\n        run: drillbook gc --yes {}",
+            rb.path
+        );
         s.push_str("      - name: Keep the drill logs\n        if: always()\n        uses: actions/upload-artifact@v4\n        with:\n");
         let _ = writeln!(s, "          name: drillbook-{}\n          path: drills/\n          if-no-files-found: ignore", slug(&j.name));
     }

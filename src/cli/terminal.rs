@@ -114,10 +114,16 @@ impl Observer for Terminal {
     }
 
     fn left_behind(&self, what: &[String]) {
-        self.line("drillbook: cleanup was aborted; left behind, to remove by hand:");
+        self.line(
+            "drillbook: cleanup was aborted; left behind (`drillbook gc --yes` removes them):",
+        );
         for w in what {
             self.line(&format!("  - {w}"));
         }
+    }
+
+    fn warning(&self, message: &str) {
+        self.line(&format!("drillbook: warning: {message}"));
     }
 
     fn step_finished(&self, cleanup: bool, index: usize, rec: &StepRecord) {

@@ -16,6 +16,7 @@ use crate::record::{
 use crate::record::{ErrorClass, Outputs};
 use crate::redact::Redactor;
 use crate::runbook::{ParamValue, Procedure, RtoMark, Runbook, Step};
+use crate::steps::ledger::{Ledger, Undos};
 use crate::steps::{ask_operator, record_approval, Answer, Interaction, StepCx, StepError};
 
 /// Progress of a run, for the terminal. Tests replace it.
@@ -32,6 +33,8 @@ pub trait Observer: Send + Sync {
     /// A second interrupt aborted cleanup: what was not undone, each in words naming its
     /// path or resource.
     fn left_behind(&self, _what: &[String]) {}
+    /// Something the operator should know that is not about a step.
+    fn warning(&self, _message: &str) {}
 }
 
 /// A run that could not start.
@@ -163,8 +166,8 @@ struct Run<'a> {
     /// Confirmations given during the run: by the engine for destructive steps, and by
     /// steps through `StepCx::confirm`; nothing else adds to it.
     approvals: std::sync::Mutex<Vec<Approval>>,
-    /// What steps created, undone after the cleanup steps.
-    undo: std::sync::Mutex<Vec<crate::steps::Undo>>,
+    /// What steps created, undone after the cleanup steps (and kept in the run's ledger).
+    undo: Undos,
     /// Wall time and monotonic clock at the start of the run: step times are the start time
     /// plus monotonic elapsed, so durations and timestamps agree (and follow a paused clock
     /// in tests).
@@ -251,6 +254,22 @@ pub async fn run(
         })
         .collect();
     record.dry_run = opts.dry_run;
+    // what this run creates is written down as it happens, for `gc` should the run be killed
+    let ledger = if opts.dry_run {
+        None
+    } else {
+        let dir = crate::steps::ledger::ledger_dir();
+        match Ledger::begin(&dir, &id, &runbook.name, &procedure.id) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                observer.warning(&format!(
+                    "cannot write the run ledger in {} ({e}): if this run is killed, `drillbook gc` cannot find what it created",
+                    dir.display()
+                ));
+                None
+            }
+        }
+    };
     let clock = tokio::time::Instant::now();
     let mut state = Run {
         runbook,
@@ -260,7 +279,7 @@ pub async fn run(
         vars: Vars::new(runbook, procedure, params, env, &id, started_at, opts),
         redactor,
         approvals: std::sync::Mutex::new(Vec::new()),
-        undo: std::sync::Mutex::new(Vec::new()),
+        undo: Undos::new(ledger),
         started_at,
         clock,
     };
@@ -331,20 +350,19 @@ pub async fn run(
     }
 
     // then what steps created, newest first, whatever the cleanup steps did
-    let created: Vec<crate::steps::Undo> = std::mem::take(
-        &mut *state
-            .undo
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner),
-    );
+    let created = state.undo.take();
     let mut not_undone = Vec::new();
-    for undo in created.iter().rev() {
+    for (index, undo) in created.iter().rev() {
         let rec = state.undo_one(undo, &cleanup_cancel, observer).await;
-        if rec.status != StepStatus::Passed {
+        if rec.status == StepStatus::Passed {
+            state.undo.undone(*index);
+        } else {
             not_undone.push(undo);
         }
         record.cleanup.push(rec);
     }
+    // with nothing left behind the ledger goes; else it stays for `gc`
+    state.undo.finish(!not_undone.is_empty());
     // nothing a step started outlives the run, even when cleanup was aborted
     crate::steps::shell::end_stopped(&cleanup_cancel).await;
     if cleanup_cancel.is_cancelled() {

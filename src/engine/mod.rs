@@ -7,6 +7,7 @@
 pub mod checks;
 mod context;
 mod executor;
+pub mod gc;
 pub mod jobs;
 mod keep;
 pub mod preflight;

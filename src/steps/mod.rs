@@ -10,6 +10,7 @@ pub mod db;
 pub mod freshness;
 pub mod history;
 pub mod http;
+pub mod ledger;
 pub mod local;
 pub mod manual;
 pub mod neon;
@@ -127,7 +128,7 @@ pub struct StepCx<'a> {
     pub redactor: &'a crate::redact::Redactor,
     /// Where a step registers what it created, the moment it exists, so the run undoes it
     /// on every path — even when the step itself is interrupted.
-    pub undo: &'a Mutex<Vec<Undo>>,
+    pub undo: &'a ledger::Undos,
     /// Which attempt this is (1 for the first; more with `retries`).
     pub attempt: u32,
     /// The history store given on the command line (`history.*` kinds read it); None for
@@ -219,10 +220,7 @@ impl Undo {
 impl StepCx<'_> {
     /// Registers something to undo at the end of the run.
     pub fn created(&self, undo: Undo) {
-        self.undo
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(undo);
+        self.undo.push(undo);
     }
 
     /// Asks the operator to confirm (`prompt`), granted in advance by `--yes`; a yes is

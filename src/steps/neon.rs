@@ -915,15 +915,12 @@ impl Run for NeonFinalizeRestore {
         }
         // once finalized the branch serves production: this run must no longer delete it, and
         // its safety-net expiry must go
-        cx.undo
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .retain(|u| match u {
-                Undo::NeonBranch { name, id, .. } => {
-                    *name != b.name && slot_get(id).as_deref() != Some(b.id.as_str())
-                }
-                _ => true,
-            });
+        cx.undo.release(|u| match u {
+            Undo::NeonBranch { name, id, .. } => {
+                *name != b.name && slot_get(id).as_deref() != Some(b.id.as_str())
+            }
+            _ => true,
+        });
         if b.expires_at.is_some() {
             let clear = json!({ "branch": { "expires_at": null } });
             client

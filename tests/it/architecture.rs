@@ -71,6 +71,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "notify",
         &[
+            "cancel",
             "duration",
             "http",
             "record",

@@ -635,7 +635,14 @@ fn an_aborted_cleanup_names_what_it_left_behind() {
         "version: 1\nname: aborted\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    steps:\n      - id: source\n        local.cluster: {{ dir: \"{}\" }}\n      - id: wait\n        shell: sleep 30\n    cleanup:\n      - id: slow-tidy\n        shell: sleep 30\n",
         cluster_dir.display()
     );
-    let cli = cli.runbook(&yaml).args(["run", "runbook.yaml", "drill"]);
+    // its own temporary directory: where the run keeps its ledger, for `gc` below
+    let tmp = cli.dir.join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let tmp_env = tmp.display().to_string();
+    let cli = cli
+        .runbook(&yaml)
+        .env("TMPDIR", &tmp_env)
+        .args(["run", "runbook.yaml", "drill"]);
     let mut child = cli
         .command()
         .stderr(std::process::Stdio::piped())
@@ -663,7 +670,7 @@ fn an_aborted_cleanup_names_what_it_left_behind() {
     let status = child.wait().expect("wait");
     assert_eq!(status.code(), Some(130), "{seen}");
     assert!(
-        seen.contains("cleanup was aborted; left behind, to remove by hand:")
+        seen.contains("cleanup was aborted; left behind (`drillbook gc --yes` removes them):")
             && seen.contains(&format!(
                 "- stop and remove the cluster in {} (its server was stopped; its files remain)",
                 cluster_dir.display()
@@ -689,6 +696,22 @@ fn an_aborted_cleanup_names_what_it_left_behind() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // what was left is found and removed later
+    let r = Cli::new()
+        .env("TMPDIR", &tmp_env)
+        .args(["gc", "--yes"])
+        .run();
+    r.code(0);
+    assert!(
+        r.stdout.contains("removed  ") && r.stdout.contains(&cluster_dir.display().to_string()),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        !cluster_dir.exists(),
+        "{} is still there",
+        cluster_dir.display()
+    );
 }
 
 /// The drill log shows what was proven, for an auditor: the comparison's table, where the

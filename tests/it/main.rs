@@ -7,6 +7,7 @@ mod compare;
 mod daemon;
 mod engine;
 mod fuzz;
+mod gc;
 mod history;
 mod local;
 mod neon;

@@ -36,7 +36,7 @@ fn orders(fake: &FakeNeon, before: u32, after: u32) -> String {
 }
 
 /// The names of the fake's live branches.
-fn branch_names(fake: &FakeNeon) -> Vec<String> {
+pub(crate) fn branch_names(fake: &FakeNeon) -> Vec<String> {
     let mut names: Vec<String> = fake
         .branches()
         .iter()
@@ -65,7 +65,7 @@ fn creates(fake: &FakeNeon) -> usize {
 }
 
 /// A one-procedure runbook on the `production` Neon target.
-fn runbook(kind: &str, steps: &str) -> String {
+pub(crate) fn runbook(kind: &str, steps: &str) -> String {
     format!(
         r#"version: 1
 name: neon-test

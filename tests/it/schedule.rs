@@ -139,6 +139,14 @@ fn github_actions_workflow_is_yaml_with_utc_crons_and_secrets() {
         || s["run"]
             .as_str()
             .is_some_and(|r| r.starts_with("drillbook run ") && r.ends_with(" pitr-drill"))));
+    // a job its timeout kills leaves nothing: `gc` runs whatever happened
+    assert!(
+        steps.iter().any(|s| s["if"] == "always()"
+            && s["run"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("drillbook gc --yes "))),
+        "{text}"
+    );
 }
 
 #[test]
