@@ -157,3 +157,43 @@ fn gc_finds_a_killed_runs_neon_branch_with_or_without_its_ledger() {
     );
     assert_eq!(crate::neon::branch_names(&fake), ["main"]);
 }
+
+/// The shipped local drill killed at several moments — while the base backup is taken,
+/// while the restore runs — leaves servers and directories that `gc --yes` all removes.
+#[test]
+fn a_local_drill_killed_at_any_moment_leaves_nothing_after_gc() {
+    let yaml =
+        std::fs::read_to_string(crate::support::root().join("runbooks/local-pitr-drill.yaml"))
+            .expect("runbook");
+    for moment in ["backup — ", "restore — "] {
+        let tmp = crate::support::TempDir::new();
+        let tmp_env = tmp.path().display().to_string();
+        let cli = || Cli::new().runbook(&yaml).env("TMPDIR", &tmp_env);
+        kill_when(
+            &cli().args([
+                "run",
+                "runbook.yaml",
+                "drill",
+                "--param",
+                "orders=3000",
+                "--param",
+                "customers=300",
+            ]),
+            moment,
+        );
+        let r = cli().args(["gc", "--yes"]).run();
+        r.code(0);
+        assert!(r.stdout.contains("removed"), "{moment}: {}", r.stdout);
+        let left: Vec<String> = std::fs::read_dir(tmp.path())
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("drillbook-"))
+            .collect();
+        assert!(left.is_empty(), "{moment}: left {left:?}\n{}", r.stdout);
+        assert!(
+            !running(&tmp_env),
+            "{moment}: a server still runs from {tmp_env}"
+        );
+    }
+}
