@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{load, out};
+use super::{load, out, out_json};
 use crate::cancel::Cancel;
 use crate::engine::checks::{self, CheckResult, Status};
 use crate::engine::{operator, RunOptions};
@@ -56,7 +56,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         .iter()
         .find(|id| !rb.checks.iter().any(|c| &c.id == *id))
     {
-        eprintln!("drillbook: error: no check `{bad}` in {}", rb.path);
+        say!("drillbook: error: no check `{bad}` in {}", rb.path);
         return Ok(Status::Unknown.code());
     }
     let opts = RunOptions {
@@ -76,7 +76,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         let mut rec = checks::record(&rb, &results, started, &opts.operator);
         rec.notifications = crate::notify::notify(&rb, &notice, &dir).await;
         if let Err(e) = store.append(&rec).await {
-            eprintln!(
+            say!(
                 "drillbook: warning: the check results could not be appended to the history {}: {e}",
                 store.display()
             );
@@ -84,14 +84,11 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     }
     match args.format {
         CheckFormat::Text => out(&text(&rb.name, &results, status)),
-        CheckFormat::Json => out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "runbook": rb.name,
-                "status": status,
-                "checks": results,
-            }))?
-        )),
+        CheckFormat::Json => out_json(&serde_json::json!({
+            "runbook": rb.name,
+            "status": status,
+            "checks": results,
+        }))?,
         CheckFormat::Prometheus => {
             let records: Vec<_> = store
                 .entries()

@@ -41,7 +41,7 @@ pub struct Args {
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
     if !args.listen.ip().is_loopback() {
-        eprintln!(
+        say!(
             "drillbook: error: --listen {}: the daemon serves its endpoints on a loopback address only",
             args.listen
         );
@@ -50,7 +50,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let checks = match Cron::parse(&args.checks) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("drillbook: error: --checks `{}`: {e}", args.checks);
+            say!("drillbook: error: --checks `{}`: {e}", args.checks);
             return Ok(exit::INVALID);
         }
     };
@@ -77,18 +77,18 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         }
     }
     if jobs.is_empty() {
-        eprintln!("drillbook: error: no scheduled procedure and no checks to run");
+        say!("drillbook: error: no scheduled procedure and no checks to run");
         return Ok(exit::INVALID);
     }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("drillbook: error: cannot listen on {}: {e}", args.listen);
+            say!("drillbook: error: cannot listen on {}: {e}", args.listen);
             return Ok(exit::UNAVAILABLE);
         }
     };
     for j in &jobs {
-        eprintln!(
+        say!(
             "drillbook daemon: {} on `{}` ({}), next at {}",
             j.name,
             j.cron.as_str(),
@@ -96,7 +96,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             crate::timestamp::rfc3339(j.cron.next_after(chrono::Utc::now()))
         );
     }
-    eprintln!(
+    say!(
         "drillbook daemon: /healthz and /metrics on http://{}",
         args.listen
     );
@@ -116,7 +116,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             _ = term.recv() => {}
             _ = int.recv() => {}
         }
-        eprintln!("drillbook daemon: stopping: the running jobs are cancelled and clean up");
+        say!("drillbook daemon: stopping: the running jobs are cancelled and clean up");
         stop.interrupt();
     });
     daemon::schedule(

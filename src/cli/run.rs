@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::terminal::Terminal;
-use super::{exit, load, out, Format, ProcedureArgs};
+use super::{exit, load, out, out_json, Format, ProcedureArgs};
 use crate::cancel::Cancel;
 use crate::duration::human;
 use crate::engine::{operator, RunOptions};
@@ -73,12 +73,12 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let record = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("drillbook: error: {e}");
+            say!("drillbook: error: {e}");
             return Ok(e.exit_code());
         }
     };
     match args.format {
-        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&record)?)),
+        Format::Json => out_json(&record)?,
         Format::Text => out(&summary(&record)),
     }
     if record.dry_run {
@@ -89,12 +89,12 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let mut record = record;
     let kept = crate::engine::keep(&rb, &mut record, &store, &dir, args.templates.as_deref()).await;
     match &kept.entry {
-        Ok(entry) => eprintln!(
+        Ok(entry) => say!(
             "drillbook: recorded as entry {} of {}",
             entry.seq,
             store.display()
         ),
-        Err(e) => eprintln!(
+        Err(e) => say!(
             "drillbook: error: the record could not be appended to the history {}: {e}",
             store.display()
         ),
@@ -102,10 +102,10 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     match &kept.log {
         Some(Ok(files)) => {
             if let Some(md) = files.first() {
-                eprintln!("drillbook: drill log {} (.json, .xml)", md.display());
+                say!("drillbook: drill log {} (.json, .xml)", md.display());
             }
         }
-        Some(Err(e)) => eprintln!("drillbook: error: the drill log could not be written: {e}"),
+        Some(Err(e)) => say!("drillbook: error: the drill log could not be written: {e}"),
         None => {}
     }
     Ok(kept.exit_code(record.verdict))
@@ -127,7 +127,7 @@ fn listen() -> Signals {
     ) {
         (Ok(int), Ok(term), Ok(hup)) => Some((int, term, hup)),
         _ => {
-            eprintln!(
+            say!(
                 "drillbook: warning: cannot listen for signals; an interrupt will not run cleanup"
             );
             None
@@ -148,8 +148,8 @@ async fn watch_signals(cancel: Cancel, signals: Signals) {
         }
         // say it before acting on it: once the level rises the run may finish and exit
         match cancel.level() {
-            0 => eprintln!("\ndrillbook: interrupted: stopping the running step; cleanup will run (interrupt again to abort cleanup)"),
-            _ => eprintln!("\ndrillbook: second interrupt: aborting cleanup; resources created by this run may be left behind"),
+            0 => say!("\ndrillbook: interrupted: stopping the running step; cleanup will run (interrupt again to abort cleanup)"),
+            _ => say!("\ndrillbook: second interrupt: aborting cleanup; resources created by this run may be left behind"),
         }
         cancel.interrupt();
     }

@@ -83,13 +83,13 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let checks = match Cron::parse(&args.checks) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("drillbook: error: --checks `{}`: {e}", args.checks);
+            say!("drillbook: error: --checks `{}`: {e}", args.checks);
             return Ok(super::exit::INVALID);
         }
     };
     let jobs = jobs(&rb, &checks);
     if jobs.is_empty() {
-        eprintln!(
+        say!(
             "drillbook: error: {} has no scheduled procedure and no checks",
             rb.path
         );
@@ -109,7 +109,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let workdir = match workdir {
         Ok(d) => d.display().to_string(),
         Err(e) => {
-            eprintln!("drillbook: error: cannot tell the working directory: {e}");
+            say!("drillbook: error: cannot tell the working directory: {e}");
             return Ok(super::exit::INVALID);
         }
     };
@@ -133,7 +133,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         if let (Emit::GithubActions | Emit::Kubernetes, Some((kind, need))) =
             (args.emit, j.host_needs.first())
         {
-            eprintln!(
+            say!(
                 "drillbook: warning: job `{}` runs `{kind}`, which needs {need} on the machine that runs it",
                 j.name
             );
@@ -144,7 +144,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         Emit::Systemd => match systemd(&rb, &jobs, &bin, &workdir) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("drillbook: error: {e}");
+                say!("drillbook: error: {e}");
                 return Ok(super::exit::INVALID);
             }
         },
