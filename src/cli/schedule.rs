@@ -209,11 +209,17 @@ fn crontab(rb: &Runbook, jobs: &[Job], bin: &str, workdir: &str) -> String {
             quote(bin),
             cmd.join(" ")
         );
-        let _ = writeln!(s, "# {}: {}", j.name, j.what);
+        let _ = writeln!(s, "# {}: {}", j.name, one_line(&j.what));
         // cron turns an unescaped % into a newline
         let _ = writeln!(s, "{} {}", j.cron.as_str(), line.replace('%', "\\%"));
     }
     s
+}
+
+/// A procedure's title on one line: in a crontab comment or a unit's `Description=`, a line
+/// break would start a line of its own (a cron job, an `ExecStart=`).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A value for a systemd unit file: `%` starts a specifier there.
@@ -251,7 +257,7 @@ fn systemd(rb: &Runbook, jobs: &[Job], bin: &str, workdir: &str) -> Result<Strin
         })?;
         let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
         let _ = writeln!(s, "\n# ---- {unit}.service");
-        let _ = writeln!(s, "[Unit]\nDescription=drillbook {}: {}\nWants=network-online.target\nAfter=network-online.target\n", j.name, j.what);
+        let _ = writeln!(s, "[Unit]\nDescription=drillbook {}: {}\nWants=network-online.target\nAfter=network-online.target\n", j.name, unit_value(&one_line(&j.what)));
         let _ = writeln!(
             s,
             "[Service]\nType=oneshot\nWorkingDirectory={}",
