@@ -68,13 +68,15 @@ pub mod exit {
 pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
+        // an error quotes the argument it refuses: printed plain, its control characters
+        // made visible; help and the version are clap's own text
+        Err(e) if e.use_stderr() => {
+            err(&e.render().to_string());
+            return exit::INVALID;
+        }
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::INVALID
-            } else {
-                exit::OK
-            };
+            return exit::OK;
         }
     };
     let result = match cli.command {
