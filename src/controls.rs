@@ -15,30 +15,24 @@ fn hidden(c: char) -> bool {
 /// `text` with every control character but `\n` and `\t` written as `\u{…}` (ESC is
 /// `\u{1b}`): the characters are still there to read, and none of them acts.
 pub fn visible(text: &str) -> Cow<'_, str> {
+    replaced(text, |out, c| write!(out, "\\u{{{c:x}}}"))
+}
+
+/// JSON text (as serde_json writes it, which escapes only U+0000–U+001F) with DEL and the C1
+/// controls escaped as `\u00XX` too: the same JSON value, with no byte a terminal acts on.
+pub fn visible_json(json: &str) -> Cow<'_, str> {
+    replaced(json, |out, c| write!(out, "\\u{c:04x}"))
+}
+
+/// `text` with each control character but `\n` and `\t` written by `escape` instead.
+fn replaced(text: &str, escape: fn(&mut String, u32) -> std::fmt::Result) -> Cow<'_, str> {
     if !text.chars().any(hidden) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         if hidden(c) {
-            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
-}
-
-/// JSON text (as serde_json writes it, which escapes only U+0000–U+001F) with DEL and the C1
-/// controls escaped as `\u00XX` too: the same JSON value, with no byte a terminal acts on.
-pub fn visible_json(json: &str) -> Cow<'_, str> {
-    if !json.chars().any(hidden) {
-        return Cow::Borrowed(json);
-    }
-    let mut out = String::with_capacity(json.len() + 16);
-    for c in json.chars() {
-        if hidden(c) {
-            let _ = write!(out, "\\u{:04x}", u32::from(c));
+            let _ = escape(&mut out, u32::from(c));
         } else {
             out.push(c);
         }

@@ -60,6 +60,33 @@ table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #d0d7de;padd
 code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}pre{background:#f6f8fa;padding:1rem;overflow:auto}\
 pre code{padding:0}h1,h2{border-bottom:1px solid #d0d7de;padding-bottom:.3rem}";
 
+/// A link or image as the page shows it: a link to where it points, when that is a safe
+/// scheme (an image would load from elsewhere, or run its `onerror`: its alternative text
+/// becomes the link's text); None when it is only its text.
+fn safe_link(tag: Tag<'_>) -> Option<Tag<'_>> {
+    let (link_type, dest_url, title, id) = match tag {
+        Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        } => (link_type, dest_url, title, id),
+        Tag::Image {
+            dest_url,
+            title,
+            id,
+            ..
+        } => (LinkType::Inline, dest_url, title, id),
+        _ => return None,
+    };
+    escape::safe_url(&dest_url).then_some(Tag::Link {
+        link_type,
+        dest_url,
+        title,
+        id,
+    })
+}
+
 /// The page for `markdown`.
 pub fn page(markdown: &str) -> String {
     let heads = headings(markdown);
@@ -87,37 +114,10 @@ pub fn page(markdown: &str) -> String {
         Event::Html(t) | Event::InlineHtml(t) => Some(Event::Text(t)),
         Event::Start(Tag::HtmlBlock) => Some(Event::Start(Tag::Paragraph)),
         Event::End(TagEnd::HtmlBlock) => Some(Event::End(TagEnd::Paragraph)),
-        Event::Start(Tag::Link {
-            link_type,
-            dest_url,
-            title,
-            id,
-        }) => {
-            let safe = escape::safe_url(&dest_url);
-            kept.push(safe);
-            safe.then_some(Event::Start(Tag::Link {
-                link_type,
-                dest_url,
-                title,
-                id,
-            }))
-        }
-        // an image would load from elsewhere (or run its `onerror`): a link to it instead,
-        // its alternative text as the link's text
-        Event::Start(Tag::Image {
-            dest_url,
-            title,
-            id,
-            ..
-        }) => {
-            let safe = escape::safe_url(&dest_url);
-            kept.push(safe);
-            safe.then_some(Event::Start(Tag::Link {
-                link_type: LinkType::Inline,
-                dest_url,
-                title,
-                id,
-            }))
+        Event::Start(tag @ (Tag::Link { .. } | Tag::Image { .. })) => {
+            let link = safe_link(tag);
+            kept.push(link.is_some());
+            link.map(Event::Start)
         }
         Event::End(TagEnd::Link | TagEnd::Image) => kept
             .pop()

@@ -639,26 +639,11 @@ procedures:
         "{}",
         text.stderr
     );
+    let show = ["history", "show", id, "--history", &history];
     for args in [
-        vec!["history", "show", id, "--history", &history],
-        vec![
-            "history",
-            "show",
-            id,
-            "--history",
-            &history,
-            "--format",
-            "md",
-        ],
-        vec![
-            "history",
-            "show",
-            id,
-            "--history",
-            &history,
-            "--format",
-            "json",
-        ],
+        show.to_vec(),
+        [&show[..], &["--format", "md"]].concat(),
+        [&show[..], &["--format", "json"]].concat(),
         vec!["history", "list", "--history", &history],
         vec!["plan", &runbook, "p"],
         vec!["plan", &runbook],
