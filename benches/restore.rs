@@ -156,7 +156,7 @@ async fn main() {
         settings: vec![
             ("max_wal_size".into(), "4GB".into()),
             // every segment goes to the plain archive and to the pgBackRest repository
-            ("archive_command".into(), format!("'(test -f {a}/%f || cp %p {a}/%f) && {p} --config={c} --stanza=bench archive-push %p'", a = archive.display(), p = pgbackrest.display(), c = conf.display())),
+            ("archive_command".into(), format!("(test -f {a}/%f || cp %p {a}/%f) && {p} --config={c} --stanza=bench archive-push %p", a = archive.display(), p = pgbackrest.display(), c = conf.display())),
         ],
         private: false,
         superuser: None,

@@ -71,8 +71,9 @@ pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
 pub fn stderr_log() -> Log {
     Arc::new(|line: &str| {
         eprintln!(
-            "{} drillbook daemon: {line}",
-            crate::timestamp::rfc3339(Utc::now())
+            "{} drillbook daemon: {}",
+            crate::timestamp::rfc3339(Utc::now()),
+            crate::controls::visible(line)
         );
     })
 }

@@ -8,9 +8,10 @@
 //! The modules form layers; each imports only lower layers (`tests/it/architecture.rs` holds
 //! the table and fails on any other import). Lowest first:
 //!
-//! 1. Utilities: [`cancel`] (the run's two-level interrupt signal, boxed futures), [`hex`],
-//!    [`http`] (the shared HTTP client, percent-encoding), [`redact`] (secrets and passwords
-//!    masked in every text that leaves the process).
+//! 1. Utilities: [`cancel`] (the run's two-level interrupt signal, boxed futures),
+//!    [`controls`] (control characters made visible in what reaches a terminal or a
+//!    document), [`hex`], [`http`] (the shared HTTP client, percent-encoding), [`redact`]
+//!    (secrets and passwords masked in every text that leaves the process).
 //! 2. Value types runbooks are written in: [`duration`], [`timestamp`], [`cron`],
 //!    [`diagnostic`] (places, caret snippets, "did you mean", the path of a value in a
 //!    runbook), [`template`] (the minijinja environment, strict undefined).
@@ -32,6 +33,7 @@
 
 pub mod cancel;
 pub mod cli;
+pub mod controls;
 pub mod cron;
 pub mod daemon;
 pub mod diagnostic;

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use super::{load, out};
+use super::{load, out, out_json};
 use crate::cancel::Cancel;
 use crate::engine::checks::{self, CheckResult, Status};
 use crate::engine::{operator, RunOptions};
@@ -56,7 +56,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         .iter()
         .find(|id| !rb.checks.iter().any(|c| &c.id == *id))
     {
-        eprintln!("drillbook: error: no check `{bad}` in {}", rb.path);
+        say!("drillbook: error: no check `{bad}` in {}", rb.path);
         return Ok(Status::Unknown.code());
     }
     let opts = RunOptions {
@@ -65,7 +65,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         ..RunOptions::default()
     };
     if let Some(w) = crate::engine::gc::leftovers_warning() {
-        eprintln!("drillbook: warning: {w}");
+        say!("drillbook: warning: {w}");
     }
     let started = chrono::Utc::now();
     let results = checks::run(&rb, &args.only, &opts, args.timeout, &Cancel::new()).await;
@@ -79,7 +79,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         let mut rec = checks::record(&rb, &results, started, &opts.operator);
         rec.notifications = crate::notify::notify(&rb, &notice, &dir, &Cancel::new()).await;
         if let Err(e) = store.append(&rec).await {
-            eprintln!(
+            say!(
                 "drillbook: warning: the check results could not be appended to the history {}: {e}",
                 store.display()
             );
@@ -87,19 +87,16 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     }
     match args.format {
         CheckFormat::Text => out(&text(&rb.name, &results, status)),
-        CheckFormat::Json => out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "runbook": rb.name,
-                "status": status,
-                "checks": results,
-            }))?
-        )),
+        CheckFormat::Json => out_json(&serde_json::json!({
+            "runbook": rb.name,
+            "status": status,
+            "checks": results,
+        }))?,
         CheckFormat::Prometheus => {
             let (entries, intact) = match store.trusted_entries().await {
                 Ok(e) => (e, Some(true)),
                 Err(e) => {
-                    eprintln!("drillbook: warning: {e}");
+                    say!("drillbook: warning: {e}");
                     let broken = matches!(e, crate::history::HistoryError::Broken { .. });
                     (Vec::new(), if broken { Some(false) } else { None })
                 }

@@ -41,7 +41,7 @@ pub struct Args {
 
 pub async fn run(args: &Args) -> anyhow::Result<u8> {
     if !args.listen.ip().is_loopback() {
-        eprintln!(
+        say!(
             "drillbook: error: --listen {}: the daemon serves its endpoints on a loopback address only",
             args.listen
         );
@@ -50,7 +50,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let checks = match Cron::parse(&args.checks) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("drillbook: error: --checks `{}`: {e}", args.checks);
+            say!("drillbook: error: --checks `{}`: {e}", args.checks);
             return Ok(exit::INVALID);
         }
     };
@@ -77,13 +77,13 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         }
     }
     if jobs.is_empty() {
-        eprintln!("drillbook: error: no scheduled procedure and no checks to run");
+        say!("drillbook: error: no scheduled procedure and no checks to run");
         return Ok(exit::INVALID);
     }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("drillbook: error: cannot listen on {}: {e}", args.listen);
+            say!("drillbook: error: cannot listen on {}: {e}", args.listen);
             return Ok(exit::UNAVAILABLE);
         }
     };
@@ -91,10 +91,10 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     // at once too, not only when the first check runs
     let store = crate::history::Store::from_arg(args.history.as_deref());
     if let Err(e @ crate::history::HistoryError::Broken { .. }) = store.trusted_entries().await {
-        eprintln!("drillbook daemon: {e}; the history checks will fail until it is restored");
+        say!("drillbook daemon: {e}; the history checks will fail until it is restored");
     }
     for j in &jobs {
-        eprintln!(
+        say!(
             "drillbook daemon: {} on `{}` ({}), next at {}",
             j.name,
             j.cron.as_str(),
@@ -102,7 +102,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             crate::timestamp::rfc3339(j.cron.next_after(chrono::Utc::now()))
         );
     }
-    eprintln!(
+    say!(
         "drillbook daemon: /healthz and /metrics on http://{}",
         args.listen
     );
@@ -120,7 +120,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             signal(SignalKind::interrupt()),
             signal(SignalKind::hangup()),
         ) else {
-            eprintln!("drillbook daemon: warning: cannot listen for signals; a signal will stop it without cleanup");
+            say!("drillbook daemon: warning: cannot listen for signals; a signal will stop it without cleanup");
             return;
         };
         loop {
@@ -130,8 +130,8 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
                 _ = hup.recv() => {}
             }
             match stop.interrupt() {
-                1 => eprintln!("drillbook daemon: stopping: the running jobs are cancelled and clean up (a second signal forces the stop)"),
-                _ => eprintln!("drillbook daemon: second signal: forcing the stop; the running jobs abort their cleanup"),
+                1 => say!("drillbook daemon: stopping: the running jobs are cancelled and clean up (a second signal forces the stop)"),
+                _ => say!("drillbook daemon: second signal: forcing the stop; the running jobs abort their cleanup"),
             }
         }
     });

@@ -44,7 +44,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let found = gc::find(&runbooks, args.older_than.std()).await;
     let mut code = exit::OK;
     for u in &found.unreachable {
-        eprintln!("drillbook: error: cannot search {u}");
+        say!("drillbook: error: cannot search {u}");
         code = exit::UNAVAILABLE;
     }
     if found.orphans.is_empty() {

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
 use serde::Serialize;
 
-use super::{exit, out, Format};
+use super::{exit, out, out_json, Format};
 use crate::duration::human;
 use crate::history::{Entry, Store};
 use crate::record::{DrillRecord, Verdict};
@@ -206,7 +206,7 @@ async fn entries(store: &Store, trust: Trust) -> anyhow::Result<Vec<Entry>> {
     Ok(match (store.trusted_entries().await, trust) {
         (Ok(e), _) => e,
         (Err(e @ crate::history::HistoryError::Broken { .. }), Trust::Warn) => {
-            eprintln!("drillbook: warning: {e}");
+            say!("drillbook: warning: {e}");
             store.entries().await.map_err(|e| store_error("read", &e))?
         }
         (Err(e @ crate::history::HistoryError::Broken { .. }), Trust::Required) => {
@@ -224,7 +224,7 @@ async fn records(store: &Store, trust: Trust) -> anyhow::Result<Vec<(Entry, Dril
     for entry in entries {
         match entry.drill() {
             Ok(r) => out.push((entry, r)),
-            Err(e) => eprintln!(
+            Err(e) => say!(
                 "drillbook: warning: history {}: entry {} (record {}) skipped, not a readable record: {e}",
                 store.display(),
                 entry.seq,
@@ -329,7 +329,7 @@ async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<u8> {
     match args.format {
         Format::Json => {
             let rows: Vec<Summary> = picked.iter().map(|(e, r)| summary(e, r)).collect();
-            out(&format!("{}\n", serde_json::to_string_pretty(&rows)?));
+            out_json(&rows)?;
         }
         Format::Text if all.is_empty() => {
             out(&format!("no records in history {}\n", store.display()));
@@ -384,7 +384,7 @@ async fn verify(store: &Store, args: &VerifyArgs) -> anyhow::Result<u8> {
         exit::OK
     };
     match args.format {
-        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&v)?)),
+        Format::Json => out_json(&v)?,
         Format::Text => {
             let name = store.display();
             let text = match (&v.broken, &v.head) {
@@ -418,13 +418,10 @@ async fn repair(store: &Store, args: &RepairArgs) -> anyhow::Result<u8> {
         .await
         .map_err(|e| store_error("repair", &e))?;
     match args.format {
-        Format::Json => out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "history": store.display(),
-                "repaired": done,
-            }))?
-        )),
+        Format::Json => out_json(&serde_json::json!({
+            "history": store.display(),
+            "repaired": done,
+        }))?,
         Format::Text => out(&format!(
             "history {}: {}\n",
             store.display(),

@@ -1,6 +1,15 @@
 //! The command line: clap derive, one file per subcommand. Every subcommand returns its exit
 //! code; errors are printed once, with their cause chain, here.
 
+/// `eprintln!` with the line's control characters made visible ([`crate::controls::visible`]):
+/// messages quote errors, step output and runbook text, none of which may act on the
+/// operator's terminal. Every line the command line writes to stderr goes through it.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::err(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod check;
 mod daemon;
 mod gc;
@@ -61,13 +70,15 @@ pub mod exit {
 pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
+        // an error quotes the argument it refuses: printed plain, its control characters
+        // made visible; help and the version are clap's own text
+        Err(e) if e.use_stderr() => {
+            err(&e.render().to_string());
+            return exit::INVALID;
+        }
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() {
-                exit::INVALID
-            } else {
-                exit::OK
-            };
+            return exit::OK;
         }
     };
     let result = match cli.command {
@@ -85,7 +96,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("drillbook: error: {e:#}");
+            say!("drillbook: error: {e:#}");
             exit::UNAVAILABLE
         }
     }
@@ -116,24 +127,42 @@ fn load(path: &str) -> Option<crate::runbook::Runbook> {
     match crate::runbook::load_file(path) {
         Ok(rb) => {
             for w in &rb.warnings {
-                eprint!(
-                    "{}",
-                    w.render(path, &std::fs::read_to_string(path).unwrap_or_default())
-                );
+                err(&w.render(path, &std::fs::read_to_string(path).unwrap_or_default()));
             }
             Some(rb)
         }
         Err(e) => {
-            eprintln!("{e}");
+            say!("{e}");
             None
         }
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) is not an error worth a message.
+/// Writes text to stdout, its control characters made visible ([`crate::controls::visible`]);
+/// a closed pipe (`| head`) is not an error worth a message.
 fn out(text: &str) {
+    write_out(&crate::controls::visible(text));
+}
+
+/// Writes `value` to stdout as pretty JSON, with no byte a terminal acts on
+/// ([`crate::controls::visible_json`]: the same value).
+fn out_json(value: &impl serde::Serialize) -> Result<(), serde_json::Error> {
+    let text = serde_json::to_string_pretty(value)? + "\n";
+    write_out(&crate::controls::visible_json(&text));
+    Ok(())
+}
+
+fn write_out(text: &str) {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
+}
+
+/// Writes text to stderr, its control characters made visible; what `say!` calls.
+fn err(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr()
+        .lock()
+        .write_all(crate::controls::visible(text).as_bytes());
 }

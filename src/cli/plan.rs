@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use chrono::Utc;
 use serde_json::json;
 
-use super::{exit, load, out, Format};
+use super::{exit, load, out, out_json, Format};
 use crate::engine::{find_procedure, plan_params};
 use crate::runbook::{Procedure, RtoMark, Runbook, Step};
 
@@ -44,23 +44,23 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         return Ok(exit::INVALID);
     };
     let Some(id) = &args.procedure else {
-        out(&match args.format {
-            Format::Json => format!("{}\n", serde_json::to_string_pretty(&procedures_json(&rb))?),
-            Format::Text => procedures_text(&rb),
-        });
+        match args.format {
+            Format::Json => out_json(&procedures_json(&rb))?,
+            Format::Text => out(&procedures_text(&rb)),
+        }
         return Ok(exit::OK);
     };
     let procedure = match find_procedure(&rb, id) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("drillbook: error: {e}");
+            say!("drillbook: error: {e}");
             return Ok(e.exit_code());
         }
     };
     let params = match plan_params(procedure, &args.params) {
         Ok(p) => p,
         Err(e) => {
-            eprintln!("drillbook: error: {e}");
+            say!("drillbook: error: {e}");
             return Ok(e.exit_code());
         }
     };
@@ -91,7 +91,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         match crate::engine::preflight(&rb, procedure, &args.params).await {
             Ok(items) => Some(items),
             Err(e) => {
-                eprintln!("drillbook: error: {e}");
+                say!("drillbook: error: {e}");
                 return Ok(e.exit_code());
             }
         }
@@ -121,7 +121,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
                 "objectives": rb.objectives,
                 "preflight": preflight,
             });
-            out(&format!("{}\n", serde_json::to_string_pretty(&plan)?));
+            out_json(&plan)?;
         }
         Format::Text => {
             let mut t = text(&rb, procedure, &resolved, &does);

@@ -85,21 +85,21 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let (entries, broken) = match store.trusted_entries().await {
         Ok(e) => (e, None),
         Err(e @ HistoryError::Broken { .. }) if args.allow_broken_history => {
-            eprintln!("drillbook: warning: {e}");
+            say!("drillbook: warning: {e}");
             match store.entries().await {
                 Ok(all) => (all, Some(e.to_string())),
                 Err(e) => {
-                    eprintln!("drillbook: error: cannot read the history: {e}");
+                    say!("drillbook: error: cannot read the history: {e}");
                     return Ok(exit::UNAVAILABLE);
                 }
             }
         }
         Err(e @ HistoryError::Broken { .. }) => {
-            eprintln!("drillbook: error: {e}. Render anyway with --allow-broken-history, which says so in the document");
+            say!("drillbook: error: {e}. Render anyway with --allow-broken-history, which says so in the document");
             return Ok(exit::UNAVAILABLE);
         }
         Err(e) => {
-            eprintln!("drillbook: error: cannot read the history: {e}");
+            say!("drillbook: error: cannot read the history: {e}");
             return Ok(exit::UNAVAILABLE);
         }
     };
@@ -112,14 +112,14 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let (when, source) = match as_of(args.as_of.as_deref(), newest) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("drillbook: error: {e}");
+            say!("drillbook: error: {e}");
             return Ok(exit::INVALID);
         }
     };
     let renderer = match Renderer::new(args.templates.as_deref()) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("drillbook: error: {e}");
+            say!("drillbook: error: {e}");
             return Ok(exit::INVALID);
         }
     };
@@ -134,13 +134,13 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let markdown = match renderer.render("runbook.md.j2", &context) {
         Ok(m) => m,
         Err(e) => {
-            eprintln!("drillbook: error: {e}");
+            say!("drillbook: error: {e}");
             return Ok(exit::INVALID);
         }
     };
     let problems = lint::problems(&markdown);
     if !problems.is_empty() {
-        eprintln!(
+        say!(
             "drillbook: error: the rendered document is not sound Markdown:\n  {}",
             problems.join("\n  ")
         );
@@ -164,11 +164,11 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             stale.push(html_path);
         }
         if stale.is_empty() {
-            eprintln!("drillbook: {} is up to date", path.display());
+            say!("drillbook: {} is up to date", path.display());
             return Ok(exit::OK);
         }
         for p in stale {
-            eprintln!(
+            say!(
                 "drillbook: {} is out of date: run `drillbook render {} -o {}`{}",
                 p.display(),
                 args.runbook,
@@ -179,10 +179,10 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         return Ok(exit::FAILED);
     }
     write(path, &markdown)?;
-    eprintln!("drillbook: wrote {}", path.display());
+    say!("drillbook: wrote {}", path.display());
     if args.html {
         write(&html_path, &html::page(&markdown))?;
-        eprintln!("drillbook: wrote {}", html_path.display());
+        say!("drillbook: wrote {}", html_path.display());
     }
     Ok(exit::OK)
 }

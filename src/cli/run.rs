@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::terminal::Terminal;
-use super::{exit, load, out, Format, ProcedureArgs};
+use super::{exit, load, out, out_json, Format, ProcedureArgs};
 use crate::cancel::Cancel;
 use crate::duration::human;
 use crate::engine::{operator, RunOptions};
@@ -58,7 +58,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     };
     let terminal = Terminal::new(args.yes);
     if let Some(w) = crate::engine::gc::leftovers_warning() {
-        eprintln!("drillbook: warning: {w}");
+        say!("drillbook: warning: {w}");
     }
     let cancel = Cancel::new();
     // listen before anything runs, so an early interrupt still gets cleanup
@@ -76,12 +76,12 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let record = match result {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("drillbook: error: {e}");
+            say!("drillbook: error: {e}");
             return Ok(e.exit_code());
         }
     };
     match args.format {
-        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&record)?)),
+        Format::Json => out_json(&record)?,
         Format::Text => out(&summary(&record)),
     }
     if record.dry_run {
@@ -105,12 +105,12 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     .await;
     signals.abort();
     match &kept.entry {
-        Ok(entry) => eprintln!(
+        Ok(entry) => say!(
             "drillbook: recorded as entry {} of {}",
             entry.seq,
             store.display()
         ),
-        Err(e) => eprintln!(
+        Err(e) => say!(
             "drillbook: error: the record could not be appended to the history {}: {e}",
             store.display()
         ),
@@ -118,10 +118,10 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     match &kept.log {
         Some(Ok(files)) => {
             if let Some(md) = files.first() {
-                eprintln!("drillbook: drill log {} (.json, .xml)", md.display());
+                say!("drillbook: drill log {} (.json, .xml)", md.display());
             }
         }
-        Some(Err(e)) => eprintln!("drillbook: error: the drill log could not be written: {e}"),
+        Some(Err(e)) => say!("drillbook: error: the drill log could not be written: {e}"),
         None => {}
     }
     Ok(kept.exit_code(record.verdict))
@@ -143,7 +143,7 @@ fn listen() -> Signals {
     ) {
         (Ok(int), Ok(term), Ok(hup)) => Some((int, term, hup)),
         _ => {
-            eprintln!(
+            say!(
                 "drillbook: warning: cannot listen for signals; an interrupt will not run cleanup"
             );
             None
@@ -164,8 +164,8 @@ async fn watch_signals(cancel: Cancel, signals: Signals) {
         }
         // say it before acting on it: once the level rises the run may finish and exit
         match cancel.level() {
-            0 => eprintln!("\ndrillbook: interrupted: stopping the running step; cleanup will run (interrupt again to abort cleanup)"),
-            _ => eprintln!("\ndrillbook: second interrupt: aborting cleanup; resources created by this run may be left behind"),
+            0 => say!("\ndrillbook: interrupted: stopping the running step; cleanup will run (interrupt again to abort cleanup)"),
+            _ => say!("\ndrillbook: second interrupt: aborting cleanup; resources created by this run may be left behind"),
         }
         cancel.interrupt();
     }
@@ -181,7 +181,7 @@ async fn watch_alert_signals(stop: Cancel, signals: Signals) {
         _ = term.recv() => {}
         _ = hup.recv() => {}
     }
-    eprintln!("\ndrillbook: interrupted: the alerts not sent yet are skipped; the record is kept");
+    say!("\ndrillbook: interrupted: the alerts not sent yet are skipped; the record is kept");
     stop.interrupt();
 }
 

@@ -83,13 +83,13 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let checks = match Cron::parse(&args.checks) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("drillbook: error: --checks `{}`: {e}", args.checks);
+            say!("drillbook: error: --checks `{}`: {e}", args.checks);
             return Ok(super::exit::INVALID);
         }
     };
     let jobs = jobs(&rb, &checks);
     if jobs.is_empty() {
-        eprintln!(
+        say!(
             "drillbook: error: {} has no scheduled procedure and no checks",
             rb.path
         );
@@ -109,7 +109,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     let workdir = match workdir {
         Ok(d) => d.display().to_string(),
         Err(e) => {
-            eprintln!("drillbook: error: cannot tell the working directory: {e}");
+            say!("drillbook: error: cannot tell the working directory: {e}");
             return Ok(super::exit::INVALID);
         }
     };
@@ -133,7 +133,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         if let (Emit::GithubActions | Emit::Kubernetes, Some((kind, need))) =
             (args.emit, j.host_needs.first())
         {
-            eprintln!(
+            say!(
                 "drillbook: warning: job `{}` runs `{kind}`, which needs {need} on the machine that runs it",
                 j.name
             );
@@ -144,7 +144,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         Emit::Systemd => match systemd(&rb, &jobs, &bin, &workdir) {
             Ok(t) => t,
             Err(e) => {
-                eprintln!("drillbook: error: {e}");
+                say!("drillbook: error: {e}");
                 return Ok(super::exit::INVALID);
             }
         },
@@ -209,11 +209,17 @@ fn crontab(rb: &Runbook, jobs: &[Job], bin: &str, workdir: &str) -> String {
             quote(bin),
             cmd.join(" ")
         );
-        let _ = writeln!(s, "# {}: {}", j.name, j.what);
+        let _ = writeln!(s, "# {}: {}", j.name, one_line(&j.what));
         // cron turns an unescaped % into a newline
         let _ = writeln!(s, "{} {}", j.cron.as_str(), line.replace('%', "\\%"));
     }
     s
+}
+
+/// A procedure's title on one line: in a crontab comment or a unit's `Description=`, a line
+/// break would start a line of its own (a cron job, an `ExecStart=`).
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A value for a systemd unit file: `%` starts a specifier there.
@@ -251,7 +257,7 @@ fn systemd(rb: &Runbook, jobs: &[Job], bin: &str, workdir: &str) -> Result<Strin
         })?;
         let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
         let _ = writeln!(s, "\n# ---- {unit}.service");
-        let _ = writeln!(s, "[Unit]\nDescription=drillbook {}: {}\nWants=network-online.target\nAfter=network-online.target\n", j.name, j.what);
+        let _ = writeln!(s, "[Unit]\nDescription=drillbook {}: {}\nWants=network-online.target\nAfter=network-online.target\n", j.name, unit_value(&one_line(&j.what)));
         let _ = writeln!(
             s,
             "[Service]\nType=oneshot\nWorkingDirectory={}",

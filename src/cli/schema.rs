@@ -1,6 +1,6 @@
 //! `drillbook schema`: the JSON Schema of the runbook format.
 
-use super::{exit, out};
+use super::{exit, out_json};
 
 /// Print the JSON Schema (draft-07) of the runbook format, for editors and CI.
 ///
@@ -14,6 +14,6 @@ pub struct Args {}
 
 pub fn run(_: &Args) -> anyhow::Result<u8> {
     let schema = crate::runbook::schema::runbook_schema();
-    out(&format!("{}\n", serde_json::to_string_pretty(&schema)?));
+    out_json(&schema)?;
     Ok(exit::OK)
 }

@@ -25,9 +25,11 @@ impl Terminal {
         }
     }
 
+    /// One line on stderr: step titles, errors and instructions quote runbook text and
+    /// step output, whose control characters are made visible here.
     fn line(&self, text: &str) {
         let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{text}");
+        let _ = writeln!(err, "{}", crate::controls::visible(text));
     }
 
     fn position(&self, cleanup: bool, index: usize) -> String {
@@ -59,6 +61,7 @@ impl Interaction for Terminal {
         Box::pin(async move {
             tokio::task::spawn_blocking(move || {
                 let mut err = std::io::stderr().lock();
+                let question = crate::controls::visible(&question);
                 write!(err, "      ? {question} [y/N] ")?;
                 err.flush()?;
                 let mut answer = String::new();

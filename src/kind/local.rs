@@ -23,7 +23,8 @@ pub struct LocalCluster {
     pub dir: Option<String>,
     /// Database to create (default `app`).
     pub database: Option<String>,
-    /// Extra `postgresql.conf` settings.
+    /// Extra `postgresql.conf` settings, by name (`[A-Za-z_][A-Za-z0-9_.]*`); each value is
+    /// written quoted and may not hold a line break.
     #[serde(default)]
     pub settings: indexmap::IndexMap<String, Text>,
 }
@@ -50,6 +51,31 @@ impl Spec for LocalCluster {
             scratch: Some(Scratch::LocalCluster),
             ..Effects::NONE
         }
+    }
+
+    /// What `pg::cluster::conf_line` refuses when the cluster is created, found already where
+    /// the runbook shows it (a templated value is checked again once rendered).
+    fn check(&self) -> Result<(), Invalid> {
+        for (name, value) in &self.settings {
+            let mut chars = name.chars();
+            let is_name = chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+            if !is_name {
+                return Err(Invalid::at(
+                    "settings",
+                    format!("{name:?} is not a setting name: letters, digits, `_` and `.`, not starting with a digit"),
+                ));
+            }
+            if value.0.contains(['\n', '\r', '\0']) {
+                return Err(Invalid::at(
+                    "settings",
+                    format!("setting `{name}`: the value holds a line break or a NUL, which a postgresql.conf value cannot hold"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn summary(&self) -> String {

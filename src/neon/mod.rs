@@ -808,7 +808,7 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
 
 /// Retry notices go to stderr, where the operator sees progress.
 fn tracing_note(text: &str) {
-    eprintln!("  … {text}");
+    eprintln!("  … {}", crate::controls::visible(text));
 }
 
 /// An empty JSON object (for calls whose body is optional).

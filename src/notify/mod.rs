@@ -112,6 +112,17 @@ fn event_name(e: AlertEvent) -> &'static str {
     }
 }
 
+/// Text from a run (a step's output, an error, a runbook's or operator's name) as Slack
+/// message text: `&`, `<` and `>` escaped, as Slack's formatting rules ask, so nothing in it
+/// is read as a mention (`<!channel>`), a link (`<https://…|label>`) or an entity.
+fn slack_text(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// A Block Kit message about `n`; every text from the run is escaped ([`slack_text`]), and
+/// only drillbook's own markup (`*Runbook*`, the run id's code span) is mrkdwn.
 fn slack_body(n: &Notice, event: AlertEvent) -> Value {
     let icon = match event {
         AlertEvent::Failure => ":red_circle:",
@@ -119,42 +130,45 @@ fn slack_body(n: &Notice, event: AlertEvent) -> Value {
         AlertEvent::Recovered => ":large_green_circle:",
         AlertEvent::Success => ":white_check_mark:",
     };
-    let title = format!(
+    let title = slack_text(&format!(
         "{icon} {} {}: {} / {}",
         n.kind,
         event_name(event),
         n.runbook,
         n.subject
-    );
+    ));
+    let summary = slack_text(&n.summary);
     let mut fields = vec![
-        json!({"type": "mrkdwn", "text": format!("*Runbook*\n{}", n.runbook)}),
-        json!({"type": "mrkdwn", "text": format!("*{}*\n{}", if n.kind == "check" { "Checks" } else { "Procedure" }, n.subject)}),
+        json!({"type": "mrkdwn", "text": format!("*Runbook*\n{}", slack_text(&n.runbook))}),
+        json!({"type": "mrkdwn", "text": format!("*{}*\n{}", if n.kind == "check" { "Checks" } else { "Procedure" }, slack_text(&n.subject))}),
     ];
     if let Some(id) = &n.run_id {
-        fields.push(json!({"type": "mrkdwn", "text": format!("*Run*\n`{id}`")}));
+        fields.push(json!({"type": "mrkdwn", "text": format!("*Run*\n`{}`", slack_text(id))}));
     }
     if let Some(since) = n.since {
         fields.push(json!({"type": "mrkdwn", "text": format!("*Failing since*\n{}", crate::timestamp::rfc3339(since))}));
     }
-    fields.push(json!({"type": "mrkdwn", "text": format!("*Operator*\n{}", n.operator)}));
+    fields.push(
+        json!({"type": "mrkdwn", "text": format!("*Operator*\n{}", slack_text(&n.operator))}),
+    );
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "text": title.chars().take(150).collect::<String>()}}),
-        json!({"type": "section", "text": {"type": "mrkdwn", "text": n.summary}, "fields": fields}),
+        json!({"type": "section", "text": {"type": "mrkdwn", "text": summary}, "fields": fields}),
     ];
     if !n.details.is_empty() {
         let list: Vec<String> = n
             .details
             .iter()
             .take(10)
-            .map(|d| format!("• {d}"))
+            .map(|d| format!("• {}", slack_text(d)))
             .collect();
         blocks
             .push(json!({"type": "section", "text": {"type": "mrkdwn", "text": list.join("\n")}}));
     }
     if let Some(log) = &n.log {
-        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("Drill log: `{log}`")}]}));
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn", "text": format!("Drill log: `{}`", slack_text(log))}]}));
     }
-    json!({ "text": format!("{title}: {}", n.summary), "blocks": blocks })
+    json!({ "text": format!("{title}: {summary}"), "blocks": blocks })
 }
 
 fn webhook_body(n: &Notice, event: AlertEvent) -> Value {
@@ -567,6 +581,38 @@ mod tests {
         assert_eq!(
             r,
             json!({"routing_key": "k", "event_action": "resolve", "dedup_key": "drillbook:prod:checks"})
+        );
+    }
+
+    /// A step's output cannot ping a channel or forge a link: every `<`, `>` and `&` from
+    /// the run reaches Slack escaped, in every text of the message.
+    #[test]
+    fn slack_messages_escape_what_the_run_wrote() {
+        let mut n = notice(false);
+        n.summary = "FAILED: step `x` failed: <!channel> see <https://evil.example|the fix>".into();
+        n.details = vec!["x: <!here> & <@U123>".into()];
+        n.operator = "<!everyone>".into();
+        n.log = Some("drills/<!channel>.md".into());
+        let body = slack_body(&n, AlertEvent::Failure);
+        let text = body.to_string();
+        for active in [
+            "<!channel>",
+            "<!here>",
+            "<!everyone>",
+            "<@U123>",
+            "<https://",
+        ] {
+            assert!(!text.contains(active), "{active} in {body:#}");
+        }
+        assert!(
+            body["blocks"][1]["text"]["text"].as_str().is_some_and(
+                |t| t.ends_with("&lt;!channel&gt; see &lt;https://evil.example|the fix&gt;")
+            ),
+            "{body:#}"
+        );
+        assert_eq!(
+            body["blocks"][2]["text"]["text"],
+            "• x: &lt;!here&gt; &amp; &lt;@U123&gt;"
         );
     }
 

@@ -28,6 +28,9 @@ pub enum ClusterError {
     Command { what: String, detail: String },
     #[error("{0}")]
     Io(String),
+    /// A `postgresql.conf` setting that could not be written as one line of its own.
+    #[error("{0}")]
+    Setting(String),
 }
 
 impl ClusterError {
@@ -137,7 +140,9 @@ pub struct InitOptions {
     pub archive_dir: Option<PathBuf>,
     /// Throwaway speed: `fsync=off` and friends. Never for data anyone keeps.
     pub unsafe_fast: bool,
-    /// Extra `postgresql.conf` lines, e.g. `("max_wal_size", "4GB")`.
+    /// Extra `postgresql.conf` settings, name and value as text, e.g. `("max_wal_size",
+    /// "4GB")`: each value is written quoted ([`conf_line`]), so it is never PostgreSQL
+    /// syntax of its own.
     pub settings: Vec<(String, String)>,
     /// Listen only on a Unix socket in a directory only the server's account can enter,
     /// instead of loopback TCP.
@@ -215,7 +220,6 @@ impl Cluster {
         opts: &InitOptions,
     ) -> Result<Cluster, ClusterError> {
         let account = server_account()?;
-        new_root(root)?;
         let cluster = Cluster {
             bin,
             root: root.to_owned(),
@@ -225,6 +229,10 @@ impl Cluster {
             private: opts.private,
             superuser: opts.superuser.clone().unwrap_or_else(|| "postgres".into()),
         };
+        // every line is checked before anything exists: a setting that cannot be written
+        // stops the cluster before its first directory
+        let text = settings_text(&cluster.socket_dir(), opts)?;
+        new_root(root)?;
         for dir in [
             cluster.root.clone(),
             cluster.data_dir(),
@@ -258,46 +266,6 @@ impl Cluster {
                 ],
             )
             .await?;
-        let listen = if opts.private { "''" } else { "'127.0.0.1'" };
-        let mut conf = vec![
-            ("listen_addresses".to_owned(), listen.to_owned()),
-            (
-                "unix_socket_permissions".to_owned(),
-                if opts.private { "0700" } else { "0777" }.to_owned(),
-            ),
-            (
-                "unix_socket_directories".to_owned(),
-                conf_string(&cluster.socket_dir().display().to_string()),
-            ),
-            ("max_connections".to_owned(), "50".to_owned()),
-        ];
-        if let Some(archive) = &opts.archive_dir {
-            conf.push(("archive_mode".into(), "on".into()));
-            conf.push(("wal_level".into(), "replica".into()));
-            // copy to a temporary name and rename, so an interrupted copy never leaves a
-            // partial segment under the real name
-            let a = shell_quote(&archive.display().to_string().replace('%', "%%"));
-            conf.push((
-                "archive_command".into(),
-                conf_string(&format!(
-                    "test ! -f {a}/%f && cp %p {a}/%f.tmp && mv {a}/%f.tmp {a}/%f"
-                )),
-            ));
-        }
-        if opts.unsafe_fast {
-            for (k, v) in [
-                ("fsync", "off"),
-                ("synchronous_commit", "off"),
-                ("full_page_writes", "off"),
-            ] {
-                conf.push((k.into(), v.into()));
-            }
-        }
-        conf.extend(opts.settings.iter().cloned());
-        let mut text = String::from("\n# added by drillbook\n");
-        for (k, v) in conf {
-            text.push_str(&format!("{k} = {v}\n"));
-        }
         let conf_file = data.join("postgresql.conf");
         let mut existing = std::fs::read_to_string(&conf_file)
             .map_err(|e| ClusterError::io("cannot read", &conf_file, &e))?;
@@ -540,13 +508,82 @@ fn new_root(root: &Path) -> Result<(), ClusterError> {
     }
 }
 
+/// The lines drillbook appends to a new cluster's `postgresql.conf`: its own settings, then
+/// the caller's, each through [`conf_line`].
+fn settings_text(socket: &Path, opts: &InitOptions) -> Result<String, ClusterError> {
+    let socket = socket.display().to_string();
+    let mut conf: Vec<(&str, String)> = vec![
+        (
+            "listen_addresses",
+            if opts.private { "" } else { "127.0.0.1" }.into(),
+        ),
+        (
+            "unix_socket_permissions",
+            if opts.private { "0700" } else { "0777" }.into(),
+        ),
+        ("unix_socket_directories", socket),
+        ("max_connections", "50".into()),
+    ];
+    if let Some(archive) = &opts.archive_dir {
+        conf.push(("archive_mode", "on".into()));
+        conf.push(("wal_level", "replica".into()));
+        // copy to a temporary name and rename, so an interrupted copy never leaves a
+        // partial segment under the real name
+        let a = shell_quote(&archive.display().to_string().replace('%', "%%"));
+        conf.push((
+            "archive_command",
+            format!("test ! -f {a}/%f && cp %p {a}/%f.tmp && mv {a}/%f.tmp {a}/%f"),
+        ));
+    }
+    if opts.unsafe_fast {
+        for k in ["fsync", "synchronous_commit", "full_page_writes"] {
+            conf.push((k, "off".into()));
+        }
+    }
+    conf.extend(opts.settings.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    let mut text = String::from("\n# added by drillbook\n");
+    for (k, v) in conf {
+        text.push_str(&conf_line(k, &v)?);
+    }
+    Ok(text)
+}
+
+/// One `postgresql.conf` line, `name = 'value'`, or why `name` and `value` cannot be one.
+/// PostgreSQL's configuration parser reads a name as an identifier (`module.name` for an
+/// extension's) and a quoted value up to its closing quote, and no value may span lines;
+/// a name that is anything else, or a value holding a line break or a NUL, could add a
+/// line of its own (an `archive_command`, run by the server's account). Those are refused,
+/// and the value is always written quoted, so it is never syntax.
+pub fn conf_line(name: &str, value: &str) -> Result<String, ClusterError> {
+    if !is_setting_name(name) {
+        return Err(ClusterError::Setting(format!(
+            "{name:?} is not a setting name: letters, digits, `_` and `.`, not starting with a digit"
+        )));
+    }
+    if value.contains(['\n', '\r', '\0']) {
+        return Err(ClusterError::Setting(format!(
+            "setting `{name}`: the value holds a line break or a NUL, which a postgresql.conf value cannot hold"
+        )));
+    }
+    Ok(format!("{name} = {}\n", conf_string(value)))
+}
+
+/// A name PostgreSQL's configuration parser reads as one setting: `[A-Za-z_][A-Za-z0-9_.]*`.
+pub fn is_setting_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+}
+
 /// `text` as one shell word: single-quoted, embedded quotes closed and reopened.
 pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
 /// `text` as a postgresql.conf string value: quoted, with `'` and `\` escaped.
-pub fn conf_string(text: &str) -> String {
+fn conf_string(text: &str) -> String {
     format!("'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
 }
 
@@ -676,5 +713,43 @@ mod tests {
     fn quoting() {
         assert_eq!(shell_quote("/tmp/a b/it's"), "'/tmp/a b/it'\\''s'");
         assert_eq!(conf_string("cp 'a' \\x"), "'cp ''a'' \\\\x'");
+    }
+
+    /// A value is one quoted string whatever it holds; what would end the line, or a name
+    /// that is not one, is refused with the setting named.
+    #[test]
+    fn a_setting_is_one_line_or_refused() {
+        assert_eq!(
+            conf_line("shared_buffers", "16MB").expect("a line"),
+            "shared_buffers = '16MB'\n"
+        );
+        assert_eq!(
+            conf_line("pg_stat_statements.max", "on' # \\").expect("a line"),
+            "pg_stat_statements.max = 'on'' # \\\\'\n"
+        );
+        let injected = conf_line("work_mem", "4MB'\narchive_command = 'touch /tmp/x");
+        let Err(e) = injected else {
+            panic!("a value with a line break was written: {injected:?}")
+        };
+        assert_eq!(
+            e.to_string(),
+            "setting `work_mem`: the value holds a line break or a NUL, which a postgresql.conf value cannot hold"
+        );
+        for bad in ["a\rb", "a\0b"] {
+            assert!(conf_line("work_mem", bad).is_err(), "{bad:?}");
+        }
+        for name in [
+            "archive_command = 'x' #",
+            "work mem",
+            "9lives",
+            "",
+            "a\nb",
+            "a-b",
+        ] {
+            let Err(e) = conf_line(name, "1") else {
+                panic!("name {name:?} was written")
+            };
+            assert!(e.to_string().ends_with("is not a setting name: letters, digits, `_` and `.`, not starting with a digit"), "{e}");
+        }
     }
 }

@@ -1,9 +1,12 @@
 //! A standalone HTML page of a rendered Markdown document: the same content, headings with
 //! the same anchors as on GitHub (so internal links work), a table of contents, and a small
-//! stylesheet; no scripts, no external resources.
+//! stylesheet; no scripts, no external resources, and nothing active whatever the Markdown
+//! holds: raw HTML is shown as text, a link to a scheme other than http, https or mailto is
+//! only its text, and an image is a link to it.
 
-use pulldown_cmark::{html, CowStr, Event, Parser, Tag};
+use pulldown_cmark::{html, CowStr, Event, LinkType, Parser, Tag, TagEnd};
 
+use super::escape;
 use super::lint::{headings, options, Heading};
 
 fn escape(text: &str) -> String {
@@ -57,6 +60,33 @@ table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #d0d7de;padd
 code{background:#f6f8fa;padding:.1rem .3rem;border-radius:4px}pre{background:#f6f8fa;padding:1rem;overflow:auto}\
 pre code{padding:0}h1,h2{border-bottom:1px solid #d0d7de;padding-bottom:.3rem}";
 
+/// A link or image as the page shows it: a link to where it points, when that is a safe
+/// scheme (an image would load from elsewhere, or run its `onerror`: its alternative text
+/// becomes the link's text); None when it is only its text.
+fn safe_link(tag: Tag<'_>) -> Option<Tag<'_>> {
+    let (link_type, dest_url, title, id) = match tag {
+        Tag::Link {
+            link_type,
+            dest_url,
+            title,
+            id,
+        } => (link_type, dest_url, title, id),
+        Tag::Image {
+            dest_url,
+            title,
+            id,
+            ..
+        } => (LinkType::Inline, dest_url, title, id),
+        _ => return None,
+    };
+    escape::safe_url(&dest_url).then_some(Tag::Link {
+        link_type,
+        dest_url,
+        title,
+        id,
+    })
+}
+
 /// The page for `markdown`.
 pub fn page(markdown: &str) -> String {
     let heads = headings(markdown);
@@ -66,19 +96,34 @@ pub fn page(markdown: &str) -> String {
         .map_or_else(|| "Runbook".to_owned(), |h| h.text.clone());
     // give every heading its anchor as id, in document order
     let mut ids = heads.iter().map(|h| h.anchor.clone());
-    let events = Parser::new_ext(markdown, options()).map(|e| match e {
+    // whether each open link or image is kept (its end follows its start, nested)
+    let mut kept: Vec<bool> = Vec::new();
+    let events = Parser::new_ext(markdown, options()).filter_map(|e| match e {
         Event::Start(Tag::Heading {
             level,
             classes,
             attrs,
             ..
-        }) => Event::Start(Tag::Heading {
+        }) => Some(Event::Start(Tag::Heading {
             level,
             id: ids.next().map(CowStr::from),
             classes,
             attrs,
-        }),
-        other => other,
+        })),
+        // raw HTML is text: shown, never run
+        Event::Html(t) | Event::InlineHtml(t) => Some(Event::Text(t)),
+        Event::Start(Tag::HtmlBlock) => Some(Event::Start(Tag::Paragraph)),
+        Event::End(TagEnd::HtmlBlock) => Some(Event::End(TagEnd::Paragraph)),
+        Event::Start(tag @ (Tag::Link { .. } | Tag::Image { .. })) => {
+            let link = safe_link(tag);
+            kept.push(link.is_some());
+            link.map(Event::Start)
+        }
+        Event::End(TagEnd::Link | TagEnd::Image) => kept
+            .pop()
+            .unwrap_or(false)
+            .then_some(Event::End(TagEnd::Link)),
+        other => Some(other),
     });
     let mut body = String::new();
     html::push_html(&mut body, events);
@@ -108,6 +153,32 @@ mod tests {
         assert!(p.contains("<a href=\"#two\">two</a>"));
         assert!(p.contains("<li><a href=\"#two\">Two</a>\n<ul>\n<li><a href=\"#two-a\">Two a</a></li>\n</ul></li>"), "{p}");
         assert!(p.contains("<table>"));
+    }
+
+    /// Whatever the Markdown holds, the page runs nothing: raw HTML is text, a link to a
+    /// scheme that runs code is its text, an image is a link.
+    #[test]
+    fn the_page_has_nothing_active() {
+        let p = page("# T <img src=x onerror=alert(1)>\n\n<iframe src=\"https://evil.example\"></iframe>\n\n<script>alert(1)</script>\n\ntext <img src=x onerror=alert(2)> [x](javascript:alert(3)) [y](JAVASCRIPT:alert(4) \"t\") <javascript:alert(5)> ![pic](https://a.example/p.png) ![z](javascript:alert(6)) [ok](https://a.example) [up](#t)\n");
+        for active in [
+            "<img",
+            "<iframe",
+            "<script",
+            "href=\"javascript",
+            "href=\"JAVASCRIPT",
+        ] {
+            assert!(!p.contains(active), "{active} in {p}");
+        }
+        assert!(
+            p.contains("&lt;iframe src=\"https://evil.example\"&gt;&lt;/iframe&gt;"),
+            "{p}"
+        );
+        assert!(
+            p.contains("<a href=\"https://a.example/p.png\">pic</a>"),
+            "{p}"
+        );
+        assert!(p.contains("<a href=\"https://a.example\">ok</a>"), "{p}");
+        assert!(p.contains(" x y javascript:alert(5) "), "{p}");
     }
 
     /// The runbook document has its own `## Contents`: one list, one `id="contents"`.

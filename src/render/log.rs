@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use super::{RenderError, Renderer};
+use super::{escape, RenderError, Renderer};
 use crate::duration::human;
 use crate::history::{Entry, Store};
 use crate::record::{DrillRecord, StepRecord};
@@ -100,22 +100,32 @@ pub fn evidence(s: &StepRecord) -> Vec<Evidence> {
         .collect()
 }
 
-/// The evidence as the drill log's template reads it: rows, and blocks of several lines.
+/// Text from the record as Markdown for a table cell or a line of its own: escaped, so a
+/// step's output or an error reads as written and cannot add a cell, a link or HTML; the code
+/// spans drillbook's own messages close (`` `sh` exited ``) stay.
+fn text(t: &str) -> String {
+    super::cell(&escape::inline(t))
+}
+
+/// The evidence as the drill log's template reads it: rows, and blocks of several lines (in a
+/// fenced block whose `fence` outlasts any backticks in the text).
 fn evidence_json(s: &StepRecord) -> Value {
     let mut rows = Vec::new();
     let mut blocks = Vec::new();
     for e in evidence(s) {
         let meaning = super::cell(e.meaning);
+        let name = escape::literal(&e.name);
         if e.is_block() {
-            blocks.push(json!({"name": e.name, "meaning": meaning, "text": e.text}));
+            let text = crate::controls::visible(&e.text).into_owned();
+            blocks.push(json!({"name": name, "meaning": meaning, "fence": escape::fence(&text), "text": text}));
             continue;
         }
         let shown = match e.inline() {
             None => "(in the record)".to_owned(),
             Some("") => "(empty)".to_owned(),
-            Some(t) => format!("`{}`", t.replace('`', "'")),
+            Some(t) => escape::code(t),
         };
-        rows.push(json!({"name": e.name, "value": super::cell(&shown), "meaning": meaning}));
+        rows.push(json!({"name": name, "value": super::cell(&shown), "meaning": meaning}));
     }
     json!({"rows": rows, "blocks": blocks})
 }
@@ -123,15 +133,15 @@ fn evidence_json(s: &StepRecord) -> Value {
 fn step(s: &StepRecord) -> Value {
     json!({
         "evidence": evidence_json(s),
-        "id": s.id,
-        "title": super::cell(&s.title),
-        "kind": s.kind,
+        "id": escape::literal(&s.id),
+        "title": text(&s.title),
+        "kind": escape::literal(&s.kind),
         "status": s.status.symbol(),
         "passed": s.status == crate::record::StepStatus::Passed,
         "duration": ms(s.duration_ms),
         "attempts": s.attempts,
         "destructive": s.destructive,
-        "detail": super::cell(s.error.as_deref().or(s.note.as_deref()).unwrap_or("")),
+        "detail": text(s.error.as_deref().or(s.note.as_deref()).unwrap_or("")),
     })
 }
 
@@ -166,16 +176,20 @@ pub fn context(record: &DrillRecord, entry: Option<&Entry>) -> Value {
             "target": r.target.map(crate::timestamp::rfc3339),
         })
     });
+    // what the template prints as text is escaped here; what it puts in code spans (ids,
+    // paths, hashes) it passes through the `code` filter
+    let mut procedure = json!(record.procedure);
+    procedure["title"] = text(&record.procedure.title).into();
     json!({
-        "title": format!("Drill log: {} / {}", record.runbook.name, record.procedure.id),
+        "title": text(&format!("Drill log: {} / {}", record.runbook.name, record.procedure.id)),
         "id": record.id,
         "runbook": record.runbook,
-        "procedure": record.procedure,
+        "procedure": procedure,
         "kind": record.procedure.kind.as_str(),
         "verdict": verdict,
-        "reason": record.reason.as_deref().map(super::cell),
-        "operator": record.operator,
-        "tool_version": record.tool_version,
+        "reason": record.reason.as_deref().map(text),
+        "operator": text(&record.operator),
+        "tool_version": text(&record.tool_version),
         "started": crate::timestamp::rfc3339(record.started_at),
         "finished": crate::timestamp::rfc3339(record.finished_at),
         "duration": ms(Some(record.duration_ms)),
@@ -185,15 +199,15 @@ pub fn context(record: &DrillRecord, entry: Option<&Entry>) -> Value {
         "rto": rto,
         "rpo": rpo,
         "approvals": record.approvals.iter().map(|a| json!({
-            "step": a.step, "by": a.by, "via": a.via,
-            "at": crate::timestamp::rfc3339(a.at), "question": super::cell(&a.question),
+            "step": text(&a.step), "by": text(&a.by), "via": text(&a.via),
+            "at": crate::timestamp::rfc3339(a.at), "question": text(&a.question),
         })).collect::<Vec<_>>(),
         "params": record.params.iter().map(|(k, v)| json!({
-            "name": k,
-            "value": super::cell(&v.as_str().map_or_else(|| v.to_string(), str::to_owned)),
+            "name": text(k),
+            "value": super::cell(&escape::literal(&v.as_str().map_or_else(|| v.to_string(), str::to_owned))),
         })).collect::<Vec<_>>(),
         "preflight": record.preflight.iter().map(|p| json!({
-            "step": p.step, "check": p.check, "ok": p.ok, "detail": super::cell(&p.detail),
+            "step": text(&p.step), "check": text(&p.check), "ok": p.ok, "detail": text(&p.detail),
         })).collect::<Vec<_>>(),
         "entry": entry.map(|e| json!({ "seq": e.seq, "hash": e.hash })),
     })

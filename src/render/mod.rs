@@ -1,10 +1,12 @@
 //! Rendering: the runbook document and each run's test-result log come from the same data
 //! through minijinja templates (strict undefined). The default templates in `templates/` are
-//! compiled into the binary; `--templates DIR` overrides them file by file. Every rendered
-//! Markdown document is parsed with pulldown-cmark and refused when its structure is broken
-//! ([`lint`]); [`html`] makes a standalone page of it.
+//! compiled into the binary; `--templates DIR` overrides them file by file. What a template
+//! renders is made inert ([`escape::inert`]: no raw HTML, no link to a scheme that runs
+//! code, no control character), then parsed with pulldown-cmark and refused when its
+//! structure is broken ([`lint`]); [`html`] makes a standalone page of it.
 
 pub mod doc;
+pub mod escape;
 pub mod html;
 pub mod junit;
 pub mod kinds;
@@ -55,6 +57,8 @@ impl Renderer {
         env.set_lstrip_blocks(true);
         env.add_filter("anchor", |s: String| anchor(&s));
         env.add_filter("cell", |s: String| cell(&s));
+        env.add_filter("code", |s: String| escape::code(&s));
+        env.add_filter("text", |s: String| escape::literal(&s));
         let mut origins = Vec::new();
         if let Some(dir) = overrides {
             if !dir.is_dir() {
@@ -82,7 +86,8 @@ impl Renderer {
         Ok(Renderer { env, origins })
     }
 
-    /// Renders template `name` with `context`.
+    /// Renders template `name` with `context`, made inert ([`escape::inert`]) whatever the
+    /// template and the values wrote.
     pub fn render(&self, name: &str, context: &serde_json::Value) -> Result<String, RenderError> {
         let origin = self
             .origins
@@ -94,6 +99,7 @@ impl Renderer {
             .get_template(name)
             .map_err(|e| RenderError::Template(format!("{origin}: {}", describe(&e))))?;
         tmpl.render(minijinja::Value::from_serialize(context))
+            .map(|markdown| escape::inert(&markdown))
             .map_err(|e| RenderError::Template(format!("{origin}: {}", describe(&e))))
     }
 }
@@ -125,12 +131,18 @@ pub fn anchor(heading: &str) -> String {
         .collect()
 }
 
-/// Text safe inside a Markdown table cell: one line, pipes escaped.
+/// Text safe inside a Markdown table cell: one line, pipes escaped (one already escaped, as
+/// [`escape::literal`] writes it, is left as it is).
 pub fn cell(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace('|', "\\|")
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = String::with_capacity(line.len() + 4);
+    for (i, c) in line.char_indices() {
+        if c == '|' && !line[..i].ends_with('\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -149,5 +161,6 @@ mod tests {
     #[test]
     fn cells_are_one_line_with_pipes_escaped() {
         assert_eq!(cell("a | b\n c"), "a \\| b c");
+        assert_eq!(cell(&escape::literal("a | b")), "a \\| b");
     }
 }

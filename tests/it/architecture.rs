@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 /// Lowest first. A module may import modules of lower layers, and of its own layer where
 /// the table allows it (never in a cycle).
 const LAYERS: &[(&str, &[&str])] = &[
-    ("utilities", &["cancel", "hex", "http", "redact"]),
+    (
+        "utilities",
+        &["cancel", "controls", "hex", "http", "redact"],
+    ),
     (
         "value types",
         &["duration", "timestamp", "cron", "diagnostic", "template"],
@@ -28,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
 /// What each module may import.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("cancel", &[]),
+    ("controls", &[]),
     ("hex", &[]),
     ("http", &[]),
     ("redact", &[]),
@@ -54,7 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("record", &["duration", "runbook"]),
     ("pg", &["diagnostic", "hex", "http", "redact", "timestamp"]),
-    ("neon", &["duration", "http", "redact"]),
+    ("neon", &["controls", "duration", "http", "redact"]),
     (
         "history",
         &[
@@ -101,6 +105,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "render",
         &[
+            "controls",
             "cron",
             "duration",
             "history",
@@ -134,12 +139,20 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     (
         "daemon",
-        &["cancel", "cron", "duration", "render", "timestamp"],
+        &[
+            "cancel",
+            "controls",
+            "cron",
+            "duration",
+            "render",
+            "timestamp",
+        ],
     ),
     (
         "cli",
         &[
             "cancel",
+            "controls",
             "cron",
             "daemon",
             "duration",

@@ -791,3 +791,57 @@ fn the_drill_log_shows_the_evidence() {
         );
     }
 }
+
+/// A `local.cluster` setting's value is one quoted `postgresql.conf` value: a quote or a
+/// backslash in it reaches the server as written, and a value that would add a line (here an
+/// `archive_command`, run by the server's account) fails the step naming the setting, before
+/// any cluster exists.
+#[test]
+fn cluster_settings_cannot_add_lines_to_postgresql_conf() {
+    let yaml = "version: 1\nname: settings\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    params:\n      name: { type: string }\n    steps:\n      - id: db\n        local.cluster:\n          settings: { cluster_name: \"{{ params.name }}\", shared_buffers: 16MB }\n      - id: show\n        sql:\n          db: \"{{ steps.db.connection_uri }}\"\n          query: SELECT current_setting('cluster_name') AS name, current_setting('archive_command') AS archive, current_setting('shared_buffers') AS buffers\n";
+    let run = |name: &str| {
+        let cli = Cli::new().runbook(yaml).args([
+            "run",
+            "runbook.yaml",
+            "drill",
+            "--param",
+            &format!("name={name}"),
+            "--format",
+            "json",
+        ]);
+        let r = cli.run();
+        (r.code, r.json(), cli)
+    };
+    let (code, rec, _cli) = run(r"it's a \ drill");
+    assert_eq!(code, 0, "{rec:#}");
+    let show = &step(&rec, "show")["outputs"];
+    assert_eq!(show["name"], r"it's a \ drill", "{rec:#}");
+    assert_eq!(show["buffers"], "16MB", "{rec:#}");
+    assert!(
+        show["archive"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("test ! -f")),
+        "{rec:#}"
+    );
+    let marker = std::env::temp_dir().join(format!("drillbook-pwned-{}", std::process::id()));
+    let m = marker.display();
+    for injected in [
+        format!("x'\narchive_command = 'touch {m}'"),
+        format!("'x'\narchive_command = 'touch {m}'"),
+        format!("x\rarchive_command = 'touch {m}'"),
+    ] {
+        let (code, rec, _cli) = run(&injected);
+        assert_eq!(code, 1, "{injected:?}: {rec:#}");
+        let db = step(&rec, "db");
+        assert_eq!(db["status"], "failed", "{rec:#}");
+        assert_eq!(
+            db["error"],
+            "setting `cluster_name`: the value holds a line break or a NUL, which a postgresql.conf value cannot hold",
+            "{rec:#}"
+        );
+        assert_eq!(step(&rec, "show")["status"], "not_run", "{rec:#}");
+        let id = rec["id"].as_str().expect("run id");
+        assert_eq!(leftovers(id), Vec::<String>::new());
+    }
+    assert!(!marker.exists(), "the injected archive_command ran");
+}

@@ -3274,7 +3274,7 @@ async fn init_main(app: &App) -> Result<Data, String> {
         unsafe_fast: false,
         settings: vec![
             ("fsync".into(), "off".into()),
-            ("shared_buffers".into(), "'16MB'".into()),
+            ("shared_buffers".into(), "16MB".into()),
         ],
         superuser: None,
     };

@@ -419,3 +419,44 @@ fn an_interrupt_or_the_deadline_stops_alerts_and_the_exit_code_stays() {
         r.stderr
     );
 }
+
+/// A step's output reaches Slack as text: its `<`, `>` and `&` escaped, so it cannot ping
+/// the channel, mention someone or forge a link, in the fallback text or any block.
+#[test]
+fn step_output_cannot_ping_or_link_in_slack() {
+    let slack = receiver(200);
+    let yaml = r#"version: 1
+name: loud
+alerts:
+  - slack: { webhook: "{{ env.SLACK_WEBHOOK_URL }}" }
+    on: [failure]
+procedures:
+  drill:
+    title: Drill
+    kind: drill
+    steps:
+      - id: noisy
+        shell: "echo '<!channel> see <https://evil.example/x|the fix> & <@U123>' >&2; exit 1"
+"#;
+    let r = Cli::new()
+        .runbook(yaml)
+        .env(
+            "SLACK_WEBHOOK_URL",
+            &format!("{}/services/T0/B0/secret", slack.0.url()),
+        )
+        .args(["run", "runbook.yaml", "drill"])
+        .run();
+    r.code(1);
+    let sent = got(&slack.1);
+    assert_eq!(sent.len(), 1, "{sent:#?}\n{}", r.stderr);
+    let body = serde_json::to_string(&sent[0].1).expect("json");
+    for active in ["<!channel>", "<https://", "<@U123>", "& <"] {
+        assert!(!body.contains(active), "`{active}` reached Slack: {body}");
+    }
+    assert!(
+        body.contains(
+            "&lt;!channel&gt; see &lt;https://evil.example/x|the fix&gt; &amp; &lt;@U123&gt;"
+        ),
+        "{body}"
+    );
+}

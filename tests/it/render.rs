@@ -421,3 +421,158 @@ fn a_failed_runs_log_shows_the_rpo_objective_as_not_measured() {
         "{text}"
     );
 }
+
+/// Markup an attacker can put in a runbook, a step's output, a param's value or an error.
+const ATTACK: &str = "<img src=x onerror=alert(1)> <iframe src=https://evil.example></iframe> [x](javascript:alert(2)) <javascript:alert(3)> ![p](javascript:alert(4)) *em* `";
+
+const INJECTED: &str = r#"version: 1
+name: injected
+title: "Shop ATTACK"
+description: "Read this: ATTACK"
+procedures:
+  drill:
+    title: "Drill ATTACK"
+    description: "Steps: ATTACK"
+    kind: drill
+    params:
+      note: { type: string, default: "ATTACK", description: "A note ATTACK" }
+    steps:
+      - id: noisy
+        title: "Noisy ATTACK"
+        description: "Prints ATTACK"
+        shell:
+          run: 'printf "%s\n" "$NOTE"; printf "%s\n" "$ERR" >&2; exit 1'
+          env: { NOTE: "{{ params.note }}", ERR: "it`s broken: ATTACK | a cell" }
+"#;
+
+/// Whether `markdown` holds anything a renderer would make active: raw HTML, an image, or a
+/// link whose scheme runs code. Checked on pulldown-cmark's reading, not on drillbook's.
+fn active_markdown(markdown: &str) -> Vec<String> {
+    use pulldown_cmark::{Event, Parser, Tag};
+    let runs = |url: &str| {
+        let u: String = url
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect::<String>()
+            .to_lowercase();
+        ["javascript:", "data:", "vbscript:"]
+            .iter()
+            .any(|s| u.starts_with(s))
+    };
+    Parser::new_ext(markdown, drillbook::render::lint::options())
+        .filter_map(|e| match e {
+            Event::Html(h) | Event::InlineHtml(h) => Some(format!("raw HTML {h}")),
+            Event::Start(Tag::Link { dest_url, .. }) if runs(&dest_url) => {
+                Some(format!("link {dest_url}"))
+            }
+            Event::Start(Tag::Image { dest_url, .. }) if runs(&dest_url) => {
+                Some(format!("image {dest_url}"))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runbook text, step output, a param's value and errors are data in every document: the
+/// drill log, the runbook document and its HTML page show them as text, nothing of them
+/// active; and a lone backtick in a failing step's output breaks neither the drill log nor
+/// `render` or `render --check`.
+#[test]
+fn injected_markup_stays_text_in_every_document() {
+    let c = Cli::new()
+        .runbook(&INJECTED.replace("ATTACK", ATTACK))
+        .args([
+            "run",
+            "runbook.yaml",
+            "drill",
+            "--param",
+            &format!("note={ATTACK} | a `cell` ``"),
+        ]);
+    let r = c.run();
+    r.code(1);
+    assert!(r.stderr.contains("drillbook: drill log "), "{}", r.stderr);
+    let log = std::fs::read_dir(c.dir.join("drills"))
+        .expect("drills/")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "md"))
+        .expect("a drill log");
+    let log = std::fs::read_to_string(log).expect("drill log");
+    assert_eq!(active_markdown(&log), Vec::<String>::new(), "{log}");
+    assert!(
+        log.contains("| note | \\<img src=x onerror=alert(1)\\>"),
+        "{log}"
+    );
+    let render = |args: &[&str]| {
+        let mut all = vec!["render", "runbook.yaml", "--as-of", "2026-12-01T00:00:00Z"];
+        all.extend_from_slice(args);
+        let mut cmd = Cli::new().args(all).command();
+        cmd.current_dir(c.dir.path());
+        let out = cmd.output().expect("render");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(
+        render(&["-o", "doc.md", "--html"]),
+        (
+            Some(0),
+            "drillbook: wrote doc.md\ndrillbook: wrote doc.html\n".into()
+        )
+    );
+    assert_eq!(render(&["-o", "doc.md", "--html", "--check"]).0, Some(0));
+    let doc = std::fs::read_to_string(c.dir.join("doc.md")).expect("doc");
+    assert_eq!(active_markdown(&doc), Vec::<String>::new(), "{doc}");
+    assert!(
+        doc.contains("it\\`s broken"),
+        "the failing run's reason is in the document:\n{doc}"
+    );
+    let page = std::fs::read_to_string(c.dir.join("doc.html")).expect("page");
+    for active in [
+        "<img",
+        "<iframe",
+        "<script",
+        "href=\"javascript",
+        "src=\"javascript",
+    ] {
+        assert!(!page.contains(active), "{active} in the page:\n{page}");
+    }
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{page}"
+    );
+}
+
+/// One backtick in a failing step's output (here the last line of its stderr, which becomes
+/// the run's reason) leaves the document sound: `render` writes it and `render --check`,
+/// as CI runs it, finds it up to date.
+#[test]
+fn a_backtick_in_a_failing_steps_output_does_not_break_render() {
+    let c = Cli::new()
+        .runbook("version: 1\nname: tick\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    steps:\n      - id: noisy\n        shell: \"echo 'it`s broken | here' >&2; exit 1\"\n")
+        .args(["run", "runbook.yaml", "drill"]);
+    c.run().code(1);
+    let render = |extra: &[&str]| {
+        let mut args = vec!["render", "runbook.yaml", "-o", "doc.md", "--html"];
+        args.extend_from_slice(extra);
+        let mut cmd = Cli::new().args(args).command();
+        cmd.current_dir(c.dir.path());
+        let out = cmd.output().expect("render");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = render(&[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = render(&["--check"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let doc = std::fs::read_to_string(c.dir.join("doc.md")).expect("doc");
+    assert!(
+        doc.contains(
+            "| failed: step `noisy` failed: `sh` exited with code 1: it\\`s broken \\| here |"
+        ),
+        "{doc}"
+    );
+}

@@ -721,3 +721,73 @@ procedures:
         "process {pid} outlived the run"
     );
 }
+
+/// Step output, errors and runbook text reach the terminal with their control characters
+/// shown, never acted on: no ESC, BEL, carriage return or C1 control in what `run`,
+/// `history` or `plan` print, while the record keeps the bytes as they were.
+#[test]
+fn escape_sequences_in_step_output_never_reach_the_terminal() {
+    let yaml = r#"version: 1
+name: term
+procedures:
+  p:
+    title: "Drill \e[31m"
+    kind: drill
+    steps:
+      - id: noisy
+        title: "Noisy \e]0;title\a"
+        shell: printf '\033]0;pwned\007\033[2J\n'; printf 'bad \302\233 31m\r\n' >&2; exit 1
+"#;
+    let acts = |text: &str| {
+        text.chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+    };
+    let cli = Cli::new()
+        .runbook(yaml)
+        .args(["run", "runbook.yaml", "p", "--format", "json"]);
+    let history = cli.dir.join("drills/history.jsonl").display().to_string();
+    let runbook = cli.dir.join("runbook.yaml").display().to_string();
+    let run = cli.run();
+    run.code(1);
+    assert!(
+        !acts(&run.stdout) && !acts(&run.stderr),
+        "{:?}\n{:?}",
+        run.stdout,
+        run.stderr
+    );
+    let rec = run.json();
+    assert_eq!(
+        rec["steps"][0]["outputs"]["stdout"],
+        "\u{1b}]0;pwned\u{7}\u{1b}[2J"
+    );
+    let id = rec["id"].as_str().expect("id");
+    let text = Cli::new()
+        .args(["run", &runbook, "p", "--history", &history])
+        .run();
+    text.code(1);
+    assert!(
+        text.stderr
+            .contains("[1/1] noisy — Noisy \\u{1b}]0;title\\u{7} …")
+            && text.stderr.contains("bad \\u{9b} 31m"),
+        "{}",
+        text.stderr
+    );
+    let show = ["history", "show", id, "--history", &history];
+    for args in [
+        show.to_vec(),
+        [&show[..], &["--format", "md"]].concat(),
+        [&show[..], &["--format", "json"]].concat(),
+        vec!["history", "list", "--history", &history],
+        vec!["plan", &runbook, "p"],
+        vec!["plan", &runbook],
+    ] {
+        let r = Cli::new().args(&args).run();
+        r.code(0);
+        assert!(
+            !acts(&r.stdout) && !acts(&r.stderr),
+            "{args:?}:\n{:?}\n{:?}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}

@@ -303,3 +303,30 @@ fn github_jobs_with_local_restores_run_on_a_self_hosted_runner() {
     );
     assert!(r.stderr.contains("warning: job"), "{}", r.stderr);
 }
+
+/// A procedure's title is written on one line: a line break in it cannot add a cron job to
+/// the crontab or a key (`ExecStart=`) to a systemd unit.
+#[test]
+fn a_title_cannot_add_a_line_to_a_crontab_or_a_unit() {
+    let yaml = "version: 1\nname: titled\nprocedures:\n  drill:\n    title: \"Drill\\n* * * * * touch /tmp/pwned\\nExecStart=/bin/touch /tmp/pwned\"\n    kind: drill\n    schedule: \"0 3 * * *\"\n    steps:\n      - id: a\n        shell: \"true\"\n";
+    for format in ["crontab", "systemd"] {
+        let r = Cli::new()
+            .runbook(yaml)
+            .args(["schedule", "runbook.yaml", "--emit", format])
+            .run();
+        r.code(0);
+        let injected: Vec<&str> = r
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("* * * * *") || l.starts_with("ExecStart=/bin/touch"))
+            .collect();
+        assert_eq!(injected, Vec::<&str>::new(), "{format}:\n{}", r.stdout);
+        assert!(
+            r.stdout.contains(
+                "drill: Drill * * * * * touch /tmp/pwned ExecStart=/bin/touch /tmp/pwned"
+            ),
+            "{format}:\n{}",
+            r.stdout
+        );
+    }
+}

@@ -361,8 +361,8 @@ pub fn tls_pg() -> &'static (u16, PathBuf) {
         sh("printf 'subjectAltName=DNS:localhost\\n' > san.ext && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile san.ext");
         let settings = vec![
             ("ssl".to_owned(), "on".to_owned()),
-            ("ssl_cert_file".to_owned(), format!("'{}'", certs.join("server.crt").display())),
-            ("ssl_key_file".to_owned(), format!("'{}'", certs.join("server.key").display())),
+            ("ssl_cert_file".to_owned(), certs.join("server.crt").display().to_string()),
+            ("ssl_key_file".to_owned(), certs.join("server.key").display().to_string()),
         ];
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let opts = InitOptions { unsafe_fast: true, settings, ..InitOptions::default() };

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use serde_json::Value;
 
 use super::{ms, ShowFormat};
-use crate::cli::{exit, out};
+use crate::cli::{err, exit, out, out_json};
 use crate::duration::Duration;
 use crate::history::{Entry, Store};
 use crate::record::{DrillRecord, GitRef, StepRecord};
@@ -31,7 +31,7 @@ pub(super) async fn run(
     let entry = match found.as_slice() {
         [one] => *one,
         [] => {
-            eprintln!(
+            say!(
                 "drillbook: error: no record `{id}` in history {}",
                 store.display()
             );
@@ -49,7 +49,7 @@ pub(super) async fn run(
             if many.len() > MAX_CANDIDATES {
                 let _ = writeln!(s, "  … and {} more", many.len() - MAX_CANDIDATES);
             }
-            eprint!("{s}");
+            err(&s);
             return Ok(exit::INVALID);
         }
     };
@@ -60,7 +60,7 @@ pub(super) async fn run(
         if let Value::Object(fields) = &entry.record {
             shown.extend(fields.clone());
         }
-        out(&format!("{}\n", serde_json::to_string_pretty(&shown)?));
+        out_json(&shown)?;
         return Ok(exit::OK);
     }
     let record = entry.drill().map_err(|e| {

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use chrono::Utc;
 
 use super::{ms, records, Trust};
-use crate::cli::{exit, load, out, Format};
+use crate::cli::{exit, load, out, out_json, Format};
 use crate::history::stats::{compute, Direction, ProcedureStats};
 use crate::history::Store;
 use crate::record::DrillRecord;
@@ -58,7 +58,7 @@ pub(super) async fn run(
     let now = Utc::now();
     let all = compute(&records, &schedules, last_n, now);
     match format {
-        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&all)?)),
+        Format::Json => out_json(&all)?,
         Format::Text if all.is_empty() => {
             out(&format!("no records in history {}\n", store.display()));
         }

@@ -6,6 +6,8 @@ use serde_json::{json, Value};
 use super::procedures::ProcedureDoc;
 use super::text::{code, date, human_ms, md, wrap};
 use crate::record::{DrillRecord, Verdict};
+use crate::redact::mask_passwords;
+use crate::render::escape;
 use crate::runbook::Runbook;
 
 fn verdict(v: Verdict) -> &'static str {
@@ -55,9 +57,13 @@ pub(super) fn results(
             None => format!("{} (no longer in the runbook)", code(&id)),
         };
         let pass = runs.iter().rev().find(|r| r.verdict == Verdict::Passed);
+        // the reason quotes step output and errors: text, escaped, whatever it holds
         let mut last_verdict = verdict(last.verdict).to_owned();
         if let Some(reason) = &last.reason {
-            last_verdict.push_str(&format!(": {}", short_reason(reason)));
+            last_verdict.push_str(&format!(
+                ": {}",
+                escape::inline(&mask_passwords(&short_reason(reason)))
+            ));
         }
         let rto = pass.and_then(|r| r.rto.as_ref());
         let rpo = pass.and_then(|r| r.rpo.as_ref());
@@ -68,7 +74,7 @@ pub(super) fn results(
             "procedure": link,
             "runs": runs.len(),
             "last_run": date(last.finished_at),
-            "verdict": md(&last_verdict),
+            "verdict": last_verdict,
             "last_pass": pass.map_or("never".to_owned(), |r| date(r.finished_at)),
             "rto": match rto {
                 Some(r) => match r.measured_ms {

@@ -83,7 +83,15 @@ fn rewrite(text: &str, escape: bool) -> String {
         if c == '`' {
             let n = rest.len() - rest.trim_start_matches('`').len();
             in_code = match in_code {
-                None => Some(n),
+                // a run opens a code span only when the text closes it; else it is a
+                // backtick to show, which must not pair with one the template writes later
+                None if closes(&rest[n..], n) => Some(n),
+                None => {
+                    out.push_str(&"\\`".repeat(n));
+                    rest = &rest[n..];
+                    prev = Some('`');
+                    continue;
+                }
                 Some(open) if open == n => None,
                 other => other,
             };
@@ -139,6 +147,19 @@ fn rewrite(text: &str, escape: bool) -> String {
     out
 }
 
+/// Whether `rest` holds a run of exactly `n` backticks, closing a code span opened by `n`.
+fn closes(rest: &str, n: usize) -> bool {
+    let mut t = rest;
+    while let Some(i) = t.find('`') {
+        let len = t[i..].len() - t[i..].trim_start_matches('`').len();
+        if len == n {
+            return true;
+        }
+        t = &t[i + len..];
+    }
+    false
+}
+
 /// Where a URL starting `text` ends: at whitespace outside `{{ … }}`.
 fn url_end(text: &str) -> usize {
     let mut i = 0;
@@ -190,14 +211,9 @@ fn escape_markdown(text: &str) -> String {
     out
 }
 
-/// A code span holding `text` (one line).
+/// A code span holding `text` (one line), whatever backticks it holds.
 pub(super) fn code(text: &str) -> String {
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if text.contains('`') {
-        format!("`` {text} ``")
-    } else {
-        format!("`{text}`")
-    }
+    crate::render::escape::code(text)
 }
 
 /// The body of a fenced code block: templates as placeholders, passwords masked, no tabs
@@ -275,6 +291,8 @@ pub(super) fn wrap(text: &str, width: usize) -> String {
         while let Some(i) = rest.find('`') {
             let run = rest[i..].len() - rest[i..].trim_start_matches('`').len();
             in_code = match in_code {
+                // an escaped backtick (`md` writes one that closes nothing) opens nothing
+                None if rest[..i].ends_with('\\') => None,
                 None => Some(run),
                 Some(open) if open == run => None,
                 other => other,
@@ -358,6 +376,16 @@ mod tests {
             prose("[docs](https://neon.com)"),
             "[docs](https://neon.com)"
         );
+    }
+
+    /// A backtick the text does not close is shown, escaped: it cannot open a code span that
+    /// swallows the rest of the line, or one the template writes after it.
+    #[test]
+    fn a_lone_backtick_is_shown_not_opened() {
+        assert_eq!(md("it`s <b> *x*"), "it\\`s \\<b\\> \\*x\\*");
+        // as CommonMark pairs them: the first two runs make a span, the third is alone
+        assert_eq!(prose("it`s `code` here"), "it`s `code\\` here");
+        assert_eq!(md("`a` and ``b``"), "`a` and ``b``");
     }
 
     #[test]

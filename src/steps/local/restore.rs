@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use super::backups::{self, parse_lsn, segment, Reach};
 use super::{cluster_error, scratch_dir};
 use crate::kind::local::LocalRestore;
-use crate::pg::cluster::{conf_string, find_binaries, shell_quote, Cluster, ClusterHandle};
+use crate::pg::cluster::{conf_line, find_binaries, shell_quote, Cluster, ClusterHandle};
 use crate::record::Outputs;
 use crate::runbook::TargetKind;
 use crate::steps::{db, Run, StepCx, StepError, Undo};
@@ -374,12 +374,8 @@ fn configure(
         "local all all trust\nhost all all 127.0.0.1/32 trust\n",
     )
     .map_err(|e| StepError::failed(format!("cannot write {}: {e}", hba.display())))?;
-    let mut conf = String::from(
-        "\n# drillbook local.restore: a scratch copy that must not reach outside its directory\n",
-    );
-    let mut set = |k: &str, v: String| conf.push_str(&format!("{k} = {v}\n"));
-    set("restore_command", conf_string(&restore));
-    set("recovery_target_action", "'promote'".into());
+    let mut conf: Vec<(&str, String)> = vec![("restore_command", restore)];
+    conf.push(("recovery_target_action", "promote".into()));
     for k in [
         "recovery_target",
         "recovery_target_time",
@@ -387,7 +383,7 @@ fn configure(
         "recovery_target_name",
         "recovery_target_xid",
     ] {
-        set(k, "''".into());
+        conf.push((k, String::new()));
     }
     for k in [
         "archive_cleanup_command",
@@ -400,35 +396,43 @@ fn configure(
         "ssl_ca_file",
         "ssl_crl_file",
     ] {
-        set(k, "''".into());
+        conf.push((k, String::new()));
     }
-    set("archive_mode", "'off'".into());
-    set("recovery_min_apply_delay", "0".into());
-    set("max_logical_replication_workers", "0".into());
-    set("ssl", "off".into());
-    set("logging_collector", "off".into());
-    set("log_destination", "'stderr'".into());
-    set("lc_messages", "'C'".into());
-    // a copy of production data: reachable only through a socket only its account can use
-    set("listen_addresses", "''".into());
-    set("unix_socket_permissions", "0700".into());
-    set(
-        "unix_socket_directories",
-        conf_string(&socket.display().to_string()),
-    );
-    set("hba_file", conf_string(&hba.display().to_string()));
+    for (k, v) in [
+        ("archive_mode", "off"),
+        ("recovery_min_apply_delay", "0"),
+        ("max_logical_replication_workers", "0"),
+        ("ssl", "off"),
+        ("logging_collector", "off"),
+        ("log_destination", "stderr"),
+        ("lc_messages", "C"),
+        // a copy of production data: reachable only through a socket only its account can use
+        ("listen_addresses", ""),
+        ("unix_socket_permissions", "0700"),
+    ] {
+        conf.push((k, v.into()));
+    }
+    conf.push(("unix_socket_directories", socket.display().to_string()));
+    conf.push(("hba_file", hba.display().to_string()));
     match target {
         Target::Latest => {}
-        Target::Time(t) => set(
+        Target::Time(t) => conf.push((
             "recovery_target_time",
-            format!("'{}'", t.format("%Y-%m-%d %H:%M:%S%.6f+00")),
-        ),
-        Target::Lsn(l) => set("recovery_target_lsn", conf_string(l)),
-        Target::Name(n) => set("recovery_target_name", conf_string(n)),
+            t.format("%Y-%m-%d %H:%M:%S%.6f+00").to_string(),
+        )),
+        Target::Lsn(l) => conf.push(("recovery_target_lsn", l.clone())),
+        Target::Name(n) => conf.push(("recovery_target_name", n.clone())),
+    }
+    // every value quoted, none spanning lines: a target or a path cannot add a setting
+    let mut lines = String::from(
+        "\n# drillbook local.restore: a scratch copy that must not reach outside its directory\n",
+    );
+    for (k, v) in conf {
+        lines.push_str(&conf_line(k, &v).map_err(|e| StepError::failed(e.to_string()))?);
     }
     let auto = data.join("postgresql.auto.conf");
     let mut text = std::fs::read_to_string(&auto).unwrap_or_default();
-    text.push_str(&conf);
+    text.push_str(&lines);
     std::fs::write(&auto, text)
         .map_err(|e| StepError::failed(format!("cannot write {}: {e}", auto.display())))?;
     // a standby.signal (pg_basebackup -R) would make the copy follow production forever
