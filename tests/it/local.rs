@@ -599,6 +599,13 @@ fn interrupt_during_the_restore_leaves_nothing_behind() {
                 .to_owned();
         }
         if line.contains("restore — ") {
+            // once its directory exists the restore has registered its undo (it does so
+            // before creating anything): interrupt then, not in the moments before
+            let dir = std::env::temp_dir().join(format!("drillbook-{run_id}-restore"));
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !dir.exists() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             let ok = std::process::Command::new("kill")
                 .args(["-INT", &pid])
                 .status()
