@@ -166,6 +166,14 @@ impl Point {
 /// reaches Neon it may have left the window.
 const EDGE_MINUTES: i64 = 5;
 
+/// The oldest point a restore window of `retention` seconds reaches back to. Neon's answer
+/// may be any number: a window longer than the calendar holds everything.
+fn oldest_restorable(now: DateTime<Utc>, retention: i64) -> DateTime<Utc> {
+    chrono::Duration::try_seconds(retention)
+        .and_then(|r| now.checked_sub_signed(r))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// Whether `point` lies inside the project's restore window now: `Ok(text)` says how far
 /// inside, `Err(text)` why not.
 pub fn within_window(
@@ -184,8 +192,11 @@ pub fn within_window(
     if *t > now {
         return Err(format!("{} is in the future", rfc3339_precise(*t)));
     }
-    let oldest = now - chrono::Duration::seconds(retention);
-    if *t < oldest + chrono::Duration::minutes(EDGE_MINUTES) {
+    let oldest = oldest_restorable(now, retention);
+    let edge = oldest
+        .checked_add_signed(chrono::Duration::minutes(EDGE_MINUTES))
+        .unwrap_or(oldest);
+    if *t < edge {
         if *t >= oldest {
             return Err(format!(
                 "{} is within {EDGE_MINUTES} minutes of the oldest restorable point of project {}'s {window} restore window ({}): it would fall out of the window before the run reaches it; choose a later point",
@@ -1061,8 +1072,11 @@ impl Run for NeonRetention {
         out.insert("restore_window".into(), Duration(window).to_string().into());
         out.insert(
             "oldest_restorable".into(),
-            rfc3339(Utc::now() - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(0)))
-                .into(),
+            rfc3339(oldest_restorable(
+                Utc::now(),
+                i64::try_from(secs).unwrap_or(i64::MAX),
+            ))
+            .into(),
         );
         if window < self.min.0 {
             return Err(StepError::failed(format!(
@@ -1293,6 +1307,14 @@ mod tests {
         assert!(within_window(&project(0), &inside, now)
             .expect_err("off")
             .contains("disabled"));
+        // a window longer than the calendar (whatever Neon answers) holds every past time
+        for huge in [i64::MAX, i64::MAX / 1000, 400_000 * 365 * 86_400] {
+            assert!(
+                within_window(&project(huge), &inside, now).is_ok(),
+                "{huge}"
+            );
+            assert_eq!(oldest_restorable(now, huge), DateTime::<Utc>::MIN_UTC);
+        }
     }
 
     #[test]

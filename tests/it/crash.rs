@@ -1,0 +1,45 @@
+//! Inputs that used to crash drillbook (exit 101, and during a run no cleanup and no
+//! record), through the real binary: each is now a clear error with a usage or
+//! could-not-run exit code.
+
+use crate::support::Cli;
+
+const TIMESTAMP_PARAM: &str = r#"version: 1
+name: t
+procedures:
+  p:
+    title: P
+    kind: drill
+    params:
+      t: { type: timestamp }
+    steps:
+      - id: a
+        shell:
+          run: echo "$T"
+          env: { T: "{{ params.t }}" }
+"#;
+
+/// A relative time whose offset is past the calendar: refused when it is read, naming the
+/// limit, before anything runs.
+#[test]
+fn a_relative_time_past_the_calendar_is_a_usage_error() {
+    let too_far = "t=now-100000000w";
+    for args in [
+        vec!["run", "runbook.yaml", "p", "--param", too_far],
+        vec!["plan", "runbook.yaml", "p", "--param", too_far],
+        vec!["history", "list", "--since", "now-100000000w"],
+        vec!["render", "runbook.yaml", "--as-of", "now+100000000w"],
+    ] {
+        let cli = Cli::new().runbook(TIMESTAMP_PARAM).args(&args);
+        let r = cli.run();
+        r.code(2);
+        assert!(
+            r.stderr
+                .contains("`100000000w`: too long: the longest duration is 36500d"),
+            "{args:?}: {}",
+            r.stderr
+        );
+        assert!(!r.stderr.contains("panicked"), "{}", r.stderr);
+        assert!(!cli.dir.join("drills").exists(), "{args:?} recorded a run");
+    }
+}
