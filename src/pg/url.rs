@@ -159,14 +159,17 @@ fn split_url(url: &str) -> (String, Vec<(String, String)>) {
     (rest, ours)
 }
 
+/// `%XX` decoded; a `%` not followed by two hex digits (`%€`, `%2`, `%zz`) is kept as is.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+        // on bytes, not on the text: what follows a `%` may be part of a wider character
+        let pair = bytes.get(i + 1..i + 3);
+        if let (b'%', Some(&[hi, lo])) = (bytes[i], pair) {
+            if let (Some(hi), Some(lo)) = (hex_digit(hi), hex_digit(lo)) {
+                out.push((hi << 4) | lo);
                 i += 3;
                 continue;
             }
@@ -175,6 +178,12 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Removes our parameters from a `key=value` string (values may be single-quoted).
@@ -272,6 +281,28 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(parse("host=x password='unterminated").is_err());
         assert!(parse("postgres://u@h/db?sslcert=/x.pem").is_err());
+    }
+
+    #[test]
+    fn a_percent_sign_without_two_hex_digits_stays_as_written() {
+        for (text, decoded) in [
+            ("%€", "%€"),
+            ("%€2F", "%€2F"),
+            ("€%", "€%"),
+            ("%", "%"),
+            ("%2", "%2"),
+            ("%zz", "%zz"),
+            ("%+1", "%+1"),
+            ("a%2Fb", "a/b"),
+            ("%E2%82%AC", "€"),
+            ("%e2%82", "\u{FFFD}"),
+        ] {
+            assert_eq!(percent_decode(text), decoded, "{text}");
+        }
+        let e = parse("postgres://u@h/db?sslmode=%€").expect_err("no such mode");
+        assert!(e.to_string().contains("unknown sslmode `%€`"), "{e}");
+        let s = parse("postgres://u@h/db?sslrootcert=%2Ftmp%2F%E2%82%AC.pem").expect("valid");
+        assert_eq!(s.root_cert, Some(PathBuf::from("/tmp/€.pem")));
     }
 }
 

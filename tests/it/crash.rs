@@ -43,3 +43,30 @@ fn a_relative_time_past_the_calendar_is_a_usage_error() {
         assert!(!cli.dir.join("drills").exists(), "{args:?} recorded a run");
     }
 }
+
+/// `%€` in a connection string: a `%` before a character wider than a byte is kept as
+/// written. In a step the run goes on to its cleanup and its record, with the connection
+/// string's error.
+#[test]
+fn a_percent_before_a_wide_character_is_an_error_not_a_crash() {
+    let url = "postgres://app@127.0.0.1:1/shop?sslmode=%€";
+    let cli = Cli::new().args(["history", "list", "--history", url]);
+    let r = cli.run();
+    r.code(3);
+    assert!(r.stderr.contains("unknown sslmode `%€`"), "{}", r.stderr);
+
+    let yaml = format!(
+        "version: 1\nname: t\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: q\n        sql: {{ db: \"{url}\", query: select 1 }}\n    cleanup:\n      - id: tidy\n        shell: touch cleanup-ran\n"
+    );
+    let cli = Cli::new()
+        .runbook(&yaml)
+        .args(["run", "runbook.yaml", "p", "--format", "json"]);
+    let r = cli.run();
+    r.code(3);
+    let rec = r.json();
+    assert_eq!(rec["verdict"], "error");
+    let error = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("unknown sslmode `%€`"), "{error}");
+    assert!(cli.dir.join("cleanup-ran").exists(), "cleanup did not run");
+    assert!(r.stderr.contains("recorded as entry 1"), "{}", r.stderr);
+}
