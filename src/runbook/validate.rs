@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::decode::{backticked, check_id, describe, MapReader, Sink};
+use super::decode::{backticked, check_id, describe, too_long, MapReader, Sink, MAX_ID};
 use super::load::Document;
 use super::raw::{
     self, Alert, AlertEvent, AlertKind, ParamType, ProcedureKind, Retries, TargetKind,
@@ -629,7 +629,9 @@ fn read_params(
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid_name {
+        if name.len() > MAX_ID {
+            sink.at_key(&p, too_long("param name", &name));
+        } else if !valid_name {
             sink.at_key(&p, format!("invalid param name `{name}`: use lowercase letters, digits and `_` (templates read it as `params.{name}`)"));
         }
         let r = MapReader::new(sink, v, p.clone(), "a param", PARAM_FIELDS);

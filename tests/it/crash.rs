@@ -70,3 +70,102 @@ fn a_percent_before_a_wide_character_is_an_error_not_a_crash() {
     assert!(cli.dir.join("cleanup-ran").exists(), "cleanup did not run");
     assert!(r.stderr.contains("recorded as entry 1"), "{}", r.stderr);
 }
+
+/// A runbook written on one line: an error past column 65,535 is shown with the part of the
+/// line around it, the caret under the fault.
+#[test]
+fn an_error_far_along_a_long_line_is_shown_around_its_column() {
+    let title = "x".repeat(70_000);
+    let yaml = format!("{{version: 1, name: long, title: \"{title}\", procedures: {{p: {{title: P, kind: drill, steps: [{{id: a, shel: echo}}]}}}}}}\n");
+    let col = yaml.find("shel").expect("the typo") + 1;
+    let cli = Cli::new().runbook(&yaml).args(["validate", "runbook.yaml"]);
+    let r = cli.run();
+    r.code(2);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(
+        lines[0],
+        format!("runbook.yaml:1:{col}: error: unknown step kind `shel`"),
+        "{}",
+        r.stderr
+    );
+    // the source line is an excerpt ending with the line's end; the caret is under `shel`
+    let (source, caret) = (lines[2], lines[3]);
+    assert!(
+        source.starts_with("1 | …") && source.ends_with("echo}]}}}"),
+        "{source}"
+    );
+    assert!(source.chars().count() < 200, "{source}");
+    let at = caret.find('^').expect("a caret");
+    let under: String = source.chars().skip(at).take(4).collect();
+    assert_eq!(under, "shel", "{source}\n{caret}");
+}
+
+/// Names past any sensible length are refused with their length, not echoed whole.
+#[test]
+fn a_name_of_seventy_thousand_characters_is_refused_briefly() {
+    let long = "a".repeat(70_000);
+    let yaml = format!("version: 1\nname: t\nprocedures:\n  p:\n    title: P\n    kind: drill\n    params:\n      ? {long}\n      : {{ type: int, default: 1 }}\n    steps:\n      - id: {long}\n        shell: echo\n");
+    let cli = Cli::new()
+        .runbook(&yaml)
+        .args(["plan", "runbook.yaml", "p"]);
+    let r = cli.run();
+    r.code(2);
+    for what in ["param name", "step id"] {
+        assert!(
+            r.stderr.contains(&format!(
+                "error: invalid {what} `aaaaaaaaaaaaaaaaaaaa…` (70000 characters): at most 63"
+            )),
+            "{}",
+            r.stderr
+        );
+    }
+    assert!(r.stderr.len() < 2_000, "{}", r.stderr.len());
+}
+
+/// A record whose operator name is 70,000 characters long (drillbook used to record any
+/// length) is listed and shown: table columns are padded without the formatter's widths,
+/// which end at 65,535.
+#[test]
+fn a_record_with_a_huge_operator_name_is_listed_and_shown() {
+    let cli = Cli::new().runbook(TIMESTAMP_PARAM).args([
+        "run",
+        "runbook.yaml",
+        "p",
+        "--param",
+        "t=now",
+        "--format",
+        "json",
+    ]);
+    let r = cli.run();
+    r.code(0);
+    let mut record = r.json();
+    let operator = "o".repeat(70_000);
+    record["operator"] = operator.clone().into();
+    let id = record["id"].as_str().expect("id").to_owned();
+    let record: drillbook::record::DrillRecord = serde_json::from_value(record).expect("record");
+    let path = cli.dir.join("long.jsonl");
+    let store = path.display().to_string();
+    tokio::runtime::Runtime::new()
+        .expect("runtime")
+        .block_on(drillbook::history::Store::from_arg(Some(&store)).append(&record))
+        .expect("appended");
+
+    let history = |args: &[&str]| {
+        let mut all = vec!["history"];
+        all.extend_from_slice(args);
+        all.extend(["--history", &store]);
+        Cli::new().args(&all).run()
+    };
+    let list = history(&["list"]);
+    list.code(0);
+    let row = list.stdout.lines().nth(1).expect("a row");
+    assert!(
+        row.contains(&operator) && row.ends_with(&id),
+        "{}",
+        &row[..200]
+    );
+    let show = history(&["show", &id]);
+    show.code(0);
+    assert!(show.stdout.contains(&operator));
+    history(&["verify"]).code(0);
+}
