@@ -60,7 +60,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         return Ok(Status::Unknown.code());
     }
     let opts = RunOptions {
-        operator: operator(),
+        operator: operator()?,
         history: args.history.clone(),
         ..RunOptions::default()
     };

@@ -169,3 +169,37 @@ fn a_record_with_a_huge_operator_name_is_listed_and_shown() {
     assert!(show.stdout.contains(&operator));
     history(&["verify"]).code(0);
 }
+
+/// An operator name that cannot be recorded stops a run or a check before anything runs
+/// (it used to be recorded, and then broke `history list` for good).
+#[test]
+fn an_operator_name_too_long_or_on_two_lines_stops_before_anything_runs() {
+    let yaml = "version: 1\nname: t\nchecks:\n  - id: c\n    assert: 'true'\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: a\n        shell: touch step-ran\n";
+    for (operator, problem) in [
+        ("o".repeat(70_000), "is 70000 characters long"),
+        (
+            "alice\nbob".to_owned(),
+            "holds a control character (a line break, a tab)",
+        ),
+    ] {
+        for args in [
+            ["run", "runbook.yaml", "p"].as_slice(),
+            ["check", "runbook.yaml"].as_slice(),
+        ] {
+            let cli = Cli::new()
+                .runbook(yaml)
+                .args(args)
+                .env("DRILLBOOK_OPERATOR", &operator);
+            let r = cli.run();
+            r.code(3);
+            assert!(
+                r.stderr.contains(&format!("the operator name from DRILLBOOK_OPERATOR {problem}: set DRILLBOOK_OPERATOR to a name on one line of at most 200 characters")),
+                "{args:?}: {}",
+                r.stderr
+            );
+            assert!(r.stderr.len() < 1_000, "the name is not echoed");
+            assert!(!cli.dir.join("step-ran").exists());
+            assert!(!cli.dir.join("drills").exists(), "{args:?} recorded");
+        }
+    }
+}
