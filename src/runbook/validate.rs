@@ -20,7 +20,7 @@ use crate::cron::Cron;
 use crate::diagnostic::YamlPath;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::duration::Duration;
-use crate::kind::{Form as StepForm, Invalid, StepKind};
+use crate::kind::{limits, Form as StepForm, Invalid, StepKind};
 
 pub const RUNBOOK_FIELDS: &[&str] = &[
     "version",
@@ -723,12 +723,24 @@ fn read_step(
     let description = r.optional(sink, "description");
     let when: Option<String> = r.optional(sink, "when");
     let timeout: Option<Duration> = r.optional(sink, "timeout");
+    if let Some(Err(e)) = timeout.map(limits::timeout) {
+        sink.at_value(&p.key("timeout"), e);
+    }
     let retries: Option<Retries> = r.optional(sink, "retries");
-    if retries.is_some_and(|r| r.attempts == 0) {
-        sink.at_value(
-            &p.key("retries").key("attempts"),
-            "`attempts` counts the first try too: it must be at least 1",
-        );
+    if let Some(retries) = retries {
+        let at = p.key("retries");
+        if retries.attempts == 0 {
+            sink.at_value(
+                &at.key("attempts"),
+                "`attempts` counts the first try too: it must be at least 1",
+            );
+        }
+        if let Err(e) = limits::attempts(retries.attempts) {
+            sink.at_value(&at.key("attempts"), e);
+        }
+        if let Err(e) = limits::at_most("backoff", retries.backoff, limits::LONGEST_BACKOFF) {
+            sink.at_value(&at.key("backoff"), e);
+        }
     }
     let continue_on_error = r.optional(sink, "continue_on_error").unwrap_or(false);
     let rto = match r.optional::<String>(sink, "rto").as_deref() {
@@ -970,7 +982,10 @@ fn read_checks(
         }
         let title = r.optional(sink, "title");
         let thresholds = [("warn", r.get("warn")), ("critical", r.get("critical"))];
-        let timeout = r.optional(sink, "timeout");
+        let timeout: Option<Duration> = r.optional(sink, "timeout");
+        if let Some(Err(e)) = timeout.map(limits::timeout) {
+            sink.at_value(&p.key("timeout"), e);
+        }
         let kind = kind_key(sink, &mut r, StepKind::NAMES, "check");
         r.finish(sink, "a check");
         let Some((name, payload)) = kind else {
