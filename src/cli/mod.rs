@@ -115,7 +115,12 @@ fn load(path: &str) -> Option<crate::runbook::Runbook> {
             for w in &rb.warnings {
                 eprint!(
                     "{}",
-                    w.render(path, &std::fs::read_to_string(path).unwrap_or_default())
+                    w.render(
+                        path,
+                        crate::runbook::without_bom(
+                            &std::fs::read_to_string(path).unwrap_or_default()
+                        )
+                    )
                 );
             }
             Some(rb)

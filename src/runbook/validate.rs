@@ -104,6 +104,11 @@ pub fn load_file(path: &str) -> Result<Runbook, LoadError> {
     }
 }
 
+/// `source` without a leading UTF-8 byte order mark.
+pub fn without_bom(source: &str) -> &str {
+    source.strip_prefix('\u{feff}').unwrap_or(source)
+}
+
 fn single(path: &str, message: String) -> LoadError {
     LoadError {
         path: path.to_owned(),
@@ -112,7 +117,10 @@ fn single(path: &str, message: String) -> LoadError {
     }
 }
 
-pub fn load_str(path: &str, source: &str) -> Result<Runbook, LoadError> {
+pub fn load_str(path: &str, file: &str) -> Result<Runbook, LoadError> {
+    // the byte order mark some Windows editors write is not part of the YAML: lines and
+    // columns count from the first character after it, as editors show them
+    let source = without_bom(file);
     let fail = |diagnostics| LoadError {
         path: path.to_owned(),
         source: source.to_owned(),
@@ -126,6 +134,8 @@ pub fn load_str(path: &str, source: &str) -> Result<Runbook, LoadError> {
     match runbook {
         Some(mut rb) if errors.is_empty() => {
             rb.warnings = warnings;
+            // the fingerprint is of the file as it is, a byte order mark included
+            rb.sha256 = crate::hex::encode(&Sha256::digest(file.as_bytes()));
             Ok(rb)
         }
         _ => {
@@ -206,7 +216,8 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
 
     Some(Runbook {
         path: doc.path.clone(),
-        sha256: crate::hex::encode(&Sha256::digest(doc.source.as_bytes())),
+        // set by `load_str`, from the file's bytes
+        sha256: String::new(),
         title: title.or_else(|| name.clone()).unwrap_or_default(),
         name: name?,
         owner,
