@@ -387,7 +387,7 @@ pub async fn undo_snapshot(project: &str, name: &str, id: &Slot) -> Result<(), S
 }
 
 async fn delete_snapshot(client: &Client, project: &str, id: &str) -> Result<(), StepError> {
-    let path = Client::project_path(project, &["snapshots", id]);
+    let path = Client::project_path(project, &["snapshots", id])?;
     match client
         .mutate(project, reqwest::Method::DELETE, &path, &[], None)
         .await
@@ -556,7 +556,7 @@ impl Run for NeonRestoreBranch {
             Some(Point::Lsn(l)) => body["source_lsn"] = l.clone().into(),
             None => {}
         }
-        let path = Client::project_path(&project, &["branches", &target.id, "restore"]);
+        let path = Client::project_path(&project, &["branches", &target.id, "restore"])?;
         let clock = tokio::time::Instant::now();
         // restored after all when the preserved branch exists: never restore twice
         let happened = || async { Ok(client.branch_named(&project, &preserve).await?.is_some()) };
@@ -642,7 +642,7 @@ impl Run for NeonSetDefaultBranch {
             .find_branch(&place.project, Some(&self.branch))
             .await?;
         let previous = client.find_branch(&place.project, None).await?;
-        let path = Client::project_path(&place.project, &["branches", &b.id, "set_as_default"]);
+        let path = Client::project_path(&place.project, &["branches", &b.id, "set_as_default"])?;
         client
             .mutate(&place.project, reqwest::Method::POST, &path, &[], None)
             .await?;
@@ -721,7 +721,7 @@ impl Run for NeonCreateSnapshot {
         if let Some(d) = expires {
             q.push(("expires_at", rfc3339(Utc::now() + d)));
         }
-        let path = Client::project_path(&project, &["branches", &b.id, "snapshot"]);
+        let path = Client::project_path(&project, &["branches", &b.id, "snapshot"])?;
         let clock = tokio::time::Instant::now();
         let named = || async {
             Ok(client
@@ -805,7 +805,7 @@ impl Run for NeonRestoreSnapshot {
             "target_branch_id": into.id,
             "finalize_restore": self.finalize,
         });
-        let path = Client::project_path(&project, &["snapshots", &snap.id, "restore"]);
+        let path = Client::project_path(&project, &["snapshots", &snap.id, "restore"])?;
         let clock = tokio::time::Instant::now();
         // the new branch is named after the step (or the target's name once finalized)
         let expect_name = if self.finalize {
@@ -853,7 +853,7 @@ impl Run for NeonRestoreSnapshot {
                 .mutate(
                     &project,
                     reqwest::Method::PATCH,
-                    &Client::project_path(&project, &["branches", &branch.id]),
+                    &Client::project_path(&project, &["branches", &branch.id])?,
                     &[],
                     Some(&expires),
                 )
@@ -882,7 +882,7 @@ impl Run for NeonRestoreSnapshot {
                 .mutate_checked(
                     &project,
                     reqwest::Method::POST,
-                    &Client::project_path(&project, &["endpoints"]),
+                    &Client::project_path(&project, &["endpoints"])?,
                     &[],
                     Some(&body),
                     has_one,
@@ -941,7 +941,7 @@ impl Run for NeonFinalizeRestore {
                 .mutate(
                     &project,
                     reqwest::Method::PATCH,
-                    &Client::project_path(&project, &["branches", &b.id]),
+                    &Client::project_path(&project, &["branches", &b.id])?,
                     &[],
                     Some(&clear),
                 )
@@ -951,7 +951,7 @@ impl Run for NeonFinalizeRestore {
             .name
             .as_ref()
             .map_or_else(crate::neon::empty, |n| json!({ "name": n }));
-        let path = Client::project_path(&project, &["branches", &b.id, "finalize_restore"]);
+        let path = Client::project_path(&project, &["branches", &b.id, "finalize_restore"])?;
         let happened = || async {
             let now = client.find_branch(&project, Some(&b.id)).await?;
             Ok(now.restore_status.as_deref() != Some("restored"))
@@ -1023,7 +1023,7 @@ impl Run for NeonSchemaDiff {
                 Point::Lsn(l) => q.push(("lsn", l)),
             }
         }
-        let path = Client::project_path(&project, &["branches", &branch.id, "compare_schema"]);
+        let path = Client::project_path(&project, &["branches", &branch.id, "compare_schema"])?;
         let v = client.get(&path, &q).await?;
         let diff = v
             .get("diff")
