@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 
 use crate::duration::Duration;
 
@@ -63,9 +63,18 @@ impl FromStr for TimeSpec {
                 })?;
             return Ok(TimeSpec::Relative { back, by });
         }
-        DateTime::parse_from_rfc3339(&lenient(s))
-            .map(|t| TimeSpec::Absolute(t.with_timezone(&Utc)))
-            .map_err(|_| err())
+        let t = DateTime::parse_from_rfc3339(&lenient(s))
+            .map_err(|_| err())?
+            .with_timezone(&Utc);
+        // RFC 3339 writes years 0000 to 9999: an offset must not take the time out of them
+        // (`0000-01-01 00:00:00+01` is in year -1 in UTC), or it would not read back
+        if !(0..=9999).contains(&t.year()) {
+            return Err(TimestampError {
+                text: text.to_owned(),
+                reason: "outside the years 0000 to 9999 once in UTC".to_owned(),
+            });
+        }
+        Ok(TimeSpec::Absolute(t))
     }
 }
 
@@ -202,6 +211,8 @@ mod tests {
             assert_eq!(rfc3339_precise(r(pasted)), utc, "{pasted}");
         }
         for bad in [
+            "0000-01-01 00:00:00+01",
+            "9999-12-31T23:59:59-00:01",
             "yesterday",
             "now-",
             "now*2h",
