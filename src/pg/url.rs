@@ -54,6 +54,10 @@ pub struct UrlError {
     pub reason: String,
 }
 
+/// The longest `connect_timeout`, in seconds: a server that has not answered in an hour
+/// will not.
+const MAX_CONNECT_TIMEOUT: u64 = 3600;
+
 /// Parameters drillbook handles itself rather than passing to tokio-postgres.
 const OURS: &[&str] = &[
     "sslmode",
@@ -100,6 +104,11 @@ pub fn parse(text: &str) -> Result<ConnSpec, UrlError> {
                 let secs: u64 = v.parse().map_err(|_| {
                     err(format!("connect_timeout `{v}` is not a number of seconds"))
                 })?;
+                if secs > MAX_CONNECT_TIMEOUT {
+                    return Err(err(format!(
+                        "connect_timeout `{v}` is more than {MAX_CONNECT_TIMEOUT} seconds"
+                    )));
+                }
                 connect_timeout = Duration::from_secs(secs.max(1));
             }
             other => {
@@ -303,6 +312,16 @@ mod tests {
         assert!(e.to_string().contains("unknown sslmode `%€`"), "{e}");
         let s = parse("postgres://u@h/db?sslrootcert=%2Ftmp%2F%E2%82%AC.pem").expect("valid");
         assert_eq!(s.root_cert, Some(PathBuf::from("/tmp/€.pem")));
+    }
+
+    #[test]
+    fn connect_timeout_is_at_most_an_hour() {
+        let s = parse("host=h connect_timeout=3600").expect("an hour");
+        assert_eq!(s.connect_timeout, Duration::from_secs(3600));
+        for huge in ["3601", "18446744073709551615"] {
+            let e = parse(&format!("postgres://u@h/db?connect_timeout={huge}")).expect_err(huge);
+            assert!(e.to_string().contains("is more than 3600 seconds"), "{e}");
+        }
     }
 }
 

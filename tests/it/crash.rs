@@ -203,3 +203,18 @@ fn an_operator_name_too_long_or_on_two_lines_stops_before_anything_runs() {
         }
     }
 }
+
+/// A `connect_timeout` past what a wait can add up to: refused when the string is read
+/// (waiting for it plus a grace second overflowed).
+#[test]
+fn a_connect_timeout_of_centuries_is_an_error() {
+    let url = "postgres://app@127.0.0.1:1/shop?connect_timeout=18446744073709551615";
+    let r = Cli::new().args(["history", "list", "--history", url]).run();
+    r.code(3);
+    assert!(
+        r.stderr
+            .contains("connect_timeout `18446744073709551615` is more than 3600 seconds"),
+        "{}",
+        r.stderr
+    );
+}

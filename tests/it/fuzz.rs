@@ -324,6 +324,11 @@ fn connection_strings_parse_or_fail_with_a_message() {
         match drillbook::pg::url::parse(text) {
             Ok(spec) => {
                 assert!(!spec.config.get_hosts().is_empty(), "{text:?}");
+                // waited for with a grace second added: bounded, so no overflow
+                assert!(
+                    spec.connect_timeout <= std::time::Duration::from_secs(3600),
+                    "{text:?}"
+                );
                 true
             }
             Err(e) => {
