@@ -218,3 +218,23 @@ fn a_connect_timeout_of_centuries_is_an_error() {
         r.stderr
     );
 }
+
+/// A delivery timeout no Duration can hold (`1e300` seconds) is ignored like any unusable
+/// value: the failed run still alerts, is recorded and exits 1 (it used to panic after the
+/// cleanup, before the record).
+#[test]
+fn an_absurd_notify_timeout_still_records_the_run() {
+    let yaml = "version: 1\nname: t\nalerts:\n  - webhook: { url: \"http://127.0.0.1:1/hook\" }\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: a\n        shell: \"false\"\n";
+    let cli = Cli::new()
+        .runbook(yaml)
+        .env("DRILLBOOK_NOTIFY_TIMEOUT", "1e300")
+        .args(["run", "runbook.yaml", "p"]);
+    let r = cli.run();
+    r.code(1);
+    assert!(
+        r.stderr.contains("the webhook alert could not be sent")
+            && r.stderr.contains("recorded as entry 1"),
+        "{}",
+        r.stderr
+    );
+}
