@@ -132,18 +132,13 @@ impl Diagnostic {
                     span.line, span.col, self.message
                 );
                 if let Some(text) = source.lines().nth(span.line.saturating_sub(1)) {
-                    let gutter = span.line.to_string().len();
-                    let _ = writeln!(out, "{:gutter$} |", "");
-                    let _ = writeln!(out, "{} | {}", span.line, text.replace('\t', " "));
-                    let width = text.chars().count().saturating_sub(span.col - 1).max(1);
+                    let (shown, pad) = excerpt(&text.replace('\t', " "), span.col);
+                    let gutter = " ".repeat(span.line.to_string().len());
+                    let _ = writeln!(out, "{gutter} |");
+                    let _ = writeln!(out, "{} | {shown}", span.line);
+                    let width = shown.chars().count().saturating_sub(pad).max(1);
                     let carets = "^".repeat(span.len.min(width));
-                    let _ = writeln!(
-                        out,
-                        "{:gutter$} | {:pad$}{carets}",
-                        "",
-                        "",
-                        pad = span.col - 1
-                    );
+                    let _ = writeln!(out, "{gutter} | {}{carets}", " ".repeat(pad));
                 }
             }
             None => {
@@ -155,6 +150,34 @@ impl Diagnostic {
         }
         out
     }
+}
+
+/// The longest source line a diagnostic shows whole; of a longer one (a runbook written
+/// on one line, a pasted blob) it shows this many characters around the column.
+const SHOWN_CHARS: usize = 160;
+
+/// The part of `line` to show for 1-based column `col`, and how many characters precede
+/// the column in it (where the caret goes).
+fn excerpt(line: &str, col: usize) -> (String, usize) {
+    let len = line.chars().count();
+    // a column past the end (the end of the line itself) puts the caret just after it
+    let at = col.saturating_sub(1).min(len);
+    if len <= SHOWN_CHARS {
+        return (line.to_owned(), at);
+    }
+    // some context before the column, the rest after it, never past the end
+    let start = at.saturating_sub(SHOWN_CHARS / 4).min(len - SHOWN_CHARS);
+    let end = start + SHOWN_CHARS;
+    let mut shown: String = line.chars().skip(start).take(SHOWN_CHARS).collect();
+    let mut pad = at - start;
+    if start > 0 {
+        shown.insert(0, '…');
+        pad += 1;
+    }
+    if end < len {
+        shown.push('…');
+    }
+    (shown, pad)
 }
 
 /// An error with its causes on one line ("error sending request: connection refused" is
@@ -207,6 +230,28 @@ mod tests {
         assert_eq!(did_you_mean("ab", ["ba", "ac"]), Some("ba"));
         assert_eq!(did_you_mean("ab", ["ac", "ba"]), Some("ac"));
         assert_eq!(did_you_mean("shell", kinds), None, "not the word itself");
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column() {
+        let line = format!("{}XYZ{}", "a".repeat(70_000), "b".repeat(70_000));
+        let d = Diagnostic::error(Some(Span::new(1, 70_001, 3)), "bad");
+        let out = d.render("x.yaml", &line);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], "x.yaml:1:70001: error: bad");
+        let shown = lines[2].strip_prefix("1 | ").expect("the source line");
+        assert_eq!(shown.chars().count(), SHOWN_CHARS + 2, "{shown}");
+        assert!(shown.starts_with('…') && shown.ends_with('…'), "{shown}");
+        let at = lines[3].find('^').expect("caret") - "  | ".len();
+        let under: String = shown.chars().skip(at).take(4).collect();
+        assert_eq!(under, "XYZb");
+        assert_eq!(lines[3].matches('^').count(), 3);
+        // the end of a long line, and a column past its end
+        let (shown, pad) = excerpt(&line, 140_003);
+        assert!(shown.starts_with('…') && shown.ends_with('b'), "{shown}");
+        assert_eq!(pad, SHOWN_CHARS);
+        assert_eq!(excerpt("short", usize::MAX), ("short".to_owned(), 5));
+        assert_eq!(excerpt("short", 0), ("short".to_owned(), 0));
     }
 
     #[test]

@@ -9,11 +9,45 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub std::time::Duration);
 
+/// The longest duration drillbook accepts: 36500 days, about 100 years. Far beyond any
+/// retention, objective or timeout, and small enough that a point in time plus or minus it
+/// stays within the range of dates that can be computed with.
+pub const MAX: Duration = Duration(std::time::Duration::from_secs(36_500 * 86_400));
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration `{text}`: {reason} (write e.g. `90s`, `10m`, `1h30m`, `7d`)")]
+#[error("invalid duration `{text}`: {reason}")]
 pub struct DurationError {
     pub text: String,
-    pub reason: &'static str,
+    pub reason: Problem,
+}
+
+/// What is wrong with a duration's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    Empty,
+    ExpectedNumber,
+    MissingUnit,
+    UnknownUnit,
+    /// Longer than [`MAX`].
+    TooLong,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self {
+            Problem::Empty => "empty",
+            Problem::ExpectedNumber => "expected a number",
+            Problem::MissingUnit => "missing unit",
+            Problem::UnknownUnit => "unknown unit",
+            Problem::TooLong => {
+                return write!(
+                    f,
+                    "too long: the longest duration is {MAX} (about 100 years)"
+                )
+            }
+        };
+        write!(f, "{what} (write e.g. `90s`, `10m`, `1h30m`, `7d`)")
+    }
 }
 
 const UNITS: [(&str, u64); 6] = [
@@ -35,7 +69,7 @@ impl FromStr for Duration {
         };
         let s = text.trim();
         if s.is_empty() {
-            return Err(err("empty"));
+            return Err(err(Problem::Empty));
         }
         let mut total: u64 = 0;
         let mut rest = s;
@@ -44,11 +78,10 @@ impl FromStr for Duration {
                 .find(|c: char| !c.is_ascii_digit())
                 .unwrap_or(rest.len());
             if digits == 0 {
-                return Err(err("expected a number"));
+                return Err(err(Problem::ExpectedNumber));
             }
-            let n: u64 = rest[..digits]
-                .parse()
-                .map_err(|_| err("number too large"))?;
+            // only digits: the one way this fails is a number past u64
+            let n: u64 = rest[..digits].parse().map_err(|_| err(Problem::TooLong))?;
             rest = &rest[digits..];
             let unit_len = rest
                 .find(|c: char| c.is_ascii_digit())
@@ -56,16 +89,20 @@ impl FromStr for Duration {
             let unit = &rest[..unit_len];
             let millis = match UNITS.iter().find(|(u, _)| *u == unit) {
                 Some((_, ms)) => *ms,
-                None if unit.is_empty() => return Err(err("missing unit")),
-                None => return Err(err("unknown unit")),
+                None if unit.is_empty() => return Err(err(Problem::MissingUnit)),
+                None => return Err(err(Problem::UnknownUnit)),
             };
             total = n
                 .checked_mul(millis)
                 .and_then(|v| total.checked_add(v))
-                .ok_or_else(|| err("too large"))?;
+                .ok_or_else(|| err(Problem::TooLong))?;
             rest = &rest[unit_len..];
         }
-        Ok(Duration(std::time::Duration::from_millis(total)))
+        let d = Duration(std::time::Duration::from_millis(total));
+        if d > MAX {
+            return Err(err(Problem::TooLong));
+        }
+        Ok(d)
     }
 }
 
@@ -140,13 +177,13 @@ impl<'de> Deserialize<'de> for Duration {
             fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<Duration, E> {
                 Err(E::custom(DurationError {
                     text: n.to_string(),
-                    reason: "missing unit",
+                    reason: Problem::MissingUnit,
                 }))
             }
             fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<Duration, E> {
                 Err(E::custom(DurationError {
                     text: n.to_string(),
-                    reason: "missing unit",
+                    reason: Problem::MissingUnit,
                 }))
             }
         }
@@ -217,6 +254,30 @@ mod tests {
         }
         let e = "10 minutes".parse::<Duration>().expect_err("invalid");
         assert!(e.to_string().contains("`10 minutes`"), "{e}");
+    }
+
+    #[test]
+    fn longer_than_a_century_is_refused_and_names_the_limit() {
+        assert_eq!("36500d".parse::<Duration>(), Ok(MAX));
+        assert_eq!("5214w2d".parse::<Duration>(), Ok(MAX));
+        for huge in [
+            "36501d",
+            "36500d1ms",
+            "100000000w",
+            "99999999999999999999s",
+            "18446744073709551615ms",
+            "18446744073709551615w",
+            "9223372036854775807ms9223372036854775807ms",
+        ] {
+            let e = huge.parse::<Duration>().expect_err(huge);
+            assert_eq!(e.reason, Problem::TooLong, "{huge}");
+            assert_eq!(
+                e.to_string(),
+                format!("invalid duration `{huge}`: too long: the longest duration is 36500d (about 100 years)")
+            );
+        }
+        // every accepted duration is a date offset chrono can hold
+        assert!(MAX.chrono() < chrono::Duration::days(36_501));
     }
 
     #[test]

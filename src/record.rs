@@ -299,8 +299,9 @@ impl StepRecord {
     }
 
     pub fn finished_at(&self) -> Option<DateTime<Utc>> {
-        let ms = i64::try_from(self.duration_ms?).ok()?;
-        Some(self.started_at? + chrono::Duration::milliseconds(ms))
+        // a record read back may hold anything: no end past the last representable date
+        let ms = chrono::Duration::try_milliseconds(i64::try_from(self.duration_ms?).ok()?)?;
+        self.started_at?.checked_add_signed(ms)
     }
 }
 
@@ -354,4 +355,25 @@ pub struct Notification {
     pub event: String,
     /// `sent`, `suppressed` (repeat window) or `failed: …`.
     pub outcome: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_lasting_past_the_calendar_has_no_end() {
+        let mut step = StepRecord::new("a".into(), "A".into(), "shell".into(), false);
+        step.started_at = Some(Utc::now());
+        step.duration_ms = Some(1_500);
+        assert_eq!(
+            step.finished_at(),
+            step.started_at
+                .map(|t| t + chrono::Duration::milliseconds(1_500))
+        );
+        for ms in [u64::MAX, i64::MAX.unsigned_abs(), 1 << 62] {
+            step.duration_ms = Some(ms);
+            assert_eq!(step.finished_at(), None, "{ms}");
+        }
+    }
 }

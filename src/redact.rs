@@ -201,8 +201,10 @@ fn url_password_spans(text: &str) -> Vec<Range<usize>> {
     let mut from = 0;
     while let Some(i) = text[from..].find("://").map(|i| from + i) {
         let scheme_start = text[..i]
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
-            .map_or(0, |p| p + 1);
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |(p, c)| p + c.len_utf8());
         let scheme = text[scheme_start..i].to_ascii_lowercase();
         let start = i + 3;
         let end = text[start..]
@@ -378,6 +380,11 @@ mod tests {
             ),
             (r#"{"password": "hunter2"}"#, r#"{"password": ***}"#),
             ("PGPASSWORD=hunter2 psql", "PGPASSWORD=*** psql"),
+            // a scheme after a character wider than a byte
+            (
+                "\u{202e}postgresql://u:pw@h/db",
+                "\u{202e}postgresql://u:***@h/db",
+            ),
         ] {
             assert_eq!(mask_passwords(text), shown, "{text}");
         }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Utc};
 
 use crate::duration::Duration;
 
@@ -20,14 +20,22 @@ pub enum TimeSpec {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid timestamp `{0}`: write RFC 3339 (`2026-11-28T09:00:00Z`), a time as psql prints it (`2026-11-28 09:00:00+00`), or `now`, `now-24h`, `now+10m`")]
-pub struct TimestampError(pub String);
+#[error("invalid timestamp `{text}`: {reason}")]
+pub struct TimestampError {
+    pub text: String,
+    pub reason: String,
+}
+
+const FORMS: &str = "write RFC 3339 (`2026-11-28T09:00:00Z`), a time as psql prints it (`2026-11-28 09:00:00+00`), or `now`, `now-24h`, `now+10m`";
 
 impl FromStr for TimeSpec {
     type Err = TimestampError;
 
     fn from_str(text: &str) -> Result<TimeSpec, TimestampError> {
-        let err = || TimestampError(text.to_owned());
+        let err = || TimestampError {
+            text: text.to_owned(),
+            reason: FORMS.to_owned(),
+        };
         let s = text.trim();
         if let Some(rest) = s.strip_prefix("now") {
             let rest = rest.trim_start();
@@ -44,12 +52,29 @@ impl FromStr for TimeSpec {
             } else {
                 return Err(err());
             };
-            let by = amount.trim().parse().map_err(|_| err())?;
+            // the duration's own error says what is wrong with the offset (a missing unit,
+            // an offset past the longest duration)
+            let by = amount
+                .trim()
+                .parse()
+                .map_err(|e: crate::duration::DurationError| TimestampError {
+                    text: text.to_owned(),
+                    reason: e.to_string(),
+                })?;
             return Ok(TimeSpec::Relative { back, by });
         }
-        DateTime::parse_from_rfc3339(&lenient(s))
-            .map(|t| TimeSpec::Absolute(t.with_timezone(&Utc)))
-            .map_err(|_| err())
+        let t = DateTime::parse_from_rfc3339(&lenient(s))
+            .map_err(|_| err())?
+            .with_timezone(&Utc);
+        // RFC 3339 writes years 0000 to 9999: an offset must not take the time out of them
+        // (`0000-01-01 00:00:00+01` is in year -1 in UTC), or it would not read back
+        if !(0..=9999).contains(&t.year()) {
+            return Err(TimestampError {
+                text: text.to_owned(),
+                reason: "outside the years 0000 to 9999 once in UTC".to_owned(),
+            });
+        }
+        Ok(TimeSpec::Absolute(t))
     }
 }
 
@@ -89,12 +114,21 @@ fn lenient(s: &str) -> String {
 
 impl TimeSpec {
     /// The instant: an absolute time as written, a relative one from `now` in whole seconds.
+    /// A parsed offset is at most [`crate::duration::MAX`], so from any `now` of this era
+    /// the result is a real date; past the ends of the representable range it saturates
+    /// rather than overflow.
     pub fn resolve(self, now: DateTime<Utc>) -> DateTime<Utc> {
         use chrono::SubsecRound;
         match self {
             TimeSpec::Absolute(t) => t,
-            TimeSpec::Relative { back: true, by } => (now - by.chrono()).trunc_subsecs(0),
-            TimeSpec::Relative { back: false, by } => (now + by.chrono()).trunc_subsecs(0),
+            TimeSpec::Relative { back: true, by } => now
+                .checked_sub_signed(by.chrono())
+                .unwrap_or(DateTime::<Utc>::MIN_UTC)
+                .trunc_subsecs(0),
+            TimeSpec::Relative { back: false, by } => now
+                .checked_add_signed(by.chrono())
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+                .trunc_subsecs(0),
         }
     }
 }
@@ -125,6 +159,25 @@ pub fn rfc3339_precise(t: DateTime<Utc>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_longest_offsets_resolve_from_any_now() {
+        use chrono::SubsecRound;
+        let longest = |back| TimeSpec::Relative {
+            back,
+            by: crate::duration::MAX,
+        };
+        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc);
+        let century = chrono::Duration::days(36_500);
+        assert_eq!(now - longest(true).resolve(now), century);
+        assert_eq!(longest(false).resolve(now) - now, century);
+        // at the ends of the calendar they stop there instead of overflowing
+        let (first, last) = (DateTime::<Utc>::MIN_UTC, DateTime::<Utc>::MAX_UTC);
+        assert_eq!(longest(true).resolve(first), first);
+        assert_eq!(longest(false).resolve(last), last.trunc_subsecs(0));
+    }
 
     #[test]
     fn relative_and_absolute() {
@@ -158,6 +211,8 @@ mod tests {
             assert_eq!(rfc3339_precise(r(pasted)), utc, "{pasted}");
         }
         for bad in [
+            "0000-01-01 00:00:00+01",
+            "9999-12-31T23:59:59-00:01",
             "yesterday",
             "now-",
             "now*2h",
@@ -171,6 +226,13 @@ mod tests {
         assert_eq!(
             "now-24h".parse::<TimeSpec>().expect("valid").to_string(),
             "now-24h"
+        );
+        // an offset past the longest duration says so
+        let e = "now-100000000w".parse::<TimeSpec>().expect_err("too long");
+        assert!(
+            e.to_string()
+                .contains("too long: the longest duration is 36500d"),
+            "{e}"
         );
         // relative times resolve to whole seconds
         let busy = now + chrono::Duration::milliseconds(1_234);

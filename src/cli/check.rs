@@ -36,8 +36,17 @@ pub struct Args {
     #[arg(long)]
     no_record: bool,
     /// Timeout of a check without its own `timeout:`.
-    #[arg(long, default_value = "60s", value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_name = "DURATION", value_parser = parse_timeout)]
     timeout: crate::duration::Duration,
+}
+
+/// `--timeout`, within the bounds of a check's own `timeout:`.
+fn parse_timeout(text: &str) -> Result<crate::duration::Duration, String> {
+    let d = text
+        .parse()
+        .map_err(|e: crate::duration::DurationError| e.to_string())?;
+    crate::kind::limits::timeout(d)?;
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -60,7 +69,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         return Ok(Status::Unknown.code());
     }
     let opts = RunOptions {
-        operator: operator(),
+        operator: operator()?,
         history: args.history.clone(),
         ..RunOptions::default()
     };

@@ -5,8 +5,6 @@
 mod show;
 mod stats;
 
-use std::fmt::Write as _;
-
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use clap::{Subcommand, ValueEnum};
@@ -249,6 +247,13 @@ fn measured(value: Option<u64>, met: Option<bool>) -> String {
     }
 }
 
+/// `cell` followed by spaces up to `width` characters. Not `{:width$}`: a record may hold a
+/// name of any length, and the formatter's widths end at 65,535.
+pub(super) fn padded(cell: &str, width: usize) -> String {
+    let fill = width.saturating_sub(cell.chars().count());
+    format!("{cell}{}", " ".repeat(fill))
+}
+
 /// Columns padded to their widest cell, two spaces apart; the last one unpadded.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
@@ -265,7 +270,8 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
             if i == last {
                 s.push_str(cell);
             } else {
-                let _ = write!(s, "{cell:w$}  ");
+                s.push_str(&padded(cell, *w));
+                s.push_str("  ");
             }
         }
         s.push('\n');
@@ -429,4 +435,22 @@ async fn repair(store: &Store, args: &RepairArgs) -> anyhow::Result<u8> {
         )),
     }
     Ok(exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_wider_than_the_formatter_allows_are_padded() {
+        let huge = "o".repeat(70_000);
+        let rows = vec![
+            vec!["a".to_owned(), huge.clone(), "x".to_owned()],
+            vec!["bb".to_owned(), "c".to_owned(), "y".to_owned()],
+        ];
+        let text = table(&["K", "OPERATOR", "ID"], &rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[1], format!("a   {huge}  x"));
+        assert_eq!(lines[2], format!("bb  c{}  y", " ".repeat(69_999)));
+    }
 }

@@ -127,7 +127,10 @@ fn load(path: &str) -> Option<crate::runbook::Runbook> {
     match crate::runbook::load_file(path) {
         Ok(rb) => {
             for w in &rb.warnings {
-                err(&w.render(path, &std::fs::read_to_string(path).unwrap_or_default()));
+                err(&w.render(
+                    path,
+                    crate::runbook::without_bom(&std::fs::read_to_string(path).unwrap_or_default()),
+                ));
             }
             Some(rb)
         }

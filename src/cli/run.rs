@@ -53,7 +53,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         params: args.target.params.clone(),
         yes: args.yes,
         dry_run: args.dry_run,
-        operator: operator(),
+        operator: operator()?,
         history: args.history.clone(),
     };
     let terminal = Terminal::new(args.yes);

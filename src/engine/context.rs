@@ -21,13 +21,41 @@ pub struct RunOptions {
     pub history: Option<String>,
 }
 
-/// `DRILLBOOK_OPERATOR`, else `user@host`.
-pub fn operator() -> String {
-    if let Ok(op) = std::env::var("DRILLBOOK_OPERATOR") {
-        if !op.trim().is_empty() {
-            return op.trim().to_owned();
-        }
-    }
+/// The longest operator name, in characters: it is a column of `history list` and a line
+/// of every record, drill log and alert.
+pub const MAX_OPERATOR: usize = 200;
+
+/// An operator name that cannot be recorded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the operator name from {source_name} {problem}: set DRILLBOOK_OPERATOR to a name on one line of at most {MAX_OPERATOR} characters")]
+pub struct OperatorError {
+    source_name: &'static str,
+    problem: String,
+}
+
+/// `DRILLBOOK_OPERATOR`, else `user@host`; refused when longer than [`MAX_OPERATOR`] or
+/// not on one line.
+pub fn operator() -> Result<String, OperatorError> {
+    let (name, source_name) = match std::env::var("DRILLBOOK_OPERATOR") {
+        Ok(op) if !op.trim().is_empty() => (op.trim().to_owned(), "DRILLBOOK_OPERATOR"),
+        _ => (user_at_host(), "USER@hostname"),
+    };
+    let chars = name.chars().count();
+    let problem = if chars > MAX_OPERATOR {
+        format!("is {chars} characters long")
+    } else if name.chars().any(char::is_control) {
+        "holds a control character (a line break, a tab)".to_owned()
+    } else {
+        return Ok(name);
+    };
+    Err(OperatorError {
+        source_name,
+        problem,
+    })
+}
+
+/// `user@host`, from the environment, /proc and /etc.
+fn user_at_host() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()

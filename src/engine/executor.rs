@@ -50,13 +50,15 @@ pub enum RunError {
     BadParam(String),
     #[error("environment variable{} not set: {}; the runbook reads {}", if .0.len() == 1 { " is" } else { "s are" }, .0.join(", "), if .0.len() == 1 { "it" } else { "them" })]
     MissingEnv(Vec<String>),
+    #[error(transparent)]
+    Operator(#[from] super::context::OperatorError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::UnknownProcedure { .. } | RunError::BadParam(_) => 2,
-            RunError::MissingEnv(_) => 3,
+            RunError::MissingEnv(_) | RunError::Operator(_) => 3,
         }
     }
 }
@@ -195,7 +197,7 @@ pub async fn preflight(
         params: given.to_vec(),
         yes: false,
         dry_run: true,
-        operator: super::operator(),
+        operator: super::operator()?,
         history: None,
     };
     let vars = Vars::new(runbook, procedure, params, env, "preflight", now, &opts);

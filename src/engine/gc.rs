@@ -190,7 +190,10 @@ async fn neon_leftovers(
     older_than: std::time::Duration,
 ) -> Result<Vec<Orphan>, String> {
     let client = crate::neon::Client::from_env().map_err(|e| e.to_string())?;
-    let cutoff = now - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let cutoff = chrono::Duration::from_std(older_than)
+        .ok()
+        .and_then(|d| now.checked_sub_signed(d))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
     let expired = |e: &Option<String>| {
         e.as_deref()
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())

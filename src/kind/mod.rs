@@ -14,6 +14,7 @@ pub mod compare;
 pub mod freshness;
 pub mod history;
 pub mod http;
+pub mod limits;
 pub mod local;
 pub mod manual;
 pub mod neon;

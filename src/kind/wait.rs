@@ -4,7 +4,8 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{output, string_or_map, Effects, Measure, Output, Spec, StepKind};
+use super::limits::{at_most, LONGEST_WAIT, SHORTEST_INTERVAL};
+use super::{output, string_or_map, Effects, Invalid, Measure, Output, Spec, StepKind};
 use crate::duration::Duration;
 
 /// `wait: 30s` or `{poll, until, interval, deadline}`.
@@ -29,10 +30,10 @@ pub struct PollSpec {
     /// Expression over the poll's outputs as `result`, e.g. `result.status == 200`;
     /// without it, the first successful poll ends the wait.
     pub until: Option<String>,
-    /// Time between polls; default `5s`.
+    /// Time between polls: `100ms` to `7d`; default `5s`.
     #[serde(default = "five_seconds")]
     pub interval: Duration,
-    /// Give up after this long; default `10m`.
+    /// Give up after this long, at most `7d`; default `10m`.
     #[serde(default = "ten_minutes")]
     pub deadline: Duration,
 }
@@ -70,6 +71,29 @@ impl Spec for Wait {
             Wait::Fixed(_) => Vec::new(),
             Wait::Poll(p) => p.poll.outputs(),
         }
+    }
+
+    /// A pause or deadline of at most a week; polls at most ten times a second; the polled
+    /// kind's own rules.
+    fn check(&self) -> Result<(), Invalid> {
+        let p = match self {
+            Wait::Fixed(d) => return at_most("wait", *d, LONGEST_WAIT).map_err(Invalid::whole),
+            Wait::Poll(p) => p,
+        };
+        if p.interval < SHORTEST_INTERVAL {
+            return Err(Invalid::at(
+                "interval",
+                format!(
+                    "`interval` is {}: shorter than {SHORTEST_INTERVAL} (drillbook polls at most ten times a second)",
+                    p.interval
+                ),
+            ));
+        }
+        at_most("interval", p.interval, LONGEST_WAIT).map_err(|e| Invalid::at("interval", e))?;
+        at_most("deadline", p.deadline, LONGEST_WAIT).map_err(|e| Invalid::at("deadline", e))?;
+        p.poll
+            .check()
+            .map_err(|inner| Invalid::at("poll", inner.message))
     }
 
     fn summary(&self) -> String {

@@ -196,6 +196,21 @@ fn request_id() -> String {
     )
 }
 
+/// The longest id accepted in a path (Neon's are about 20 to 40 characters).
+const MAX_ID: usize = 100;
+
+/// `http://` to this machine: 127.0.0.0/8, ::1 or `localhost`.
+fn is_loopback(url: &reqwest::Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Percent-encodes a path segment or query value.
 fn enc(text: &str) -> String {
     crate::http::percent_encode(text)
@@ -217,13 +232,27 @@ impl Client {
         Client::new(&base, key.trim())
     }
 
+    /// A client of the API at `base`: `https://`, or `http://` on this machine only (a local
+    /// fake or proxy), since the API key travels in every request.
     pub fn new(base: &str, key: &str) -> Result<Client, NeonError> {
         let base = base.trim().trim_end_matches('/').to_owned();
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(NeonError::Config(format!(
-                "NEON_API_URL must be an http(s) URL including /api/v2, got `{}`",
+        let bad = |why: &str| {
+            NeonError::Config(format!(
+                "NEON_API_URL {why}, got `{}`",
                 crate::redact::mask_passwords(&base)
-            )));
+            ))
+        };
+        let url = reqwest::Url::parse(&base)
+            .map_err(|_| bad("must be an http(s) URL including /api/v2"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&url) => {}
+            "http" => {
+                return Err(bad(
+                    "must be https: plain http would send the API key in the clear (http is accepted for 127.0.0.1, ::1 and localhost only)",
+                ))
+            }
+            _ => return Err(bad("must be an http(s) URL including /api/v2")),
         }
         Ok(Client {
             base,
@@ -509,7 +538,10 @@ impl Client {
                 tokio::time::sleep(pause).await;
                 polls += 1;
                 let v = self
-                    .get(&Client::project_path(project, &["operations", &op.id]), &[])
+                    .get(
+                        &Client::project_path(project, &["operations", &op.id])?,
+                        &[],
+                    )
                     .await?;
                 current = decode(&v, "operation", "operation")?;
             }
@@ -518,7 +550,7 @@ impl Client {
     }
 
     pub async fn project(&self, project: &str) -> Result<Project, NeonError> {
-        let v = self.get(&Client::project_path(project, &[]), &[]).await?;
+        let v = self.get(&Client::project_path(project, &[])?, &[]).await?;
         decode(&v, "project", "project")
     }
 
@@ -537,14 +569,14 @@ impl Client {
         if let Some(s) = search {
             q.push(("search", s.to_owned()));
         }
-        let path = Client::project_path(project, &["branches"]);
+        let path = Client::project_path(project, &["branches"])?;
         self.pages(&path, q, 100, "branches", "/pagination/next")
             .await
     }
 
     /// Every operation of the project (following `pagination.cursor`), newest first.
     pub async fn operations(&self, project: &str) -> Result<Vec<Operation>, NeonError> {
-        let path = Client::project_path(project, &["operations"]);
+        let path = Client::project_path(project, &["operations"])?;
         self.pages(&path, Vec::new(), 1000, "operations", "/pagination/cursor")
             .await
     }
@@ -609,7 +641,7 @@ impl Client {
                 .ok_or_else(|| not_found("the project has no default branch".into())),
             Some(b) if b.starts_with("br-") => {
                 let v = self
-                    .get(&Client::project_path(project, &["branches", b]), &[])
+                    .get(&Client::project_path(project, &["branches", b])?, &[])
                     .await?;
                 decode(&v, "branch", "branch")
             }
@@ -641,7 +673,7 @@ impl Client {
         project: &str,
         branch_id: &str,
     ) -> Result<Vec<Endpoint>, NeonError> {
-        let path = Client::project_path(project, &["branches", branch_id, "endpoints"]);
+        let path = Client::project_path(project, &["branches", branch_id, "endpoints"])?;
         let v = self.get(&path, &[]).await?;
         decode(&v, "endpoints", &path)
     }
@@ -654,7 +686,7 @@ impl Client {
         project: &str,
         body: &Value,
     ) -> Result<BranchResponse, NeonError> {
-        let path = Client::project_path(project, &["branches"]);
+        let path = Client::project_path(project, &["branches"])?;
         let name = body
             .pointer("/branch/name")
             .and_then(Value::as_str)
@@ -683,7 +715,7 @@ impl Client {
 
     /// Deletes a branch and waits for its operations; a branch already gone is fine.
     pub async fn delete_branch(&self, project: &str, branch_id: &str) -> Result<(), NeonError> {
-        let path = Client::project_path(project, &["branches", branch_id]);
+        let path = Client::project_path(project, &["branches", branch_id])?;
         match self.mutate(project, Method::DELETE, &path, &[], None).await {
             Ok(_) => Ok(()),
             Err(e) if e.status() == Some(404) => Ok(()),
@@ -717,7 +749,7 @@ impl Client {
         if pooled {
             q.push(("pooled", "true".into()));
         }
-        let path = Client::project_path(project, &["connection_uri"]);
+        let path = Client::project_path(project, &["connection_uri"])?;
         let v = self.get(&path, &q).await?;
         v.get("uri")
             .and_then(Value::as_str)
@@ -735,7 +767,7 @@ impl Client {
         branch_id: &str,
         database: &str,
     ) -> Result<Option<String>, NeonError> {
-        let path = Client::project_path(project, &["branches", branch_id, "databases"]);
+        let path = Client::project_path(project, &["branches", branch_id, "databases"])?;
         let v = self.get(&path, &[]).await?;
         Ok(v.get("databases")
             .and_then(Value::as_array)
@@ -747,7 +779,7 @@ impl Client {
     }
 
     pub async fn snapshots(&self, project: &str) -> Result<Vec<Snapshot>, NeonError> {
-        let path = Client::project_path(project, &["snapshots"]);
+        let path = Client::project_path(project, &["snapshots"])?;
         let v = self.get(&path, &[]).await?;
         decode(&v, "snapshots", &path)
     }
@@ -757,7 +789,7 @@ impl Client {
         project: &str,
         branch_id: &str,
     ) -> Result<Vec<ScheduleItem>, NeonError> {
-        let path = Client::project_path(project, &["branches", branch_id, "backup_schedule"]);
+        let path = Client::project_path(project, &["branches", branch_id, "backup_schedule"])?;
         let v = self.get(&path, &[]).await?;
         if v.is_null() {
             return Ok(Vec::new());
@@ -765,14 +797,28 @@ impl Client {
         decode(&v, "schedule", &path)
     }
 
-    /// Builds `/projects/{p}/…` with each segment encoded.
-    pub fn project_path(project: &str, rest: &[&str]) -> String {
-        let mut p = format!("/projects/{}", enc(project));
-        for r in rest {
+    /// Builds `/projects/{p}/…`. Every segment must be an id as Neon writes them (letters,
+    /// digits, `-`, `_`): a project id of `..` or one holding `/` would address another
+    /// resource of the API, with the key's rights.
+    pub fn project_path(project: &str, rest: &[&str]) -> Result<String, NeonError> {
+        let mut p = String::from("/projects");
+        for (i, segment) in std::iter::once(&project).chain(rest).enumerate() {
+            let fits = !segment.is_empty()
+                && segment.len() <= MAX_ID
+                && segment
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !fits {
+                let what = if i == 0 { "project id" } else { "id" };
+                let shown: String = segment.chars().take(MAX_ID).collect();
+                return Err(NeonError::Config(format!(
+                    "invalid Neon {what} `{shown}`: Neon ids hold letters, digits, `-` and `_` only (e.g. `shiny-wind-028834`)"
+                )));
+            }
             p.push('/');
-            p.push_str(&enc(r));
+            p.push_str(segment);
         }
-        p
+        Ok(p)
     }
 }
 
@@ -865,5 +911,67 @@ mod tests {
         );
         let c = Client::new("http://127.0.0.1:1/api/v2", "secret-key").expect("client");
         assert!(!format!("{c:?}").contains("secret-key"));
+    }
+
+    #[test]
+    fn plain_http_reaches_this_machine_only() {
+        for ok in [
+            "https://console.neon.tech/api/v2",
+            "https://neon.internal.example:8443/api/v2/",
+            "http://127.0.0.1:9/api/v2",
+            "http://127.8.9.10/api/v2",
+            "http://[::1]:8080/api/v2",
+            "http://localhost:3000/api/v2",
+            "HTTP://LocalHost/api/v2",
+        ] {
+            assert!(Client::new(ok, "k").is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://console.neon.tech/api/v2",
+            "http://127.0.0.1.nip.io/api/v2",
+            "http://localhost.example.com/api/v2",
+            "http://0.0.0.0:9/api/v2",
+            "http://10.1.2.3/api/v2",
+            "http://[::ffff:127.0.0.1]/api/v2",
+            "http://user:hunter2@neon.example.com/api/v2",
+        ] {
+            let e = Client::new(bad, "k").expect_err(bad).to_string();
+            assert!(e.contains("NEON_API_URL must be https"), "{bad}: {e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        for bad in [
+            "ftp://neon.example.com/api/v2",
+            "console.neon.tech/api/v2",
+            "http://",
+            "",
+        ] {
+            let e = Client::new(bad, "k").expect_err(bad).to_string();
+            assert!(e.contains("must be an http(s) URL"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn path_segments_are_ids_or_refused() {
+        assert_eq!(
+            Client::project_path("shiny-wind-028834", &["branches", "br-a_1", "restore"])
+                .expect("ids"),
+            "/projects/shiny-wind-028834/branches/br-a_1/restore"
+        );
+        for bad in [
+            "..", ".", "", "a/b", "../other", "%2e%2e", "p?x=1", "p#x", "é", "p q",
+        ] {
+            let e = Client::project_path(bad, &["branches"]).expect_err(bad);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("invalid Neon project id `{bad}`")),
+                "{e}"
+            );
+            assert!(
+                Client::project_path("p", &["branches", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        let long = "a".repeat(MAX_ID + 1);
+        assert!(Client::project_path(&long, &[]).is_err());
     }
 }

@@ -210,12 +210,16 @@ fn pagerduty_body(key: &str, n: &Notice, event: AlertEvent) -> Value {
     })
 }
 
-/// How long one delivery may take: `DRILLBOOK_NOTIFY_TIMEOUT` seconds, default 10.
+/// How long one delivery may take: `DRILLBOOK_NOTIFY_TIMEOUT` seconds, default 10. Like a
+/// value that is not a number, one past an hour (`1e300` is no Duration) is not used.
 fn timeout() -> Duration {
-    std::env::var("DRILLBOOK_NOTIFY_TIMEOUT")
-        .ok()
+    timeout_from(std::env::var("DRILLBOOK_NOTIFY_TIMEOUT").ok().as_deref())
+}
+
+fn timeout_from(setting: Option<&str>) -> Duration {
+    setting
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|s| *s > 0.0 && s.is_finite())
+        .filter(|s| *s > 0.0 && *s <= 3600.0)
         .map_or(Duration::from_secs(10), Duration::from_secs_f64)
 }
 
@@ -541,6 +545,29 @@ pub async fn notify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delivery_timeout_is_a_positive_number_of_seconds_up_to_an_hour() {
+        assert_eq!(timeout_from(Some("0.5")), Duration::from_millis(500));
+        assert_eq!(timeout_from(Some(" 3600 ")), Duration::from_secs(3600));
+        for ignored in [
+            None,
+            Some("ten"),
+            Some("0"),
+            Some("-1"),
+            Some("NaN"),
+            Some("inf"),
+            Some("3601"),
+            Some("1e300"),
+            Some("18446744073709551615"),
+        ] {
+            assert_eq!(
+                timeout_from(ignored),
+                Duration::from_secs(10),
+                "{ignored:?}"
+            );
+        }
+    }
 
     fn notice(ok: bool) -> Notice {
         Notice {

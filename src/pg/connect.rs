@@ -52,7 +52,8 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
         }
     };
     let result: Result<Client, Connect> = match tokio::time::timeout(
-        spec.connect_timeout + std::time::Duration::from_secs(1),
+        spec.connect_timeout
+            .saturating_add(std::time::Duration::from_secs(1)),
         work,
     )
     .await

@@ -54,6 +54,10 @@ pub struct UrlError {
     pub reason: String,
 }
 
+/// The longest `connect_timeout`, in seconds: a server that has not answered in an hour
+/// will not.
+const MAX_CONNECT_TIMEOUT: u64 = 3600;
+
 /// Parameters drillbook handles itself rather than passing to tokio-postgres.
 const OURS: &[&str] = &[
     "sslmode",
@@ -100,6 +104,11 @@ pub fn parse(text: &str) -> Result<ConnSpec, UrlError> {
                 let secs: u64 = v.parse().map_err(|_| {
                     err(format!("connect_timeout `{v}` is not a number of seconds"))
                 })?;
+                if secs > MAX_CONNECT_TIMEOUT {
+                    return Err(err(format!(
+                        "connect_timeout `{v}` is more than {MAX_CONNECT_TIMEOUT} seconds"
+                    )));
+                }
                 connect_timeout = Duration::from_secs(secs.max(1));
             }
             other => {
@@ -159,14 +168,17 @@ fn split_url(url: &str) -> (String, Vec<(String, String)>) {
     (rest, ours)
 }
 
+/// `%XX` decoded; a `%` not followed by two hex digits (`%€`, `%2`, `%zz`) is kept as is.
 fn percent_decode(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(b);
+        // on bytes, not on the text: what follows a `%` may be part of a wider character
+        let pair = bytes.get(i + 1..i + 3);
+        if let (b'%', Some(&[hi, lo])) = (bytes[i], pair) {
+            if let (Some(hi), Some(lo)) = (hex_digit(hi), hex_digit(lo)) {
+                out.push((hi << 4) | lo);
                 i += 3;
                 continue;
             }
@@ -175,6 +187,12 @@ fn percent_decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_digit(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// Removes our parameters from a `key=value` string (values may be single-quoted).
@@ -272,6 +290,38 @@ mod tests {
         assert!(!e.to_string().contains("hunter2"), "{e}");
         assert!(parse("host=x password='unterminated").is_err());
         assert!(parse("postgres://u@h/db?sslcert=/x.pem").is_err());
+    }
+
+    #[test]
+    fn a_percent_sign_without_two_hex_digits_stays_as_written() {
+        for (text, decoded) in [
+            ("%€", "%€"),
+            ("%€2F", "%€2F"),
+            ("€%", "€%"),
+            ("%", "%"),
+            ("%2", "%2"),
+            ("%zz", "%zz"),
+            ("%+1", "%+1"),
+            ("a%2Fb", "a/b"),
+            ("%E2%82%AC", "€"),
+            ("%e2%82", "\u{FFFD}"),
+        ] {
+            assert_eq!(percent_decode(text), decoded, "{text}");
+        }
+        let e = parse("postgres://u@h/db?sslmode=%€").expect_err("no such mode");
+        assert!(e.to_string().contains("unknown sslmode `%€`"), "{e}");
+        let s = parse("postgres://u@h/db?sslrootcert=%2Ftmp%2F%E2%82%AC.pem").expect("valid");
+        assert_eq!(s.root_cert, Some(PathBuf::from("/tmp/€.pem")));
+    }
+
+    #[test]
+    fn connect_timeout_is_at_most_an_hour() {
+        let s = parse("host=h connect_timeout=3600").expect("an hour");
+        assert_eq!(s.connect_timeout, Duration::from_secs(3600));
+        for huge in ["3601", "18446744073709551615"] {
+            let e = parse(&format!("postgres://u@h/db?connect_timeout={huge}")).expect_err(huge);
+            assert!(e.to_string().contains("is more than 3600 seconds"), "{e}");
+        }
     }
 }
 

@@ -274,13 +274,29 @@ pub fn describe(v: &Value) -> &'static str {
     }
 }
 
+/// The longest id or name, in bytes (PostgreSQL's limit on identifiers, too).
+pub const MAX_ID: usize = 63;
+
+/// "invalid step id `abc…` (70000 characters): at most 63": the start of the name only,
+/// since the caret shows where it is.
+pub fn too_long(what: &str, id: &str) -> String {
+    let start: String = id.chars().take(20).collect();
+    format!(
+        "invalid {what} `{start}…` ({} characters): at most {MAX_ID}",
+        id.chars().count()
+    )
+}
+
 /// Checks an identifier against a pattern description; returns a message when it does not fit.
 pub fn check_id(id: &str, allow: fn(char) -> bool, what: &str, rule: &str) -> Option<String> {
     let first_ok = id
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    if id.is_empty() || !first_ok || !id.chars().all(allow) || id.len() > 63 {
+    if id.len() > MAX_ID {
+        return Some(too_long(what, id));
+    }
+    if id.is_empty() || !first_ok || !id.chars().all(allow) {
         return Some(format!("invalid {what} `{id}`: {rule}"));
     }
     None

@@ -25,7 +25,7 @@ pub use load::Document;
 pub use raw::{
     Alert, AlertEvent, BackupPolicy, Objectives, ParamType, ProcedureKind, Scenario, TargetKind,
 };
-pub use validate::{load_file, load_str, LoadError};
+pub use validate::{load_file, load_str, without_bom, LoadError};
 
 /// A validated runbook: ids checked, durations and schedules parsed, templates compiled and
 /// their references resolved. The engine accepts only this type.

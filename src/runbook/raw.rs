@@ -99,9 +99,11 @@ impl ParamType {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retries {
-    /// Total attempts, including the first (at least 1).
+    /// Total attempts, including the first: 1 to 100.
+    #[schemars(range(min = 1, max = 100))]
     pub attempts: u32,
-    /// Wait before the second attempt; doubles after each further failure. Default `1s`.
+    /// Wait before the second attempt; doubles after each further failure. Default `1s`,
+    /// at most `24h`.
     #[serde(default = "default_backoff")]
     pub backoff: Duration,
 }

@@ -87,7 +87,10 @@ pub fn runbook_schema() -> Value {
             ),
             (
                 "timeout",
-                sub::<Duration>(&mut g, "Longest the step may run (each attempt)."),
+                sub::<Duration>(
+                    &mut g,
+                    "Longest the step may run (each attempt); more than 0s, at most 7d.",
+                ),
             ),
             (
                 "retries",
@@ -127,7 +130,10 @@ pub fn runbook_schema() -> Value {
             ),
             (
                 "timeout",
-                sub::<Duration>(&mut g, "Longest the check may run."),
+                sub::<Duration>(
+                    &mut g,
+                    "Longest the check may run; more than 0s, at most 7d.",
+                ),
             ),
         ],
         CHECK_FIELDS,

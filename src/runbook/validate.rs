@@ -9,7 +9,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::decode::{backticked, check_id, describe, MapReader, Sink};
+use super::decode::{backticked, check_id, describe, too_long, MapReader, Sink, MAX_ID};
 use super::load::Document;
 use super::raw::{
     self, Alert, AlertEvent, AlertKind, ParamType, ProcedureKind, Retries, TargetKind,
@@ -20,7 +20,7 @@ use crate::cron::Cron;
 use crate::diagnostic::YamlPath;
 use crate::diagnostic::{did_you_mean, Diagnostic};
 use crate::duration::Duration;
-use crate::kind::{Form as StepForm, Invalid, StepKind};
+use crate::kind::{limits, Form as StepForm, Invalid, StepKind};
 
 pub const RUNBOOK_FIELDS: &[&str] = &[
     "version",
@@ -105,6 +105,11 @@ pub fn load_file(path: &str) -> Result<Runbook, LoadError> {
     }
 }
 
+/// `source` without a leading UTF-8 byte order mark.
+pub fn without_bom(source: &str) -> &str {
+    source.strip_prefix('\u{feff}').unwrap_or(source)
+}
+
 fn single(path: &str, message: String) -> LoadError {
     LoadError {
         path: path.to_owned(),
@@ -113,7 +118,10 @@ fn single(path: &str, message: String) -> LoadError {
     }
 }
 
-pub fn load_str(path: &str, source: &str) -> Result<Runbook, LoadError> {
+pub fn load_str(path: &str, file: &str) -> Result<Runbook, LoadError> {
+    // the byte order mark some Windows editors write is not part of the YAML: lines and
+    // columns count from the first character after it, as editors show them
+    let source = without_bom(file);
     let fail = |diagnostics| LoadError {
         path: path.to_owned(),
         source: source.to_owned(),
@@ -127,6 +135,8 @@ pub fn load_str(path: &str, source: &str) -> Result<Runbook, LoadError> {
     match runbook {
         Some(mut rb) if errors.is_empty() => {
             rb.warnings = warnings;
+            // the fingerprint is of the file as it is, a byte order mark included
+            rb.sha256 = crate::hex::encode(&Sha256::digest(file.as_bytes()));
             Ok(rb)
         }
         _ => {
@@ -219,7 +229,8 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
 
     Some(Runbook {
         path: doc.path.clone(),
-        sha256: crate::hex::encode(&Sha256::digest(doc.source.as_bytes())),
+        // set by `load_str`, from the file's bytes
+        sha256: String::new(),
         title: title.or_else(|| name.clone()).unwrap_or_default(),
         name: name?,
         owner,
@@ -643,7 +654,9 @@ fn read_params(
             && name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid_name {
+        if name.len() > MAX_ID {
+            sink.at_key(&p, too_long("param name", &name));
+        } else if !valid_name {
             sink.at_key(&p, format!("invalid param name `{name}`: use lowercase letters, digits and `_` (templates read it as `params.{name}`)"));
         }
         let r = MapReader::new(sink, v, p.clone(), "a param", PARAM_FIELDS);
@@ -735,12 +748,24 @@ fn read_step(
     let description = r.optional(sink, "description");
     let when: Option<String> = r.optional(sink, "when");
     let timeout: Option<Duration> = r.optional(sink, "timeout");
+    if let Some(Err(e)) = timeout.map(limits::timeout) {
+        sink.at_value(&p.key("timeout"), e);
+    }
     let retries: Option<Retries> = r.optional(sink, "retries");
-    if retries.is_some_and(|r| r.attempts == 0) {
-        sink.at_value(
-            &p.key("retries").key("attempts"),
-            "`attempts` counts the first try too: it must be at least 1",
-        );
+    if let Some(retries) = retries {
+        let at = p.key("retries");
+        if retries.attempts == 0 {
+            sink.at_value(
+                &at.key("attempts"),
+                "`attempts` counts the first try too: it must be at least 1",
+            );
+        }
+        if let Err(e) = limits::attempts(retries.attempts) {
+            sink.at_value(&at.key("attempts"), e);
+        }
+        if let Err(e) = limits::at_most("backoff", retries.backoff, limits::LONGEST_BACKOFF) {
+            sink.at_value(&at.key("backoff"), e);
+        }
     }
     let continue_on_error = r.optional(sink, "continue_on_error").unwrap_or(false);
     let rto = match r.optional::<String>(sink, "rto").as_deref() {
@@ -982,7 +1007,10 @@ fn read_checks(
         }
         let title = r.optional(sink, "title");
         let thresholds = [("warn", r.get("warn")), ("critical", r.get("critical"))];
-        let timeout = r.optional(sink, "timeout");
+        let timeout: Option<Duration> = r.optional(sink, "timeout");
+        if let Some(Err(e)) = timeout.map(limits::timeout) {
+            sink.at_value(&p.key("timeout"), e);
+        }
         let kind = kind_key(sink, &mut r, StepKind::NAMES, "check");
         r.finish(sink, "a check");
         let Some((name, payload)) = kind else {

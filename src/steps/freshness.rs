@@ -59,7 +59,12 @@ impl Run for Freshness {
         out.insert("recovery_point".into(), rfc3339_precise(point).into());
         out.insert("target".into(), rfc3339_precise(target).into());
         let tolerance = self.tolerance.unwrap_or_default().chrono();
-        if point > target + tolerance {
+        // a target so late that the tolerance takes it past the last representable date
+        // has nothing after it
+        let latest = target
+            .checked_add_signed(tolerance)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        if point > latest {
             let ahead = (point - target).to_std().unwrap_or_default();
             out.insert(
                 "ahead_ms".into(),

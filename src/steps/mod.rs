@@ -19,7 +19,10 @@ pub mod sql;
 pub mod wait;
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use chrono::Utc;
 
@@ -38,8 +41,8 @@ pub trait Run {
 
 macro_rules! dispatch {
     ($($variant:ident($name:literal) => $spec:ty),+ $(,)?) => {
-        /// Runs a step of any kind. Boxed because `wait` runs a kind inside itself.
-        pub fn run<'a>(kind: &'a StepKind, cx: &'a StepCx<'a>) -> BoxFuture<'a, Result<Outputs, StepError>> {
+        /// Runs a kind. Boxed because `wait` runs a kind inside itself.
+        fn run_kind<'a>(kind: &'a StepKind, cx: &'a StepCx<'a>) -> BoxFuture<'a, Result<Outputs, StepError>> {
             match kind {
                 $(StepKind::$variant(s) => Box::pin(Run::run(s, cx))),+
             }
@@ -48,6 +51,45 @@ macro_rules! dispatch {
 }
 
 crate::kind::each_kind!(dispatch);
+
+/// Runs a step of any kind. A panic inside it (a bug) fails the step as *unavailable*,
+/// "internal error in step `x`", instead of ending the process: the run still undoes what
+/// its steps created, runs its cleanup and is recorded, with exit code 3.
+pub async fn run<'a>(kind: &'a StepKind, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+    CatchPanic(run_kind(kind, cx))
+        .await
+        .unwrap_or_else(|panic| {
+            Err(StepError::unavailable(format!(
+                "internal error in step `{}`: {panic} (a bug in drillbook: please report it)",
+                cx.step_id
+            )))
+        })
+}
+
+/// A future whose panic, while it is polled, is caught and returned as its message.
+struct CatchPanic<'a, T>(BoxFuture<'a, T>);
+
+impl<T> Future for CatchPanic<'_, T> {
+    type Output = Result<T, String>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        // unwind safety: after a panic the future is never polled again, only dropped
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(payload) => Poll::Ready(Err(panic_message(payload.as_ref()))),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panicked".to_owned())
+}
 
 /// Why a step did not pass. The class decides the run's exit code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -193,7 +235,19 @@ impl Undo {
         }
     }
 
+    /// Undoes it. A panic (a bug) fails this undo only: the others still run.
     pub async fn run(&self) -> Result<(), StepError> {
+        CatchPanic(Box::pin(self.carry_out()))
+            .await
+            .unwrap_or_else(|panic| {
+                Err(StepError::unavailable(format!(
+                    "internal error undoing step `{}`: {panic} (a bug in drillbook: please report it)",
+                    self.step()
+                )))
+            })
+    }
+
+    async fn carry_out(&self) -> Result<(), StepError> {
         match self {
             Undo::Cluster { handle, .. } => handle
                 .stop_and_remove()

@@ -166,6 +166,14 @@ impl Point {
 /// reaches Neon it may have left the window.
 const EDGE_MINUTES: i64 = 5;
 
+/// The oldest point a restore window of `retention` seconds reaches back to. Neon's answer
+/// may be any number: a window longer than the calendar holds everything.
+fn oldest_restorable(now: DateTime<Utc>, retention: i64) -> DateTime<Utc> {
+    chrono::Duration::try_seconds(retention)
+        .and_then(|r| now.checked_sub_signed(r))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
 /// Whether `point` lies inside the project's restore window now: `Ok(text)` says how far
 /// inside, `Err(text)` why not.
 pub fn within_window(
@@ -184,8 +192,11 @@ pub fn within_window(
     if *t > now {
         return Err(format!("{} is in the future", rfc3339_precise(*t)));
     }
-    let oldest = now - chrono::Duration::seconds(retention);
-    if *t < oldest + chrono::Duration::minutes(EDGE_MINUTES) {
+    let oldest = oldest_restorable(now, retention);
+    let edge = oldest
+        .checked_add_signed(chrono::Duration::minutes(EDGE_MINUTES))
+        .unwrap_or(oldest);
+    if *t < edge {
         if *t >= oldest {
             return Err(format!(
                 "{} is within {EDGE_MINUTES} minutes of the oldest restorable point of project {}'s {window} restore window ({}): it would fall out of the window before the run reaches it; choose a later point",
@@ -376,7 +387,7 @@ pub async fn undo_snapshot(project: &str, name: &str, id: &Slot) -> Result<(), S
 }
 
 async fn delete_snapshot(client: &Client, project: &str, id: &str) -> Result<(), StepError> {
-    let path = Client::project_path(project, &["snapshots", id]);
+    let path = Client::project_path(project, &["snapshots", id])?;
     match client
         .mutate(project, reqwest::Method::DELETE, &path, &[], None)
         .await
@@ -545,7 +556,7 @@ impl Run for NeonRestoreBranch {
             Some(Point::Lsn(l)) => body["source_lsn"] = l.clone().into(),
             None => {}
         }
-        let path = Client::project_path(&project, &["branches", &target.id, "restore"]);
+        let path = Client::project_path(&project, &["branches", &target.id, "restore"])?;
         let clock = tokio::time::Instant::now();
         // restored after all when the preserved branch exists: never restore twice
         let happened = || async { Ok(client.branch_named(&project, &preserve).await?.is_some()) };
@@ -631,7 +642,7 @@ impl Run for NeonSetDefaultBranch {
             .find_branch(&place.project, Some(&self.branch))
             .await?;
         let previous = client.find_branch(&place.project, None).await?;
-        let path = Client::project_path(&place.project, &["branches", &b.id, "set_as_default"]);
+        let path = Client::project_path(&place.project, &["branches", &b.id, "set_as_default"])?;
         client
             .mutate(&place.project, reqwest::Method::POST, &path, &[], None)
             .await?;
@@ -710,7 +721,7 @@ impl Run for NeonCreateSnapshot {
         if let Some(d) = expires {
             q.push(("expires_at", rfc3339(Utc::now() + d)));
         }
-        let path = Client::project_path(&project, &["branches", &b.id, "snapshot"]);
+        let path = Client::project_path(&project, &["branches", &b.id, "snapshot"])?;
         let clock = tokio::time::Instant::now();
         let named = || async {
             Ok(client
@@ -794,7 +805,7 @@ impl Run for NeonRestoreSnapshot {
             "target_branch_id": into.id,
             "finalize_restore": self.finalize,
         });
-        let path = Client::project_path(&project, &["snapshots", &snap.id, "restore"]);
+        let path = Client::project_path(&project, &["snapshots", &snap.id, "restore"])?;
         let clock = tokio::time::Instant::now();
         // the new branch is named after the step (or the target's name once finalized)
         let expect_name = if self.finalize {
@@ -842,7 +853,7 @@ impl Run for NeonRestoreSnapshot {
                 .mutate(
                     &project,
                     reqwest::Method::PATCH,
-                    &Client::project_path(&project, &["branches", &branch.id]),
+                    &Client::project_path(&project, &["branches", &branch.id])?,
                     &[],
                     Some(&expires),
                 )
@@ -871,7 +882,7 @@ impl Run for NeonRestoreSnapshot {
                 .mutate_checked(
                     &project,
                     reqwest::Method::POST,
-                    &Client::project_path(&project, &["endpoints"]),
+                    &Client::project_path(&project, &["endpoints"])?,
                     &[],
                     Some(&body),
                     has_one,
@@ -927,7 +938,7 @@ impl Run for NeonFinalizeRestore {
                 .mutate(
                     &project,
                     reqwest::Method::PATCH,
-                    &Client::project_path(&project, &["branches", &b.id]),
+                    &Client::project_path(&project, &["branches", &b.id])?,
                     &[],
                     Some(&clear),
                 )
@@ -937,7 +948,7 @@ impl Run for NeonFinalizeRestore {
             .name
             .as_ref()
             .map_or_else(crate::neon::empty, |n| json!({ "name": n }));
-        let path = Client::project_path(&project, &["branches", &b.id, "finalize_restore"]);
+        let path = Client::project_path(&project, &["branches", &b.id, "finalize_restore"])?;
         let happened = || async {
             let now = client.find_branch(&project, Some(&b.id)).await?;
             Ok(now.restore_status.as_deref() != Some("restored"))
@@ -1009,7 +1020,7 @@ impl Run for NeonSchemaDiff {
                 Point::Lsn(l) => q.push(("lsn", l)),
             }
         }
-        let path = Client::project_path(&project, &["branches", &branch.id, "compare_schema"]);
+        let path = Client::project_path(&project, &["branches", &branch.id, "compare_schema"])?;
         let v = client.get(&path, &q).await?;
         let diff = v
             .get("diff")
@@ -1058,8 +1069,11 @@ impl Run for NeonRetention {
         out.insert("restore_window".into(), Duration(window).to_string().into());
         out.insert(
             "oldest_restorable".into(),
-            rfc3339(Utc::now() - chrono::Duration::seconds(i64::try_from(secs).unwrap_or(0)))
-                .into(),
+            rfc3339(oldest_restorable(
+                Utc::now(),
+                i64::try_from(secs).unwrap_or(i64::MAX),
+            ))
+            .into(),
         );
         if window < self.min.0 {
             return Err(StepError::failed(format!(
@@ -1290,6 +1304,14 @@ mod tests {
         assert!(within_window(&project(0), &inside, now)
             .expect_err("off")
             .contains("disabled"));
+        // a window longer than the calendar (whatever Neon answers) holds every past time
+        for huge in [i64::MAX, i64::MAX / 1000, 400_000 * 365 * 86_400] {
+            assert!(
+                within_window(&project(huge), &inside, now).is_ok(),
+                "{huge}"
+            );
+            assert_eq!(oldest_restorable(now, huge), DateTime::<Utc>::MIN_UTC);
+        }
     }
 
     #[test]

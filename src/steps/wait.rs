@@ -23,7 +23,7 @@ impl Run for Wait {
         let mut polls = 0u32;
         loop {
             polls += 1;
-            let last = match super::run(&spec.poll, cx).await {
+            let last = match super::run_kind(&spec.poll, cx).await {
                 Ok(outputs) => match &spec.until {
                     None => return Ok(done(outputs, polls, start)),
                     Some(expr) => {

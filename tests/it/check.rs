@@ -339,3 +339,27 @@ fn a_misconfigured_connection_is_unknown_not_critical() {
     );
     let _ = server.join();
 }
+
+/// `--timeout` has the bounds of a check's own `timeout:`: none stops every check before
+/// it starts, and weeks hang a monitoring job.
+#[test]
+fn an_absurd_timeout_is_a_usage_error() {
+    let yaml = "version: 1\nname: t\nchecks:\n  - id: c\n    assert: 'true'\n";
+    for (timeout, problem) in [
+        ("0s", "`timeout` is 0s: it would stop before it starts"),
+        ("30d", "`timeout` is 30d: longer than 7d"),
+        ("100000000w", "too long: the longest duration is 36500d"),
+    ] {
+        let r = Cli::new()
+            .runbook(yaml)
+            .args(["check", "runbook.yaml", "--no-record", "--timeout", timeout])
+            .run();
+        r.code(2);
+        assert!(r.stderr.contains(problem), "{timeout}: {}", r.stderr);
+    }
+    Cli::new()
+        .runbook(yaml)
+        .args(["check", "runbook.yaml", "--no-record", "--timeout", "7d"])
+        .run()
+        .code(0);
+}

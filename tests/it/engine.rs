@@ -248,3 +248,100 @@ async fn interrupt_cancels_the_step_and_runs_cleanup() {
         "{waited:?}"
     );
 }
+
+/// An operator whose terminal breaks: showing anything panics, in the middle of a step.
+struct BrokenTerminal;
+
+impl Interaction for BrokenTerminal {
+    fn assume_yes(&self) -> bool {
+        true
+    }
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn show(&self, _text: &str) {
+        panic!("the terminal broke");
+    }
+    fn confirm(&self, _question: String) -> BoxFuture<'static, std::io::Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+}
+
+impl Observer for BrokenTerminal {
+    fn started(&self, _: &DrillRecord, _: usize, _: usize) {}
+    fn step_started(&self, _: bool, _: usize, _: &Step) {}
+    fn step_finished(&self, _: bool, _: usize, _: &StepRecord) {}
+}
+
+/// A step that panics (a bug, here in the operator's terminal) fails as could-not-run: the
+/// scratch server an earlier step started is still stopped and removed, the cleanup steps
+/// still run, and the record says which step broke; the exit code is 3. Real time: a real
+/// server starts and stops.
+#[tokio::test]
+async fn a_panicking_step_is_an_internal_error_and_the_run_still_cleans_up() {
+    let dir = TempDir::new();
+    let cluster = dir.join("scratch");
+    let marker = dir.join("cleanup-ran");
+    let steps = format!(
+        "      - id: scratch\n        local.cluster: {{ dir: \"{}\" }}\n      - id: boom\n        manual: Look at the restored rows\n      - id: after\n        assert: 'true'\n",
+        cluster.display()
+    );
+    let cleanup = format!(
+        "      - id: tidy\n        shell:\n          run: touch \"$M\"\n          env: {{ M: \"{}\" }}\n",
+        marker.display()
+    );
+    let rb = runbook(&steps, &cleanup);
+    let opts = RunOptions {
+        operator: "tester".into(),
+        ..RunOptions::default()
+    };
+    let rec = drillbook::engine::run(
+        &rb,
+        "p",
+        &opts,
+        &BrokenTerminal,
+        &BrokenTerminal,
+        &Cancel::new(),
+    )
+    .await
+    .expect("run starts");
+    assert_eq!(
+        rec.steps[0].status,
+        StepStatus::Passed,
+        "{:?}",
+        rec.steps[0].error
+    );
+    let boom = &rec.steps[1];
+    assert_eq!(boom.status, StepStatus::Failed);
+    assert_eq!(
+        boom.error_class,
+        Some(drillbook::record::ErrorClass::Unavailable)
+    );
+    let error = boom.error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("internal error in step `boom`: the terminal broke"),
+        "{error}"
+    );
+    assert_eq!(rec.steps[2].status, StepStatus::NotRun);
+    assert_eq!(rec.verdict, Verdict::Error);
+    assert_eq!(rec.verdict.exit_code(), 3);
+    assert!(
+        rec.reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("internal error in step `boom`"),
+        "{:?}",
+        rec.reason
+    );
+    // the cleanup step, then the undo of what `scratch` created
+    assert_eq!(rec.cleanup[0].status, StepStatus::Passed);
+    assert!(marker.exists(), "cleanup did not run");
+    assert_eq!(rec.cleanup[1].id, "scratch:undo");
+    assert_eq!(
+        rec.cleanup[1].status,
+        StepStatus::Passed,
+        "{:?}",
+        rec.cleanup[1].error
+    );
+    assert!(!cluster.exists(), "the scratch cluster was left behind");
+}

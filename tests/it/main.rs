@@ -4,6 +4,7 @@
 mod architecture;
 mod check;
 mod compare;
+mod crash;
 mod daemon;
 mod engine;
 mod fuzz;

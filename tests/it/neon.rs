@@ -791,3 +791,61 @@ fn a_finalized_restore_is_production_and_is_never_deleted_by_the_run() {
     assert!(main[0]["expires_at"].is_null(), "{:#}", main[0]);
     assert_eq!(fake.psql("main", "SELECT count(*) FROM orders"), "2");
 }
+
+/// A project id that is a path rather than an id (`..` would turn `/projects/..` into the
+/// API's root, with the key's rights) is refused before any request is sent.
+#[test]
+fn a_project_id_that_is_a_path_is_refused_before_any_request() {
+    let fake = FakeNeon::start(Options::default());
+    let yaml = runbook(
+        "drill",
+        "      - id: look\n        neon.project: { target: production }\n",
+    );
+    for bad in ["..", "../other-project", "shiny-wind-028834/branches"] {
+        let r = cli(&fake, &yaml)
+            .env("NEON_PROJECT_ID", bad)
+            .args(["run", "runbook.yaml", "p", "--format", "json"])
+            .run();
+        r.code(3);
+        let rec = r.json();
+        let error = step(&rec, "look")["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            error.starts_with(&format!("invalid Neon project id `{bad}`")),
+            "{error}"
+        );
+    }
+    assert_eq!(fake.requests().len(), 0, "{:?}", fake.requests());
+}
+
+/// The API key travels in every request: `NEON_API_URL` over plain http is refused unless
+/// it is this machine (where the tests' fake listens). 192.0.2.1 is a documentation
+/// address: nothing is sent anywhere.
+#[test]
+fn a_plain_http_api_url_elsewhere_is_refused() {
+    let yaml = runbook(
+        "drill",
+        "      - id: look\n        neon.project: { target: production }\n",
+    );
+    let r = Cli::new()
+        .runbook(&yaml)
+        .env("NEON_API_KEY", "napi_secret_key_value")
+        .env("NEON_API_URL", "http://192.0.2.1/api/v2")
+        .env("NEON_PROJECT_ID", "shiny-wind-028834")
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(3);
+    let error = step(&r.json(), "look")["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.starts_with(
+            "NEON_API_URL must be https: plain http would send the API key in the clear"
+        ),
+        "{error}"
+    );
+    assert!(!r.stdout.contains("napi_secret") && !r.stderr.contains("napi_secret"));
+}

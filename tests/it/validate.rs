@@ -152,3 +152,24 @@ fn the_every_kind_fixture_uses_every_kind() {
         "tests/fixtures/valid/all-kinds.yaml does not use {missing:?}"
     );
 }
+
+/// A runbook saved with a UTF-8 byte order mark runs; the record's fingerprint is of the
+/// file as it is, mark included (`sha256sum` agrees).
+#[test]
+fn a_byte_order_mark_is_ignored_but_fingerprinted() {
+    use sha2::Digest;
+    let file = root().join("tests/fixtures/valid/bom.yaml");
+    let bytes = std::fs::read(&file).expect("fixture");
+    assert!(
+        bytes.starts_with(b"\xef\xbb\xbf"),
+        "the fixture starts with a BOM"
+    );
+    let cli = Cli::new().args(["run", &file.display().to_string(), "p", "--format", "json"]);
+    let r = cli.run();
+    r.code(0);
+    let rec = r.json();
+    assert_eq!(
+        rec["runbook"]["sha256"],
+        drillbook::hex::encode(&sha2::Sha256::digest(&bytes))
+    );
+}

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use super::{ms, ShowFormat};
+use super::{ms, padded, ShowFormat};
 use crate::cli::{err, exit, out, out_json};
 use crate::duration::Duration;
 use crate::history::{Entry, Store};
@@ -197,7 +197,7 @@ fn evidence_text(s: &mut String, r: &DrillRecord) {
                     t
                 }
             });
-            let _ = writeln!(s, "    {:width$}  {value}", e.name);
+            let _ = writeln!(s, "    {}  {value}", padded(&e.name, width));
         }
     }
 }
@@ -251,7 +251,7 @@ fn text(entry: &Entry, r: &DrillRecord) -> String {
             .max()
             .unwrap_or(0);
         for (k, v) in &r.params {
-            let _ = writeln!(s, "  {k:width$}  {}", param_text(v));
+            let _ = writeln!(s, "  {}  {}", padded(k, width), param_text(v));
         }
     }
     if !r.preflight.is_empty() {
