@@ -332,6 +332,7 @@ macro_rules! each_kind {
             LocalBaseBackup("local.base_backup") => local::LocalBaseBackup,
             LocalRestorePoint("local.restore_point") => local::LocalRestorePoint,
             LocalRestore("local.restore") => local::LocalRestore,
+            LocalStart("local.start") => local::LocalStart,
             LocalArchiver("local.archiver") => local::LocalArchiver,
             LocalBackupAge("local.backup_age") => local::LocalBackupAge,
             NeonCreateBranch("neon.create_branch") => neon::NeonCreateBranch,

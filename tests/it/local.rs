@@ -852,3 +852,76 @@ fn cluster_settings_cannot_add_lines_to_postgresql_conf() {
     }
     assert!(!marker.exists(), "the injected archive_command ran");
 }
+
+/// `local.start` takes over a data directory another tool filled — here a script copying a
+/// base backup, as WAL-G's `backup-fetch` would — and recovers it to the target from the
+/// archive, or with the `restore_command` and target the tool wrote itself; the data is
+/// exactly as of the target, and nothing is left behind.
+#[test]
+fn local_start_recovers_a_directory_another_tool_filled() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let tmp = crate::support::TempDir::new();
+    let want = crate::support::psql_as(
+        &s.cluster.bin.dir,
+        s.cluster.port,
+        "admin",
+        "library",
+        &format!("SELECT count(*) FROM loans WHERE lent_at <= '{}'", s.target),
+    );
+    // the step that fills the directory; `tool` also writes the recovery settings the way
+    // pgBackRest does
+    let fill = |tool: bool| {
+        let settings = if tool {
+            "            printf \"restore_command = 'cp %s/%%f %%p'\\nrecovery_target_time = '%s'\\nrecovery_target_action = 'pause'\\n\" \"$ARCHIVE\" \"$TARGET\" >> \"$DIR/postgresql.auto.conf\"\n"
+        } else {
+            ""
+        };
+        format!("      - id: fill\n        shell:\n          run: |\n            mkdir -p \"$DIR\" && cp -a \"$BACKUP/.\" \"$DIR\"\n{settings}          env: {{ DIR: \"{{{{ env.TMPDIR }}}}/filled-{{{{ run.id }}}}\", BACKUP: \"{{{{ env.BACKUP }}}}\", ARCHIVE: \"{{{{ env.ARCHIVE }}}}\", TARGET: \"{{{{ env.TARGET }}}}\" }}\n")
+    };
+    for (tool, start) in [
+        (false, "        local.start: { data_dir: \"{{ env.TMPDIR }}/filled-{{ run.id }}\", wal_archive: \"{{ env.ARCHIVE }}\", target: \"{{ env.TARGET }}\", database: library }\n"),
+        (true, "        local.start: { data_dir: \"{{ env.TMPDIR }}/filled-{{ run.id }}\", database: library }\n"),
+    ] {
+        let yaml = format!(
+            "version: 1\nname: started\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    steps:\n{}      - id: start\n{start}      - id: rows\n        sql: {{ db: \"{{{{ steps.start.connection_uri }}}}\", query: \"SELECT count(*) AS n FROM loans\" }}\n",
+            fill(tool)
+        );
+        let r = Cli::new()
+            .runbook(&yaml)
+            .env("TMPDIR", &tmp.path().display().to_string())
+            .env("BACKUP", &s.backup.display().to_string())
+            .env("ARCHIVE", &s.archive.display().to_string())
+            .env("TARGET", &s.target)
+            .args(["run", "runbook.yaml", "drill", "--format", "json"])
+            .run();
+        let rec = r.json();
+        assert_eq!(r.code, 0, "tool {tool}: {rec:#}\n{}", r.stderr);
+        crate::support::assert_outputs_declared(&rec);
+        assert_eq!(step(&rec, "rows")["outputs"]["n"].to_string(), want, "tool {tool}");
+        let out = &step(&rec, "start")["outputs"];
+        assert!(out["recovered_to"].is_string() && out["wal_replayed_bytes"].as_u64() > Some(0), "{out:#}");
+        // the instance and the filled directory went with the run
+        let left: Vec<_> = std::fs::read_dir(tmp.path())
+            .expect("tmp")
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "tool {tool}: left {left:?}");
+    }
+    // what it is given must be a data directory
+    let r = Cli::new()
+        .runbook("version: 1\nname: started\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    steps:\n      - id: start\n        local.start: { data_dir: /nonexistent/filled }\n")
+        .args(["run", "runbook.yaml", "drill", "--format", "json"])
+        .run();
+    r.code(1);
+    let rec = r.json();
+    let err = step(&rec, "start")["error"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("/nonexistent/filled is not a PostgreSQL data directory"),
+        "{err}"
+    );
+}

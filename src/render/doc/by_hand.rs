@@ -78,6 +78,66 @@ fn local_restore_paths(
     })
 }
 
+/// A restored data directory started safely by hand, after `fill` put it in place: what
+/// `local.restore` and `local.start` do.
+fn start_by_hand(fill: &str, wal: &str, target: &str) -> String {
+    format!(
+        "{fill} owned by the server's account (as root: {}) with permissions 0700; in its {} \
+         set {} (a promoted copy would archive a new timeline into production's archive), a \
+         free {} and {} with {} a private directory, so nothing connects to it by mistake, and \
+         {wal}; {target}; create {}; start the server with {} and wait until {} returns \
+         false; then connect with {} (the {} later steps use)",
+        code("postgres"),
+        code("postgresql.conf"),
+        code("archive_mode = off"),
+        code("port"),
+        code("listen_addresses = ''"),
+        code("unix_socket_directories"),
+        code("recovery.signal"),
+        code("pg_ctl -D DATA start"),
+        code("SELECT pg_is_in_recovery()"),
+        code("psql -h SOCKET_DIR -p PORT -U SUPERUSER DATABASE"),
+        code("connection_uri")
+    )
+}
+
+/// `restore_command` copying from an archive directory; postgresql.conf expands no
+/// variables, so a path from the environment is written out.
+fn archive_restore_command(wal_archive: &str) -> String {
+    if crate::template::is_template(wal_archive) {
+        format!(
+            "{}, with ARCHIVE the WAL archive's absolute path ({wal_archive}; the file expands no variables)",
+            code("restore_command = 'cp ARCHIVE/%f %p'"),
+        )
+    } else {
+        code(&format!("restore_command = 'cp {wal_archive}/%f %p'"))
+    }
+}
+
+/// The recovery target settings for `target` (None: the one the tool wrote).
+fn target_settings(target: Option<&str>) -> String {
+    let promote = code("recovery_target_action = 'promote'");
+    let Some(t) = target.map(str::trim) else {
+        return format!("keep the tool's recovery target, and set {promote}");
+    };
+    if t == "latest" {
+        return format!(
+            "leave the recovery target unset (replay the whole archive), and set {promote}"
+        );
+    }
+    let lsn = t.split_once('/').is_some_and(|(a, b)| {
+        !a.is_empty() && !b.is_empty() && (a.to_owned() + b).chars().all(|c| c.is_ascii_hexdigit())
+    });
+    let setting = if lsn {
+        "recovery_target_lsn"
+    } else if crate::template::is_template(t) || t.parse::<crate::timestamp::TimeSpec>().is_ok() {
+        "recovery_target_time"
+    } else {
+        "recovery_target_name"
+    };
+    format!("set {} and {promote}", code(&format!("{setting} = '{t}'")))
+}
+
 pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
     use crate::kind::assert::{Assert, AssertSpec};
     use crate::kind::http::Http;
@@ -272,25 +332,7 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
             db_label(runbook, &r.db)
         )),
         StepKind::LocalRestore(r) => {
-            let target = if r.target.trim() == "latest" {
-                "leave the recovery target unset (replay the whole archive)".to_owned()
-            } else {
-                format!(
-                    "set {} and {}",
-                    code(&format!("recovery_target_time = '{}'", r.target)),
-                    code("recovery_target_action = 'promote'")
-                )
-            };
             let (base_backup, wal_archive) = local_restore_paths(runbook, r);
-            // postgresql.conf expands no variables: the archive's path is written out
-            let archive = if crate::template::is_template(&wal_archive) {
-                format!(
-                    "{}, with ARCHIVE the WAL archive's absolute path ({wal_archive}; the file expands no variables)",
-                    code("restore_command = 'cp ARCHIVE/%f %p'"),
-                )
-            } else {
-                code(&format!("restore_command = 'cp {wal_archive}/%f %p'"))
-            };
             // a backup a step just took is one; one from elsewhere may be a directory of them
             let which = if base_backup.contains("steps.") {
                 String::new()
@@ -301,25 +343,28 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                  the target)"
                     .to_owned()
             };
-            ByHand::line(format!(
-                "copy the base backup {}{which} into a new data directory owned by the \
-                 server's account (as root: {}) with permissions 0700; in its {} set {} (a promoted \
-                 copy would archive a new timeline into production's archive), a free {} \
-                 and {} with {} a private directory, so nothing connects to it by mistake, \
-                 and {archive}; {target}; create {}; start the server with {} and wait until \
-                 {} returns false; then connect with {} (the {} later steps use)",
-                code(&base_backup),
-                code("postgres"),
-                code("postgresql.conf"),
-                code("archive_mode = off"),
-                code("port"),
-                code("listen_addresses = ''"),
-                code("unix_socket_directories"),
-                code("recovery.signal"),
-                code("pg_ctl -D DATA start"),
-                code("SELECT pg_is_in_recovery()"),
-                code("psql -h SOCKET_DIR -p PORT -U SUPERUSER DATABASE"),
-                code("connection_uri")
+            ByHand::line(start_by_hand(
+                &format!(
+                    "copy the base backup {}{which} into a new data directory",
+                    code(&base_backup)
+                ),
+                &archive_restore_command(&wal_archive),
+                &target_settings(Some(&r.target)),
+            ))
+        }
+        StepKind::LocalStart(l) => {
+            let wal = match (&l.wal_archive, &l.restore_command) {
+                (Some(a), _) => archive_restore_command(a),
+                (None, Some(c)) => code(&format!("restore_command = '{c}'")),
+                (None, None) => "keep the tool's own `restore_command`".to_owned(),
+            };
+            ByHand::line(start_by_hand(
+                &format!(
+                    "move the data directory {} the tool filled into a new directory",
+                    code(&l.data_dir)
+                ),
+                &wal,
+                &target_settings(l.target.as_deref()),
             ))
         }
         StepKind::LocalArchiver(a) => ByHand::line(format!(

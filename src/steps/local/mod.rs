@@ -3,7 +3,9 @@
 //! touched.
 
 mod backups;
+mod recovery;
 mod restore;
+mod start;
 
 use std::path::PathBuf;
 

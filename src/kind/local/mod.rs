@@ -1,17 +1,21 @@
 //! The `local` provider: self-hosted PostgreSQL point-in-time recovery. `local.cluster`
 //! starts a throwaway archiving cluster (demos and tests), `local.base_backup` takes a
 //! `pg_basebackup`, `local.restore_point` names a point in the WAL, `local.restore` restores
-//! a base backup plus the WAL archive into a scratch instance at a target, and
-//! `local.archiver` and `local.backup_age` check the backups' health.
+//! a base backup plus the WAL archive into a scratch instance at a target (`restore.rs`, with
+//! `local.start`, which starts a data directory any tool filled), and `local.archiver` and
+//! `local.backup_age` check the backups' health.
+
+mod restore;
+
+pub use restore::{LocalRestore, LocalStart};
 
 use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{
-    db_target, output, Effects, Invalid, Measure, Metric, Output, Restore, Scratch, Spec, Text,
-    Verifies, Worse,
+    db_target, output, Effects, Invalid, Measure, Metric, Output, Scratch, Spec, Text, Verifies,
+    Worse,
 };
-use crate::timestamp::TimeSpec;
 
 /// `local.cluster`: a throwaway PostgreSQL cluster with WAL archiving, reachable only
 /// through a private Unix socket.
@@ -266,149 +270,5 @@ impl Spec for LocalBackupAge {
             "the newest base backup in {} is younger than {}",
             self.dir, self.max_age
         )
-    }
-}
-
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LocalRestore {
-    /// A `local` target whose `base_backup` and `wal_archive` to restore, instead of giving
-    /// them here.
-    pub backups: Option<String>,
-    /// A plain-format base backup directory (`pg_basebackup -Fp`), or a directory of them
-    /// (one per subdirectory, e.g. dated): then the newest complete one that started before
-    /// the target is restored.
-    pub base_backup: Option<String>,
-    /// The WAL archive directory (what `archive_command` copies into).
-    pub wal_archive: Option<String>,
-    /// `latest` (default), a timestamp (RFC 3339 or `now-1h`), an LSN (`0/5000028`), or the
-    /// name of a restore point.
-    #[serde(default = "latest")]
-    pub target: String,
-    /// The database the backups are of: a target name or a connection string, e.g.
-    /// `production`. The `connection_uri` output then names its database, so the restored
-    /// copy is compared with the same one. Nothing connects to it.
-    pub source: Option<String>,
-    /// Database named in the `connection_uri` output (default: `source`'s database, else
-    /// `postgres`).
-    pub database: Option<String>,
-    /// Role named in the `connection_uri` output (default: the restored cluster's bootstrap
-    /// superuser, whatever `initdb -U` named it). The restored instance trusts its private
-    /// socket, whatever the source's `pg_hba.conf` said; any role of the source exists in it.
-    pub user: Option<String>,
-    /// Directory for the restored instance; must be new or empty. Default: a new scratch
-    /// directory. It is stopped and removed at the end of the run.
-    pub dir: Option<String>,
-}
-
-fn latest() -> String {
-    "latest".into()
-}
-
-impl Spec for LocalRestore {
-    const HOST_NEEDS: Option<&'static str> =
-        Some("the PostgreSQL server binaries, the base backups and the WAL archive");
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
-    const OUTPUTS: &'static [Output] = &[
-        output(
-            "connection_uri",
-            "the restored instance's URL: its private socket, the source's database (else `postgres`), the bootstrap superuser",
-        ),
-        output("port", "the port it listens on"),
-        output("dir", "its directory"),
-        output("data_dir", "its data directory"),
-        output("target", "the recovery target as PostgreSQL was given it"),
-        output(
-            "recovered_to",
-            "the last transaction recovery replayed, as the server logged it",
-        ),
-        output(
-            "wal_replayed_bytes",
-            "how much WAL recovery replayed, in bytes",
-        ),
-        output(
-            "promoted_in_ms",
-            "from the server's start to its promotion, in milliseconds",
-        ),
-        output(
-            "archive_gap",
-            "the first WAL segment missing from the archive, when one is",
-        ),
-        output(
-            "base_backup",
-            "the base backup restored (chosen from a directory of them)",
-        ),
-        output("base_backup_started_at", "when that backup started, RFC 3339 UTC"),
-    ];
-    const MEASURE: Option<Measure> = None;
-
-    /// Everything to the latest state, or to a point in time.
-    fn effects(&self) -> Effects<'_> {
-        let restores = if self.target.trim() == "latest" {
-            Restore::Full("full restore from a base backup and the WAL archive")
-        } else {
-            Restore::PointInTime
-        };
-        Effects {
-            restores: Some(restores),
-            scratch: Some(Scratch::LocalCluster),
-            ..Effects::NONE
-        }
-    }
-
-    /// `backups` names the backups; `source` is only read (its database's name).
-    fn targets(&self) -> Vec<&str> {
-        self.backups
-            .as_deref()
-            .filter(|b| !crate::template::is_template(b))
-            .into_iter()
-            .chain(self.source.as_deref().and_then(db_target))
-            .collect()
-    }
-
-    fn check(&self) -> Result<(), Invalid> {
-        match (&self.backups, &self.base_backup, &self.wal_archive) {
-            (Some(_), None, None) | (None, Some(_), Some(_)) => {}
-            (Some(_), _, _) => {
-                return Err(Invalid::at(
-                    "backups",
-                    "give `backups` (a local target) or `base_backup` and `wal_archive`, not both",
-                ))
-            }
-            (None, None, _) => {
-                return Err(Invalid::whole(
-                    "missing the base backup: give `base_backup` and `wal_archive`, or `backups` naming a local target",
-                ))
-            }
-            (None, Some(_), None) => {
-                return Err(Invalid::whole(
-                    "missing `wal_archive`: the archive recovery replays to the target",
-                ))
-            }
-        }
-        let t = self.target.trim();
-        // something that starts like a date but does not parse is a typo, not a restore
-        // point name (recovery would wait for a point that never comes)
-        let looks_like_date = t.len() >= 8
-            && t.as_bytes()[..4].iter().all(u8::is_ascii_digit)
-            && t.as_bytes()[4] == b'-';
-        if looks_like_date && !crate::template::is_template(t) && t.parse::<TimeSpec>().is_err() {
-            return Err(Invalid::at("target", format!("target `{t}` looks like a timestamp but is not one: write RFC 3339, e.g. `2026-11-28T09:00:00Z`")));
-        }
-        Ok(())
-    }
-
-    fn summary(&self) -> String {
-        match (&self.backups, &self.base_backup, &self.wal_archive) {
-            (None, Some(b), Some(w)) => format!(
-                "restore {b} + WAL from {w} to {} in a scratch instance",
-                self.target
-            ),
-            _ => format!(
-                "restore the backups of `{}` to {} in a scratch instance",
-                self.backups.as_deref().unwrap_or("?"),
-                self.target
-            ),
-        }
     }
 }
