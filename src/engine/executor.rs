@@ -305,7 +305,7 @@ pub async fn run(
 
     // main steps: stop at the first failure that is not allowed to continue, or an interrupt
     let mut stop: Option<String> = None;
-    if super::preflight::needed(procedure) {
+    if super::preflight::needed(runbook, procedure) {
         let items = super::preflight::check(
             runbook,
             procedure,
@@ -686,7 +686,7 @@ impl Run<'_> {
 
 /// The step's payload with its templates rendered with `ctx`, decoded again. `lenient`
 /// (for `plan`) keeps a template that cannot be rendered yet as written.
-fn render_kind(
+pub(super) fn render_kind(
     step: &Step,
     templates: &minijinja::Environment<'static>,
     ctx: &minijinja::Value,

@@ -223,6 +223,13 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
         self.target().into_iter().collect()
     }
 
+    /// The targets drillbook itself connects to when the step runs (the preflight connects
+    /// to them first). By default every target named; a kind that only reads a target's
+    /// name or hands its URL to a command says so.
+    fn connects(&self) -> Vec<&str> {
+        self.targets()
+    }
+
     /// Checks that serde cannot express (e.g. exactly one of two fields), at validation.
     fn check(&self) -> Result<(), Invalid> {
         Ok(())
@@ -452,6 +459,12 @@ macro_rules! step_kinds {
             pub fn targets(&self) -> Vec<&str> {
                 match self {
                     $(StepKind::$variant(s) => s.targets()),+
+                }
+            }
+
+            pub fn connects(&self) -> Vec<&str> {
+                match self {
+                    $(StepKind::$variant(s) => s.connects()),+
                 }
             }
 

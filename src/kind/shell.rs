@@ -92,6 +92,11 @@ impl Spec for Shell {
         }
     }
 
+    /// The command gets the target's URL; drillbook does not connect to it.
+    fn connects(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
     fn summary(&self) -> String {
         match self {
             Shell::Script(s) => format!("sh -c {}", first_line(s)),

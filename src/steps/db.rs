@@ -9,24 +9,15 @@ use crate::runbook::TargetKind;
 
 /// Resolves `db` to a parsed connection string.
 pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
-    let text = if crate::kind::is_target_name(db) {
-        let target = cx
-            .runbook
-            .targets
-            .get(db)
-            .ok_or_else(|| StepError::failed(format!("no target `{db}`")))?;
-        match &target.kind {
-            TargetKind::Postgres(pg) => render(cx, &pg.url, &format!("the URL of target `{db}`"))?,
-            TargetKind::Local(l) => match &l.url {
-                Some(u) => render(cx, u, &format!("the URL of target `{db}`"))?,
-                None => {
-                    return Err(StepError::failed(format!(
-                        "target `{db}` has no `url` to connect to"
-                    )))
-                }
-            },
-            TargetKind::Neon(_) => super::neon::branch_uri(cx, db).await?,
-        }
+    let neon = crate::kind::is_target_name(db)
+        && matches!(
+            cx.runbook.targets.get(db).map(|t| &t.kind),
+            Some(TargetKind::Neon(_))
+        );
+    let text = if neon {
+        super::neon::branch_uri(cx, db).await?
+    } else if crate::kind::is_target_name(db) {
+        target_url(cx.runbook, cx.templates, cx.vars, db)?
     } else {
         db.to_owned()
     };
@@ -35,9 +26,60 @@ pub async fn resolve(cx: &StepCx<'_>, db: &str) -> Result<ConnSpec, StepError> {
     url::parse(&text).map_err(|e| StepError::unavailable(e.to_string()))
 }
 
-/// Renders a target's field (`what` names it in an error).
-pub(crate) fn render(cx: &StepCx<'_>, template: &str, what: &str) -> Result<String, StepError> {
-    crate::template::render(cx.templates, template, cx.vars)
+/// Connects to target `name` and runs `SELECT 1` (the preflight): what answered, or why not.
+pub async fn answers(
+    runbook: &crate::runbook::Runbook,
+    templates: &minijinja::Environment<'static>,
+    vars: &minijinja::Value,
+    name: &str,
+) -> Result<String, StepError> {
+    let text = target_url(runbook, templates, vars, name)?;
+    let spec = url::parse(&text).map_err(|e| StepError::unavailable(e.to_string()))?;
+    let client = crate::pg::connect(&spec).await?;
+    client.simple_query("SELECT 1").await.map_err(|e| {
+        StepError::unavailable(format!(
+            "{}: {}",
+            spec.display,
+            crate::pg::connect::describe(&e)
+        ))
+    })?;
+    Ok(format!("target `{name}`: {} answers", spec.display))
+}
+
+/// The URL of a `postgres` target, or of a `local` target with a `url`, rendered with
+/// `vars` (also before any step runs: the preflight connects to them).
+pub fn target_url(
+    runbook: &crate::runbook::Runbook,
+    templates: &minijinja::Environment<'static>,
+    vars: &minijinja::Value,
+    name: &str,
+) -> Result<String, StepError> {
+    let target = runbook
+        .targets
+        .get(name)
+        .ok_or_else(|| StepError::failed(format!("no target `{name}`")))?;
+    let what = format!("the URL of target `{name}`");
+    match &target.kind {
+        TargetKind::Postgres(pg) => render_with(templates, vars, &pg.url, &what),
+        TargetKind::Local(l) => match &l.url {
+            Some(u) => render_with(templates, vars, u, &what),
+            None => Err(StepError::failed(format!(
+                "target `{name}` has no `url` to connect to"
+            ))),
+        },
+        TargetKind::Neon(_) => Err(StepError::failed(format!(
+            "target `{name}` is a Neon target: its branch is reached through Neon's API"
+        ))),
+    }
+}
+
+pub(crate) fn render_with(
+    templates: &minijinja::Environment<'static>,
+    vars: &minijinja::Value,
+    template: &str,
+    what: &str,
+) -> Result<String, StepError> {
+    crate::template::render(templates, template, vars)
         .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
         .map_err(|e| {
             StepError::failed(format!(

@@ -165,7 +165,7 @@ fn a_local_drill_killed_at_any_moment_leaves_nothing_after_gc() {
     let yaml =
         std::fs::read_to_string(crate::support::root().join("runbooks/local-pitr-drill.yaml"))
             .expect("runbook");
-    for moment in ["backup — ", "restore — "] {
+    for moment in ["] backup — ", "] restore — "] {
         let tmp = crate::support::TempDir::new();
         let tmp_env = tmp.path().display().to_string();
         let cli = || Cli::new().runbook(&yaml).env("TMPDIR", &tmp_env);

@@ -332,7 +332,9 @@ fn a_directory_of_dated_backups_restores_from_the_one_that_fits() {
     }
     let (code, rec) = restore(&before_all);
     assert_eq!(code, 1, "{rec:#}");
-    let err = step(&rec, "restore")["error"].as_str().unwrap_or_default();
+    // found by the preflight, before anything was copied
+    assert_eq!(step(&rec, "restore")["status"], "not_run", "{rec:#}");
+    let err = rec["reason"].as_str().unwrap_or_default();
     assert!(
         err.contains("no base backup in")
             && err.contains("finished before the target")
@@ -410,6 +412,8 @@ fn a_recovery_point_column_production_lacks_is_refused_before_the_restore() {
         .build()
         .expect("runtime");
     let s = own_setup(&rt);
+    // a target the backups reach: the preflight passes, the column check does not
+    let target = s.target.replace(' ', "T");
     let mut cmd = Cli::new()
         .env("DATABASE_URL", &s.cluster.url("library"))
         .env("PG_BASE_BACKUP", &s.backup.display().to_string())
@@ -418,6 +422,8 @@ fn a_recovery_point_column_production_lacks_is_refused_before_the_restore() {
             "run",
             "runbooks/postgres-pitr-drill.yaml",
             "drill",
+            "--param",
+            &format!("target_time={target}"),
             "--format",
             "json",
         ])
@@ -924,4 +930,85 @@ fn local_start_recovers_a_directory_another_tool_filled() {
         err.contains("/nonexistent/filled is not a PostgreSQL data directory"),
         "{err}"
     );
+}
+
+/// Before an hour of restore, the preflight finds what it can: production answers (or not,
+/// with the server's reason; a wrong password's is in `sql::connection_faults_are_clear_and_exit_3`),
+/// the base backup that fits the target, and a WAL archive that does not reach the target — in `plan --preflight` and in `run`, before anything is
+/// copied.
+#[test]
+fn the_preflight_finds_a_refusing_production_and_an_archive_short_of_the_target() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let cli = |database_url: &str, target: &str, args: &[&str]| {
+        let mut cmd = Cli::new()
+            .env("DATABASE_URL", database_url)
+            .env("PG_BASE_BACKUP", &s.backup.display().to_string())
+            .env("PG_WAL_ARCHIVE", &s.archive.display().to_string())
+            .args(args.iter().copied())
+            .args([
+                "--param",
+                &format!("target_time={target}"),
+                "--param",
+                "table=loans",
+                "--param",
+                "column=lent_at",
+                "--format",
+                "json",
+            ])
+            .command();
+        cmd.current_dir(root());
+        let out = cmd.output().expect("run");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        (out.status.code(), json)
+    };
+    let run = ["run", "runbooks/postgres-pitr-drill.yaml", "drill"];
+    let plan = [
+        "plan",
+        "runbooks/postgres-pitr-drill.yaml",
+        "drill",
+        "--preflight",
+    ];
+    let good = s.cluster.url_as("admin", "library");
+    let target = s.target.replace(' ', "T");
+    // all fine: production answers, the backup fits, the archive reaches the target
+    let (code, out) = cli(&good, &target, &plan);
+    assert_eq!(code, Some(0), "{out:#}");
+    let checks: Vec<&str> = out["preflight"]
+        .as_array()
+        .expect("preflight")
+        .iter()
+        .filter_map(|i| i["check"].as_str())
+        .collect();
+    assert_eq!(checks, ["connect", "base backup", "WAL archive"], "{out:#}");
+    // production writes on; the archive's newest segment was archived before the target
+    let later = crate::support::psql_as(
+        &s.cluster.bin.dir,
+        s.cluster.port,
+        "admin",
+        "library",
+        "INSERT INTO loans SELECT FROM generate_series(1, 10); SELECT clock_timestamp()",
+    )
+    .replace(' ', "T");
+    let (code, rec) = cli(&good, &later, &run);
+    assert_eq!(code, Some(1), "{rec:#}");
+    let reason = rec["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("ends before the target"), "{reason}");
+    assert_eq!(step(&rec, "restore")["status"], "not_run", "{rec:#}");
+    // production refuses (the test cluster trusts its connections, so a database that does
+    // not exist stands for a wrong password): found at once, with the server's reason
+    let missing = s.cluster.url_as("admin", "no_such_database");
+    let (code, rec) = cli(&missing, &target, &run);
+    assert_eq!(code, Some(3), "{rec:#}");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("database \"no_such_database\" does not exist"),
+        "{rec:#}"
+    );
+    assert_eq!(step(&rec, "timestamp-column")["status"], "not_run");
 }

@@ -19,6 +19,19 @@ fn run(db_url: &str, steps: &str) -> (i32, serde_json::Value, String) {
     (r.code, json, r.stderr)
 }
 
+/// What failed: the preflight's first failed check (a target that does not answer is found
+/// before any step runs), else the first step's error.
+fn failure(rec: &serde_json::Value) -> String {
+    rec["preflight"]
+        .as_array()
+        .and_then(|items| items.iter().find(|i| i["ok"] == false))
+        .map(|i| i["detail"].clone())
+        .unwrap_or_else(|| rec["steps"][0]["error"].clone())
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn setup() -> String {
     setup_named().1
 }
@@ -158,13 +171,24 @@ fn connection_faults_are_clear_and_exit_3() {
         "      - id: c\n        sql: { db: db, query: select 1 }\n",
     );
     assert_eq!(code, 3);
-    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    let err = failure(&rec);
     assert!(
         err.contains("cannot connect to postgresql://postgres:***@127.0.0.1")
             && err.contains("refused"),
         "{err}"
     );
     assert!(!rec.to_string().contains("sekrit-pw"));
+    // found by the preflight, before any step ran
+    assert_eq!(rec["preflight"][0]["check"], "connect", "{rec:#}");
+    assert_eq!(rec["steps"][0]["status"], "not_run", "{rec:#}");
+    // a connection string given to the step itself is tried when the step runs
+    let (code, rec, _) = run(
+        &url,
+        "      - id: c\n        sql: { db: \"{{ env.T_DB_URL }}\", query: select 1 }\n",
+    );
+    assert_eq!(code, 3);
+    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    assert!(err.contains("refused"), "{err}");
 
     // TLS required, but the server does not offer it
     let url = pg()
@@ -175,7 +199,7 @@ fn connection_faults_are_clear_and_exit_3() {
         "      - id: c\n        sql: { db: db, query: select 1 }\n",
     );
     assert_eq!(code, 3);
-    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    let err = failure(&rec);
     assert!(
         err.to_lowercase().contains("tls") || err.to_lowercase().contains("ssl"),
         "{err}"
@@ -191,7 +215,7 @@ fn connection_faults_are_clear_and_exit_3() {
         "      - id: c\n        sql: { db: db, query: select 1 }\n",
     );
     assert_eq!(code, 3);
-    let err = rec["steps"][0]["error"].as_str().unwrap_or_default();
+    let err = failure(&rec);
     assert!(
         err.contains("password authentication failed for user \"scram_user\""),
         "{err}"
@@ -215,13 +239,7 @@ fn connection_faults_are_clear_and_exit_3() {
         "      - id: c\n        sql: { db: db, query: select 1 }\n",
     );
     assert_eq!(code, 3);
-    assert!(
-        rec["steps"][0]["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("does not exist"),
-        "{rec:#}"
-    );
+    assert!(failure(&rec).contains("does not exist"), "{rec:#}");
 }
 
 #[test]

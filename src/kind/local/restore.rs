@@ -126,6 +126,11 @@ impl Spec for LocalRestore {
         }
     }
 
+    /// Nothing is connected to: `source` gives only its database's name.
+    fn connects(&self) -> Vec<&str> {
+        Vec::new()
+    }
+
     /// `backups` names the backups; `source` is only read (its database's name).
     fn targets(&self) -> Vec<&str> {
         self.backups
@@ -229,6 +234,11 @@ impl Spec for LocalStart {
             .and_then(db_target)
             .into_iter()
             .collect()
+    }
+
+    /// Nothing is connected to: `source` gives only its database's name.
+    fn connects(&self) -> Vec<&str> {
+        Vec::new()
     }
 
     fn check(&self) -> Result<(), Invalid> {

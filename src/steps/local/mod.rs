@@ -3,6 +3,7 @@
 //! touched.
 
 mod backups;
+pub mod preflight;
 mod recovery;
 mod restore;
 mod start;

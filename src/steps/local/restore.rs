@@ -125,6 +125,16 @@ impl Run for LocalRestore {
 /// Where the base backups and the WAL archive are: the step's own fields, or those of the
 /// `local` target its `backups` names (rendered, so they may come from the environment).
 fn backup_paths(step: &LocalRestore, cx: &StepCx<'_>) -> Result<(String, String), StepError> {
+    backup_paths_in(step, cx.runbook, cx.templates, cx.vars)
+}
+
+/// [`backup_paths`] outside a running step (the preflight).
+pub(super) fn backup_paths_in(
+    step: &LocalRestore,
+    runbook: &crate::runbook::Runbook,
+    templates: &minijinja::Environment<'static>,
+    vars: &minijinja::Value,
+) -> Result<(String, String), StepError> {
     let Some(name) = &step.backups else {
         // `check` guarantees both are given when `backups` is not
         return Ok((
@@ -132,7 +142,7 @@ fn backup_paths(step: &LocalRestore, cx: &StepCx<'_>) -> Result<(String, String)
             step.wal_archive.clone().unwrap_or_default(),
         ));
     };
-    let local = match cx.runbook.targets.get(name).map(|t| &t.kind) {
+    let local = match runbook.targets.get(name).map(|t| &t.kind) {
         Some(TargetKind::Local(l)) => l,
         Some(_) => {
             return Err(StepError::failed(format!(
@@ -147,7 +157,12 @@ fn backup_paths(step: &LocalRestore, cx: &StepCx<'_>) -> Result<(String, String)
                 "target `{name}` has no `{what}`: `local.restore` needs it to restore"
             ))
         })?;
-        db::render(cx, text, &format!("the `{what}` of target `{name}`"))
+        db::render_with(
+            templates,
+            vars,
+            text,
+            &format!("the `{what}` of target `{name}`"),
+        )
     };
     Ok((
         field(&local.base_backup, "base_backup")?,
