@@ -320,9 +320,24 @@ pub async fn run(
         }
         record.preflight = items;
     }
+    // after a failed validation, the validations that follow still run (the record shows
+    // every one's outcome) unless they read what a failed or skipped step would have output
+    let mut failed_validation: Option<String> = None;
+    let mut unavailable = std::collections::BTreeSet::new();
     for (i, step) in procedure.steps.iter().enumerate() {
-        if let Some(why) = &stop {
-            record.steps.push(not_run(step, why));
+        let skip = match (&stop, &failed_validation) {
+            (Some(why), _) => Some(why.clone()),
+            (None, Some(why)) if !step.kind.is_validation() => Some(why.clone()),
+            (None, Some(_)) => step
+                .needs
+                .iter()
+                .find(|n| unavailable.contains(n.as_str()))
+                .map(|n| format!("it reads `steps.{n}`, which did not pass")),
+            (None, None) => None,
+        };
+        if let Some(why) = skip {
+            unavailable.insert(step.id.as_str());
+            record.steps.push(not_run(step, &why));
             continue;
         }
         observer.step_started(false, i, step);
@@ -331,7 +346,13 @@ pub async fn run(
         if cancel.is_cancelled() {
             stop = Some("interrupted".into());
         } else if is_failure(rec.status) && !step.continue_on_error {
-            stop = Some(format!("step `{}` failed", step.id));
+            unavailable.insert(step.id.as_str());
+            let why = format!("step `{}` failed", step.id);
+            if step.kind.is_validation() {
+                failed_validation.get_or_insert(why);
+            } else {
+                stop = Some(why);
+            }
         }
         record.steps.push(rec);
     }

@@ -511,6 +511,19 @@ macro_rules! step_kinds {
 
 each_kind!(step_kinds);
 
+impl StepKind {
+    /// A validation: it verifies and changes nothing (no restore, no scratch resource, no
+    /// write). A drill runs every validation even after one failed, so its record shows each
+    /// one's outcome; the other steps stop at the first failure.
+    pub fn is_validation(&self) -> bool {
+        let e = self.effects();
+        e.verifies.is_some()
+            && e.restores.is_none()
+            && e.scratch.is_none()
+            && !matches!(self, StepKind::Sql(s) if s.write)
+    }
+}
+
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders
 /// to a number, and an env var or header value still wants it as text).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -345,3 +345,41 @@ async fn a_panicking_step_is_an_internal_error_and_the_run_still_cleans_up() {
     );
     assert!(!cluster.exists(), "the scratch cluster was left behind");
 }
+
+#[tokio::test(start_paused = true)]
+async fn validations_after_a_failed_validation_still_run_and_other_steps_stop() {
+    let rb = runbook(
+        concat!(
+            "      - id: restore\n        shell: echo restored\n",
+            "      - id: rows\n        assert: { that: 'false', message: rows differ }\n",
+            "      - id: schema\n        assert: \"steps.restore.stdout == 'restored'\"\n",
+            "      - id: fix\n        shell: echo fixed\n",
+            "      - id: after_fix\n        assert: \"steps.fix.stdout == 'fixed'\"\n",
+            "      - id: rows_again\n        assert: { that: 'false', message: still differ }\n",
+            "      - id: rows_read\n        assert: 'steps.rows.checked is defined'\n",
+        ),
+        TIDY,
+    );
+    let rec = run(&rb, &Operator::default()).await;
+    let status: Vec<_> = rec.steps.iter().map(|s| s.status).collect();
+    assert_eq!(
+        status,
+        [
+            StepStatus::Passed,
+            StepStatus::Failed,
+            StepStatus::Passed,
+            StepStatus::NotRun,
+            StepStatus::NotRun,
+            StepStatus::Failed,
+            StepStatus::NotRun,
+        ]
+    );
+    let note = |i: usize| rec.steps[i].note.clone().unwrap_or_default();
+    assert!(note(3).contains("step `rows` failed"), "{}", note(3));
+    assert!(note(4).contains("steps.fix"), "{}", note(4));
+    assert!(note(6).contains("steps.rows"), "{}", note(6));
+    assert_eq!(rec.verdict, Verdict::Failed);
+    let reason = rec.reason.clone().unwrap_or_default();
+    assert!(reason.contains("rows"), "{reason}");
+    assert_eq!(rec.cleanup[0].status, StepStatus::Passed);
+}
