@@ -415,3 +415,67 @@ fn nagios_plugins_map_to_monitoring_statuses_everywhere() {
         "X WARNING - old"
     );
 }
+
+/// `pgtime` writes a point in time the way PostgreSQL reads it (its own `timestamptz`
+/// input, which `recovery_target_time` uses), Barman parses `--target-time` (dateutil,
+/// Barman's parser) and pgBackRest's `--target` takes ("YYYY-MM-DD HH:MM:SS with optional
+/// msec and optional timezone", unit-tested in `template.rs`); `epoch` as Unix seconds.
+#[test]
+fn pgtime_is_read_back_by_postgresql_and_barman() {
+    let steps = r#"      - id: fmt
+        shell:
+          run: 'printf "%s|%s" "$T" "$E"'
+          env:
+            T: "{{ params.target_time | pgtime }}"
+            E: "{{ params.target_time | epoch }}"
+"#;
+    let yaml = runbook(NO_CHECKS, steps).replace(
+        "    steps:\n",
+        "    params:\n      target_time: { type: timestamp }\n    steps:\n",
+    );
+    let written = "2026-11-28T09:00:00.123456789Z";
+    let r = Cli::new()
+        .runbook(&yaml)
+        .args([
+            "run",
+            "runbook.yaml",
+            "p",
+            "--format",
+            "json",
+            "--param",
+            &format!("target_time={written}"),
+        ])
+        .run();
+    r.code(0);
+    let out = r.json()["steps"][0]["outputs"]["stdout"]
+        .as_str()
+        .expect("stdout")
+        .to_owned();
+    let (pgtime, epoch) = out.split_once('|').expect("two values");
+    assert_eq!(pgtime, "2026-11-28 09:00:00.123456+00");
+    assert_eq!(epoch, "1795856400");
+    // PostgreSQL: the same instant, to the microsecond
+    let same = crate::support::pg().psql(
+        "postgres",
+        &format!("select '{pgtime}'::timestamptz = '2026-11-28T09:00:00.123456Z'::timestamptz, extract(epoch from '{pgtime}'::timestamptz)::bigint"),
+    );
+    assert_eq!(same, format!("t|{epoch}"));
+    // Barman reads --target-time with dateutil (python3-dateutil, a dependency of barman)
+    let parsed = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, dateutil.parser; print(dateutil.parser.parse(sys.argv[1]).isoformat())",
+            pgtime,
+        ])
+        .output()
+        .expect("python3 (Barman's interpreter) must be installed");
+    assert!(
+        parsed.status.success(),
+        "dateutil refused {pgtime}: {}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&parsed.stdout).trim(),
+        "2026-11-28T09:00:00.123456+00:00"
+    );
+}
