@@ -479,3 +479,44 @@ fn pgtime_is_read_back_by_postgresql_and_barman() {
         "2026-11-28T09:00:00.123456+00:00"
     );
 }
+
+/// The runbook document states a threshold only for a check with a measure: a `shell` check
+/// declares one, a plain one "fails as critical", a plugin warns by its exit code.
+#[test]
+fn the_document_shows_thresholds_only_for_a_measure() {
+    let checks = [
+        shell_check("plain", "ok", 0, ""),
+        shell_check(
+            "age",
+            "{}",
+            0,
+            "      outputs: json\n      measure: { output: age, unit: seconds, worse: higher }\n    warn: 24h\n",
+        ),
+        shell_check("plugin", "OK", 0, "      nagios: true\n"),
+    ]
+    .concat();
+    let r = Cli::new()
+        .runbook(&runbook(&checks, "      - shell: 'true'\n"))
+        .args(["render", "runbook.yaml"])
+        .run();
+    r.code(0);
+    let row = |id: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.starts_with('|') && l.contains(&format!("(`{id}`)")))
+            .unwrap_or_else(|| panic!("no row for {id}:\n{}", r.stdout))
+            .to_owned()
+    };
+    assert!(row("age").contains("warning at `24h`"), "{}", row("age"));
+    assert!(
+        row("plain").ends_with("fails as critical |"),
+        "{}",
+        row("plain")
+    );
+    assert!(
+        row("plugin").contains("as the plugin exits"),
+        "{}",
+        row("plugin")
+    );
+    assert_eq!(r.stdout.matches("warning at").count(), 1, "{}", r.stdout);
+}
