@@ -51,7 +51,7 @@ impl Spec for Wait {
         output("waited", "how long it waited, e.g. `1m 30s`"),
         output("polls", "how many polls it took (polling only)"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
     const PAYLOAD_OUTPUTS: Option<&'static str> =
         Some("when polling, the last poll's outputs (those of the polled kind)");
     const EXPRESSIONS: &'static [&'static str] = &["until"];

@@ -1055,6 +1055,14 @@ fn read_threshold(
 ) -> Option<Threshold> {
     let value = value.filter(|v| !v.is_null())?;
     let Some(measure) = kind.measure() else {
+        if let StepKind::Shell(_) = kind {
+            sink.at_value(
+                path,
+                format!("`{field}` needs a measure to compare, and this `shell` check declares none"),
+            )
+            .help = Some("declare it: `outputs: json` and `measure: {output: <a key of the JSON on stdout>, unit: seconds|bytes|count|number, worse: higher|lower}`".into());
+            return None;
+        }
         let measured: Vec<String> = StepKind::INFO
             .iter()
             .filter_map(|i| Some(format!("`{}` (`{}`)", i.name, i.measure?.output)))
@@ -1066,7 +1074,10 @@ fn read_threshold(
                 kind.name()
             ),
         )
-        .help = Some(format!("kinds with a measure: {}", measured.join(", ")));
+        .help = Some(format!(
+            "kinds with a measure: {}, and `shell` with `measure:`",
+            measured.join(", ")
+        ));
         return None;
     };
     match Threshold::parse(value, measure.unit) {

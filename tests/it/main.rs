@@ -21,4 +21,5 @@ mod schema;
 mod sql;
 mod support;
 mod tls;
+mod tools;
 mod validate;

@@ -132,7 +132,7 @@ impl Spec for LocalRestore {
             "when that backup started, RFC 3339 UTC"
         ),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     /// Everything to the latest state, or to a point in time.
     fn effects(&self) -> Effects<'_> {
@@ -240,7 +240,7 @@ impl Spec for LocalStart {
         Some("the PostgreSQL server binaries and the data directory the tool filled");
     const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
     const OUTPUTS: &'static [Output] = started_outputs![];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
