@@ -10,6 +10,7 @@
 //! schema come from it here; the step layer builds its dispatch from it.
 
 pub mod assert;
+pub mod canary;
 pub mod compare;
 pub mod freshness;
 pub mod history;
@@ -387,6 +388,8 @@ macro_rules! each_kind {
             NeonProject("neon.project") => neon::NeonProject,
             HistoryLastPass("history.last_pass") => history::HistoryLastPass,
             HistoryOverdue("history.overdue") => history::HistoryOverdue,
+            CanaryWrite("canary.write") => canary::CanaryWrite,
+            CanaryVerify("canary.verify") => canary::CanaryVerify,
         }
     };
 }

@@ -5,6 +5,7 @@
 //! ([`Interaction`]).
 
 pub mod assert;
+pub mod canary;
 pub mod compare;
 pub mod db;
 pub mod freshness;

@@ -226,7 +226,7 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
 }
 
 /// `pg_basebackup -Fp -X stream` of `cluster` (as `admin`) into `dest`.
-fn base_backup(cluster: &drillbook::pg::cluster::Cluster, dest: &std::path::Path) {
+pub(crate) fn base_backup(cluster: &drillbook::pg::cluster::Cluster, dest: &std::path::Path) {
     let status = std::process::Command::new(cluster.bin.dir.join("pg_basebackup"))
         .args([
             "-h",
@@ -249,7 +249,7 @@ fn base_backup(cluster: &drillbook::pg::cluster::Cluster, dest: &std::path::Path
 }
 
 /// Switches WAL and waits (polling the server) until the segment written so far is archived.
-fn archive_all(cluster: &drillbook::pg::cluster::Cluster) {
+pub(crate) fn archive_all(cluster: &drillbook::pg::cluster::Cluster) {
     let pg = |sql: &str| {
         crate::support::psql_as(&cluster.bin.dir, cluster.port, "admin", "postgres", sql)
     };

@@ -601,5 +601,26 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
             code("drillbook history stats"),
             h.procedure
         )),
+        StepKind::CanaryWrite(c) => ByHand::with_code(
+            format!("run with psql on {}:", db_label(runbook, &c.db)),
+            "sql",
+            "INSERT INTO drillbook_canary (lsn, run_id) VALUES (pg_current_wal_insert_lsn(), 'by hand');",
+        ),
+        StepKind::CanaryVerify(c) => {
+            let lag = c
+                .max_lag
+                .map(|l| format!(", written at most {l} before it"))
+                .unwrap_or_default();
+            ByHand::with_code(
+                format!(
+                    "run the query with psql on {}: the first row must be the newest canary \
+                     production wrote at or before {}{lag}, and no row may be after it:",
+                    db_label(runbook, &c.db),
+                    c.target
+                ),
+                "sql",
+                "SELECT id, written_at FROM drillbook_canary ORDER BY written_at DESC LIMIT 2;",
+            )
+        }
     }
 }
