@@ -520,3 +520,37 @@ fn the_document_shows_thresholds_only_for_a_measure() {
     );
     assert_eq!(r.stdout.matches("warning at").count(), 1, "{}", r.stdout);
 }
+
+/// A `sql` poll against a real server that shuts down after answering: the wait fails once
+/// `gone_after` polls in a row are refused, not at its one-hour deadline. The first poll asks
+/// the postmaster for a smart shutdown (SIGTERM through `COPY … TO PROGRAM`, run in the data
+/// directory), which lets that session finish and then refuses every connection.
+#[test]
+fn a_wait_on_a_server_that_stopped_fails_fast() {
+    let steps = r#"      - id: db
+        local.cluster: { database: shop }
+      - id: promoted
+        wait:
+          poll:
+            sql:
+              db: "{{ steps.db.admin_uri }}"
+              query: "COPY (SELECT 1) TO PROGRAM 'kill -TERM $(head -1 postmaster.pid)'"
+              write: true
+          until: "false"
+          interval: 200ms
+          deadline: 1h
+"#;
+    let r = Cli::new()
+        .runbook(&runbook(NO_CHECKS, steps))
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(1);
+    let rec = r.json();
+    let error = rec["steps"][1]["error"].as_str().expect("error").to_owned();
+    assert!(
+        error.starts_with(
+            "what it polls is gone: it answered poll 1, then 3 polls in a row could not reach it"
+        ),
+        "{error}"
+    );
+}
