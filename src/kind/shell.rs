@@ -50,6 +50,72 @@ pub struct ShellSpec {
     /// first line of stdout is the message.
     #[serde(default)]
     pub nagios: bool,
+    /// A command that undoes what this step makes: registered when the step starts (before
+    /// it runs), run after the cleanup steps with the step's `env`, `dir` and `target`, also
+    /// after a second interrupt, and by `drillbook gc` when the run was killed. Not a
+    /// template.
+    pub undo: Option<ShellUndo>,
+}
+
+/// `undo:` of a `shell` step: a script for `sh -c`, or `{run}` / `{argv}`.
+#[derive(Debug, Clone)]
+pub enum ShellUndo {
+    Script(String),
+    Full(UndoSpec),
+}
+
+string_or_map!(
+    ShellUndo,
+    Script,
+    Full(UndoSpec),
+    "A command undoing what the step makes: a script for `sh -c`, or `{run | argv}`."
+);
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UndoSpec {
+    /// Script run with `sh -c`. Not a template.
+    pub run: Option<String>,
+    /// Program and arguments, run without a shell. Not templates.
+    pub argv: Option<Vec<String>>,
+}
+
+impl ShellUndo {
+    /// The program and its arguments: `sh -c script`, or the `argv`.
+    pub fn argv(&self) -> Vec<String> {
+        match self {
+            ShellUndo::Script(s)
+            | ShellUndo::Full(UndoSpec {
+                run: Some(s),
+                argv: None,
+            }) => vec!["sh".into(), "-c".into(), s.clone()],
+            ShellUndo::Full(UndoSpec { argv: Some(a), .. }) => a.clone(),
+            ShellUndo::Full(_) => Vec::new(),
+        }
+    }
+
+    /// One line for titles: the command's first line.
+    pub fn summary(&self) -> String {
+        match self {
+            ShellUndo::Script(s) | ShellUndo::Full(UndoSpec { run: Some(s), .. }) => first_line(s),
+            ShellUndo::Full(UndoSpec { argv: Some(a), .. }) => a.join(" "),
+            ShellUndo::Full(_) => String::new(),
+        }
+    }
+
+    fn check(&self) -> Result<(), Invalid> {
+        let bad = |m: &str| Err(Invalid::at("undo", m.to_owned()));
+        match self {
+            ShellUndo::Script(s) if s.trim().is_empty() => bad("`undo` is empty"),
+            ShellUndo::Script(_) => Ok(()),
+            ShellUndo::Full(u) => match (&u.run, &u.argv) {
+                (Some(r), None) if !r.trim().is_empty() => Ok(()),
+                (None, Some(a)) if !a.is_empty() => Ok(()),
+                (Some(_), Some(_)) => bad("give `undo.run` or `undo.argv`, not both"),
+                _ => bad("`undo` needs a command: a script, `{run: …}` or `{argv: […]}`"),
+            },
+        }
+    }
 }
 
 /// `outputs:` of a `shell` step.
@@ -182,6 +248,9 @@ impl ShellSpec {
                 }
             }
         }
+        if let Some(undo) = &self.undo {
+            undo.check()?;
+        }
         if self.nagios && self.success_codes.is_some() {
             return Err(Invalid::at(
                 "success_codes",
@@ -233,7 +302,7 @@ impl Spec for Shell {
     ];
     const MEASURE: Option<Measure<'static>> = None;
 
-    const LITERAL: &'static [&'static str] = &["", "run", "argv"];
+    const LITERAL: &'static [&'static str] = &["", "run", "argv", "undo"];
     const TARGET_KINDS: &'static [&'static str] = &["postgres"];
 
     const PAYLOAD_OUTPUTS: Option<&'static str> = Some(

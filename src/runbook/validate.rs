@@ -436,9 +436,10 @@ fn check_payload(
                     .help = StepKind::info(kind).map(|i| i.literal_help.to_owned());
             }
             StepForm::Literal => {}
-            // only `wait.until` sees the polled step's outputs as `result`
+            // only `wait.until` and `wait.fail_when` see the polled step's outputs as `result`
             StepForm::Expression
-                if p.0.last() == Some(&crate::diagnostic::Seg::Key("until".into())) =>
+                if p.0.last() == Some(&crate::diagnostic::Seg::Key("until".into()))
+                    || p.0.last() == Some(&crate::diagnostic::Seg::Key("fail_when".into())) =>
             {
                 refs::check(
                     sink,
@@ -457,7 +458,7 @@ fn check_payload(
     reads
 }
 
-/// In `wait.until`, the polled step's outputs are readable as `result`.
+/// In `wait.until` and `wait.fail_when`, the polled step's outputs are readable as `result`.
 fn with_result<'a>(scope: &Scope<'a>) -> Scope<'a> {
     Scope {
         params: scope.params.clone(),

@@ -207,6 +207,12 @@ pub enum Undo {
         name: String,
         id: std::sync::Arc<Mutex<Option<String>>>,
     },
+    /// Run a `shell` step's `undo:` command.
+    Shell {
+        step: String,
+        what: String,
+        command: shell::UndoCommand,
+    },
     /// Delete a Neon snapshot drillbook created (same rules as a branch).
     NeonSnapshot {
         step: String,
@@ -222,6 +228,7 @@ impl Undo {
         match self {
             Undo::Cluster { step, .. }
             | Undo::Dir { step, .. }
+            | Undo::Shell { step, .. }
             | Undo::NeonBranch { step, .. }
             | Undo::NeonSnapshot { step, .. } => step,
         }
@@ -231,6 +238,7 @@ impl Undo {
         match self {
             Undo::Cluster { what, .. }
             | Undo::Dir { what, .. }
+            | Undo::Shell { what, .. }
             | Undo::NeonBranch { what, .. }
             | Undo::NeonSnapshot { what, .. } => what,
         }
@@ -262,6 +270,7 @@ impl Undo {
                     path.display()
                 ))),
             },
+            Undo::Shell { command, .. } => command.run(shell::UNDO_TIMEOUT).await,
             Undo::NeonBranch {
                 project, name, id, ..
             } => neon::undo_branch(project, name, id).await,

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use rustix::process::{kill_process_group, Pid, Signal};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use super::{Run, StepCx, StepError};
+use super::{Run, StepCx, StepError, Undo};
 use crate::kind::shell::{JsonOutputs, Shell, ShellSpec};
 use crate::record::Outputs;
 use crate::runbook::TargetKind;
@@ -27,6 +27,7 @@ impl Run for Shell {
             outputs: None,
             measure: None,
             nagios: false,
+            undo: None,
         };
         let (spec, script) = match self {
             Shell::Script(s) => (&empty, Some(s.as_str())),
@@ -49,29 +50,28 @@ impl Run for Shell {
                 ))
             }
         };
+        // the command's environment on top of drillbook's, in this order (later wins)
+        let mut env: Vec<(String, String)> = Vec::new();
         if let Some(name) = &spec.target {
             match cx.runbook.targets.get(name).map(|t| &t.kind) {
                 Some(TargetKind::Postgres(pg)) => {
                     let url = crate::template::render(cx.templates, &pg.url, cx.vars)
                         .map_err(|e| StepError::failed(format!("cannot render target `{name}`: {}", crate::template::describe_error(&e))))?;
-                    cmd.env("DATABASE_URL", url.to_string());
+                    env.push(("DATABASE_URL".into(), url.to_string()));
                 }
                 Some(_) => return Err(StepError::failed(format!("target `{name}` is not a postgres target: a shell step can only be given a postgres URL"))),
                 None => return Err(StepError::failed(format!("no target `{name}`"))),
             }
         }
-        cmd.envs(spec.env.iter().map(|(k, v)| (k, &v.0)));
-        cmd.env(
-            "DRILLBOOK_RUN_ID",
-            cx.vars
-                .get_attr("run")
-                .and_then(|r| r.get_attr("id"))
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
-        );
-        cmd.env("DRILLBOOK_STEP", cx.step_id);
+        env.extend(spec.env.iter().map(|(k, v)| (k.clone(), v.0.clone())));
+        env.push(("DRILLBOOK_RUN_ID".into(), cx.run_id()));
+        env.push(("DRILLBOOK_STEP".into(), cx.step_id.to_owned()));
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &spec.dir {
             cmd.current_dir(dir);
+        }
+        if let Some(undo) = &spec.undo {
+            register_undo(cx, undo, &env, spec.dir.as_deref());
         }
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,6 +136,148 @@ impl Run for Shell {
                     .with_outputs(outputs),
             ),
         }
+    }
+}
+
+/// Registers a step's `undo:` before its command starts, once per step (not again on a
+/// retry or the next poll of a `wait`).
+fn register_undo(
+    cx: &StepCx<'_>,
+    undo: &crate::kind::shell::ShellUndo,
+    env: &[(String, String)],
+    dir: Option<&str>,
+) {
+    let step = cx.step_id;
+    if cx
+        .undo
+        .any(|u| matches!(u, Undo::Shell { step: s, .. } if s == step))
+    {
+        return;
+    }
+    // a value the run masks, or under a secret-looking name, never reaches the ledger
+    let secret = env
+        .iter()
+        .filter(|(k, v)| crate::redact::is_secret_name(k) || cx.redactor.redact(v) != *v)
+        .map(|(k, _)| k.clone())
+        .collect();
+    cx.created(Undo::Shell {
+        step: step.to_owned(),
+        what: format!("undo of step `{step}`: {}", undo.summary()),
+        command: UndoCommand {
+            argv: undo.argv(),
+            env: env.to_vec(),
+            secret,
+            dir: dir.map(std::path::PathBuf::from),
+        },
+    });
+}
+
+/// A shell step's `undo:`, as registered when the step started: what the run, a last
+/// resort after a second interrupt, and `gc` run.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct UndoCommand {
+    /// The program and its arguments (`sh -c script` for a script).
+    pub argv: Vec<String>,
+    /// Its environment on top of drillbook's: the step's `DATABASE_URL`, `env`,
+    /// `DRILLBOOK_RUN_ID` and `DRILLBOOK_STEP`.
+    pub env: Vec<(String, String)>,
+    /// The names in `env` whose values are secrets: never written to the ledger (`gc` takes
+    /// them from its own environment).
+    #[serde(default)]
+    pub secret: Vec<String>,
+    pub dir: Option<std::path::PathBuf>,
+}
+
+/// How long an undo command may run after cleanup before it is stopped.
+pub const UNDO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// How long an undo command may run as the last resort, after a second interrupt.
+pub const LAST_RESORT: std::time::Duration = std::time::Duration::from_secs(15);
+
+impl UndoCommand {
+    /// Runs it in its own process group, stdin `/dev/null`; stopped (SIGTERM, then SIGKILL
+    /// through [`end_stopped`]) when it runs past `bound`. Exit 0 is success.
+    pub async fn run(&self, bound: std::time::Duration) -> Result<(), StepError> {
+        let Some((program, args)) = self.argv.split_first() else {
+            return Err(StepError::failed("the undo has no command"));
+        };
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        if let Some(dir) = &self.dir {
+            cmd.current_dir(dir);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| StepError::unavailable(format!("cannot start `{program}`: {e}")))?;
+        let group = ProcessGroup(child.id());
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let finished = tokio::time::timeout(bound, async {
+            tokio::join!(
+                child.wait(),
+                capture(stdout, TAIL_BYTES),
+                capture(stderr, TAIL_BYTES)
+            )
+        })
+        .await;
+        let Ok((status, out, err)) = finished else {
+            // dropping `group` stops the command's processes
+            return Err(StepError::failed(format!(
+                "`{program}` did not finish within {}",
+                crate::duration::human(bound)
+            )));
+        };
+        group.disarm();
+        let status =
+            status.map_err(|e| StepError::unavailable(format!("waiting for `{program}`: {e}")))?;
+        match status.code() {
+            Some(0) => Ok(()),
+            code => {
+                let (out, err) = (tail_text(&out.bytes), tail_text(&err.bytes));
+                let last = err
+                    .lines()
+                    .rev()
+                    .chain(out.lines().rev())
+                    .find(|l| !l.trim().is_empty())
+                    .map(|l| format!(": {}", l.trim()))
+                    .unwrap_or_default();
+                Err(StepError::failed(match code {
+                    Some(c) => format!("`{program}` exited with code {c}{last}"),
+                    None => format!("`{program}` was killed by a signal{last}"),
+                }))
+            }
+        }
+    }
+
+    /// The command as one line a person can run (without its secrets).
+    pub fn by_hand(&self) -> String {
+        let quote = |s: &str| {
+            if !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+            {
+                s.to_owned()
+            } else {
+                format!("'{}'", s.replace('\'', "'\\''"))
+            }
+        };
+        let env = self
+            .env
+            .iter()
+            .filter(|(k, _)| !self.secret.contains(k))
+            .map(|(k, v)| format!("{k}={}", quote(v)));
+        let dir = self
+            .dir
+            .as_ref()
+            .map(|d| format!("cd {} && ", quote(&d.display().to_string())))
+            .unwrap_or_default();
+        let words: Vec<String> = env.chain(self.argv.iter().map(|a| quote(a))).collect();
+        format!("{dir}{}", words.join(" "))
     }
 }
 

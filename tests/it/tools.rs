@@ -520,3 +520,255 @@ fn the_document_shows_thresholds_only_for_a_measure() {
     );
     assert_eq!(r.stdout.matches("warning at").count(), 1, "{}", r.stdout);
 }
+
+/// A `sql` poll against a real server that shuts down after answering: the wait fails once
+/// `gone_after` polls in a row are refused, not at its one-hour deadline. The first poll asks
+/// the postmaster for a smart shutdown (SIGTERM through `COPY … TO PROGRAM`, run in the data
+/// directory), which lets that session finish and then refuses every connection.
+#[test]
+fn a_wait_on_a_server_that_stopped_fails_fast() {
+    let steps = r#"      - id: db
+        local.cluster: { database: shop }
+      - id: promoted
+        wait:
+          poll:
+            sql:
+              db: "{{ steps.db.admin_uri }}"
+              query: "COPY (SELECT 1) TO PROGRAM 'kill -TERM $(head -1 postmaster.pid)'"
+              write: true
+          until: "false"
+          interval: 200ms
+          deadline: 1h
+"#;
+    let r = Cli::new()
+        .runbook(&runbook(NO_CHECKS, steps))
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    r.code(1);
+    let rec = r.json();
+    let error = rec["steps"][1]["error"].as_str().expect("error").to_owned();
+    assert!(
+        error.starts_with(
+            "what it polls is gone: it answered poll 1, then 3 polls in a row could not reach it"
+        ),
+        "{error}"
+    );
+}
+
+/// `undo:` is registered when the step starts, so it runs even when the step fails, after
+/// the cleanup steps, once however often the step is retried.
+#[test]
+fn a_shell_undo_runs_after_cleanup_even_when_its_step_failed() {
+    let c = Cli::new();
+    let scratch = c.dir.join("scratch");
+    let log = c.dir.join("log");
+    let yaml = format!(
+        r#"version: 1
+name: undo
+procedures:
+  p:
+    title: P
+    kind: drill
+    steps:
+      - id: make
+        shell:
+          run: 'mkdir -p "$D"; echo attempt >> "$LOG"; exit 1'
+          env: {{ D: "{}", LOG: "{}" }}
+          undo: 'echo "undo $DRILLBOOK_STEP" >> "$LOG"; rm -rf "$D"'
+        retries: {{ attempts: 2, backoff: 100ms }}
+    cleanup:
+      - id: tidy
+        shell: {{ run: 'echo cleanup >> "$LOG"', env: {{ LOG: "{}" }} }}
+"#,
+        scratch.display(),
+        log.display(),
+        log.display()
+    );
+    let cli = c
+        .runbook(&yaml)
+        .args(["run", "runbook.yaml", "p", "--format", "json"]);
+    let r = cli.run();
+    r.code(1);
+    assert_eq!(
+        std::fs::read_to_string(&log).expect("log"),
+        "attempt\nattempt\ncleanup\nundo make\n"
+    );
+    assert!(
+        !scratch.exists(),
+        "the undo did not remove {}",
+        scratch.display()
+    );
+    let rec = r.json();
+    let undo = rec["cleanup"]
+        .as_array()
+        .expect("cleanup")
+        .iter()
+        .find(|s| s["id"] == "make:undo")
+        .cloned()
+        .expect("the undo's record");
+    assert_eq!(undo["status"], "passed");
+    assert!(
+        undo["title"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("undo of step `make`: echo")),
+        "{undo}"
+    );
+}
+
+/// A second interrupt aborts cleanup, but a shell step's undo still runs as the last
+/// resort, like the stop of a server drillbook started: the scratch "server" a step left
+/// running (a process in the background) does not outlive the run.
+#[test]
+fn a_shell_undo_runs_after_a_second_interrupt() {
+    let c = Cli::new();
+    let scratch = c.dir.join("scratch");
+    let yaml = format!(
+        r#"version: 1
+name: undo
+procedures:
+  p:
+    title: P
+    kind: drill
+    steps:
+      - id: server
+        shell:
+          run: 'mkdir -p "$D"; sleep 300 >/dev/null 2>&1 & echo $! > server.pid'
+          env: {{ D: "{}" }}
+          undo: 'kill "$(cat server.pid)"; rm -rf "$D"; touch undone'
+      - id: hold
+        shell: exec sleep 300
+    cleanup:
+      - id: slow-tidy
+        shell: exec sleep 300
+"#,
+        scratch.display()
+    );
+    let cli = c.runbook(&yaml).args(["run", "runbook.yaml", "p"]);
+    let (code, stderr) = crate::run::interrupt(&cli, "hold — ", Some("slow-tidy — "));
+    assert_eq!(code, 130, "{stderr}");
+    assert!(
+        stderr.contains("second interrupt: aborting cleanup"),
+        "{stderr}"
+    );
+    assert!(
+        cli.dir.join("undone").exists(),
+        "the undo did not run:\n{stderr}"
+    );
+    let pid = std::fs::read_to_string(cli.dir.join("server.pid")).expect("server.pid");
+    assert!(
+        !crate::run::process_alive(pid.trim()),
+        "the step's server outlived the run"
+    );
+    assert!(!scratch.exists(), "{} is left", scratch.display());
+    assert!(!stderr.contains("left behind ("), "{stderr}");
+    // the record says how it ran
+    let log = std::fs::read_dir(cli.dir.join("drills"))
+        .expect("drills")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .expect("the drill log's JSON");
+    let rec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(log.path()).expect("read")).expect("json");
+    let undo = rec["cleanup"]
+        .as_array()
+        .expect("cleanup")
+        .iter()
+        .find(|s| s["id"] == "server:undo")
+        .cloned()
+        .expect("the undo's record");
+    assert_eq!(
+        (undo["status"].as_str(), undo["note"].as_str()),
+        (
+            Some("passed"),
+            Some("run as the last resort after a second interrupt")
+        )
+    );
+}
+
+/// A run killed with SIGKILL leaves its shell undo in its ledger, without the values of
+/// secret variables; `gc --yes` runs it with those taken from its own environment, and
+/// refuses, naming them, when they are missing.
+#[test]
+fn gc_runs_the_shell_undo_of_a_killed_run() {
+    let tmp = crate::support::TempDir::new();
+    let c = Cli::new();
+    let scratch = c.dir.join("scratch");
+    let yaml = format!(
+        r#"version: 1
+name: killed
+procedures:
+  p:
+    title: P
+    kind: drill
+    steps:
+      - id: make
+        shell:
+          run: 'mkdir -p "$D"'
+          env: {{ D: "{}", API_TOKEN: "{{{{ env.API_TOKEN }}}}" }}
+          undo: 'test -n "$API_TOKEN" && echo "$API_TOKEN" > "$D.token" && rm -rf "$D"'
+      - id: hold
+        shell: exec sleep 300
+"#,
+        scratch.display()
+    );
+    let secret = "s3cr3t-value-for-undo";
+    let with_tmp = |cli: Cli| {
+        cli.runbook(&yaml)
+            .env("TMPDIR", &tmp.path().display().to_string())
+    };
+    let killed = with_tmp(Cli::new())
+        .env("API_TOKEN", secret)
+        .args(["run", "runbook.yaml", "p"]);
+    let mut child = killed
+        .command()
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    {
+        use std::io::BufRead;
+        let stderr = child.stderr.take().expect("stderr");
+        for line in std::io::BufReader::new(stderr).lines() {
+            if line.expect("utf8").contains("hold — ") {
+                child.kill().expect("SIGKILL");
+                break;
+            }
+        }
+    }
+    assert_eq!(child.wait().expect("wait").code(), None);
+    let ledger: String = std::fs::read_dir(tmp.path())
+        .expect("tmp")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".ledger"))
+        .map(|e| std::fs::read_to_string(e.path()).expect("ledger"))
+        .collect();
+    assert!(ledger.contains("\"shell\""), "{ledger}");
+    assert!(
+        !ledger.contains(secret),
+        "the ledger holds a secret: {ledger}"
+    );
+    // without the secret: listed, and refused with its name and the command to run by hand
+    let r = with_tmp(Cli::new()).args(["gc", "--yes"]).run();
+    assert_ne!(r.code, 0, "{}", r.stdout);
+    assert!(
+        r.stdout.contains("undo of step `make`")
+            && r.stdout
+                .contains("secrets drillbook does not write down (API_TOKEN)"),
+        "{}",
+        r.stdout
+    );
+    // with it: run, and the ledger is gone
+    let r = with_tmp(Cli::new())
+        .env("API_TOKEN", secret)
+        .args(["gc", "--yes"])
+        .run();
+    r.code(0);
+    assert!(!scratch.exists(), "{}", r.stdout);
+    assert_eq!(
+        std::fs::read_to_string(format!("{}.token", scratch.display())).expect("token"),
+        format!("{secret}\n")
+    );
+    let r = with_tmp(Cli::new()).args(["gc"]).run();
+    r.code(0);
+    assert!(r.stdout.contains("nothing left behind"), "{}", r.stdout);
+}
