@@ -14,6 +14,7 @@ mod local;
 mod neon;
 mod neon_fake;
 mod notify;
+mod pgbackrest;
 mod render;
 mod run;
 mod schedule;
