@@ -18,6 +18,7 @@ pub mod limits;
 pub mod local;
 pub mod manual;
 pub mod neon;
+pub mod pgbackrest;
 pub mod shell;
 pub mod sql;
 pub mod wait;
@@ -71,12 +72,15 @@ impl Measure {
 pub enum Unit {
     /// Thresholds may be durations (`25h`) or numbers of seconds.
     Seconds,
+    /// A number of things (files, segments): thresholds are plain numbers.
+    Count,
 }
 
 impl Unit {
     pub fn as_str(self) -> &'static str {
         match self {
             Unit::Seconds => "seconds",
+            Unit::Count => "count",
         }
     }
 }
@@ -356,6 +360,13 @@ macro_rules! each_kind {
             NeonBackupSchedule("neon.backup_schedule") => neon::NeonBackupSchedule,
             NeonSnapshotAge("neon.snapshot_age") => neon::NeonSnapshotAge,
             NeonProject("neon.project") => neon::NeonProject,
+            PgbackrestRestore("pgbackrest.restore") => pgbackrest::PgbackrestRestore,
+            PgbackrestStanza("pgbackrest.stanza") => pgbackrest::PgbackrestStanza,
+            PgbackrestBackupAge("pgbackrest.backup_age") => pgbackrest::PgbackrestBackupAge,
+            PgbackrestRetention("pgbackrest.retention") => pgbackrest::PgbackrestRetention,
+            PgbackrestArchive("pgbackrest.archive") => pgbackrest::PgbackrestArchive,
+            PgbackrestEncryption("pgbackrest.encryption") => pgbackrest::PgbackrestEncryption,
+            PgbackrestVerify("pgbackrest.verify") => pgbackrest::PgbackrestVerify,
             HistoryLastPass("history.last_pass") => history::HistoryLastPass,
             HistoryOverdue("history.overdue") => history::HistoryOverdue,
         }

@@ -247,9 +247,11 @@ pub struct Threshold {
 impl Threshold {
     /// Reads a threshold in `unit`: for seconds, a duration (`25h`) or a number of seconds.
     pub fn parse(value: &serde_json::Value, unit: crate::kind::Unit) -> Result<Threshold, String> {
-        let crate::kind::Unit::Seconds = unit;
         let parsed = match value {
             serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) if unit == crate::kind::Unit::Count => {
+                s.trim().parse().ok()
+            }
             serde_json::Value::String(s) => s
                 .parse::<Duration>()
                 .ok()
@@ -263,6 +265,7 @@ impl Threshold {
         };
         match parsed {
             Some(v) if v.is_finite() => Ok(Threshold { written, value: v }),
+            _ if unit == crate::kind::Unit::Count => Err(format!("`{written}` is not a number")),
             _ => Err(format!(
                 "`{written}` is not a duration (`25h`, `30m`) or a number of seconds"
             )),

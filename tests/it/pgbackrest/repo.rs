@@ -69,6 +69,26 @@ impl Repo {
         self.fact("config")
     }
 
+    /// The source cluster's URL (loopback, trust).
+    pub fn url(&self, db: &str) -> String {
+        format!(
+            "postgresql://postgres@127.0.0.1:{}/{db}?sslmode=disable",
+            self.fact("port")
+        )
+    }
+
+    /// The label of the first backup set of `kind` (`full`, `diff`, `incr`).
+    pub fn first_set(&self, kind: &str) -> String {
+        let info: serde_json::Value =
+            serde_json::from_str(&self.pgbackrest(&["--output=json", "info"])).expect("info");
+        info[0]["backup"]
+            .as_array()
+            .and_then(|b| b.iter().find(|b| b["type"] == kind))
+            .and_then(|b| b["label"].as_str())
+            .unwrap_or_else(|| panic!("no {kind} set in {info}"))
+            .to_owned()
+    }
+
     /// Runs SQL on the source cluster.
     #[track_caller]
     pub fn psql(&self, db: &str, sql: &str) -> String {

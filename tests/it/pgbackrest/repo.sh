@@ -60,11 +60,12 @@ sql "insert into orders (note) select 'before diff ' || g from generate_series(1
 as_pg $PGBR --type=diff backup
 sql "insert into orders (note) select 'before incr ' || g from generate_series(1, 50) g"
 as_pg $PGBR --type=incr backup
-sql "insert into orders (note) select 'before target ' || g from generate_series(1, 30) g"
+# one transaction: its id is the xid target (recovery stops right after it commits)
+echo "target_xid=$(sql "insert into orders (note) select 'before target ' || g from generate_series(1, 30) g; select txid_current()")"
 # the target: a restore point, its LSN and the time right after it; every row above is
 # before it, every row below after it
 sql "select pg_create_restore_point('drill-point')" >/dev/null
-echo "target_lsn=$(sql "select pg_current_wal_lsn()")"
+echo "target_lsn=$(sql "select pg_current_wal_insert_lsn()")"
 echo "target_time=$(sql "select to_char(clock_timestamp() at time zone 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')")"
 echo "rows_before=$(sql "select count(*) from orders")"
 sql "insert into orders (note) select 'after target ' || g from generate_series(1, 40) g"
