@@ -2,6 +2,7 @@
 //! recovers exactly the rows of the target, every kind of target reaches it, and each fault
 //! (`faults.rs`) ends with a plain explanation, no server and no scratch directory left.
 
+mod checks;
 mod faults;
 mod repo;
 
