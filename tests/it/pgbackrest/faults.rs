@@ -105,3 +105,131 @@ fn a_missing_wal_segment_in_the_repository_is_named() {
         "{e}"
     );
 }
+
+/// Runs the one-step restore drill in the background, sends SIGINT once the restore has
+/// created its data directory (its undo is registered by then) and again when `again` says
+/// so about a line of its progress; returns the run id, the exit code and what it printed.
+fn interrupted(cli: &Cli, again: impl Fn(&str) -> bool) -> (String, Option<i32>, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cli
+        .command()
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let pid = child.id().to_string();
+    let interrupt = || {
+        let ok = std::process::Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .expect("kill");
+        assert!(ok.success());
+    };
+    let tmp = cli_tmp(cli);
+    let (mut run_id, mut seen) = (String::new(), String::new());
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("utf8");
+        if let Some(rest) = line.split(" — run ").nth(1) {
+            run_id = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        if line.contains("restore — ") {
+            // pgbackrest restore is writing once the data directory exists
+            let data = tmp.join(format!("drillbook-{run_id}-restore/data"));
+            let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !data.exists() && std::time::Instant::now() < until {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            assert!(data.exists(), "the restore never started\n{seen}");
+            interrupt();
+        } else if again(&line) {
+            interrupt();
+        }
+        seen.push_str(&line);
+        seen.push('\n');
+    }
+    let status = child.wait().expect("wait");
+    (run_id, status.code(), seen)
+}
+
+/// The temporary directory a run of `cli` uses (its `TMPDIR`, else the system's).
+fn cli_tmp(cli: &Cli) -> std::path::PathBuf {
+    let tmp = cli.dir.join("tmp");
+    if tmp.exists() {
+        tmp
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Processes whose command line names `what`.
+fn processes(what: &str) -> Vec<String> {
+    let ps = std::process::Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    String::from_utf8_lossy(&ps.stdout)
+        .lines()
+        .filter(|l| l.contains(what))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn restore_cli(repo: &Repo) -> Cli {
+    Cli::new()
+        .runbook(&restore_yaml(&format!(
+            "          target: \"{}\"\n",
+            repo.fact("target_time")
+        )))
+        .env("PGBACKREST_CONFIG", repo.config())
+        .args(["run", "runbook.yaml", "drill"])
+}
+
+#[test]
+fn an_interrupt_during_the_restore_leaves_nothing_behind() {
+    let repo = shared();
+    let cli = restore_cli(repo);
+    let (run_id, code, seen) = interrupted(&cli, |_| false);
+    assert_eq!(code, Some(130), "{seen}");
+    assert!(!run_id.is_empty(), "{seen}");
+    let left = super::leftovers(&run_id);
+    assert!(left.is_empty(), "left behind: {left:#?}\n{seen}");
+    assert!(seen.contains("[undo] ✓ restore:undo ok"), "{seen}");
+}
+
+/// A second interrupt aborts cleanup: pgBackRest and any server are stopped all the same,
+/// and what was left on disk is found and removed by `drillbook gc`.
+#[test]
+fn a_second_interrupt_stops_everything_and_gc_removes_the_rest() {
+    let repo = shared();
+    let cli = restore_cli(repo);
+    // its own temporary directory: where the run keeps its ledger and scratch, for `gc`
+    let tmp = cli.dir.join("tmp");
+    std::fs::create_dir(&tmp).expect("tmp");
+    let tmp_env = tmp.display().to_string();
+    let cli = cli.env("TMPDIR", &tmp_env);
+    let (run_id, code, seen) = interrupted(&cli, |l| l.contains("[undo] restore:undo"));
+    assert_eq!(code, Some(130), "{seen}");
+    assert!(!run_id.is_empty(), "{seen}");
+    let running = processes(&format!("drillbook-{run_id}"));
+    assert!(running.is_empty(), "still running: {running:#?}\n{seen}");
+    let r = Cli::new()
+        .env("TMPDIR", &tmp_env)
+        .args(["gc", "--yes"])
+        .run();
+    r.code(0);
+    let left: Vec<String> = std::fs::read_dir(&tmp)
+        .expect("tmp")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("drillbook-{run_id}-")))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "left behind: {left:?}\n{seen}\n{}",
+        r.stdout
+    );
+}
