@@ -191,3 +191,30 @@ fn lsn_name_and_xid_targets_reach_the_target() {
     assert_eq!(step(&rec, "restore")["outputs"]["backup_type"], "full");
     assert_eq!(step(&rec, "rows")["outputs"]["n"].to_string(), before);
 }
+
+/// `backup_policy.provider: pgbackrest`: the document states the declared policy beside
+/// what pgBackRest is configured to keep, read from the config file (never its cipher pass).
+#[test]
+fn the_document_states_the_configured_retention_beside_the_policy() {
+    let repo = shared();
+    let yaml = shipped().replace(
+        "  # config: /etc/pgbackrest/pgbackrest.conf",
+        &format!("  config: {}", repo.config()),
+    );
+    assert!(yaml.contains(&format!("  config: {}", repo.config())));
+    let r = Cli::new()
+        .runbook(&yaml)
+        .args(["render", "runbook.yaml", "--as-of", "2026-12-01T00:00:00Z"])
+        .run();
+    r.code(0);
+    assert!(r.stdout.contains("| Daily | 7 days |"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&format!(
+            "pgBackRest is configured (in `{}`, stanza `main`) to keep: `repo1-retention-diff=6`, `repo1-retention-full=2`.",
+            repo.config()
+        )),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains(repo.fact("cipher_pass")));
+}
