@@ -218,3 +218,23 @@ fn the_document_states_the_configured_retention_beside_the_policy() {
     );
     assert!(!r.stdout.contains(repo.fact("cipher_pass")));
 }
+
+/// The runbook of the guide, as a user copies it (only the config path changed), drills the
+/// test repository end to end.
+#[test]
+fn the_guides_runbook_drills_the_repository() {
+    let repo = shared();
+    let guide = std::fs::read_to_string(root().join("docs/guide/pgbackrest.md")).expect("guide");
+    let blocks: Vec<&str> = guide
+        .split("```yaml\n")
+        .skip(1)
+        .filter_map(|b| b.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 2, "the guide lost its runbook");
+    let yaml = format!("{}{}", blocks[0], blocks[1])
+        .replace("/etc/pgbackrest/pgbackrest.conf", repo.config());
+    let target = repo.fact("target_time");
+    let (code, rec, stderr) = drill(repo, &yaml, &["--param", &format!("target_time={target}")]);
+    assert_eq!(code, 0, "{stderr}\n{rec:#}");
+    assert_eq!(step(&rec, "restore")["outputs"]["cipher"], "aes-256-cbc");
+}
