@@ -19,6 +19,8 @@ pub struct RunOptions {
     pub operator: String,
     /// The history store (`--history`) that `history.*` checks read; None for the default.
     pub history: Option<String>,
+    /// What the run's steps share; a check run gives all its checks the same one.
+    pub shared: crate::steps::shared::Shared,
 }
 
 /// The longest operator name, in characters: it is a column of `history list` and a line

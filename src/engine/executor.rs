@@ -199,6 +199,7 @@ pub async fn preflight(
         dry_run: true,
         operator: super::operator()?,
         history: None,
+        shared: Default::default(),
     };
     let vars = Vars::new(runbook, procedure, params, env, "preflight", now, &opts);
     let templates = crate::template::environment();
@@ -664,6 +665,7 @@ impl Run<'_> {
             attempt,
             history: self.opts.history.as_deref(),
             approvals: &self.approvals,
+            shared: &self.opts.shared,
         };
         let work = crate::steps::run(kind, &cx);
         let limited = async {

@@ -19,6 +19,7 @@ pub mod limits;
 pub mod local;
 pub mod manual;
 pub mod neon;
+pub mod pgbackrest;
 pub mod shell;
 pub mod sql;
 pub mod wait;
@@ -386,6 +387,13 @@ macro_rules! each_kind {
             NeonBackupSchedule("neon.backup_schedule") => neon::NeonBackupSchedule,
             NeonSnapshotAge("neon.snapshot_age") => neon::NeonSnapshotAge,
             NeonProject("neon.project") => neon::NeonProject,
+            PgbackrestRestore("pgbackrest.restore") => pgbackrest::PgbackrestRestore,
+            PgbackrestStanza("pgbackrest.stanza") => pgbackrest::PgbackrestStanza,
+            PgbackrestBackupAge("pgbackrest.backup_age") => pgbackrest::PgbackrestBackupAge,
+            PgbackrestRetention("pgbackrest.retention") => pgbackrest::PgbackrestRetention,
+            PgbackrestArchive("pgbackrest.archive") => pgbackrest::PgbackrestArchive,
+            PgbackrestEncryption("pgbackrest.encryption") => pgbackrest::PgbackrestEncryption,
+            PgbackrestVerify("pgbackrest.verify") => pgbackrest::PgbackrestVerify,
             HistoryLastPass("history.last_pass") => history::HistoryLastPass,
             HistoryOverdue("history.overdue") => history::HistoryOverdue,
             CanaryWrite("canary.write") => canary::CanaryWrite,

@@ -107,7 +107,8 @@ pub struct Account {
     pub gid: u32,
 }
 
-fn server_account() -> Result<Option<Account>, ClusterError> {
+/// The account servers run as when drillbook is root (`postgres`); None when it is not root.
+pub fn server_account() -> Result<Option<Account>, ClusterError> {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let euid = status
         .lines()

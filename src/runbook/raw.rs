@@ -32,8 +32,16 @@ pub struct BackupPolicy {
     pub encryption: Option<String>,
     /// Where backups are stored, e.g. `separate availability zone (provider-managed)`.
     pub location: Option<String>,
-    /// Who or what takes the backups, e.g. `Neon (managed)` or `pg_basebackup via cron`.
+    /// Who or what takes the backups, e.g. `Neon (managed)` or `pg_basebackup via cron`;
+    /// `pgbackrest` names pgBackRest, whose configured retention the document then states
+    /// beside this policy (with `stanza` and `config`).
     pub provider: Option<String>,
+    /// With `provider: pgbackrest`: the stanza the policy is about, e.g. `main`.
+    pub stanza: Option<String>,
+    /// With `provider: pgbackrest`: pgBackRest's configuration file, from which `render`
+    /// reads the `repoN-retention-*` options (nothing else: the cipher pass is never read
+    /// out). `render` never runs pgBackRest.
+    pub config: Option<String>,
     /// Free Markdown notes for the document.
     pub notes: Option<String>,
 }

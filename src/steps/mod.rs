@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod local;
 pub mod manual;
 pub mod neon;
+pub mod shared;
 pub mod shell;
 pub mod sql;
 pub mod wait;
@@ -180,6 +181,8 @@ pub struct StepCx<'a> {
     /// The run's approvals: only [`StepCx::confirm`] and the engine's own approval of
     /// destructive steps add to it.
     pub approvals: &'a Mutex<Vec<Approval>>,
+    /// What the steps of this run share (a check run: one `pgbackrest info` for all checks).
+    pub shared: &'a shared::Shared,
 }
 
 /// Something a step created that must not outlive the run. The engine undoes these after

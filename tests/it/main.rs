@@ -15,6 +15,7 @@ mod local;
 mod neon;
 mod neon_fake;
 mod notify;
+mod pgbackrest;
 mod render;
 mod run;
 mod schedule;

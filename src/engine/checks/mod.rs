@@ -262,6 +262,9 @@ pub async fn run(
         .iter()
         .filter(|c| only.is_empty() || only.contains(&c.id))
         .collect();
+    // one `pgbackrest info` (and the like) for every check of this run
+    let mut opts = opts.clone();
+    opts.shared = crate::steps::shared::Shared::default();
     let mut set = tokio::task::JoinSet::new();
     for (i, check) in chosen.iter().enumerate() {
         let mut rb = runbook.clone();

@@ -127,6 +127,15 @@ fn archive_restore_command(wal_archive: &str) -> String {
 }
 
 /// The recovery target settings for `target` (None: the one the tool wrote).
+/// A pgBackRest command line for the document.
+fn pgbr(config: &Option<String>, stanza: &str, rest: &str) -> String {
+    let config = config
+        .as_deref()
+        .map(|c| format!(" --config={c}"))
+        .unwrap_or_default();
+    format!("pgbackrest{config} --stanza={stanza} {rest}")
+}
+
 fn target_settings(target: Option<&str>) -> String {
     let promote = code("recovery_target_action = 'promote'");
     let Some(t) = target.map(str::trim) else {
@@ -383,6 +392,62 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                 ) + kept(l.keep),
             )
         }
+        StepKind::PgbackrestRestore(r) => {
+            let config = r
+                .config
+                .as_deref()
+                .map(|c| format!(" --config={c}"))
+                .unwrap_or_default();
+            let target = match r.target.trim() {
+                "latest" => "--type=default".to_owned(),
+                t if t.starts_with("xid:") => format!(
+                    "--type=xid --target={} --target-action=promote",
+                    t.trim_start_matches("xid:")
+                ),
+                t => format!(
+                    "--type=<time|lsn|name> --target='{t}' --target-action=promote (a time written `YYYY-MM-DD HH:MM:SS+00`)"
+                ),
+            };
+            ByHand::line(start_by_hand(
+                &format!(
+                    "as {}, fill a new data directory with {}",
+                    code("postgres"),
+                    code(&format!(
+                        "pgbackrest{config} --stanza={} restore --pg1-path=<dir>/data --archive-mode=off {target}",
+                        r.stanza
+                    ))
+                ),
+                "keep pgBackRest's own `restore_command` (`archive-get`)",
+                &target_settings(None),
+            ))
+        }
+        StepKind::PgbackrestStanza(c) => ByHand::line(format!(
+            "run {}: {} is 0 (`ok`) for the stanza and every repository",
+            code(&pgbr(&c.config, &c.stanza, "--output=json info")),
+            code("status.code")
+        )),
+        StepKind::PgbackrestBackupAge(c) => ByHand::line(format!(
+            "run {}: the newest {} backup without an error stopped recently enough",
+            code(&pgbr(&c.config, &c.stanza, "info")),
+            c.backup_type.as_str()
+        )),
+        StepKind::PgbackrestRetention(c) => ByHand::line(format!(
+            "run {}: the oldest backup is old enough for the restore window, there are enough full sets and days with a backup, and the archive starts before the oldest set",
+            code(&pgbr(&c.config, &c.stanza, "info"))
+        )),
+        StepKind::PgbackrestArchive(c) => ByHand::line(format!(
+            "run {}: the newest WAL segment of the archive reached the repository recently",
+            code(&pgbr(&c.config, &c.stanza, "--output=json repo-ls archive/<stanza>/<archive id>/<first 16 characters of the newest segment>"))
+        )),
+        StepKind::PgbackrestEncryption(c) => ByHand::line(format!(
+            "run {}: every repository's cipher is {}",
+            code(&pgbr(&c.config, &c.stanza, "info")),
+            code(c.cipher.as_deref().unwrap_or("aes-256-cbc"))
+        )),
+        StepKind::PgbackrestVerify(c) => ByHand::line(format!(
+            "run {} and read the report: every status is `ok` and every count of invalid files 0 (it exits 0 even when it reports errors)",
+            code(&pgbr(&c.config, &c.stanza, "verify --output=text --verbose"))
+        )),
         StepKind::LocalArchiver(a) => ByHand::line(format!(
             "run {} with psql on {}: {} stays 0 and {} is recent",
             code("SELECT * FROM pg_stat_archiver"),

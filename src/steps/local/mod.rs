@@ -3,6 +3,7 @@
 //! touched.
 
 mod backups;
+pub mod pgbackrest;
 pub mod preflight;
 mod recovery;
 mod restore;
