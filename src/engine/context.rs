@@ -19,6 +19,9 @@ pub struct RunOptions {
     pub operator: String,
     /// The history store (`--history`) that `history.*` checks read; None for the default.
     pub history: Option<String>,
+    /// What the checks of one check run share (a tool's answer asked once); None for a
+    /// drill, whose steps change what they read.
+    pub memo: Option<crate::steps::memo::Memo>,
 }
 
 /// The longest operator name, in characters: it is a column of `history list` and a line

@@ -199,6 +199,7 @@ pub async fn preflight(
         dry_run: true,
         operator: super::operator()?,
         history: None,
+        memo: None,
     };
     let vars = Vars::new(runbook, procedure, params, env, "preflight", now, &opts);
     let templates = crate::template::environment();
@@ -615,6 +616,7 @@ impl Run<'_> {
             attempt,
             history: self.opts.history.as_deref(),
             approvals: &self.approvals,
+            memo: self.opts.memo.as_ref(),
         };
         let work = crate::steps::run(kind, &cx);
         let limited = async {

@@ -5,6 +5,7 @@
 //! ([`Interaction`]).
 
 pub mod assert;
+pub mod barman;
 pub mod compare;
 pub mod db;
 pub mod freshness;
@@ -13,6 +14,7 @@ pub mod http;
 pub mod ledger;
 pub mod local;
 pub mod manual;
+pub mod memo;
 pub mod neon;
 pub mod shell;
 pub mod sql;
@@ -179,6 +181,8 @@ pub struct StepCx<'a> {
     /// The run's approvals: only [`StepCx::confirm`] and the engine's own approval of
     /// destructive steps add to it.
     pub approvals: &'a Mutex<Vec<Approval>>,
+    /// Answers shared by the checks of one check run (None in a drill).
+    pub memo: Option<&'a memo::Memo>,
 }
 
 /// Something a step created that must not outlive the run. The engine undoes these after

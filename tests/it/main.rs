@@ -2,6 +2,7 @@
 //! must be paused). One binary, so it links once.
 
 mod architecture;
+mod barman;
 mod check;
 mod compare;
 mod crash;

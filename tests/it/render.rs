@@ -204,10 +204,11 @@ fn render_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> crat
     }
 }
 
-const SHIPPED: [&str; 4] = [
+const SHIPPED: [&str; 5] = [
     "neon-production",
     "local-pitr-drill",
     "postgres-pitr-drill",
+    "barman-pitr-drill",
     "hello",
 ];
 

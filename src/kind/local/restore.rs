@@ -37,6 +37,7 @@ macro_rules! started_outputs {
         ]
     };
 }
+pub(crate) use started_outputs;
 
 /// A recovery target that starts like a date but does not parse is a typo, not a restore
 /// point name (recovery would wait for a point that never comes).

@@ -4,7 +4,7 @@
 
 mod backups;
 pub mod preflight;
-mod recovery;
+pub(crate) mod recovery;
 mod restore;
 mod start;
 
