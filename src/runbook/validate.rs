@@ -187,11 +187,21 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
     let targets = read_targets(sink, r.get("targets"), &root.key("targets"));
     let backup_policy: Option<raw::BackupPolicy> = r.optional(sink, "backup_policy");
     if let Some(p) = &backup_policy {
-        parse_cron(
-            sink,
-            &root.key("backup_policy").key("schedule"),
-            &p.schedule,
-        );
+        let at = root.key("backup_policy");
+        parse_cron(sink, &at.key("schedule"), &p.schedule);
+        match (&p.provider, &p.server) {
+            (Some(raw::Provider::Barman), None) => {
+                sink.at_key(&at.key("provider"), "`provider: barman` needs `server`: the Barman server that backs the database up");
+            }
+            (Some(raw::Provider::Barman), Some(_)) => {}
+            (_, Some(_)) => {
+                sink.at_key(
+                    &at.key("server"),
+                    "`server` names a Barman server: set `provider: barman`",
+                );
+            }
+            (_, None) => {}
+        }
     }
     let secrets: Vec<String> = r.optional(sink, "secrets").unwrap_or_default();
     for (i, name) in secrets.iter().enumerate() {

@@ -33,7 +33,7 @@ pub(super) fn backups(runbook: &Runbook) -> Value {
         "declared": true,
         "schedule": md(&when),
         "cron": b.schedule,
-        "provider": b.provider.as_deref().map(prose),
+        "provider": provider(b).as_deref().map(prose),
         "retention": retention,
         "notes": b.notes.as_deref().map(prose),
     })
@@ -45,6 +45,16 @@ pub(super) fn storage(runbook: &Runbook) -> Value {
     json!({
         "encryption": field(b.and_then(|b| b.encryption.as_ref())),
         "location": field(b.and_then(|b| b.location.as_ref())),
-        "provider": field(b.and_then(|b| b.provider.as_ref())),
+        "provider": b.and_then(provider).as_deref().map(prose),
+    })
+}
+
+/// The provider in words: a tool drillbook knows, with what it backs up.
+fn provider(b: &crate::runbook::raw::BackupPolicy) -> Option<String> {
+    Some(match (b.provider.as_ref()?, &b.server) {
+        (crate::runbook::raw::Provider::Barman, Some(server)) => {
+            format!("Barman, server `{server}`")
+        }
+        (p, _) => p.as_str().to_owned(),
     })
 }
