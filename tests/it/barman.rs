@@ -20,6 +20,10 @@ pub struct Barman {
     pub url: String,
     /// The target as RFC 3339.
     pub target_rfc3339: String,
+    /// The last transaction before the target, and the WAL position after it (the restore
+    /// point `before-the-rest` is between the two).
+    pub xid: String,
+    pub lsn: String,
     /// Rows of `orders` at the target, and in all.
     pub rows_at_target: u64,
     pub rows: u64,
@@ -137,6 +141,13 @@ pub fn build(dir: &Path) -> (drillbook::pg::cluster::Cluster, Barman) {
         "shop",
         &format!("SELECT to_char('{target}'::timestamptz AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"),
     );
+    // the same point as a transaction id, a WAL position and a restore point
+    let xid = pg(
+        "shop",
+        "SELECT xmin::text FROM orders ORDER BY id DESC LIMIT 1",
+    );
+    pg("shop", "SELECT pg_create_restore_point('before-the-rest')");
+    let lsn = pg("shop", "SELECT pg_current_wal_lsn()::text");
     pg(
         "shop",
         "INSERT INTO orders SELECT FROM generate_series(1, 150)",
@@ -150,6 +161,8 @@ pub fn build(dir: &Path) -> (drillbook::pg::cluster::Cluster, Barman) {
             server: "shop",
             url,
             target_rfc3339,
+            xid,
+            lsn,
             rows_at_target: 300,
             rows: 450,
             home,
@@ -747,4 +760,98 @@ fn interrupt_during_barman_recover_leaves_nothing_behind() {
 #[test]
 fn a_second_interrupt_during_barman_recover_leaves_no_server_and_gc_removes_the_rest() {
     interrupt_recover(true);
+}
+
+/// A transaction id, a WAL position and a restore point name each recover exactly the rows
+/// written before them.
+#[test]
+fn barman_recover_reaches_every_kind_of_target() {
+    let b = shared();
+    for target in [
+        format!("xid:{}", b.xid),
+        b.lsn.clone(),
+        "before-the-rest".to_owned(),
+    ] {
+        let (code, rec) = recover(b, &format!(", target: \"{target}\""));
+        assert_eq!(code, 0, "{target}: {rec:#}");
+        assert_eq!(
+            step(&rec, "rows")["outputs"]["n"],
+            b.rows_at_target,
+            "{target}: {rec:#}"
+        );
+        assert_eq!(step(&rec, "recover")["outputs"]["target"], target.as_str());
+    }
+}
+
+/// `keep: true` leaves the recovered instance running after the run, says how to stop it,
+/// and nothing (neither the run nor `gc`) removes it.
+#[test]
+fn barman_recover_keep_leaves_the_instance_running() {
+    let b = shared();
+    let cli = Cli::new();
+    let dir = cli.dir.join("kept");
+    let yaml = format!(
+        "version: 1\nname: barman-keep\nprocedures:\n  recover:\n    title: Recover\n    kind: recovery\n    steps:\n      - id: recover\n        barman.recover: {{ server: shop, config: \"{}\", target: \"{}\", dir: \"{}\", database: shop, keep: true }}\n",
+        b.config.display(),
+        b.target_rfc3339,
+        dir.display()
+    );
+    let cli = cli.runbook(&yaml).args([
+        "run",
+        "runbook.yaml",
+        "recover",
+        "--yes",
+        "--format",
+        "json",
+    ]);
+    let r = cli.run();
+    let rec = r.json();
+    assert_eq!(r.code, 0, "{rec:#}\n{}", r.stderr);
+    let out = &step(&rec, "recover")["outputs"];
+    let stop = out["stop_command"]
+        .as_str()
+        .expect("stop_command")
+        .to_owned();
+    assert!(
+        stop.contains("pg_ctl stop -D") && stop.contains(&dir.display().to_string()),
+        "{stop}"
+    );
+    let undone: Vec<&str> = rec["cleanup"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(undone.is_empty(), "{undone:?}");
+    // still there and answering through its private socket
+    let socket = dir.join("socket");
+    let port = out["port"].to_string();
+    let rows = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(b.bin.join("psql"))
+        .args(["-h"])
+        .arg(&socket)
+        .args([
+            "-p",
+            &port,
+            "-U",
+            "postgres",
+            "-d",
+            "shop",
+            "-XAtc",
+            "SELECT count(*) FROM orders",
+        ])
+        .output()
+        .expect("psql");
+    let stopped = Command::new("sh")
+        .args(["-c", &stop])
+        .status()
+        .expect("stop");
+    assert!(stopped.success(), "{stop}");
+    assert_eq!(
+        String::from_utf8_lossy(&rows.stdout).trim(),
+        b.rows_at_target.to_string(),
+        "{}",
+        String::from_utf8_lossy(&rows.stderr)
+    );
 }
