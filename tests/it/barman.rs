@@ -855,3 +855,18 @@ fn barman_recover_keep_leaves_the_instance_running() {
         String::from_utf8_lossy(&rows.stderr)
     );
 }
+
+/// A target after the newest archived transaction (a quiet database, `now`): Barman's copy
+/// succeeds, then recovery ends before the target; the step fails at once in plain words
+/// instead of waiting for a promotion that never comes, and nothing is left behind.
+#[test]
+fn barman_recover_explains_a_target_after_the_archive() {
+    let b = shared();
+    let (code, rec) = recover(b, ", target: now");
+    assert_eq!(code, 1, "{rec:#}");
+    let err = step(&rec, "recover")["error"].as_str().unwrap_or_default();
+    assert!(
+        err.starts_with("the target is after the newest archived transaction: recovery replayed all of the WAL Barman copied from server `shop`"),
+        "{err}"
+    );
+}

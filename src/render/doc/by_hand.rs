@@ -415,11 +415,23 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                         b.server
                     ))
                 ),
-                &format!(
-                    "keep Barman's {}",
-                    code("restore_command = 'cp barman_wal/%f %p'")
-                ),
-                "keep the recovery target Barman wrote",
+                &if flag.is_empty() {
+                    format!(
+                        "leave the WAL Barman copied into {} (set {}: nothing more to fetch)",
+                        code("pg_wal"),
+                        code("restore_command = 'false'")
+                    )
+                } else {
+                    format!(
+                        "keep Barman's {}",
+                        code("restore_command = 'cp barman_wal/%f %p'")
+                    )
+                },
+                if flag.is_empty() {
+                    "recovery goes to the end of the WAL"
+                } else {
+                    "keep the recovery target Barman wrote"
+                },
             ))
         }
         StepKind::BarmanCheck(c) => ByHand::line(format!(
