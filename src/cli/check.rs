@@ -149,6 +149,23 @@ fn text(runbook: &str, results: &[CheckResult], status: Status) -> String {
             r.kind,
             r.message.lines().next().unwrap_or("")
         );
+        // the sub-results that are not OK, under their check
+        for p in r.parts.iter().filter(|p| p.status != Status::Ok) {
+            let _ = writeln!(
+                s,
+                "{:<8}  {:<w$}  {:<k$}  {:>7}  {}{}",
+                p.status.label(),
+                format!("└ {}", p.name),
+                "",
+                "",
+                p.name,
+                if p.detail.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", p.detail)
+                }
+            );
+        }
     }
     let count = |st: Status| results.iter().filter(|r| r.status == st).count();
     let _ = writeln!(

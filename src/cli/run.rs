@@ -55,7 +55,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         dry_run: args.dry_run,
         operator: operator()?,
         history: args.history.clone(),
-        shared: Default::default(),
+        shared: None,
     };
     let terminal = Terminal::new(args.yes);
     if let Some(w) = crate::engine::gc::leftovers_warning() {

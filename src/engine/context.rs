@@ -19,8 +19,9 @@ pub struct RunOptions {
     pub operator: String,
     /// The history store (`--history`) that `history.*` checks read; None for the default.
     pub history: Option<String>,
-    /// What the run's steps share; a check run gives all its checks the same one.
-    pub shared: crate::steps::shared::Shared,
+    /// What the checks of one check run share (a tool's answer, asked once); None in a
+    /// drill, whose steps change what they read.
+    pub shared: Option<crate::steps::shared::Shared>,
 }
 
 /// The longest operator name, in characters: it is a column of `history list` and a line

@@ -199,7 +199,7 @@ pub async fn preflight(
         dry_run: true,
         operator: super::operator()?,
         history: None,
-        shared: Default::default(),
+        shared: None,
     };
     let vars = Vars::new(runbook, procedure, params, env, "preflight", now, &opts);
     let templates = crate::template::environment();
@@ -665,7 +665,7 @@ impl Run<'_> {
             attempt,
             history: self.opts.history.as_deref(),
             approvals: &self.approvals,
-            shared: &self.opts.shared,
+            shared: self.opts.shared.as_ref(),
         };
         let work = crate::steps::run(kind, &cx);
         let limited = async {

@@ -10,6 +10,7 @@
 //! schema come from it here; the step layer builds its dispatch from it.
 
 pub mod assert;
+pub mod barman;
 pub mod canary;
 pub mod compare;
 pub mod freshness;
@@ -223,6 +224,11 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     /// branch kept with `keep: true` leaves nothing to clean up).
     fn effects(&self) -> Effects<'_>;
 
+    /// The output holding a health check's sub-results, if the kind has them: a list of
+    /// `{name, status, detail}` (`status` is `OK`, `WARNING`, `CRITICAL`, `UNKNOWN` or a
+    /// tool's `FAILED`), each shown and exported beside the check.
+    const PARTS: Option<&'static str> = None;
+
     /// The outputs a payload adds, in words (`each name in capture`), for the docs; the
     /// names come from [`Spec::payload_outputs`].
     const PAYLOAD_OUTPUTS: Option<&'static str> = None;
@@ -304,6 +310,9 @@ pub struct Info {
     /// The outputs a payload adds, in words.
     pub payload_outputs: Option<&'static str>,
     pub measure: Option<Measure<'static>>,
+    /// The output holding a check's sub-results.
+    #[serde(skip)]
+    pub parts: Option<&'static str>,
     #[serde(skip)]
     pub literal: &'static [&'static str],
     #[serde(skip)]
@@ -325,6 +334,7 @@ impl Info {
             outputs: S::OUTPUTS,
             payload_outputs: S::PAYLOAD_OUTPUTS,
             measure: S::MEASURE,
+            parts: S::PARTS,
             literal: S::LITERAL,
             literal_help: S::LITERAL_HELP,
             expressions: S::EXPRESSIONS,
@@ -398,6 +408,9 @@ macro_rules! each_kind {
             HistoryOverdue("history.overdue") => history::HistoryOverdue,
             CanaryWrite("canary.write") => canary::CanaryWrite,
             CanaryVerify("canary.verify") => canary::CanaryVerify,
+            BarmanRecover("barman.recover") => barman::BarmanRecover,
+            BarmanCheck("barman.check") => barman::BarmanCheck,
+            BarmanBackupAge("barman.backup_age") => barman::BarmanBackupAge,
         }
     };
 }

@@ -32,18 +32,72 @@ pub struct BackupPolicy {
     pub encryption: Option<String>,
     /// Where backups are stored, e.g. `separate availability zone (provider-managed)`.
     pub location: Option<String>,
-    /// Who or what takes the backups, e.g. `Neon (managed)` or `pg_basebackup via cron`;
-    /// `pgbackrest` names pgBackRest, whose configured retention the document then states
-    /// beside this policy (with `stanza` and `config`).
-    pub provider: Option<String>,
+    /// Who or what takes the backups: `pgbackrest` (with `stanza`, and `config` for the
+    /// document to state its configured retention), `barman` (with `server`), or in words,
+    /// e.g. `Neon (managed)` or `pg_basebackup via cron`.
+    pub provider: Option<Provider>,
     /// With `provider: pgbackrest`: the stanza the policy is about, e.g. `main`.
     pub stanza: Option<String>,
     /// With `provider: pgbackrest`: pgBackRest's configuration file, from which `render`
     /// reads the `repoN-retention-*` options (nothing else: the cipher pass is never read
     /// out). `render` never runs pgBackRest.
     pub config: Option<String>,
+    /// With `provider: barman`: the Barman server that backs the database up (its section
+    /// in Barman's configuration), e.g. `shop`.
+    pub server: Option<String>,
     /// Free Markdown notes for the document.
     pub notes: Option<String>,
+}
+
+/// Who takes the backups: a tool drillbook knows, or words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Provider {
+    /// pgBackRest, backing up the policy's `stanza`.
+    Pgbackrest,
+    /// Barman, backing up the policy's `server`.
+    Barman,
+    /// Anything else, as written.
+    Described(String),
+}
+
+impl Provider {
+    /// As written in the runbook.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Provider::Pgbackrest => "pgbackrest",
+            Provider::Barman => "barman",
+            Provider::Described(s) => s,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Provider {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Provider, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(match text.trim().to_ascii_lowercase().as_str() {
+            "pgbackrest" => Provider::Pgbackrest,
+            "barman" => Provider::Barman,
+            _ => Provider::Described(text),
+        })
+    }
+}
+
+impl Serialize for Provider {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl JsonSchema for Provider {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Provider".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "`pgbackrest` (with `stanza`), `barman` (with `server`), or who takes the backups in words."
+        })
+    }
 }
 
 /// Retention counts per backup generation.

@@ -187,11 +187,35 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
     let targets = read_targets(sink, r.get("targets"), &root.key("targets"));
     let backup_policy: Option<raw::BackupPolicy> = r.optional(sink, "backup_policy");
     if let Some(p) = &backup_policy {
-        parse_cron(
-            sink,
-            &root.key("backup_policy").key("schedule"),
-            &p.schedule,
-        );
+        let at = root.key("backup_policy");
+        parse_cron(sink, &at.key("schedule"), &p.schedule);
+        let barman = p.provider == Some(raw::Provider::Barman);
+        let pgbackrest = p.provider == Some(raw::Provider::Pgbackrest);
+        if barman && p.server.is_none() {
+            sink.at_key(
+                &at.key("provider"),
+                "`provider: barman` needs `server`: the Barman server that backs the database up",
+            );
+        }
+        if !barman && p.server.is_some() {
+            sink.at_key(
+                &at.key("server"),
+                "`server` names a Barman server: set `provider: barman`",
+            );
+        }
+        for field in ["stanza", "config"] {
+            let given = if field == "stanza" {
+                p.stanza.is_some()
+            } else {
+                p.config.is_some()
+            };
+            if given && !pgbackrest {
+                sink.at_key(
+                    &at.key(field),
+                    format!("`{field}` is pgBackRest's: set `provider: pgbackrest`"),
+                );
+            }
+        }
     }
     let secrets: Vec<String> = r.optional(sink, "secrets").unwrap_or_default();
     for (i, name) in secrets.iter().enumerate() {

@@ -5,6 +5,7 @@
 //! ([`Interaction`]).
 
 pub mod assert;
+pub mod barman;
 pub mod canary;
 pub mod compare;
 pub mod db;
@@ -181,8 +182,8 @@ pub struct StepCx<'a> {
     /// The run's approvals: only [`StepCx::confirm`] and the engine's own approval of
     /// destructive steps add to it.
     pub approvals: &'a Mutex<Vec<Approval>>,
-    /// What the steps of this run share (a check run: one `pgbackrest info` for all checks).
-    pub shared: &'a shared::Shared,
+    /// What the checks of one check run share (a tool's answer asked once); None in a drill.
+    pub shared: Option<&'a shared::Shared>,
 }
 
 /// Something a step created that must not outlive the run. The engine undoes these after

@@ -1,6 +1,7 @@
-//! What the steps of one run share: the output of a command that every check of a check run
-//! reads (`pgbackrest info`), run once and handed to each. The engine gives every run a new
-//! one, and a check run one for all its checks; a clone shares the same entries.
+//! What the checks of one check run share: the output of a command every check reads
+//! (`pgbackrest info`, `barman list-backups`), run once and handed to each, even when they
+//! run at once. A drill shares nothing (its steps change what they read: a backup taken by
+//! one step must be seen by the next); a clone shares the same entries.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -29,6 +30,18 @@ impl Shared {
             map.entry(key.to_owned()).or_default().clone()
         };
         cell.get_or_init(work).await.clone()
+    }
+}
+
+/// `work`'s result: shared under `key` in a check run, run afresh in a drill (`None`).
+pub async fn once<F, Fut>(shared: Option<&Shared>, key: &str, work: F) -> Result<String, StepError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<String, StepError>>,
+{
+    match shared {
+        Some(s) => s.once(key, work).await,
+        None => work().await,
     }
 }
 

@@ -477,10 +477,10 @@ static STOPPING: std::sync::Mutex<Vec<(Pid, std::time::Instant)>> =
 /// Signals the command's whole process group if the step is dropped before the command
 /// ended (timeout or interrupt): SIGTERM at once; [`end_stopped`] waits for the group and
 /// sends SIGKILL after the grace period.
-struct ProcessGroup(Option<u32>);
+pub(crate) struct ProcessGroup(pub(crate) Option<u32>);
 
 impl ProcessGroup {
-    fn disarm(mut self) {
+    pub(crate) fn disarm(mut self) {
         self.0 = None;
     }
 }

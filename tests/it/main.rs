@@ -2,6 +2,7 @@
 //! must be paused). One binary, so it links once.
 
 mod architecture;
+mod barman;
 mod canary;
 mod check;
 mod compare;

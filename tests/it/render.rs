@@ -204,11 +204,12 @@ fn render_in(dir: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> crat
     }
 }
 
-const SHIPPED: [&str; 5] = [
+const SHIPPED: [&str; 6] = [
     "neon-production",
     "local-pitr-drill",
     "postgres-pitr-drill",
     "pgbackrest-pitr-drill",
+    "barman-pitr-drill",
     "hello",
 ];
 

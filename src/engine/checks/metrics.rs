@@ -36,6 +36,17 @@ pub fn prometheus(
             .iter()
             .map(|r| (per_check(r), r.duration_ms as f64 / 1000.0)),
     );
+    out.gauge(
+        "drillbook_check_part_status",
+        "A check's sub-result (a line of the tool's report): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+        results.iter().flat_map(|r| {
+            r.parts.iter().map(move |p| {
+                let mut labels = self::per_check(runbook, r);
+                labels.push(("part", p.name.as_str()));
+                (labels, f64::from(p.status.code()))
+            })
+        }),
+    );
     let by_metric = |metric: Metric| {
         results.iter().filter_map(move |r| {
             let m = r.measure.as_ref()?;

@@ -79,6 +79,41 @@ pub struct CheckResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub measure: Option<Measure>,
     pub outputs: serde_json::Map<String, Value>,
+    /// The check's sub-results, when its kind has them (`barman.check`: a line each).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<Part>,
+}
+
+/// One sub-result of a check: a line of the tool's own report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Part {
+    pub name: String,
+    pub status: Status,
+    pub detail: String,
+}
+
+/// The sub-results a step's outputs hold, in the kind's declared output: a list of
+/// `{name, status, detail}`; a tool's `FAILED` is CRITICAL, a status not known UNKNOWN.
+fn parts(check: &Check, outputs: &serde_json::Map<String, Value>) -> Vec<Part> {
+    let Some(field) = check.kind.declared().parts else {
+        return Vec::new();
+    };
+    outputs
+        .get(field)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| Part {
+            name: p["name"].as_str().unwrap_or("").to_owned(),
+            status: match p["status"].as_str().unwrap_or("") {
+                "OK" => Status::Ok,
+                "WARNING" => Status::Warning,
+                "CRITICAL" | "FAILED" => Status::Critical,
+                _ => Status::Unknown,
+            },
+            detail: p["detail"].as_str().unwrap_or("").to_owned(),
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -262,9 +297,10 @@ pub async fn run(
         .iter()
         .filter(|c| only.is_empty() || only.contains(&c.id))
         .collect();
-    // one `pgbackrest info` (and the like) for every check of this run
+    // one answer per tool question (`pgbackrest info`, `barman list-backups`) for the whole
+    // run, shared by the checks that ask it
     let mut opts = opts.clone();
-    opts.shared = crate::steps::shared::Shared::default();
+    opts.shared = Some(crate::steps::shared::Shared::default());
     let mut set = tokio::task::JoinSet::new();
     for (i, check) in chosen.iter().enumerate() {
         let mut rb = runbook.clone();
@@ -290,6 +326,7 @@ pub async fn run(
                     duration_ms,
                     measure: None,
                     outputs: serde_json::Map::new(),
+                    parts: Vec::new(),
                 },
                 Ok(rec) => {
                     let step = rec.steps.first().cloned().unwrap_or_else(|| {
@@ -304,6 +341,7 @@ pub async fn run(
                         message,
                         duration_ms,
                         measure,
+                        parts: parts(&check, &step.outputs),
                         outputs: step.outputs,
                     }
                 }

@@ -7,6 +7,7 @@
 
 mod restore;
 
+pub(crate) use restore::started_outputs;
 pub use restore::{LocalRestore, LocalStart};
 
 use schemars::JsonSchema;

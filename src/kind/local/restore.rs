@@ -43,6 +43,7 @@ macro_rules! started_outputs {
         ]
     };
 }
+pub(crate) use started_outputs;
 
 /// Where the recovered instance runs, as summaries say it.
 fn instance(keep: bool) -> &'static str {

@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 
 use super::schedule::schedule_text;
 use super::text::{code, md, prose};
+use crate::runbook::raw::Provider;
 use crate::runbook::Runbook;
 
 pub(super) fn backups(runbook: &Runbook) -> Value {
@@ -41,23 +42,23 @@ pub(super) fn backups(runbook: &Runbook) -> Value {
 }
 
 fn is_pgbackrest(b: &crate::runbook::BackupPolicy) -> bool {
-    b.provider
-        .as_deref()
-        .is_some_and(|p| p.trim().eq_ignore_ascii_case("pgbackrest"))
+    b.provider == Some(Provider::Pgbackrest)
 }
 
-/// Who takes the backups, as the document says it: `pgbackrest` as pgBackRest and its
-/// stanza.
+/// Who takes the backups, as the document says it: a tool drillbook knows with what it
+/// backs up (pgBackRest and its stanza, Barman and its server), or the words written.
 fn provider(b: &crate::runbook::BackupPolicy) -> Option<String> {
-    if is_pgbackrest(b) {
-        let stanza = b
-            .stanza
-            .as_deref()
-            .map(|s| format!(" (stanza {})", code(s)))
+    let named = |tool: &str, what: &str, name: Option<&str>| {
+        let name = name
+            .map(|s| format!(" ({what} {})", code(s)))
             .unwrap_or_default();
-        return Some(md(&format!("pgBackRest{stanza}")));
-    }
-    b.provider.as_deref().map(prose)
+        md(&format!("{tool}{name}"))
+    };
+    Some(match b.provider.as_ref()? {
+        Provider::Pgbackrest => named("pgBackRest", "stanza", b.stanza.as_deref()),
+        Provider::Barman => named("Barman", "server", b.server.as_deref()),
+        Provider::Described(words) => prose(words),
+    })
 }
 
 /// With `provider: pgbackrest`: what pgBackRest is configured to keep, from the

@@ -448,6 +448,98 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
             "run {} and read the report: every status is `ok` and every count of invalid files 0 (it exits 0 even when it reports errors)",
             code(&pgbr(&c.config, &c.stanza, "verify --output=text --verbose"))
         )),
+        StepKind::BarmanRecover(b) => {
+            let config = b
+                .config
+                .as_deref()
+                .map(|c| format!("-c {c} "))
+                .unwrap_or_default();
+            let flag = match crate::kind::barman::BarmanTarget::parse(&b.target) {
+                Ok(crate::kind::barman::BarmanTarget::Latest) => String::new(),
+                Ok(crate::kind::barman::BarmanTarget::Xid(x)) => {
+                    format!("--target-xid {x} --target-action promote ")
+                }
+                Ok(crate::kind::barman::BarmanTarget::Lsn(l)) => {
+                    format!("--target-lsn {l} --target-action promote ")
+                }
+                // a placeholder (`<target_time>`) is most often a time
+                Ok(crate::kind::barman::BarmanTarget::Name(n))
+                    if !n.starts_with('<') && !n.contains('$') && !n.contains("{{") =>
+                {
+                    format!("--target-name {n} --target-action promote ")
+                }
+                _ => "--target-time 'YYYY-MM-DD HH:MM:SS.ffffff+00' --target-action promote "
+                    .to_owned(),
+            };
+            let time = if flag.starts_with("--target-time") {
+                format!(
+                    " (the target {}, written in PostgreSQL's format, which Barman copies as is)",
+                    b.target
+                )
+            } else {
+                String::new()
+            };
+            let backup = b.backup_id.as_deref().unwrap_or("BACKUP_ID");
+            let which = if b.backup_id.is_none() {
+                format!(
+                    " (BACKUP_ID: the newest DONE backup in {} that ended before the target)",
+                    code(&format!("barman {config}list-backups {}", b.server))
+                )
+            } else {
+                String::new()
+            };
+            ByHand::line(start_by_hand(
+                &format!(
+                    "as Barman's account, run {}{time}{which} into a new directory DATA (Barman copies the WAL the target needs into DATA/barman_wal), then leave DATA",
+                    code(&format!(
+                        "barman {config}recover {flag}{} {backup} DATA",
+                        b.server
+                    ))
+                ),
+                &if flag.is_empty() {
+                    format!(
+                        "leave the WAL Barman copied into {} (set {}: nothing more to fetch)",
+                        code("pg_wal"),
+                        code("restore_command = 'false'")
+                    )
+                } else {
+                    format!(
+                        "keep Barman's {}",
+                        code("restore_command = 'cp barman_wal/%f %p'")
+                    )
+                },
+                if flag.is_empty() {
+                    "recovery goes to the end of the WAL"
+                } else {
+                    "keep the recovery target Barman wrote"
+                },
+            ))
+        }
+        StepKind::BarmanCheck(c) => ByHand::line(format!(
+            "as Barman's account, run {}: every line says OK",
+            code(&format!(
+                "barman {}check {}",
+                c.config
+                    .as_deref()
+                    .map(|c| format!("-c {c} "))
+                    .unwrap_or_default(),
+                c.server
+            ))
+        )),
+        StepKind::BarmanBackupAge(b) => ByHand::line(format!(
+            "as Barman's account, run {}: the newest DONE backup ended{}",
+            code(&format!(
+                "barman {}list-backups {}",
+                b.config
+                    .as_deref()
+                    .map(|c| format!("-c {c} "))
+                    .unwrap_or_default(),
+                b.server
+            )),
+            b.max_age
+                .map(|m| format!(" less than {m} ago"))
+                .unwrap_or_else(|| " recently".into())
+        )),
         StepKind::LocalArchiver(a) => ByHand::line(format!(
             "run {} with psql on {}: {} stays 0 and {} is recent",
             code("SELECT * FROM pg_stat_archiver"),

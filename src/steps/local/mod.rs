@@ -5,7 +5,7 @@
 mod backups;
 pub mod pgbackrest;
 pub mod preflight;
-mod recovery;
+pub(crate) mod recovery;
 mod restore;
 mod start;
 

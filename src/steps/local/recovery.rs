@@ -16,14 +16,14 @@ use crate::timestamp::{rfc3339_precise, TimeSpec};
 
 /// What recovery should stop at.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Target {
+pub(crate) enum Target {
     Latest,
     Time(DateTime<Utc>),
     Lsn(String),
     Name(String),
 }
 
-pub(super) fn parse_target(text: &str) -> Target {
+pub(crate) fn parse_target(text: &str) -> Target {
     let t = text.trim();
     if t == "latest" {
         return Target::Latest;
@@ -44,7 +44,7 @@ pub(super) fn parse_target(text: &str) -> Target {
 
 /// What a started recovery reported.
 #[derive(Debug, Clone)]
-pub(super) struct Started {
+pub(crate) struct Started {
     /// The last transaction's commit time recovery reached, when the log says.
     pub recovered_to: Option<String>,
     pub wal_replayed_bytes: Option<u64>,
@@ -54,7 +54,7 @@ pub(super) struct Started {
 /// Configures the filled data directory of `cluster` for recovery from `wal` to `target`
 /// (None: the target the tool wrote, if any), makes it private, starts it and waits for its
 /// promotion; `gap` is a hole found in the archive beforehand (for the explanation).
-pub(super) async fn start(
+pub(crate) async fn start(
     cluster: &mut Cluster,
     wal: WalSource<'_>,
     target: Option<&Target>,
@@ -93,7 +93,7 @@ pub(super) async fn start(
 }
 
 /// The target as recovery was given it: a time resolved and written RFC 3339.
-pub(super) fn target_text(target: &Target, written: &str) -> String {
+pub(crate) fn target_text(target: &Target, written: &str) -> String {
     match target {
         Target::Time(t) => rfc3339_precise(*t),
         _ => written.to_owned(),
@@ -103,7 +103,7 @@ pub(super) fn target_text(target: &Target, written: &str) -> String {
 /// Who connects to the started instance, and to which database: the step's `user` (else the
 /// bootstrap superuser) and `database`, else the database of `source` (named as in
 /// production), else `postgres`.
-pub(super) async fn connection_uri(
+pub(crate) async fn connection_uri(
     cx: &StepCx<'_>,
     cluster: &Cluster,
     source: Option<&str>,
@@ -129,7 +129,7 @@ pub(super) async fn connection_uri(
 }
 
 /// The outputs every started instance has (see `kind::local::restore::started_outputs`).
-pub(super) fn outputs(
+pub(crate) fn outputs(
     cluster: &Cluster,
     uri: String,
     target: String,
@@ -161,7 +161,7 @@ pub(super) fn outputs(
 
 /// Where recovery reads WAL from.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum WalSource<'a> {
+pub(crate) enum WalSource<'a> {
     /// drillbook's own `cp` from an archive directory.
     Archive(&'a Path),
     /// A command (`%f`, `%p`) written as `restore_command`.

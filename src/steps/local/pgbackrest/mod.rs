@@ -83,22 +83,20 @@ impl<'a> Tool<'a> {
     pub async fn info(&self, cx: &StepCx<'_>) -> Result<Stanza, StepError> {
         let account = account()?;
         let key = format!("pgbackrest info {}", self.common().join(" "));
-        let text = cx
-            .shared
-            .once(&key, || async move {
-                let ran = self
-                    .run(&["--output=json".into(), "info".into()], account)
-                    .await?;
-                if !ran.ok {
-                    return Err(StepError::unavailable(format!(
-                        "pgbackrest info failed (exit {}): {}",
-                        ran.code.unwrap_or(-1),
-                        plain(&ran.stderr)
-                    )));
-                }
-                Ok(ran.stdout)
-            })
-            .await?;
+        let text = super::super::shared::once(cx.shared, &key, || async move {
+            let ran = self
+                .run(&["--output=json".into(), "info".into()], account)
+                .await?;
+            if !ran.ok {
+                return Err(StepError::unavailable(format!(
+                    "pgbackrest info failed (exit {}): {}",
+                    ran.code.unwrap_or(-1),
+                    plain(&ran.stderr)
+                )));
+            }
+            Ok(ran.stdout)
+        })
+        .await?;
         info::parse(&text, self.stanza)
     }
 }
