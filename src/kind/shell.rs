@@ -306,7 +306,7 @@ impl Spec for Shell {
     const TARGET_KINDS: &'static [&'static str] = &["postgres"];
 
     const PAYLOAD_OUTPUTS: Option<&'static str> = Some(
-        "with `outputs: json`, each key of the JSON object on stdout; with `nagios: true`, `status` (`OK`, `WARNING`, `CRITICAL` or `UNKNOWN`) and `message` (the first line of stdout)",
+        "with `outputs: {json: [keys]}`, those keys of the JSON object on stdout (validation checks every reference against the list); with `outputs: json`, any of its keys (not checked before the run); with `nagios: true`, `status` (`OK`, `WARNING`, `CRITICAL` or `UNKNOWN`) and `message` (the first line of stdout)",
     );
 
     fn payload_outputs(&self) -> Vec<&str> {

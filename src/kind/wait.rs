@@ -39,7 +39,8 @@ pub struct PollSpec {
     /// Expression over the poll's outputs as `result` that ends the wait as failed at once,
     /// e.g. `result.state == 'error'`.
     pub fail_when: Option<String>,
-    /// Once a poll has succeeded, this many polls in a row that cannot reach what they poll
+    /// Once a poll has reached what it polls (it passed, or failed as *failed*: something
+    /// answered), this many polls in a row that cannot reach it
     /// (*unavailable*: connection refused, a server gone) end the wait as failed; `0` never.
     /// Default 3.
     #[serde(default = "three")]

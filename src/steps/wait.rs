@@ -21,7 +21,7 @@ impl Run for Wait {
         let start = tokio::time::Instant::now();
         let deadline = start + spec.deadline.std();
         let mut polls = 0u32;
-        // the last poll that succeeded, and the unavailable polls in a row since
+        // the last poll that reached what it polls, and the unavailable polls in a row since
         let mut answered: Option<u32> = None;
         let mut unreachable = 0u32;
         loop {
@@ -60,7 +60,9 @@ impl Run for Wait {
                         _ => e.message,
                     }
                 }
+                // it answered, if not as hoped (a query error, an unexpected status)
                 Err(e) => {
+                    answered = Some(polls);
                     unreachable = 0;
                     e.message
                 }

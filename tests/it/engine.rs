@@ -179,6 +179,20 @@ async fn wait_fails_fast_when_what_it_polls_is_gone() {
         ),
         "{err}"
     );
+    // one that answered with a failure (exit 1: it ran) also counts as reached
+    let failing = dir.join("failing");
+    std::fs::write(&failing, "#!/bin/sh\nrm \"$0\"\nexit 1\n").expect("probe");
+    std::fs::set_permissions(
+        &failing,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let rec = run(&runbook(&step(&failing), TIDY), &Operator::default()).await;
+    let err = rec.steps[0].error.clone().unwrap_or_default();
+    assert!(
+        err.starts_with("what it polls is gone: it answered poll 1, then 3 polls"),
+        "{err}"
+    );
     // never there: polled until the deadline (every hour for 7 days)
     let rec = run(
         &runbook(&step(&dir.join("never")), TIDY),

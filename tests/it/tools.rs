@@ -524,7 +524,8 @@ fn the_document_shows_thresholds_only_for_a_measure() {
 /// A `sql` poll against a real server that shuts down after answering: the wait fails once
 /// `gone_after` polls in a row are refused, not at its one-hour deadline. The first poll asks
 /// the postmaster for a smart shutdown (SIGTERM through `COPY … TO PROGRAM`, run in the data
-/// directory), which lets that session finish and then refuses every connection.
+/// directory, after reading the row so the COPY itself succeeds), which lets that session
+/// finish and then refuses every connection.
 #[test]
 fn a_wait_on_a_server_that_stopped_fails_fast() {
     let steps = r#"      - id: db
@@ -534,7 +535,7 @@ fn a_wait_on_a_server_that_stopped_fails_fast() {
           poll:
             sql:
               db: "{{ steps.db.admin_uri }}"
-              query: "COPY (SELECT 1) TO PROGRAM 'kill -TERM $(head -1 postmaster.pid)'"
+              query: "COPY (SELECT 1) TO PROGRAM 'cat >/dev/null; kill -TERM $(head -1 postmaster.pid)'"
               write: true
           until: "false"
           interval: 200ms
