@@ -1,7 +1,8 @@
 //! Checks made before a procedure changes anything, so that an hour of restore is not spent
 //! to learn what could be known at once: every PostgreSQL target a step will connect to
 //! answers (a wrong password is found first); a `local.restore` has a base backup that fits
-//! its target and an archive that reaches it; and every point in time a step declares it
+//! its target and an archive that reaches it; a `pgbackrest.restore`'s stanza can be read and
+//! has a backup set that reaches its target; and every point in time a step declares it
 //! acts at (`Effects::at`: a Neon branch, restore, snapshot or schema diff) lies inside its
 //! project's restore window. What depends on an earlier step's output is decided when that
 //! step has run (and checked by the step itself before it mutates anything).
@@ -19,7 +20,10 @@ use crate::steps::neon::{place_in, within_window, Point};
 pub fn needed(runbook: &Runbook, procedure: &Procedure) -> bool {
     procedure.steps.iter().any(|s| {
         s.kind.effects().at.is_some()
-            || matches!(s.kind, StepKind::LocalRestore(_))
+            || matches!(
+                s.kind,
+                StepKind::LocalRestore(_) | StepKind::PgbackrestRestore(_)
+            )
             || !connected_targets(runbook, s).is_empty()
     })
 }
@@ -111,6 +115,32 @@ fn local_restores(
     items
 }
 
+/// What each `pgbackrest.restore` whose fields are known before the run can check: the
+/// stanza can be read and a backup set reaches the target (one `pgbackrest info` each).
+async fn pgbackrest_restores(
+    procedure: &Procedure,
+    templates: &minijinja::Environment<'static>,
+    vars: &minijinja::Value,
+    now: DateTime<Utc>,
+) -> Vec<PreflightItem> {
+    let mut items = Vec::new();
+    for step in &procedure.steps {
+        if !matches!(step.kind, StepKind::PgbackrestRestore(_)) {
+            continue;
+        }
+        // fields from earlier steps' outputs: the step checks them itself before restoring
+        let Ok(StepKind::PgbackrestRestore(r)) =
+            super::executor::render_kind(step, templates, vars, false)
+        else {
+            continue;
+        };
+        for (check, outcome) in crate::steps::local::pgbackrest::preflight(&r, now).await {
+            items.push(finding(&step.id, check, outcome));
+        }
+    }
+    items
+}
+
 /// Checks every point in time the procedure's steps name, with the template context of the
 /// run's start (`params`, `env`, `run`).
 pub async fn check(
@@ -122,6 +152,7 @@ pub async fn check(
 ) -> Vec<PreflightItem> {
     let mut items = connections(runbook, procedure, templates, vars).await;
     items.extend(local_restores(runbook, procedure, templates, vars, now));
+    items.extend(pgbackrest_restores(procedure, templates, vars, now).await);
     let mut projects: std::collections::HashMap<
         String,
         Result<crate::neon::Project, crate::steps::StepError>,
