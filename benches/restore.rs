@@ -3,8 +3,10 @@
 //! `recovery_target_time`, start, wait for promotion) and with pgBackRest
 //! (`pgbackrest restore --type=time`, then start and wait), on the same cluster, WAL and
 //! target. The cluster archives every segment both to a plain directory and to a pgBackRest
-//! repository. Times run from "start restoring" to "promoted and accepting writes"; 5 rounds
-//! with the order rotated, median and best. Needs the PostgreSQL server binaries and `pgbackrest` (apt-get install pgbackrest).
+//! repository. drillbook's `pgbackrest.restore` runs against the same repository, beside
+//! pgBackRest by hand, and its overhead over the hand-made restore is printed (goal: under
+//! 5%). Times run from "start restoring" to "promoted and accepting writes"; 5 rounds
+//! (`DRILLBOOK_BENCH_ROUNDS`) with the order rotated, median and best. Needs the PostgreSQL server binaries and `pgbackrest` (apt-get install pgbackrest).
 //! `DRILLBOOK_BENCH_SCALE` (pgbench scale, default 20) and `DRILLBOOK_BENCH_SECONDS`
 //! (workload after the backup, default 20) change the size.
 
@@ -278,13 +280,13 @@ async fn main() {
     cluster.stop().await.expect("stop source");
 
     let rounds = env_num("DRILLBOOK_BENCH_ROUNDS", 5) as usize;
-    let mut times: [Vec<Duration>; 3] = [Vec::new(), Vec::new(), Vec::new()];
+    let mut times: [Vec<Duration>; 4] = [Vec::new(), Vec::new(), Vec::new(), Vec::new()];
     let mut replayed = 0u64;
     for round in 0..rounds {
         // rotate the order each round: writeback from one restore must not always land on
         // the same next one
-        for m in 0..3 {
-            let method = (round + m) % 3;
+        for m in 0..4 {
+            let method = (round + m) % 4;
             let d = match method {
                 0 => {
                     let (d, r) = restore_with_drillbook(&base, &archive, &target).await;
@@ -292,6 +294,7 @@ async fn main() {
                     d
                 }
                 1 => restore_by_hand(&bin, who, &root, &base, &archive, &target, round),
+                3 => pgbackrest_restore_with_drillbook(&conf, &target).await,
                 _ => restore_with_pgbackrest(
                     &bin,
                     who,
@@ -306,9 +309,9 @@ async fn main() {
         }
     }
     let best = |v: &[Duration]| v.iter().min().copied().unwrap_or_default();
-    let [a, b, c] = times;
-    let (ours_best, hand_best, pgbr_best) = (best(&a), best(&b), best(&c));
-    let (ours, by_hand, with_pgbr) = (median(a), median(b), median(c));
+    let [a, b, c, e] = times;
+    let (ours_best, hand_best, pgbr_best, step_best) = (best(&a), best(&b), best(&c), best(&e));
+    let (ours, by_hand, with_pgbr, step) = (median(a), median(b), median(c), median(e));
     println!(
         "drillbook restore benchmark — base backup {base_mb:.0} MB, WAL archive {wal_mb:.0} MB, {:.0} MB replayed to the target ({rounds} rounds, order rotated)",
         replayed as f64 / 1e6
@@ -337,6 +340,35 @@ async fn main() {
         with_pgbr,
         pgbr_best,
     );
+    line(
+        "drillbook pgbackrest.restore (to promoted)",
+        step,
+        step_best,
+    );
+    let overhead = step.as_secs_f64() / with_pgbr.as_secs_f64();
+    println!(
+        "pgbackrest.restore ÷ pgBackRest by hand (medians): {overhead:.3} ({:+.1}%; goal under +5%)",
+        (overhead - 1.0) * 100.0
+    );
+}
+
+/// drillbook's `pgbackrest.restore` of the same stanza to the same target: the step's own
+/// time (its undo, after the step, is not counted, as the by-hand stop is not).
+async fn pgbackrest_restore_with_drillbook(conf: &Path, target: &str) -> Duration {
+    let yaml = format!(
+        "version: 1\nname: bench\nprocedures:\n  p:\n    title: bench\n    kind: drill\n    steps:\n      - id: restore\n        pgbackrest.restore: {{ stanza: bench, config: \"{}\", target: \"{target}\" }}\n",
+        conf.display()
+    );
+    let rb = drillbook::runbook::load_str("bench.yaml", &yaml).expect("runbook");
+    let opts = RunOptions {
+        operator: "bench".into(),
+        ..RunOptions::default()
+    };
+    let rec = drillbook::engine::run(&rb, "p", &opts, &Quiet, &Quiet, &Cancel::new())
+        .await
+        .expect("run");
+    assert_eq!(rec.verdict, Verdict::Passed, "{:?}", rec.reason);
+    Duration::from_millis(rec.steps[0].duration_ms.unwrap_or(0))
 }
 
 async fn restore_with_drillbook(base: &Path, archive: &Path, target: &str) -> (Duration, u64) {

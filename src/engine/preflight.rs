@@ -1,8 +1,9 @@
 //! Checks made before a procedure changes anything, so that an hour of restore is not spent
 //! to learn what could be known at once: every PostgreSQL target a step will connect to
 //! answers (a wrong password is found first); a `local.restore` has a base backup that fits
-//! its target and an archive that reaches it; a `barman.recover` has a Barman server that
-//! answers with a backup that fits its target; and every point in time a step declares it
+//! its target and an archive that reaches it; a `pgbackrest.restore`'s stanza or a
+//! `barman.recover`'s server can be read and has a backup that reaches its target; and every
+//! point in time a step declares it
 //! acts at (`Effects::at`: a Neon branch, restore, snapshot or schema diff) lies inside its
 //! project's restore window. What depends on an earlier step's output is decided when that
 //! step has run (and checked by the step itself before it mutates anything).
@@ -22,7 +23,9 @@ pub fn needed(runbook: &Runbook, procedure: &Procedure) -> bool {
         s.kind.effects().at.is_some()
             || matches!(
                 s.kind,
-                StepKind::LocalRestore(_) | StepKind::BarmanRecover(_)
+                StepKind::LocalRestore(_)
+                    | StepKind::PgbackrestRestore(_)
+                    | StepKind::BarmanRecover(_)
             )
             || !connected_targets(runbook, s).is_empty()
     })
@@ -115,9 +118,10 @@ fn local_restores(
     items
 }
 
-/// What each `barman.recover` whose fields are known before the run can check: the server
-/// answers and has a backup that fits the target.
-async fn barman_recovers(
+/// What each `pgbackrest.restore` and `barman.recover` whose fields are known before the
+/// run can check: the stanza or server can be read and a backup reaches the target (one
+/// tool invocation each).
+async fn tool_restores(
     procedure: &Procedure,
     templates: &minijinja::Environment<'static>,
     vars: &minijinja::Value,
@@ -125,16 +129,21 @@ async fn barman_recovers(
 ) -> Vec<PreflightItem> {
     let mut items = Vec::new();
     for step in &procedure.steps {
-        if !matches!(step.kind, StepKind::BarmanRecover(_)) {
+        if !matches!(
+            step.kind,
+            StepKind::PgbackrestRestore(_) | StepKind::BarmanRecover(_)
+        ) {
             continue;
         }
-        // fields read from earlier steps' outputs are checked by the step itself
-        let Ok(StepKind::BarmanRecover(r)) =
-            super::executor::render_kind(step, templates, vars, false)
-        else {
-            continue;
+        // fields from earlier steps' outputs: the step checks them itself before restoring
+        let found = match super::executor::render_kind(step, templates, vars, false) {
+            Ok(StepKind::PgbackrestRestore(r)) => {
+                crate::steps::local::pgbackrest::preflight(&r, now).await
+            }
+            Ok(StepKind::BarmanRecover(r)) => crate::steps::barman::preflight(&r, now).await,
+            _ => continue,
         };
-        for (check, outcome) in crate::steps::barman::preflight(&r, now).await {
+        for (check, outcome) in found {
             items.push(finding(&step.id, check, outcome));
         }
     }
@@ -152,7 +161,7 @@ pub async fn check(
 ) -> Vec<PreflightItem> {
     let mut items = connections(runbook, procedure, templates, vars).await;
     items.extend(local_restores(runbook, procedure, templates, vars, now));
-    items.extend(barman_recovers(procedure, templates, vars, now).await);
+    items.extend(tool_restores(procedure, templates, vars, now).await);
     let mut projects: std::collections::HashMap<
         String,
         Result<crate::neon::Project, crate::steps::StepError>,

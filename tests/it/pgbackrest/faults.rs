@@ -5,9 +5,17 @@ use super::repo::{shared, Repo};
 use super::{drill, restore_yaml, step};
 use crate::support::Cli;
 
+/// Why the restore failed: the preflight's finding (before anything ran), else the step's
+/// error.
 fn error(rec: &serde_json::Value) -> String {
-    step(rec, "restore")["error"]
-        .as_str()
+    let preflight = rec["preflight"].as_array().and_then(|items| {
+        items
+            .iter()
+            .find(|i| i["ok"] == false && i["step"] == "restore")
+            .and_then(|i| i["detail"].as_str())
+    });
+    preflight
+        .or_else(|| step(rec, "restore")["error"].as_str())
         .unwrap_or_default()
         .to_owned()
 }

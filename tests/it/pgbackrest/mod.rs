@@ -143,6 +143,18 @@ fn the_shipped_drill_recovers_exactly_the_target() {
     let given = out["target"].as_str().expect("target");
     assert!(given.ends_with("+00") && !given.contains('T'), "{given}");
     assert!(out["restore_size_bytes"].as_u64().unwrap_or(0) > 0, "{out}");
+    // the preflight read the stanza and found a set reaching the target before anything ran
+    let found = rec["preflight"].as_array().is_some_and(|items| {
+        items.iter().any(|i| {
+            i["step"] == "restore"
+                && i["check"] == "backup set"
+                && i["ok"] == true
+                && i["detail"]
+                    .as_str()
+                    .is_some_and(|d| d.contains("can reach the target"))
+        })
+    });
+    assert!(found, "{:#}", rec["preflight"]);
     assert!(out["wal_replayed_bytes"].as_u64().unwrap_or(0) > 0, "{out}");
 }
 
@@ -237,4 +249,61 @@ fn the_guides_runbook_drills_the_repository() {
     let (code, rec, stderr) = drill(repo, &yaml, &["--param", &format!("target_time={target}")]);
     assert_eq!(code, 0, "{stderr}\n{rec:#}");
     assert_eq!(step(&rec, "restore")["outputs"]["cipher"], "aes-256-cbc");
+}
+
+/// `keep: true`: the recovered instance stays after the run (a real recovery), with the
+/// commands to reach it and to remove it; that command leaves nothing behind.
+#[test]
+fn a_kept_restore_stays_until_its_stop_command() {
+    let repo = shared();
+    let yaml = restore_yaml(&format!(
+        "          target: \"{}\"\n          keep: true\n",
+        repo.fact("target_time")
+    ));
+    let cli = Cli::new()
+        .runbook(&yaml)
+        .env("PGBACKREST_CONFIG", repo.config())
+        .args(["run", "runbook.yaml", "drill", "--format", "json"]);
+    let r = cli.run();
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    let rec: serde_json::Value = serde_json::from_str(&r.stdout).expect("record");
+    let out = &step(&rec, "restore")["outputs"];
+    assert_eq!(out["kept"], true, "{out}");
+    let dir = out["dir"].as_str().expect("dir").to_owned();
+    let stop = out["stop_command"]
+        .as_str()
+        .expect("stop_command")
+        .to_owned();
+    assert!(out["psql_command"]
+        .as_str()
+        .is_some_and(|p| p.starts_with("psql '")));
+    // still there, and answering, after the run
+    let port = out["port"].to_string();
+    let socket = format!("{dir}/socket");
+    let n = std::process::Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(std::path::Path::new(repo::PG_BIN).join("psql"))
+        .args([
+            "-h",
+            &socket,
+            "-p",
+            &port,
+            "-d",
+            "shop",
+            "-XAtc",
+            "select count(*) from orders",
+        ])
+        .output()
+        .expect("psql");
+    let n = String::from_utf8_lossy(&n.stdout).trim().to_owned();
+    let ok = std::process::Command::new("sh")
+        .args(["-c", &stop])
+        .status()
+        .expect("stop");
+    assert!(ok.success(), "{stop}");
+    assert_eq!(n, repo.fact("rows_before"));
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} is still there");
+    let id = rec["id"].as_str().expect("id");
+    let left = leftovers(id);
+    assert!(left.is_empty(), "{left:#?}");
 }

@@ -11,6 +11,7 @@ mod restore;
 use std::process::Stdio;
 
 pub use info::{Backup, Stanza};
+pub use restore::preflight;
 
 use crate::pg::cluster::Account;
 use crate::steps::{StepCx, StepError};

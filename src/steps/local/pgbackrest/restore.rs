@@ -191,6 +191,88 @@ impl Run for PgbackrestRestore {
     }
 }
 
+/// What can be known about a `pgbackrest.restore` before anything runs, for the run's
+/// preflight: the stanza can be read (it exists, the cipher pass is right), the target is
+/// not in the future, and a backup set can reach it — `(check, Ok(detail) | Err(why))`.
+pub async fn preflight(
+    step: &PgbackrestRestore,
+    now: DateTime<Utc>,
+) -> Vec<(&'static str, Result<String, StepError>)> {
+    let tool = Tool {
+        config: step.config.as_deref(),
+        stanza: &step.stanza,
+        repo: step.repo,
+    };
+    let account = match super::account() {
+        Ok(a) => a,
+        Err(e) => return vec![("stanza", Err(e))],
+    };
+    let stanza = match tool
+        .run(&["--output=json".into(), "info".into()], account)
+        .await
+    {
+        Ok(ran) if ran.ok => super::info::parse(&ran.stdout, &step.stanza),
+        Ok(ran) => Err(StepError::unavailable(format!(
+            "pgbackrest info failed (exit {}): {}",
+            ran.code.unwrap_or(-1),
+            plain(&ran.stderr)
+        ))),
+        Err(e) => Err(e),
+    };
+    let stanza = match stanza {
+        Ok(s) => s,
+        Err(e) => return vec![("stanza", Err(e))],
+    };
+    if let Some(why) = stanza.unreadable() {
+        return vec![("stanza", Err(StepError::failed(why)))];
+    }
+    let mut out = vec![(
+        "stanza",
+        Ok(format!(
+            "stanza `{}`: status {} ({}), {} backup sets",
+            stanza.name,
+            stanza.status.code,
+            stanza.status.message,
+            stanza.backup.len()
+        )),
+    )];
+    let goal = goal(&step.target);
+    if let Goal::Time(t) = goal {
+        if t > now {
+            out.push((
+                "target",
+                Err(StepError::failed(format!(
+                    "the target {} is in the future",
+                    rfc3339(t)
+                ))),
+            ));
+            return out;
+        }
+    }
+    out.push((
+        "backup set",
+        reachable(&stanza, step.set.as_deref(), &goal).map(|()| {
+            let mut usable = stanza.backup.iter().filter(|b| !b.failed());
+            let fits = match (&goal, step.set.as_deref().filter(|s| *s != "latest")) {
+                (_, Some(label)) => usable.rfind(|b| b.label == label),
+                (Goal::Time(t), None) => usable.rfind(|b| b.stopped() <= *t),
+                _ => usable.next_back(),
+            };
+            match fits {
+                Some(b) => format!(
+                    "set {} ({}, finished {}) can reach the target {}",
+                    b.label,
+                    b.kind,
+                    rfc3339(b.stopped()),
+                    goal.text()
+                ),
+                None => format!("a backup set can reach the target {}", goal.text()),
+            }
+        }),
+    ));
+    out
+}
+
 /// The word after `marker` in pgBackRest's log.
 fn after(log: &str, marker: &str) -> Option<String> {
     log.lines()
