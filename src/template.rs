@@ -35,7 +35,67 @@ pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
     env.set_keep_trailing_newline(true);
+    env.add_filter("pgtime", pgtime);
+    env.add_filter("epoch", epoch);
     env
+}
+
+/// The instant a filter's value names: a timestamp in any form runbooks accept (RFC 3339,
+/// psql's form, `now-1h`), a relative one resolved from the template's `now` (the run's
+/// start) so it agrees with the params.
+fn instant(
+    state: &minijinja::State<'_, '_>,
+    value: &Value,
+    filter: &str,
+) -> Result<chrono::DateTime<chrono::Utc>, minijinja::Error> {
+    let invalid = |why: String| {
+        minijinja::Error::new(
+            minijinja::ErrorKind::InvalidOperation,
+            format!("`{filter}`: {why}"),
+        )
+    };
+    let Some(text) = value.as_str() else {
+        return Err(invalid(format!(
+            "expected a timestamp, got {} `{value}`",
+            value.kind()
+        )));
+    };
+    let spec: crate::timestamp::TimeSpec = text
+        .parse()
+        .map_err(|e: crate::timestamp::TimestampError| invalid(e.to_string()))?;
+    let now = state
+        .lookup("now")
+        .and_then(|n| {
+            n.as_str()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        })
+        .map_or_else(chrono::Utc::now, |t| t.with_timezone(&chrono::Utc));
+    Ok(spec.resolve(now))
+}
+
+/// `{{ t | pgtime }}`: the timestamp as PostgreSQL prints a `timestamptz` in UTC —
+/// `2026-11-28 09:00:00+00`, or `2026-11-28 09:00:00.123456+00` with a fraction (to the
+/// microsecond, PostgreSQL's precision) — which PostgreSQL (`recovery_target_time`),
+/// pgBackRest (`--target`) and Barman (`--target-time`, written verbatim into the recovery
+/// settings) all read.
+fn pgtime(state: &minijinja::State<'_, '_>, value: &Value) -> Result<String, minijinja::Error> {
+    Ok(pg_timestamp(instant(state, value, "pgtime")?))
+}
+
+/// The PostgreSQL form of an instant (see [`pgtime`]).
+pub fn pg_timestamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    use chrono::Timelike;
+    let micros = t.nanosecond() / 1000;
+    if micros == 0 {
+        t.format("%Y-%m-%d %H:%M:%S+00").to_string()
+    } else {
+        format!("{}.{micros:06}+00", t.format("%Y-%m-%d %H:%M:%S"))
+    }
+}
+
+/// `{{ t | epoch }}`: the timestamp as whole seconds since 1970-01-01 UTC.
+fn epoch(state: &minijinja::State<'_, '_>, value: &Value) -> Result<i64, minijinja::Error> {
+    Ok(instant(state, value, "epoch")?.timestamp())
 }
 
 /// True when `s` contains template syntax. `{#` (a comment) alone does not count: shell's
@@ -234,6 +294,44 @@ fn single_expression(s: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_filters_write_what_postgresql_pgbackrest_and_barman_read() {
+        let env = environment();
+        let ctx = minijinja::context! { now => "2026-11-28T10:00:00Z", t => "2026-11-28T09:00:00.123456789Z" };
+        let r = |src: &str| render(&env, src, &ctx).map(|v| v.to_string());
+        // pgBackRest's HINT: `YYYY-MM-DD HH:MM:SS with optional msec and optional timezone`
+        assert_eq!(
+            r("{{ t | pgtime }}").unwrap(),
+            "2026-11-28 09:00:00.123456+00"
+        );
+        assert_eq!(
+            r("{{ '2026-11-28T09:00:00Z' | pgtime }}").unwrap(),
+            "2026-11-28 09:00:00+00"
+        );
+        assert_eq!(
+            r("{{ '2026-11-28 10:00:00+01' | pgtime }}").unwrap(),
+            "2026-11-28 09:00:00+00"
+        );
+        // relative to the run's start, as params are
+        assert_eq!(
+            r("{{ 'now-1h' | pgtime }}").unwrap(),
+            "2026-11-28 09:00:00+00"
+        );
+        assert_eq!(r("{{ 'now-1h' | epoch }}").unwrap(), "1795856400");
+        let e = r("{{ 'yesterday' | pgtime }}").unwrap_err();
+        assert!(
+            describe_error(&e).contains("invalid timestamp `yesterday`"),
+            "{}",
+            describe_error(&e)
+        );
+        let e = r("{{ 3 | pgtime }}").unwrap_err();
+        assert!(
+            describe_error(&e).contains("expected a timestamp"),
+            "{}",
+            describe_error(&e)
+        );
+    }
 
     #[test]
     fn finds_nested_references() {

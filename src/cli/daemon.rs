@@ -108,33 +108,41 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     );
     let shutdown = Cancel::new();
     let states = daemon::States::default();
-    let server = tokio::spawn(daemon::serve(listener, states.clone(), shutdown.clone()));
-    let stop = shutdown.clone();
     // SIGTERM, SIGINT and SIGHUP stop it alike: the running jobs are cancelled and clean
     // up; a second signal forces the stop (the jobs abort their cleanup, naming what they
-    // leave behind)
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::hangup()),
-        ) else {
+    // leave behind). Listened for before /healthz answers: a supervisor that sees it
+    // healthy may stop it at once.
+    use tokio::signal::unix::{signal, SignalKind};
+    let signals = match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) {
+        (Ok(term), Ok(int), Ok(hup)) => Some((term, int, hup)),
+        _ => {
             say!("drillbook daemon: warning: cannot listen for signals; a signal will stop it without cleanup");
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-                _ = hup.recv() => {}
-            }
-            match stop.interrupt() {
-                1 => say!("drillbook daemon: stopping: the running jobs are cancelled and clean up (a second signal forces the stop)"),
-                _ => say!("drillbook daemon: second signal: forcing the stop; the running jobs abort their cleanup"),
-            }
+            None
         }
-    });
+    };
+    let stop = shutdown.clone();
+    if let Some((mut term, mut int, mut hup)) = signals {
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                    _ = hup.recv() => {}
+                }
+                // said before acting on it: once stopped, the process may exit at once
+                match stop.level() {
+                    0 => say!("drillbook daemon: stopping: the running jobs are cancelled and clean up (a second signal forces the stop)"),
+                    _ => say!("drillbook daemon: second signal: forcing the stop; the running jobs abort their cleanup"),
+                }
+                stop.interrupt();
+            }
+        });
+    }
+    let server = tokio::spawn(daemon::serve(listener, states.clone(), shutdown.clone()));
     daemon::schedule(
         jobs,
         Arc::new(SystemClock),

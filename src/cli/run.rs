@@ -85,6 +85,11 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         Format::Json => out_json(&record)?,
         Format::Text => out(&summary(&record)),
     }
+    // what was left running on purpose is said on the terminal whatever the format
+    let kept = kept(&record);
+    if !kept.is_empty() {
+        say!("{}", kept.trim_end());
+    }
     if record.dry_run {
         return Ok(record.verdict.exit_code());
     }
@@ -194,6 +199,33 @@ fn objective_text(objective: Option<crate::duration::Duration>, met: Option<bool
         (Some(o), None) => format!(" (objective {o})"),
         (None, _) => String::new(),
     }
+}
+
+/// What a run left running on purpose (`keep: true`): how to reach it and stop it.
+fn kept(r: &DrillRecord) -> String {
+    let mut s = String::new();
+    for st in r
+        .steps
+        .iter()
+        .filter(|st| st.outputs.get("kept") == Some(&true.into()))
+    {
+        let text = |k: &str| {
+            st.outputs
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        let _ = writeln!(
+            s,
+            "kept: step `{}` left its instance running in {}\n  connect: {}\n  stop:    {}",
+            st.id,
+            text("dir"),
+            text("psql_command"),
+            text("stop_command")
+        );
+    }
+    s
 }
 
 fn summary(r: &DrillRecord) -> String {

@@ -321,9 +321,24 @@ pub async fn run(
         }
         record.preflight = items;
     }
+    // after a failed validation, the validations that follow still run (the record shows
+    // every one's outcome) unless they read what a failed or skipped step would have output
+    let mut failed_validation: Option<String> = None;
+    let mut unavailable = std::collections::BTreeSet::new();
     for (i, step) in procedure.steps.iter().enumerate() {
-        if let Some(why) = &stop {
-            record.steps.push(not_run(step, why));
+        let skip = match (&stop, &failed_validation) {
+            (Some(why), _) => Some(why.clone()),
+            (None, Some(why)) if !step.kind.is_validation() => Some(why.clone()),
+            (None, Some(_)) => step
+                .needs
+                .iter()
+                .find(|n| unavailable.contains(n.as_str()))
+                .map(|n| format!("it reads `steps.{n}`, which did not pass")),
+            (None, None) => None,
+        };
+        if let Some(why) = skip {
+            unavailable.insert(step.id.as_str());
+            record.steps.push(not_run(step, &why));
             continue;
         }
         observer.step_started(false, i, step);
@@ -332,7 +347,13 @@ pub async fn run(
         if cancel.is_cancelled() {
             stop = Some("interrupted".into());
         } else if is_failure(rec.status) && !step.continue_on_error {
-            stop = Some(format!("step `{}` failed", step.id));
+            unavailable.insert(step.id.as_str());
+            let why = format!("step `{}` failed", step.id);
+            if step.kind.is_validation() {
+                failed_validation.get_or_insert(why);
+            } else {
+                stop = Some(why);
+            }
         }
         record.steps.push(rec);
     }
@@ -360,19 +381,16 @@ pub async fn run(
         if rec.status == StepStatus::Passed {
             state.undo.undone(*index);
         } else {
-            not_undone.push(undo);
+            not_undone.push((*index, undo, record.cleanup.len()));
         }
         record.cleanup.push(rec);
     }
-    // with nothing left behind the ledger goes; else it stays for `gc`
-    state.undo.finish(!not_undone.is_empty());
-    // nothing a step started outlives the run, even when cleanup was aborted
-    crate::steps::shell::end_stopped(&cleanup_cancel).await;
     if cleanup_cancel.is_cancelled() {
-        // cleanup was aborted: still stop every server this run started, without waiting,
-        // and say what is left for a person to remove
+        // cleanup was aborted: the last resort, newest first. Every server this run started
+        // is stopped without waiting, and a shell step's undo still runs, briefly; then say
+        // what is left for a person to remove
         let mut left = Vec::new();
-        for undo in not_undone.iter().rev() {
+        for (index, undo, at) in &not_undone {
             match undo {
                 crate::steps::Undo::Cluster { handle, .. } => {
                     handle.kill_now();
@@ -381,13 +399,44 @@ pub async fn run(
                         undo.title()
                     ));
                 }
+                crate::steps::Undo::Shell { command, .. } => {
+                    let clock = tokio::time::Instant::now();
+                    let result = command.run(crate::steps::shell::LAST_RESORT).await;
+                    let rec = &mut record.cleanup[*at];
+                    rec.duration_ms =
+                        Some(u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX));
+                    rec.attempts = 1;
+                    match result {
+                        Ok(()) => {
+                            state.undo.undone(*index);
+                            rec.status = StepStatus::Passed;
+                            rec.note =
+                                Some("run as the last resort after a second interrupt".into());
+                        }
+                        Err(e) => {
+                            rec.status = StepStatus::Failed;
+                            rec.error = Some(state.redactor.redact(&format!(
+                                "run as the last resort after a second interrupt: {}",
+                                e.message
+                            )));
+                            rec.error_class = Some(e.class);
+                            left.push(format!("{} ({})", undo.title(), e.message));
+                        }
+                    }
+                }
                 _ => left.push(undo.title().to_owned()),
             }
         }
         if !left.is_empty() {
             observer.left_behind(&left);
         }
+        // with nothing left behind the ledger goes; else it stays for `gc`
+        state.undo.finish(!left.is_empty());
+    } else {
+        state.undo.finish(!not_undone.is_empty());
     }
+    // nothing a step started outlives the run, even when cleanup was aborted
+    crate::steps::shell::end_stopped(&cleanup_cancel).await;
 
     record.approvals = std::mem::take(
         &mut *state

@@ -57,7 +57,7 @@ impl Spec for Assert {
         output("checked", "how many expressions or invariants were checked"),
         output("violated", "how many invariants did not hold (`sql` form)"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     const EXPRESSIONS: &'static [&'static str] = &["", "that"];
     const LITERAL: &'static [&'static str] = &["sql"];

@@ -216,7 +216,7 @@ impl Spec for Compare {
             "the comparison as a table a person reads at a glance",
         ),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
     const TARGET_KINDS: &'static [&'static str] = &["postgres", "neon", "local"];
 
     fn effects(&self) -> Effects<'_> {

@@ -46,7 +46,7 @@ impl Spec for Freshness {
             "how far past the target the data reaches, when it does (a failure)",
         ),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     const LITERAL: &'static [&'static str] = &["sql"];
     const LITERAL_HELP: &'static str =

@@ -25,7 +25,8 @@ impl Spec for HistoryLastPass {
         output("age_seconds", "seconds since the procedure last passed"),
         output("rto_seconds", "the RTO that pass measured, in seconds"),
     ];
-    const MEASURE: Option<Measure> = Some(Measure::seconds("age_seconds", Worse::Higher, None));
+    const MEASURE: Option<Measure<'static>> =
+        Some(Measure::seconds("age_seconds", Worse::Higher, None));
 
     fn effects(&self) -> Effects<'_> {
         Effects::verifies(Verifies::Drills)
@@ -64,7 +65,8 @@ impl Spec for HistoryOverdue {
         output("schedule", "the procedure's schedule (cron, UTC)"),
         output("due_by", "when the next pass is due, RFC 3339 UTC"),
     ];
-    const MEASURE: Option<Measure> = Some(Measure::seconds("age_seconds", Worse::Higher, None));
+    const MEASURE: Option<Measure<'static>> =
+        Some(Measure::seconds("age_seconds", Worse::Higher, None));
 
     fn effects(&self) -> Effects<'_> {
         Effects::verifies(Verifies::Drills)

@@ -66,7 +66,7 @@ impl Spec for Http {
         output("body", "the response body as text (the first 16 KiB)"),
         output("json", "the response body parsed as JSON, when it is JSON"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
     const PAYLOAD_OUTPUTS: Option<&'static str> =
         Some("each name in `capture`, the JSON value at its pointer");
 

@@ -44,7 +44,7 @@ impl Spec for Manual {
         output("via", "how: `terminal` (answered at the prompt) or `--yes`"),
         output("at", "when, RFC 3339 UTC"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE

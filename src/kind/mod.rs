@@ -11,6 +11,7 @@
 
 pub mod assert;
 pub mod barman;
+pub mod canary;
 pub mod compare;
 pub mod freshness;
 pub mod history;
@@ -45,9 +46,10 @@ pub const fn output(name: &'static str, meaning: &'static str) -> Output {
 /// The one output a health check is judged by: `warn`/`critical` thresholds apply to it,
 /// and `check --format prometheus` exports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Measure {
-    /// The output holding it (one of the kind's `OUTPUTS`).
-    pub output: &'static str,
+pub struct Measure<'a> {
+    /// The output holding it (one of the kind's `OUTPUTS`, or one a payload names: a
+    /// `shell` step's `measure.output`).
+    pub output: &'a str,
     pub unit: Unit,
     /// Which way is worse: a threshold is crossed when the value goes past it that way.
     pub worse: Worse,
@@ -55,9 +57,9 @@ pub struct Measure {
     pub metric: Option<Metric>,
 }
 
-impl Measure {
+impl<'a> Measure<'a> {
     /// A measure in seconds.
-    pub const fn seconds(output: &'static str, worse: Worse, metric: Option<Metric>) -> Measure {
+    pub const fn seconds(output: &'a str, worse: Worse, metric: Option<Metric>) -> Measure<'a> {
         Measure {
             output,
             unit: Unit::Seconds,
@@ -67,22 +69,34 @@ impl Measure {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// The unit of a measure, which decides how its thresholds are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Unit {
     /// Thresholds may be durations (`25h`) or numbers of seconds.
     Seconds,
+    /// Thresholds may be sizes (`10GiB`, `500MB`) or numbers of bytes.
+    Bytes,
+    /// A count of things (files, backups, errors): thresholds are numbers.
+    Count,
+    /// A number without a unit: thresholds are numbers.
+    #[default]
+    Number,
 }
 
 impl Unit {
     pub fn as_str(self) -> &'static str {
         match self {
             Unit::Seconds => "seconds",
+            Unit::Bytes => "bytes",
+            Unit::Count => "count",
+            Unit::Number => "number",
         }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Which way a measure gets worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Worse {
     Higher,
@@ -90,13 +104,23 @@ pub enum Worse {
 }
 
 /// The metric families a measure can feed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// `drillbook_backup_age_seconds`: the newest backup (snapshot, base backup, archived WAL).
     BackupAge,
     /// `drillbook_restore_window_seconds`: how far back a point-in-time restore can go.
     RestoreWindow,
+}
+
+/// A measure's value in a step's outputs: a JSON number, or text holding one (`"42"`).
+pub fn measure_value(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+    .filter(|f| f.is_finite())
 }
 
 /// What running a step does besides producing outputs.
@@ -175,7 +199,7 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     /// Validation refuses a reference to anything else.
     const OUTPUTS: &'static [Output];
     /// The output `warn`/`critical` thresholds and metrics read, if the kind has one.
-    const MEASURE: Option<Measure>;
+    const MEASURE: Option<Measure<'static>>;
     /// Payload fields that are not templates (`""` is a payload written as a bare string).
     /// Their text reaches the step as written.
     const LITERAL: &'static [&'static str] = &[];
@@ -211,6 +235,12 @@ pub trait Spec: DeserializeOwned + JsonSchema + std::fmt::Debug + Clone + Send +
     /// Outputs the payload names itself (`http.capture`), beside [`Spec::OUTPUTS`].
     fn payload_outputs(&self) -> Vec<&str> {
         Vec::new()
+    }
+
+    /// This step's measure: the kind's [`Spec::MEASURE`], unless the payload declares one
+    /// (`shell`'s `measure:`).
+    fn measure(&self) -> Option<Measure<'_>> {
+        Self::MEASURE
     }
 
     /// Whether this step destroys or overwrites data (a kind may decide per step, e.g. a
@@ -278,7 +308,7 @@ pub struct Info {
     pub outputs: &'static [Output],
     /// The outputs a payload adds, in words.
     pub payload_outputs: Option<&'static str>,
-    pub measure: Option<Measure>,
+    pub measure: Option<Measure<'static>>,
     /// The output holding a check's sub-results.
     #[serde(skip)]
     pub parts: Option<&'static str>,
@@ -371,6 +401,8 @@ macro_rules! each_kind {
             BarmanRecover("barman.recover") => barman::BarmanRecover,
             BarmanCheck("barman.check") => barman::BarmanCheck,
             BarmanBackupAge("barman.backup_age") => barman::BarmanBackupAge,
+            CanaryWrite("canary.write") => canary::CanaryWrite,
+            CanaryVerify("canary.verify") => canary::CanaryVerify,
         }
     };
 }
@@ -453,8 +485,12 @@ macro_rules! step_kinds {
                 declared.iter().map(|o| o.name).chain(own).collect()
             }
 
-            pub fn measure(&self) -> Option<Measure> {
-                self.declared().measure
+            /// The measure `warn`/`critical` compare: the kind's, or the one the payload
+            /// declares.
+            pub fn measure(&self) -> Option<Measure<'_>> {
+                match self {
+                    $(StepKind::$variant(s) => s.measure()),+
+                }
             }
 
             pub fn is_destructive(&self) -> bool {
@@ -523,6 +559,19 @@ macro_rules! step_kinds {
 }
 
 each_kind!(step_kinds);
+
+impl StepKind {
+    /// A validation: it verifies and changes nothing (no restore, no scratch resource, no
+    /// write). A drill runs every validation even after one failed, so its record shows each
+    /// one's outcome; the other steps stop at the first failure.
+    pub fn is_validation(&self) -> bool {
+        let e = self.effects();
+        e.verifies.is_some()
+            && e.restores.is_none()
+            && e.scratch.is_none()
+            && !matches!(self, StepKind::Sql(s) if s.write)
+    }
+}
 
 /// Text that may also be written as a number or boolean (`ROWS: "{{ params.rows }}"` renders
 /// to a number, and an env var or header value still wants it as text).

@@ -78,7 +78,7 @@ impl Spec for NeonCreateBranch {
             "how long creating it took, in milliseconds",
         ),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
@@ -159,7 +159,7 @@ impl Spec for NeonRestoreBranch {
             "how long the restore took, in milliseconds",
         ),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
@@ -216,7 +216,7 @@ impl Spec for NeonDeleteBranch {
         output("name", "its name"),
         output("note", "`already gone` when there was nothing to delete"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE
@@ -252,7 +252,7 @@ impl Spec for NeonSetDefaultBranch {
         ),
         output("previous_default_name", "its name"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE
@@ -298,7 +298,7 @@ impl Spec for NeonConnectionUri {
         output("database", "the database it names"),
         output("role", "the role it connects as"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE
@@ -346,7 +346,7 @@ impl Spec for NeonCreateSnapshot {
         output("lsn", "the LSN it holds"),
         output("created_in_ms", "how long taking it took, in milliseconds"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
@@ -421,7 +421,7 @@ impl Spec for NeonRestoreSnapshot {
             "how long the restore took, in milliseconds",
         ),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
@@ -474,7 +474,7 @@ impl Spec for NeonFinalizeRestore {
         output("restore_status", "Neon's status of the restore"),
         output("replaced_id", "the branch the restored one replaced"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE
@@ -515,7 +515,7 @@ impl Spec for NeonDeleteSnapshot {
         output("id", "the deleted snapshot's id"),
         output("note", "`already gone` when there was nothing to delete"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE
@@ -559,7 +559,7 @@ impl Spec for NeonSchemaDiff {
         output("identical", "true when the schemas are the same"),
         output("diff", "the difference, as a unified diff"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
@@ -610,7 +610,7 @@ impl Spec for NeonRetention {
             "the oldest point a restore can reach now, RFC 3339 UTC",
         ),
     ];
-    const MEASURE: Option<Measure> = Some(Measure::seconds(
+    const MEASURE: Option<Measure<'static>> = Some(Measure::seconds(
         "restore_window_seconds",
         Worse::Lower,
         Some(Metric::RestoreWindow),
@@ -659,7 +659,7 @@ impl Spec for NeonBackupSchedule {
         output("branch_id", "the branch whose schedule was read"),
         output("schedule", "its snapshot schedule as Neon returns it"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::verifies(Verifies::Backups)
@@ -701,7 +701,7 @@ impl Spec for NeonSnapshotAge {
             "true when it was taken by hand rather than by the schedule",
         ),
     ];
-    const MEASURE: Option<Measure> = Some(Measure::seconds(
+    const MEASURE: Option<Measure<'static>> = Some(Measure::seconds(
         "age_seconds",
         Worse::Higher,
         Some(Metric::BackupAge),
@@ -750,7 +750,7 @@ impl Spec for NeonProject {
         output("default_branch", "the default branch's name"),
         output("running_operations", "how many operations are running"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE

@@ -135,7 +135,7 @@ impl Spec for Sql {
                 "the count of its command tag: rows inserted, updated or deleted (or returned); none for several statements",
             ),
         ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
     const PAYLOAD_OUTPUTS: Option<&'static str> =
         Some("the first row's columns, by column name (checked when the step runs)");
 

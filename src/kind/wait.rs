@@ -36,6 +36,18 @@ pub struct PollSpec {
     /// Give up after this long, at most `7d`; default `10m`.
     #[serde(default = "ten_minutes")]
     pub deadline: Duration,
+    /// Expression over the poll's outputs as `result` that ends the wait as failed at once,
+    /// e.g. `result.state == 'error'`.
+    pub fail_when: Option<String>,
+    /// Once a poll has succeeded, this many polls in a row that cannot reach what they poll
+    /// (*unavailable*: connection refused, a server gone) end the wait as failed; `0` never.
+    /// Default 3.
+    #[serde(default = "three")]
+    pub gone_after: u32,
+}
+
+fn three() -> u32 {
+    3
 }
 
 fn five_seconds() -> Duration {
@@ -51,10 +63,10 @@ impl Spec for Wait {
         output("waited", "how long it waited, e.g. `1m 30s`"),
         output("polls", "how many polls it took (polling only)"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
     const PAYLOAD_OUTPUTS: Option<&'static str> =
         Some("when polling, the last poll's outputs (those of the polled kind)");
-    const EXPRESSIONS: &'static [&'static str] = &["until"];
+    const EXPRESSIONS: &'static [&'static str] = &["until", "fail_when"];
     const NESTED: &'static [&'static str] = &["poll"];
 
     /// What the polled kind does.
@@ -105,6 +117,10 @@ impl Spec for Wait {
                     .as_deref()
                     .map(|u| format!(" until {u}"))
                     .unwrap_or_default();
+                let until = match &p.fail_when {
+                    Some(f) => format!("{until}, failing when {f}"),
+                    None => until,
+                };
                 format!(
                     "poll {} every {}{until} (deadline {})",
                     p.poll.summary(),

@@ -37,6 +37,9 @@ pub fn measures_table() -> String {
             }
         );
     }
+    s.push_str(
+        "| `shell` | the output its `measure.output` names (a key of the JSON on stdout) | its `unit`: `seconds`, `bytes`, `count` or `number` | its `worse` | its `metric`, if any |\n",
+    );
     s
 }
 
@@ -50,7 +53,9 @@ pub fn reference() -> String {
          kinds' fields are described in [runbook-format.md](runbook-format.md#step-kinds).\n\n\
          ## Measures\n\n\
          A check's `warn` and `critical` thresholds are compared with its kind's measure; a \
-         kind without one takes no threshold.\n\n",
+         kind without one takes no threshold. A `shell` check declares its own with \
+         `measure:`. Every measure is exported by `check --format prometheus` as \
+         `drillbook_check_measure{measure, unit}`, and in the metric family named.\n\n",
     );
     s.push_str(&measures_table());
     s.push_str("\n## Kinds\n\n| kind | targets | destructive | outputs |\n|---|---|---|---|\n");

@@ -245,16 +245,18 @@ pub struct Threshold {
 }
 
 impl Threshold {
-    /// Reads a threshold in `unit`: for seconds, a duration (`25h`) or a number of seconds.
+    /// Reads a threshold in `unit`: a number (plain or quoted) in any unit; for seconds
+    /// also a duration (`25h`), for bytes also a size (`10GiB`, `500MB`).
     pub fn parse(value: &serde_json::Value, unit: crate::kind::Unit) -> Result<Threshold, String> {
-        let crate::kind::Unit::Seconds = unit;
+        use crate::kind::Unit;
         let parsed = match value {
             serde_json::Value::Number(n) => n.as_f64(),
-            serde_json::Value::String(s) => s
-                .parse::<Duration>()
-                .ok()
-                .map(|d| d.0.as_secs_f64())
-                .or_else(|| s.trim().parse().ok()),
+            serde_json::Value::String(s) => match unit {
+                Unit::Seconds => s.parse::<Duration>().ok().map(|d| d.0.as_secs_f64()),
+                Unit::Bytes => parse_size(s),
+                Unit::Count | Unit::Number => None,
+            }
+            .or_else(|| s.trim().parse().ok()),
             _ => None,
         };
         let written = match value {
@@ -263,15 +265,72 @@ impl Threshold {
         };
         match parsed {
             Some(v) if v.is_finite() => Ok(Threshold { written, value: v }),
-            _ => Err(format!(
-                "`{written}` is not a duration (`25h`, `30m`) or a number of seconds"
-            )),
+            _ => Err(match unit {
+                Unit::Seconds => {
+                    format!("`{written}` is not a duration (`25h`, `30m`) or a number of seconds")
+                }
+                Unit::Bytes => {
+                    format!("`{written}` is not a size (`10GiB`, `500MB`) or a number of bytes")
+                }
+                Unit::Count | Unit::Number => format!("`{written}` is not a number"),
+            }),
         }
     }
+}
+
+/// A size in bytes: a number and a unit, `B`, `kB`/`MB`/`GB`/`TB` (powers of 1000) or
+/// `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), a space between them allowed.
+pub fn parse_size(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let factor: f64 = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        "KiB" => 1024.0,
+        "MiB" => 1024.0 * 1024.0,
+        "GiB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(number * factor)
 }
 
 impl Runbook {
     pub fn procedure(&self, id: &str) -> Option<&Procedure> {
         self.procedures.get(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kind::Unit;
+    use serde_json::json;
+
+    #[test]
+    fn thresholds_read_in_the_measure_unit() {
+        let v = |value, unit| Threshold::parse(&value, unit).map(|t| t.value);
+        assert_eq!(v(json!("25h"), Unit::Seconds), Ok(90_000.0));
+        assert_eq!(v(json!(30), Unit::Seconds), Ok(30.0));
+        assert_eq!(
+            v(json!("2GiB"), Unit::Bytes),
+            Ok(2.0 * 1024.0 * 1024.0 * 1024.0)
+        );
+        assert_eq!(v(json!("500 MB"), Unit::Bytes), Ok(5e8));
+        assert_eq!(v(json!("3"), Unit::Count), Ok(3.0));
+        assert_eq!(v(json!(0.5), Unit::Number), Ok(0.5));
+        assert!(v(json!("25h"), Unit::Count)
+            .unwrap_err()
+            .contains("is not a number"));
+        assert!(v(json!("10 parsecs"), Unit::Bytes)
+            .unwrap_err()
+            .contains("not a size"));
     }
 }

@@ -139,7 +139,7 @@ pub fn check(
                 _ => None,
             },
             _ if scope.extra.contains(&root) || BUILTINS.contains(&root) => None,
-            "result" => Some(Diagnostic::error(None, "`result` is only readable in `wait.until`, where it holds the polled step's outputs")),
+            "result" => Some(Diagnostic::error(None, "`result` is only readable in `wait.until` and `wait.fail_when`, where it holds the polled step's outputs")),
             _ => {
                 let roots: Vec<&str> = ROOTS.iter().chain(scope.extra).copied().collect();
                 Some(Diagnostic::error(None, format!("unknown variable `{root}`")).suggest(root, roots.iter().copied()).or_help(|| {

@@ -446,9 +446,10 @@ fn check_payload(
                     .help = StepKind::info(kind).map(|i| i.literal_help.to_owned());
             }
             StepForm::Literal => {}
-            // only `wait.until` sees the polled step's outputs as `result`
+            // only `wait.until` and `wait.fail_when` see the polled step's outputs as `result`
             StepForm::Expression
-                if p.0.last() == Some(&crate::diagnostic::Seg::Key("until".into())) =>
+                if p.0.last() == Some(&crate::diagnostic::Seg::Key("until".into()))
+                    || p.0.last() == Some(&crate::diagnostic::Seg::Key("fail_when".into())) =>
             {
                 refs::check(
                     sink,
@@ -467,7 +468,7 @@ fn check_payload(
     reads
 }
 
-/// In `wait.until`, the polled step's outputs are readable as `result`.
+/// In `wait.until` and `wait.fail_when`, the polled step's outputs are readable as `result`.
 fn with_result<'a>(scope: &Scope<'a>) -> Scope<'a> {
     Scope {
         params: scope.params.clone(),
@@ -1065,6 +1066,14 @@ fn read_threshold(
 ) -> Option<Threshold> {
     let value = value.filter(|v| !v.is_null())?;
     let Some(measure) = kind.measure() else {
+        if let StepKind::Shell(_) = kind {
+            sink.at_value(
+                path,
+                format!("`{field}` needs a measure to compare, and this `shell` check declares none"),
+            )
+            .help = Some("declare it: `outputs: json` and `measure: {output: <a key of the JSON on stdout>, unit: seconds|bytes|count|number, worse: higher|lower}`".into());
+            return None;
+        }
         let measured: Vec<String> = StepKind::INFO
             .iter()
             .filter_map(|i| Some(format!("`{}` (`{}`)", i.name, i.measure?.output)))
@@ -1076,7 +1085,10 @@ fn read_threshold(
                 kind.name()
             ),
         )
-        .help = Some(format!("kinds with a measure: {}", measured.join(", ")));
+        .help = Some(format!(
+            "kinds with a measure: {}, and `shell` with `measure:`",
+            measured.join(", ")
+        ));
         return None;
     };
     match Threshold::parse(value, measure.unit) {

@@ -78,29 +78,41 @@ impl Run for Freshness {
             ))
             .with_outputs(out));
         }
-        let lag = (target - point).to_std().unwrap_or_default();
-        out.insert(
-            "data_loss_window_ms".into(),
-            u64::try_from(lag.as_millis()).unwrap_or(u64::MAX).into(),
-        );
-        out.insert("data_loss_window".into(), human(lag).into());
-        let limits = [
-            ("max_lag", self.max_lag),
-            ("the RPO objective", cx.runbook.objectives.rpo),
-        ];
-        for (what, limit) in limits {
-            if let Some(limit) = limit {
-                if lag > limit.std() {
-                    return Err(StepError::failed(format!(
-                        "data-loss window {} (newest value {}, target {}) exceeds {what} of {limit}",
-                        human(lag),
-                        rfc3339_precise(point),
-                        rfc3339_precise(target)
-                    ))
-                    .with_outputs(out));
-                }
+        data_loss_window(cx, point, target, self.max_lag, out)
+    }
+}
+
+/// Records the data-loss window (`target` minus the recovery `point`) in `out` and fails
+/// when it exceeds `max_lag` or the runbook's RPO objective.
+pub(super) fn data_loss_window(
+    cx: &StepCx<'_>,
+    point: DateTime<Utc>,
+    target: DateTime<Utc>,
+    max_lag: Option<crate::duration::Duration>,
+    mut out: Outputs,
+) -> Result<Outputs, StepError> {
+    let lag = (target - point).to_std().unwrap_or_default();
+    out.insert(
+        "data_loss_window_ms".into(),
+        u64::try_from(lag.as_millis()).unwrap_or(u64::MAX).into(),
+    );
+    out.insert("data_loss_window".into(), human(lag).into());
+    let limits = [
+        ("max_lag", max_lag),
+        ("the RPO objective", cx.runbook.objectives.rpo),
+    ];
+    for (what, limit) in limits {
+        if let Some(limit) = limit {
+            if lag > limit.std() {
+                return Err(StepError::failed(format!(
+                    "data-loss window {} (recovery point {}, target {}) exceeds {what} of {limit}",
+                    human(lag),
+                    rfc3339_precise(point),
+                    rfc3339_precise(target)
+                ))
+                .with_outputs(out));
             }
         }
-        Ok(out)
     }
+    Ok(out)
 }

@@ -39,6 +39,10 @@ pub enum Resource {
         project: String,
         name: String,
     },
+    /// A `shell` step's `undo:` command, without the values of its secret variables.
+    Shell {
+        command: super::shell::UndoCommand,
+    },
 }
 
 impl Resource {
@@ -56,6 +60,11 @@ impl Resource {
                 project: project.clone(),
                 name: name.clone(),
             },
+            Undo::Shell { command, .. } => {
+                let mut kept = command.clone();
+                kept.env.retain(|(k, _)| !command.secret.contains(k));
+                Resource::Shell { command: kept }
+            }
         }
     }
 
@@ -88,6 +97,34 @@ impl Resource {
                 name: name.clone(),
                 id: std::sync::Arc::default(),
             },
+            Resource::Shell { command } => {
+                // the secrets were not written down: this process's environment has them, or
+                // a person runs the command
+                let mut full = command.clone();
+                let missing: Vec<&str> = command
+                    .secret
+                    .iter()
+                    .filter(|k| std::env::var_os(k).is_none())
+                    .map(String::as_str)
+                    .collect();
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "its environment held secrets drillbook does not write down ({}): set them and run `drillbook gc` again, or run it by hand: {}",
+                        missing.join(", "),
+                        command.by_hand()
+                    ));
+                }
+                for name in &command.secret {
+                    if let Ok(value) = std::env::var(name) {
+                        full.env.push((name.clone(), value));
+                    }
+                }
+                Undo::Shell {
+                    step,
+                    what,
+                    command: full,
+                }
+            }
         })
     }
 
@@ -97,7 +134,10 @@ impl Resource {
         match self {
             Resource::Cluster { root } => root.exists(),
             Resource::Dir { path } => path.exists(),
-            Resource::NeonBranch { .. } | Resource::NeonSnapshot { .. } => true,
+            // what an undo command removes is unknown: it is left until it ran
+            Resource::NeonBranch { .. }
+            | Resource::NeonSnapshot { .. }
+            | Resource::Shell { .. } => true,
         }
     }
 }
@@ -242,6 +282,15 @@ impl Undos {
             }
             keep
         });
+    }
+
+    /// Whether something registered and not undone yet matches `f`.
+    pub fn any(&self, f: impl Fn(&Undo) -> bool) -> bool {
+        self.list
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .any(|(_, u)| f(u))
     }
 
     /// Records that the resource registered as `index` is gone.

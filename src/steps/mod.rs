@@ -6,6 +6,7 @@
 
 pub mod assert;
 pub mod barman;
+pub mod canary;
 pub mod compare;
 pub mod db;
 pub mod freshness;
@@ -210,6 +211,12 @@ pub enum Undo {
         name: String,
         id: std::sync::Arc<Mutex<Option<String>>>,
     },
+    /// Run a `shell` step's `undo:` command.
+    Shell {
+        step: String,
+        what: String,
+        command: shell::UndoCommand,
+    },
     /// Delete a Neon snapshot drillbook created (same rules as a branch).
     NeonSnapshot {
         step: String,
@@ -225,6 +232,7 @@ impl Undo {
         match self {
             Undo::Cluster { step, .. }
             | Undo::Dir { step, .. }
+            | Undo::Shell { step, .. }
             | Undo::NeonBranch { step, .. }
             | Undo::NeonSnapshot { step, .. } => step,
         }
@@ -234,6 +242,7 @@ impl Undo {
         match self {
             Undo::Cluster { what, .. }
             | Undo::Dir { what, .. }
+            | Undo::Shell { what, .. }
             | Undo::NeonBranch { what, .. }
             | Undo::NeonSnapshot { what, .. } => what,
         }
@@ -265,6 +274,7 @@ impl Undo {
                     path.display()
                 ))),
             },
+            Undo::Shell { command, .. } => command.run(shell::UNDO_TIMEOUT).await,
             Undo::NeonBranch {
                 project, name, id, ..
             } => neon::undo_branch(project, name, id).await,

@@ -21,27 +21,49 @@ impl Run for Wait {
         let start = tokio::time::Instant::now();
         let deadline = start + spec.deadline.std();
         let mut polls = 0u32;
+        // the last poll that succeeded, and the unavailable polls in a row since
+        let mut answered: Option<u32> = None;
+        let mut unreachable = 0u32;
         loop {
             polls += 1;
             let last = match super::run_kind(&spec.poll, cx).await {
-                Ok(outputs) => match &spec.until {
-                    None => return Ok(done(outputs, polls, start)),
-                    Some(expr) => {
-                        let ctx = with_result(cx.vars, &outputs);
-                        match crate::template::eval(cx.templates, expr, &ctx) {
-                            Ok(v) if v.is_true() => return Ok(done(outputs, polls, start)),
-                            Ok(_) => format!("`{expr}` was false"),
-                            Err(e) => {
-                                return Err(StepError::failed(format!(
-                                    "cannot evaluate `until: {expr}`: {}",
-                                    crate::template::describe_error(&e)
-                                )))
-                            }
+                Ok(outputs) => {
+                    answered = Some(polls);
+                    unreachable = 0;
+                    let ctx = with_result(cx.vars, &outputs);
+                    if let Some(expr) = &spec.fail_when {
+                        if holds(cx, &ctx, "fail_when", expr)? {
+                            return Err(StepError::failed(format!(
+                                "`fail_when: {expr}` held at poll {polls}"
+                            ))
+                            .with_outputs(done(outputs, polls, start)));
                         }
                     }
-                },
+                    match &spec.until {
+                        None => return Ok(done(outputs, polls, start)),
+                        Some(expr) if holds(cx, &ctx, "until", expr)? => {
+                            return Ok(done(outputs, polls, start))
+                        }
+                        Some(expr) => format!("`{expr}` was false"),
+                    }
+                }
                 Err(e) if e.class == ErrorClass::Cancelled => return Err(e),
-                Err(e) => e.message,
+                Err(e) if e.class == ErrorClass::Unavailable => {
+                    unreachable += 1;
+                    match answered {
+                        Some(at) if spec.gone_after > 0 && unreachable >= spec.gone_after => {
+                            return Err(StepError::failed(format!(
+                                "what it polls is gone: it answered poll {at}, then {unreachable} polls in a row could not reach it: {}",
+                                e.message
+                            )));
+                        }
+                        _ => e.message,
+                    }
+                }
+                Err(e) => {
+                    unreachable = 0;
+                    e.message
+                }
             };
             let next = tokio::time::Instant::now() + spec.interval.std();
             if next > deadline {
@@ -56,6 +78,24 @@ impl Run for Wait {
             }
         }
     }
+}
+
+/// Evaluates `until` or `fail_when` against a poll's outputs; an expression that cannot be
+/// evaluated fails the step at once.
+fn holds(
+    cx: &StepCx<'_>,
+    ctx: &minijinja::Value,
+    field: &str,
+    expr: &str,
+) -> Result<bool, StepError> {
+    crate::template::eval(cx.templates, expr, ctx)
+        .map(|v| v.is_true())
+        .map_err(|e| {
+            StepError::failed(format!(
+                "cannot evaluate `{field}: {expr}`: {}",
+                crate::template::describe_error(&e)
+            ))
+        })
 }
 
 fn done(mut outputs: Outputs, polls: u32, start: tokio::time::Instant) -> Outputs {

@@ -39,7 +39,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("timestamp", &["duration"]),
     ("cron", &[]),
     ("diagnostic", &["redact"]),
-    ("template", &[]),
+    ("template", &["timestamp"]),
     (
         "kind",
         &["diagnostic", "duration", "redact", "template", "timestamp"],

@@ -178,7 +178,7 @@ fn every_check_unknown_exits_3_and_names_the_cause() {
 }
 
 /// One sample line of the text exposition format: `name{l="v",…} value`.
-fn sample_ok(line: &str) -> bool {
+pub(crate) fn sample_ok(line: &str) -> bool {
     let Some((head, value)) = line.rsplit_once(' ') else {
         return false;
     };

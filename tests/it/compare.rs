@@ -434,3 +434,19 @@ mod postgres_session {
         }
     }
 }
+
+/// A comparison of nothing proves nothing: a source whose only table is drillbook's own
+/// (never compared) fails instead of passing.
+#[test]
+fn a_source_with_nothing_to_compare_fails() {
+    let pg = pg();
+    let src = pg.database("cmp_empty");
+    pg.psql(&src, "CREATE TABLE drillbook_canary (id int)");
+    let (code, step) = compare(&pg.url(&src), &pg.url(&src), FULL);
+    assert_eq!(code, 1, "{step:#}");
+    let e = error(&step);
+    assert!(
+        e.contains("nothing to compare") && e.contains("drillbook_*"),
+        "{e}"
+    );
+}

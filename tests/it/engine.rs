@@ -133,6 +133,62 @@ async fn wait_polls_until_the_expectation_holds_or_the_deadline() {
     assert!(start.elapsed() >= Duration::from_secs(15 * 60));
 }
 
+/// `fail_when` ends a wait as failed the moment it holds, long before the deadline.
+#[tokio::test(start_paused = true)]
+async fn wait_fails_at_once_when_fail_when_holds() {
+    let dir = TempDir::new();
+    let step = format!(
+        "      - id: restore\n        wait:\n          poll:\n            shell:\n              run: 'n=$(cat \"$C\" 2>/dev/null || echo 0); n=$((n+1)); echo $n > \"$C\"; [ $n -ge 3 ] && echo error || echo running'\n              env: {{ C: \"{}\" }}\n          until: result.stdout == 'done'\n          fail_when: result.stdout == 'error'\n          interval: 1h\n          deadline: 7d\n",
+        dir.join("n").display()
+    );
+    let rb = runbook(&step, TIDY);
+    let start = Instant::now();
+    let rec = run(&rb, &Operator::default()).await;
+    assert_eq!(rec.steps[0].status, StepStatus::Failed);
+    assert_eq!(
+        rec.steps[0].error.as_deref(),
+        Some("`fail_when: result.stdout == 'error'` held at poll 3")
+    );
+    assert_eq!(rec.steps[0].outputs["polls"], 3);
+    // two intervals, not seven days
+    assert!(start.elapsed() < Duration::from_secs(3 * 3600));
+}
+
+/// What answered and then cannot be reached is gone: `gone_after` (3) unreachable polls in
+/// a row end the wait; what never answered is waited for until the deadline.
+#[tokio::test(start_paused = true)]
+async fn wait_fails_fast_when_what_it_polls_is_gone() {
+    let dir = TempDir::new();
+    // a probe that answers once and removes itself: the next polls cannot start it
+    let probe = dir.join("probe");
+    std::fs::write(&probe, "#!/bin/sh\nrm \"$0\"\necho up\n").expect("probe");
+    std::fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let step = |path: &std::path::Path| {
+        format!(
+            "      - id: server\n        wait:\n          poll: {{ shell: {{ argv: [\"{}\"] }} }}\n          until: result.stdout == 'promoted'\n          interval: 1h\n          deadline: 7d\n",
+            path.display()
+        )
+    };
+    let rec = run(&runbook(&step(&probe), TIDY), &Operator::default()).await;
+    assert_eq!(rec.steps[0].status, StepStatus::Failed);
+    let err = rec.steps[0].error.clone().unwrap_or_default();
+    assert!(
+        err.starts_with(
+            "what it polls is gone: it answered poll 1, then 3 polls in a row could not reach it: cannot start"
+        ),
+        "{err}"
+    );
+    // never there: polled until the deadline (every hour for 7 days)
+    let rec = run(
+        &runbook(&step(&dir.join("never")), TIDY),
+        &Operator::default(),
+    )
+    .await;
+    let err = rec.steps[0].error.clone().unwrap_or_default();
+    assert!(err.starts_with("gave up after 7d and 169 polls"), "{err}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn slow_drill_fails_its_rto_objective() {
     let rb = runbook(
@@ -344,4 +400,42 @@ async fn a_panicking_step_is_an_internal_error_and_the_run_still_cleans_up() {
         rec.cleanup[1].error
     );
     assert!(!cluster.exists(), "the scratch cluster was left behind");
+}
+
+#[tokio::test(start_paused = true)]
+async fn validations_after_a_failed_validation_still_run_and_other_steps_stop() {
+    let rb = runbook(
+        concat!(
+            "      - id: restore\n        shell: echo restored\n",
+            "      - id: rows\n        assert: { that: 'false', message: rows differ }\n",
+            "      - id: schema\n        assert: \"steps.restore.stdout == 'restored'\"\n",
+            "      - id: fix\n        shell: echo fixed\n",
+            "      - id: after_fix\n        assert: \"steps.fix.stdout == 'fixed'\"\n",
+            "      - id: rows_again\n        assert: { that: 'false', message: still differ }\n",
+            "      - id: rows_read\n        assert: 'steps.rows.checked is defined'\n",
+        ),
+        TIDY,
+    );
+    let rec = run(&rb, &Operator::default()).await;
+    let status: Vec<_> = rec.steps.iter().map(|s| s.status).collect();
+    assert_eq!(
+        status,
+        [
+            StepStatus::Passed,
+            StepStatus::Failed,
+            StepStatus::Passed,
+            StepStatus::NotRun,
+            StepStatus::NotRun,
+            StepStatus::Failed,
+            StepStatus::NotRun,
+        ]
+    );
+    let note = |i: usize| rec.steps[i].note.clone().unwrap_or_default();
+    assert!(note(3).contains("step `rows` failed"), "{}", note(3));
+    assert!(note(4).contains("steps.fix"), "{}", note(4));
+    assert!(note(6).contains("steps.rows"), "{}", note(6));
+    assert_eq!(rec.verdict, Verdict::Failed);
+    let reason = rec.reason.clone().unwrap_or_default();
+    assert!(reason.contains("rows"), "{reason}");
+    assert_eq!(rec.cleanup[0].status, StepStatus::Passed);
 }

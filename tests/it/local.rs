@@ -226,7 +226,7 @@ fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
 }
 
 /// `pg_basebackup -Fp -X stream` of `cluster` (as `admin`) into `dest`.
-fn base_backup(cluster: &drillbook::pg::cluster::Cluster, dest: &std::path::Path) {
+pub(crate) fn base_backup(cluster: &drillbook::pg::cluster::Cluster, dest: &std::path::Path) {
     let status = std::process::Command::new(cluster.bin.dir.join("pg_basebackup"))
         .args([
             "-h",
@@ -249,7 +249,7 @@ fn base_backup(cluster: &drillbook::pg::cluster::Cluster, dest: &std::path::Path
 }
 
 /// Switches WAL and waits (polling the server) until the segment written so far is archived.
-fn archive_all(cluster: &drillbook::pg::cluster::Cluster) {
+pub(crate) fn archive_all(cluster: &drillbook::pg::cluster::Cluster) {
     let pg = |sql: &str| {
         crate::support::psql_as(&cluster.bin.dir, cluster.port, "admin", "postgres", sql)
     };
@@ -1011,4 +1011,82 @@ fn the_preflight_finds_a_refusing_production_and_an_archive_short_of_the_target(
         "{rec:#}"
     );
     assert_eq!(step(&rec, "timestamp-column")["status"], "not_run");
+}
+
+/// A real recovery keeps what it restored: `restore-alongside` leaves the copy running after
+/// the run, prints and records how to connect and how to stop it, and neither cleanup nor
+/// `gc` removes it; its stop command does.
+#[test]
+fn restore_alongside_keeps_the_copy_running_until_stopped() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let tmp = crate::support::TempDir::new();
+    let tmp_env = tmp.path().display().to_string();
+    let kept_dir = tmp.join("recovered");
+    let target = s.target.replace(' ', "T");
+    let want = crate::support::psql_as(
+        &s.cluster.bin.dir,
+        s.cluster.port,
+        "admin",
+        "library",
+        &format!("SELECT count(*) FROM loans WHERE lent_at <= '{}'", s.target),
+    );
+    let mut cmd = Cli::new()
+        .env("TMPDIR", &tmp_env)
+        .env("DATABASE_URL", &s.cluster.url("library"))
+        .env("PG_BASE_BACKUP", &s.backup.display().to_string())
+        .env("PG_WAL_ARCHIVE", &s.archive.display().to_string())
+        .args([
+            "run",
+            "runbooks/postgres-pitr-drill.yaml",
+            "restore-alongside",
+            "--param",
+            &format!("target_time={target}"),
+            "--param",
+            &format!("dir={}", kept_dir.display()),
+            "--param",
+            "table=loans",
+            "--param",
+            "column=lent_at",
+            "--format",
+            "json",
+        ])
+        .command();
+    cmd.current_dir(root());
+    let out = cmd.output().expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(out.status.code(), Some(0), "{rec:#}\n{stderr}");
+    let restore = &step(&rec, "restore")["outputs"];
+    assert_eq!(restore["kept"], true, "{restore:#}");
+    assert!(
+        stderr.contains("kept: step `restore` left its instance running"),
+        "{stderr}"
+    );
+    // no undo ran for it, and gc does not count it as left behind
+    assert!(
+        rec["cleanup"].as_array().is_none_or(|c| c.is_empty()),
+        "{:#}",
+        rec["cleanup"]
+    );
+    let r = Cli::new().env("TMPDIR", &tmp_env).args(["gc"]).run();
+    r.code(0);
+    // it runs, with the data as of the target
+    let uri = restore["connection_uri"].as_str().expect("uri");
+    let rows = std::process::Command::new(s.cluster.bin.dir.join("psql"))
+        .args([uri, "-XAtc", "SELECT count(*) FROM loans"])
+        .output()
+        .expect("psql");
+    assert_eq!(String::from_utf8_lossy(&rows.stdout).trim(), want);
+    // its stop command stops and removes it
+    let stop = restore["stop_command"].as_str().expect("stop command");
+    let ok = std::process::Command::new("sh")
+        .args(["-c", stop])
+        .status()
+        .expect("stop");
+    assert!(ok.success(), "{stop}");
+    assert!(!kept_dir.exists(), "{stop}");
 }

@@ -3,6 +3,7 @@
 
 mod architecture;
 mod barman;
+mod canary;
 mod check;
 mod compare;
 mod crash;
@@ -22,4 +23,5 @@ mod schema;
 mod sql;
 mod support;
 mod tls;
+mod tools;
 mod validate;

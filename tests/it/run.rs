@@ -105,7 +105,7 @@ fn timeout_kills_the_whole_process_group() {
 }
 
 /// True while `pid` exists and is not a zombie (waits up to 5s for it to go).
-fn process_alive(pid: &str) -> bool {
+pub(crate) fn process_alive(pid: &str) -> bool {
     for _ in 0..50 {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => return false,

@@ -63,6 +63,16 @@ pub fn prometheus(
         "The point-in-time restore window (history retention).",
         by_metric(Metric::RestoreWindow),
     );
+    out.gauge(
+        "drillbook_check_measure",
+        "The measure a check's thresholds compare, in the unit its label names.",
+        results.iter().filter_map(|r| {
+            let m = r.measure.as_ref()?;
+            let mut labels = per_check(r);
+            labels.extend([("measure", m.name.as_str()), ("unit", m.unit.as_str())]);
+            Some((labels, m.value))
+        }),
+    );
     // from the history: the last passing run of each procedure
     let mut last: BTreeMap<&str, &DrillRecord> = BTreeMap::new();
     for r in records.iter().filter(|r| r.verdict == Verdict::Passed) {

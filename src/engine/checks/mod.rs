@@ -17,7 +17,7 @@ use serde_json::Value;
 use super::RunOptions;
 use crate::cancel::BoxFuture;
 use crate::cancel::Cancel;
-use crate::kind::{Metric, Worse};
+use crate::kind::{Metric, StepKind, Worse};
 use crate::record::ErrorClass;
 use crate::record::{StepRecord, StepStatus};
 use crate::runbook::{Check, Procedure, ProcedureKind, Runbook, Step};
@@ -188,7 +188,7 @@ fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) 
     let m = check.kind.measure().and_then(|declared| {
         step.outputs
             .get(declared.output)
-            .and_then(Value::as_f64)
+            .and_then(crate::kind::measure_value)
             .map(|v| {
                 (
                     Measure {
@@ -221,15 +221,27 @@ fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) 
             )
         }
     }
-    let Some((measure, worse)) = m else {
-        return (Status::Ok, "ok".into(), None);
-    };
-    let shown = |v: f64| {
-        if measure.unit == "seconds" {
-            crate::duration::Duration::from_secs(v.max(0.0) as u64).to_string()
+    // a monitoring plugin's own verdict (`nagios: true`): OK or WARNING when it passed
+    let plugin = matches!(&check.kind, StepKind::Shell(s) if s.nagios()).then(|| {
+        let said = |key| step.outputs.get(key).and_then(Value::as_str).unwrap_or("");
+        let status = if said("status") == "WARNING" {
+            Status::Warning
         } else {
-            format!("{v}")
-        }
+            Status::Ok
+        };
+        (status, said("message").to_owned())
+    });
+    let Some((measure, worse)) = m else {
+        return match plugin {
+            Some((status, message)) if !message.is_empty() => (status, message, None),
+            Some((status, _)) => (status, status.label().to_owned(), None),
+            None => (Status::Ok, "ok".into(), None),
+        };
+    };
+    let shown = |v: f64| match measure.unit.as_str() {
+        "seconds" => crate::duration::Duration::from_secs(v.max(0.0) as u64).to_string(),
+        "bytes" => format!("{v} bytes"),
+        _ => format!("{v}"),
     };
     let level = [
         (Status::Critical, check.critical.as_ref()),
@@ -254,7 +266,22 @@ fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) 
         ),
         None => format!("{} is {}", measure.name, shown(measure.value)),
     };
-    (level.map_or(Status::Ok, |(s, _)| s), message, Some(measure))
+    let level = level.map_or(Status::Ok, |(s, _)| s);
+    match plugin {
+        Some((status, said)) => {
+            let worst = [status, level]
+                .into_iter()
+                .max_by_key(|s| s.severity())
+                .unwrap_or(level);
+            let message = if said.is_empty() {
+                message
+            } else {
+                format!("{said}; {message}")
+            };
+            (worst, message, Some(measure))
+        }
+        None => (level, message, Some(measure)),
+    }
 }
 
 /// Runs the runbook's checks (or those in `only`) concurrently; results in runbook order.

@@ -49,7 +49,7 @@ impl Spec for LocalCluster {
         ),
         output("version", "the PostgreSQL major version"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
@@ -117,7 +117,7 @@ impl Spec for LocalBaseBackup {
         output("finished_at", "when it finished, RFC 3339 UTC"),
         output("label", "its backup label"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     /// A backup in a default location is removed after the run unless `keep`.
     fn effects(&self) -> Effects<'_> {
@@ -158,7 +158,7 @@ impl Spec for LocalRestorePoint {
         output("lsn", "its WAL position"),
         output("at", "when it was created, RFC 3339 UTC with microseconds"),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE
@@ -209,7 +209,7 @@ impl Spec for LocalArchiver {
             "true when the last attempt failed and nothing was archived since",
         ),
     ];
-    const MEASURE: Option<Measure> = Some(Measure::seconds(
+    const MEASURE: Option<Measure<'static>> = Some(Measure::seconds(
         "last_archived_age_seconds",
         Worse::Higher,
         Some(Metric::BackupAge),
@@ -256,7 +256,7 @@ impl Spec for LocalBackupAge {
         output("newest_at", "when it was taken, RFC 3339 UTC"),
         output("age_seconds", "the newest base backup's age, in seconds"),
     ];
-    const MEASURE: Option<Measure> = Some(Measure::seconds(
+    const MEASURE: Option<Measure<'static>> = Some(Measure::seconds(
         "age_seconds",
         Worse::Higher,
         Some(Metric::BackupAge),

@@ -33,11 +33,26 @@ macro_rules! started_outputs {
                 "promoted_in_ms",
                 "from the server's start to its promotion, in milliseconds",
             ),
+            output(
+                "kept",
+                "with `keep`: true, the instance is left running after the run",
+            ),
+            output("psql_command", "with `keep`: how to connect to it"),
+            output("stop_command", "with `keep`: how to stop and remove it when done"),
             $($extra),*
         ]
     };
 }
 pub(crate) use started_outputs;
+
+/// Where the recovered instance runs, as summaries say it.
+fn instance(keep: bool) -> &'static str {
+    if keep {
+        "an instance kept after the run"
+    } else {
+        "a scratch instance"
+    }
+}
 
 /// A recovery target that starts like a date but does not parse is a typo, not a restore
 /// point name (recovery would wait for a point that never comes).
@@ -87,8 +102,13 @@ pub struct LocalRestore {
     /// socket, whatever the source's `pg_hba.conf` said; any role of the source exists in it.
     pub user: Option<String>,
     /// Directory for the restored instance; must be new or empty. Default: a new scratch
-    /// directory. It is stopped and removed at the end of the run.
+    /// directory. It is stopped and removed at the end of the run, unless `keep`.
     pub dir: Option<String>,
+    /// Leave the recovered instance running after the run (a real recovery: rows to copy
+    /// back, a server to replace): its connection and stop commands are printed and
+    /// recorded, and neither cleanup nor `drillbook gc` removes it.
+    #[serde(default)]
+    pub keep: bool,
 }
 
 fn latest() -> String {
@@ -113,7 +133,7 @@ impl Spec for LocalRestore {
             "when that backup started, RFC 3339 UTC"
         ),
     ];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     /// Everything to the latest state, or to a point in time.
     fn effects(&self) -> Effects<'_> {
@@ -122,7 +142,7 @@ impl Spec for LocalRestore {
                 Some(&self.target),
                 "full restore from a base backup and the WAL archive",
             )),
-            scratch: Some(Scratch::LocalCluster),
+            scratch: (!self.keep).then_some(Scratch::LocalCluster),
             ..Effects::NONE
         }
     }
@@ -168,13 +188,15 @@ impl Spec for LocalRestore {
     fn summary(&self) -> String {
         match (&self.backups, &self.base_backup, &self.wal_archive) {
             (None, Some(b), Some(w)) => format!(
-                "restore {b} + WAL from {w} to {} in a scratch instance",
-                self.target
+                "restore {b} + WAL from {w} to {} in {}",
+                self.target,
+                instance(self.keep)
             ),
             _ => format!(
-                "restore the backups of `{}` to {} in a scratch instance",
+                "restore the backups of `{}` to {} in {}",
                 self.backups.as_deref().unwrap_or("?"),
-                self.target
+                self.target,
+                instance(self.keep)
             ),
         }
     }
@@ -209,6 +231,9 @@ pub struct LocalStart {
     pub user: Option<String>,
     /// Scratch directory for the instance; must be new or empty. Default: a new one.
     pub dir: Option<String>,
+    /// Leave the started instance running after the run (see `local.restore`'s `keep`).
+    #[serde(default)]
+    pub keep: bool,
 }
 
 impl Spec for LocalStart {
@@ -216,7 +241,7 @@ impl Spec for LocalStart {
         Some("the PostgreSQL server binaries and the data directory the tool filled");
     const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
     const OUTPUTS: &'static [Output] = started_outputs![];
-    const MEASURE: Option<Measure> = None;
+    const MEASURE: Option<Measure<'static>> = None;
 
     fn effects(&self) -> Effects<'_> {
         Effects {
@@ -224,7 +249,7 @@ impl Spec for LocalStart {
                 self.target.as_deref(),
                 "full restore of a data directory another tool filled",
             )),
-            scratch: Some(Scratch::LocalCluster),
+            scratch: (!self.keep).then_some(Scratch::LocalCluster),
             ..Effects::NONE
         }
     }
@@ -257,8 +282,9 @@ impl Spec for LocalStart {
 
     fn summary(&self) -> String {
         format!(
-            "start the data directory {} in a scratch instance, recovered to {}",
+            "start the data directory {} in {}, recovered to {}",
             self.data_dir,
+            instance(self.keep),
             self.target.as_deref().unwrap_or("the tool's target")
         )
     }

@@ -101,6 +101,18 @@ fn start_by_hand(fill: &str, wal: &str, target: &str) -> String {
     )
 }
 
+/// What to do with a recovered instance that is kept (`keep: true`): leave it running, and
+/// take a new full backup before relying on it.
+fn kept(keep: bool) -> &'static str {
+    if keep {
+        ". Leave it running: it is what this recovery is for. Once promoted it is on a new \
+         timeline: if it is to serve, take a new full base backup of it before relying on \
+         it (the old backups cannot recover its new writes)"
+    } else {
+        ""
+    }
+}
+
 /// `restore_command` copying from an archive directory; postgresql.conf expands no
 /// variables, so a path from the environment is written out.
 fn archive_restore_command(wal_archive: &str) -> String {
@@ -343,14 +355,16 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                  the target)"
                     .to_owned()
             };
-            ByHand::line(start_by_hand(
-                &format!(
-                    "copy the base backup {}{which} into a new data directory",
-                    code(&base_backup)
-                ),
-                &archive_restore_command(&wal_archive),
-                &target_settings(Some(&r.target)),
-            ))
+            ByHand::line(
+                start_by_hand(
+                    &format!(
+                        "copy the base backup {}{which} into a new data directory",
+                        code(&base_backup)
+                    ),
+                    &archive_restore_command(&wal_archive),
+                    &target_settings(Some(&r.target)),
+                ) + kept(r.keep),
+            )
         }
         StepKind::LocalStart(l) => {
             let wal = match (&l.wal_archive, &l.restore_command) {
@@ -358,14 +372,16 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                 (None, Some(c)) => code(&format!("restore_command = '{c}'")),
                 (None, None) => "keep the tool's own `restore_command`".to_owned(),
             };
-            ByHand::line(start_by_hand(
-                &format!(
-                    "move the data directory {} the tool filled into a new directory",
-                    code(&l.data_dir)
-                ),
-                &wal,
-                &target_settings(l.target.as_deref()),
-            ))
+            ByHand::line(
+                start_by_hand(
+                    &format!(
+                        "move the data directory {} the tool filled into a new directory",
+                        code(&l.data_dir)
+                    ),
+                    &wal,
+                    &target_settings(l.target.as_deref()),
+                ) + kept(l.keep),
+            )
         }
         StepKind::BarmanRecover(b) => {
             let config = b
@@ -677,5 +693,26 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
             code("drillbook history stats"),
             h.procedure
         )),
+        StepKind::CanaryWrite(c) => ByHand::with_code(
+            format!("run with psql on {}:", db_label(runbook, &c.db)),
+            "sql",
+            "INSERT INTO drillbook_canary (lsn, run_id) VALUES (pg_current_wal_insert_lsn(), 'by hand');",
+        ),
+        StepKind::CanaryVerify(c) => {
+            let lag = c
+                .max_lag
+                .map(|l| format!(", written at most {l} before it"))
+                .unwrap_or_default();
+            ByHand::with_code(
+                format!(
+                    "run the query with psql on {}: the first row must be the newest canary \
+                     production wrote at or before {}{lag}, and no row may be after it:",
+                    db_label(runbook, &c.db),
+                    c.target
+                ),
+                "sql",
+                "SELECT id, written_at FROM drillbook_canary ORDER BY written_at DESC LIMIT 2;",
+            )
+        }
     }
 }

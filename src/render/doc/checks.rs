@@ -213,19 +213,33 @@ pub(super) fn freshness_check(runbook: &Runbook, f: &crate::kind::freshness::Fre
     )
 }
 
+/// What turns a check WARNING or CRITICAL, in words. Thresholds are read only through the
+/// check's measure: a check without one never claims "warning at …", whatever its
+/// `warn`/`critical` hold (validation refuses them; this keeps the document honest even
+/// for a `Check` built another way).
+fn thresholds(c: &crate::runbook::Check) -> String {
+    let plugin = matches!(&c.kind, StepKind::Shell(s) if s.nagios());
+    let threshold = |t: &Option<crate::runbook::Threshold>| t.as_ref().map(|t| code(&t.written));
+    let (warn, critical) = match c.kind.measure() {
+        Some(_) => (threshold(&c.warn), threshold(&c.critical)),
+        None => (None, None),
+    };
+    let by_exit = "warning or critical as the plugin exits (1 or 2)";
+    match (warn, critical) {
+        (None, None) if plugin => by_exit.to_owned(),
+        (None, None) => "fails as critical".to_owned(),
+        (Some(w), None) => format!("warning at {w}"),
+        (None, Some(cr)) => format!("critical at {cr}"),
+        (Some(w), Some(cr)) => format!("warning at {w}, critical at {cr}"),
+    }
+}
+
 pub(super) fn checks(runbook: &Runbook) -> Vec<Value> {
     runbook
         .checks
         .iter()
         .map(|c| {
-            let threshold =
-                |t: &Option<crate::runbook::Threshold>| t.as_ref().map(|t| code(&t.written));
-            let thresholds = match (threshold(&c.warn), threshold(&c.critical)) {
-                (None, None) => "fails as critical".to_owned(),
-                (Some(w), None) => format!("warning at {w}"),
-                (None, Some(cr)) => format!("critical at {cr}"),
-                (Some(w), Some(cr)) => format!("warning at {w}, critical at {cr}"),
-            };
+            let thresholds = thresholds(c);
             json!({
                 "id": c.id,
                 "title": prose(c.title.as_deref().unwrap_or(&c.id)),
@@ -238,4 +252,38 @@ pub(super) fn checks(runbook: &Runbook) -> Vec<Value> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runbook(checks: &str) -> Runbook {
+        let yaml = format!("version: 1\nname: t\nchecks:\n{checks}procedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - shell: 'true'\n");
+        crate::runbook::load_str("t.yaml", &yaml).expect("valid")
+    }
+
+    /// A check without a measure never shows a threshold, even when its `Check` holds one
+    /// (validation refuses that; the document does not rely on it).
+    #[test]
+    fn thresholds_are_shown_only_through_a_measure() {
+        let mut rb = runbook(
+            "  - id: plain\n    shell: 'true'\n  - id: age\n    shell: { run: 'echo {}', outputs: json, measure: { output: age, unit: seconds, worse: higher } }\n    warn: 24h\n  - id: plugin\n    shell: { run: 'true', nagios: true }\n",
+        );
+        let age = rb.checks[1].warn.clone();
+        for c in &mut rb.checks {
+            c.warn.clone_from(&age);
+        }
+        let shown: Vec<String> = rb.checks.iter().map(thresholds).collect();
+        assert_eq!(
+            shown,
+            [
+                "fails as critical",
+                "warning at `24h`",
+                "warning or critical as the plugin exits (1 or 2)"
+            ]
+        );
+        let doc = super::super::tests::render(&rb, &[]);
+        assert_eq!(doc.matches("warning at").count(), 1, "{doc}");
+    }
 }

@@ -1,5 +1,6 @@
 //! What the catalogs say: the user tables with their columns and primary keys, which column
-//! types can be hashed, and the schema objects compared between source and restored.
+//! types can be hashed, and the schema objects compared between source and restored. drillbook's
+//! own tables (`drillbook_*`: canaries, history) are never compared: they differ by design.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -39,6 +40,7 @@ SELECT n.nspname || '.' || c.relname, c.reltuples::float8,
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND c.relname NOT LIKE 'drillbook\\_%'
 ORDER BY 1";
 
 /// Every user table (partitioned tables as a whole, not their partitions).
@@ -99,22 +101,23 @@ SELECT 'column', n.nspname || '.' || c.relname, a.attname::text,
 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' AND c.relname NOT LIKE 'drillbook\\_%'
 UNION ALL
 SELECT CASE p.contype WHEN 'p' THEN 'primary key' WHEN 'f' THEN 'foreign key' WHEN 'u' THEN 'unique constraint'
                       WHEN 'c' THEN 'check constraint' ELSE 'constraint' END,
        n.nspname || '.' || c.relname, p.conname::text, pg_get_constraintdef(p.oid)
 FROM pg_constraint p JOIN pg_class c ON c.oid = p.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' AND c.relname NOT LIKE 'drillbook\\_%'
 UNION ALL
 SELECT 'index', n.nspname || '.' || c.relname, i.relname::text, pg_get_indexdef(i.oid)
 FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class c ON c.oid = x.indrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%' AND c.relname NOT LIKE 'drillbook\\_%'
 UNION ALL
 SELECT 'sequence', '', s.schemaname || '.' || s.sequencename,
        format('%s increment %s min %s max %s cycle %s', s.data_type, s.increment_by, s.min_value, s.max_value, s.cycle)
-FROM pg_sequences s WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')";
+FROM pg_sequences s WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
+  AND s.sequencename NOT LIKE 'drillbook\\_%'";
 
 pub async fn objects(client: &Client) -> Result<Objects, String> {
     let rows = client

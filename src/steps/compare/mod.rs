@@ -90,6 +90,14 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         .into_iter()
         .filter(|t| !spec.exclude.iter().any(|x| same_table(x, &t.name)))
         .collect();
+    if selected.is_empty() && reports.is_empty() {
+        // a comparison of nothing would pass and prove nothing
+        return Err(StepError::failed(format!(
+            "nothing to compare: {} has no user tables{} (drillbook's own `drillbook_*` tables are never compared)",
+            src_spec.display,
+            if spec.exclude.is_empty() { "" } else { " left after `exclude`" }
+        )));
+    }
     let mut types = BTreeSet::new();
     for t in &selected {
         types.extend(t.columns.iter().map(|c| c.ty.clone()));

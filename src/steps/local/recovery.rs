@@ -469,6 +469,37 @@ fn wal_replayed(log: &str) -> Option<u64> {
     Some(lsn("redo done at ")?.saturating_sub(lsn("redo starts at ")?))
 }
 
+/// `keep`: the instance stays after the run. Its undo is given up (so neither cleanup nor
+/// `drillbook gc` removes it) and the outputs say how to connect to it and how to stop it.
+pub(crate) fn keep(cx: &StepCx<'_>, cluster: &Cluster, out: &mut Outputs) {
+    let root = cluster.root.clone();
+    cx.undo.release(
+        |u| !matches!(u, crate::steps::Undo::Cluster { handle, .. } if handle.root == root),
+    );
+    let as_server = if cluster.account().is_some() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
+    let uri = out
+        .get("connection_uri")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default()
+        .to_owned();
+    out.insert("kept".into(), true.into());
+    out.insert("psql_command".into(), format!("psql '{uri}'").into());
+    out.insert(
+        "stop_command".into(),
+        format!(
+            "{as_server}{} stop -D {} && rm -rf {}",
+            shell_quote(&cluster.bin.dir.join("pg_ctl").display().to_string()),
+            shell_quote(&cluster.data_dir().display().to_string()),
+            shell_quote(&root.display().to_string())
+        )
+        .into(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -116,7 +116,10 @@ impl Run for LocalRestore {
         if let Some(g) = &restored.archive_gap {
             out.insert("archive_gap".into(), g.clone().into());
         }
-        // the undo registered above stops it; dropping the value here must not
+        if self.keep {
+            recovery::keep(cx, &restored.cluster, &mut out);
+        }
+        // the undo registered above stops it (unless kept); dropping the value must not
         let _ = restored.cluster.detach();
         Ok(out)
     }

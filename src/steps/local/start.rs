@@ -51,8 +51,11 @@ impl Run for LocalStart {
             (Some(t), Some(written)) => recovery::target_text(t, written),
             _ => "as the tool wrote it".to_owned(),
         };
-        let out = recovery::outputs(&cluster, uri, target_text, &started);
-        // the undo registered above stops it; dropping the value here must not
+        let mut out = recovery::outputs(&cluster, uri, target_text, &started);
+        if self.keep {
+            recovery::keep(cx, &cluster, &mut out);
+        }
+        // the undo registered above stops it (unless kept); dropping the value must not
         let _ = cluster.detach();
         Ok(out)
     }
