@@ -89,8 +89,9 @@ pub struct BarmanRecover {
     pub dir: Option<String>,
     /// Database named in `connection_uri` (default `postgres`).
     pub database: Option<String>,
-    /// Leave the recovered instance running after the run (default false): the record
-    /// holds how to connect and `stop_command`.
+    /// Leave the recovered instance running after the run (default false): neither cleanup
+    /// nor `gc` removes it, and the outputs `psql_command` and `stop_command` say how to
+    /// connect to it and how to stop and remove it.
     #[serde(default)]
     pub keep: bool,
 }
@@ -111,10 +112,6 @@ impl Spec for BarmanRecover {
         output("end_time", "when it ended, RFC 3339 UTC"),
         output("end_wal", "the last WAL segment the backup needs"),
         output("timeline", "the backup's timeline"),
-        output(
-            "stop_command",
-            "with `keep: true`, the command that stops the kept instance"
-        ),
     ];
     const MEASURE: Option<Measure<'static>> = None;
 

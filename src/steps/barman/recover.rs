@@ -152,13 +152,7 @@ impl Run for BarmanRecover {
         let mut all = recovery::outputs(&cluster, uri, target_text, &started);
         all.extend(out);
         if self.keep {
-            let stop = stop_command(&cluster);
-            all.insert("stop_command".into(), stop.into());
-            // the instance is the operator's now: neither this run nor `gc` removes it
-            cx.undo.release(|u| match u {
-                Undo::Cluster { handle, .. } => handle.root != root,
-                _ => true,
-            });
+            recovery::keep(cx, &cluster, &mut all);
         }
         // the undo registered above stops it (unless kept); dropping the value must not
         let _ = cluster.detach();
@@ -202,18 +196,4 @@ fn recover_error(error: &str, server: &str, config: Option<&str>, data: &Path) -
         );
     }
     explain(error, server, config)
-}
-
-/// How to stop a kept instance by hand.
-fn stop_command(cluster: &Cluster) -> String {
-    let pg_ctl = cluster.bin.dir.join("pg_ctl");
-    let cmd = format!(
-        "{} stop -D {}",
-        pg_ctl.display(),
-        crate::pg::cluster::shell_quote(&cluster.data_dir().display().to_string())
-    );
-    match cluster.account() {
-        Some(_) => format!("runuser -u postgres -- {cmd}"),
-        None => cmd,
-    }
 }

@@ -471,7 +471,7 @@ fn wal_replayed(log: &str) -> Option<u64> {
 
 /// `keep`: the instance stays after the run. Its undo is given up (so neither cleanup nor
 /// `drillbook gc` removes it) and the outputs say how to connect to it and how to stop it.
-pub(super) fn keep(cx: &StepCx<'_>, cluster: &Cluster, out: &mut Outputs) {
+pub(crate) fn keep(cx: &StepCx<'_>, cluster: &Cluster, out: &mut Outputs) {
     let root = cluster.root.clone();
     cx.undo.release(
         |u| !matches!(u, crate::steps::Undo::Cluster { handle, .. } if handle.root == root),
