@@ -38,9 +38,10 @@ pub struct BackupPolicy {
     pub provider: Option<Provider>,
     /// With `provider: pgbackrest`: the stanza the policy is about, e.g. `main`.
     pub stanza: Option<String>,
-    /// With `provider: pgbackrest`: pgBackRest's configuration file, from which `render`
-    /// reads the `repoN-retention-*` options (nothing else: the cipher pass is never read
-    /// out). `render` never runs pgBackRest.
+    /// With `provider: pgbackrest` or `barman`: the tool's configuration file, from which
+    /// `render` reads what it is configured to keep (pgBackRest's `repoN-retention-*`,
+    /// Barman's `retention_policy`, `minimum_redundancy`, `wal_retention_policy`; nothing
+    /// else, so no secret is read out). `render` never runs the tool.
     pub config: Option<String>,
     /// With `provider: barman`: the Barman server that backs the database up (its section
     /// in Barman's configuration), e.g. `shop`.

@@ -203,18 +203,17 @@ fn read_runbook(sink: &mut Sink<'_>) -> Option<Runbook> {
                 "`server` names a Barman server: set `provider: barman`",
             );
         }
-        for field in ["stanza", "config"] {
-            let given = if field == "stanza" {
-                p.stanza.is_some()
-            } else {
-                p.config.is_some()
-            };
-            if given && !pgbackrest {
-                sink.at_key(
-                    &at.key(field),
-                    format!("`{field}` is pgBackRest's: set `provider: pgbackrest`"),
-                );
-            }
+        if p.stanza.is_some() && !pgbackrest {
+            sink.at_key(
+                &at.key("stanza"),
+                "`stanza` is pgBackRest's: set `provider: pgbackrest`",
+            );
+        }
+        if p.config.is_some() && !pgbackrest && !barman {
+            sink.at_key(
+                &at.key("config"),
+                "`config` is a backup tool's configuration file: set `provider: pgbackrest` or `provider: barman`",
+            );
         }
     }
     let secrets: Vec<String> = r.optional(sink, "secrets").unwrap_or_default();

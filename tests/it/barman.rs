@@ -875,3 +875,50 @@ fn barman_recover_explains_a_target_after_the_archive() {
         "{err}"
     );
 }
+
+/// With `provider: barman`, `server` and `config`, the document states what Barman is
+/// configured to keep for that server (its section over `[barman]`, found in the
+/// configuration directory the main file names) beside the declared policy, and nothing
+/// else from the files.
+#[test]
+fn the_document_states_barmans_configured_retention_beside_the_policy() {
+    let dir = TempDir::new();
+    let servers = dir.join("barman.d");
+    std::fs::create_dir_all(&servers).expect("dir");
+    let main = dir.join("barman.conf");
+    std::fs::write(
+        &main,
+        format!(
+            "[barman]\nbarman_home = /var/lib/barman\nconfiguration_files_directory = {}\nminimum_redundancy = 1\nretention_policy = REDUNDANCY 2\n",
+            servers.display()
+        ),
+    )
+    .expect("main");
+    std::fs::write(
+        servers.join("shop.conf"),
+        "[shop]\nconninfo = host=db user=barman password=hunter2-secret\nretention_policy = RECOVERY WINDOW OF 4 WEEKS\n",
+    )
+    .expect("server");
+    std::fs::write(
+        servers.join("other.conf"),
+        "[other]\nretention_policy = REDUNDANCY 9\n",
+    )
+    .expect("other");
+    let yaml = format!(
+        "version: 1\nname: shop\nbackup_policy:\n  schedule: \"0 1 * * *\"\n  retention: {{ daily: 7, weekly: 4 }}\n  provider: barman\n  server: shop\n  config: {}\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: a\n        assert: 'true'\n",
+        main.display()
+    );
+    let r = Cli::new()
+        .runbook(&yaml)
+        .args(["render", "runbook.yaml", "--as-of", "2026-12-01T00:00:00Z"])
+        .run();
+    r.code(0);
+    assert!(r.stdout.contains("| Weekly | 4 weeks |"), "{}", r.stdout);
+    let stated = format!(
+        "Barman is configured (in `{}`, server `shop`) to keep: `minimum_redundancy=1`, `retention_policy=RECOVERY WINDOW OF 4 WEEKS`.",
+        main.display()
+    );
+    assert!(r.stdout.contains(&stated), "{}", r.stdout);
+    assert!(!r.stdout.contains("hunter2"), "{}", r.stdout);
+    assert!(!r.stdout.contains("REDUNDANCY 9"), "{}", r.stdout);
+}
