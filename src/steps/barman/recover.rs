@@ -11,11 +11,11 @@ use chrono::Utc;
 
 use super::{ask, backups, barman, barman_account, barman_time, choose, explain, target_time};
 use crate::kind::barman::{BarmanRecover, BarmanTarget};
-use crate::pg::cluster::{find_binaries, Cluster, ClusterError, ClusterHandle};
+use crate::pg::cluster::{find_binaries, Cluster};
 use crate::record::Outputs;
 use crate::steps::local::recovery::{self, WalSource};
 use crate::steps::local::{cluster_error, scratch_dir};
-use crate::steps::{Run, StepCx, StepError, Undo};
+use crate::steps::{Run, StepCx, StepError};
 use crate::timestamp::{rfc3339, rfc3339_precise};
 
 impl Run for BarmanRecover {
@@ -54,18 +54,7 @@ impl Run for BarmanRecover {
         let account = barman_account()?;
         let root = scratch_dir(cx, self.dir.as_deref());
         // registered before anything exists, so an interrupt at any point leaves nothing
-        let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;
-        if root.exists() {
-            return Err(cluster_error(ClusterError::Exists(root)));
-        }
-        cx.created(Undo::Cluster {
-            step: cx.step_id.into(),
-            what: format!(
-                "stop and remove the recovered instance in {}",
-                root.display()
-            ),
-            handle,
-        });
+        crate::steps::local::register_instance(cx, &bin, &root, "recovered instance")?;
         let mut cluster = Cluster::prepare(bin, &root).map_err(cluster_error)?;
         let data = cluster.data_dir();
         give_to_barman(&root, &data, account.as_ref())?;

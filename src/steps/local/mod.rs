@@ -36,6 +36,28 @@ pub(crate) fn scratch_dir(cx: &StepCx<'_>, dir: Option<&str>) -> PathBuf {
     }
 }
 
+/// Registers the undo of a new instance at `root` (stop its server, remove the directory)
+/// before anything exists there, so an interrupt at any point leaves nothing behind; `what`
+/// names it in the cleanup ("stop and remove the restored instance in …"). A `root` that
+/// exists is refused.
+pub(crate) fn register_instance(
+    cx: &StepCx<'_>,
+    bin: &crate::pg::cluster::Binaries,
+    root: &std::path::Path,
+    what: &str,
+) -> Result<(), StepError> {
+    let handle = ClusterHandle::for_root(bin, root).map_err(cluster_error)?;
+    if root.exists() {
+        return Err(cluster_error(ClusterError::Exists(root.to_owned())));
+    }
+    cx.created(Undo::Cluster {
+        step: cx.step_id.into(),
+        what: format!("stop and remove the {what} in {}", root.display()),
+        handle,
+    });
+    Ok(())
+}
+
 pub(crate) fn cluster_error(e: ClusterError) -> StepError {
     match e {
         ClusterError::NoBinaries | ClusterError::NoAccount => StepError::unavailable(e.to_string()),
@@ -62,15 +84,7 @@ impl Run for LocalCluster {
             superuser: None,
         };
         // registered before anything exists, so an interrupted initdb leaves nothing behind
-        let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;
-        if root.exists() {
-            return Err(cluster_error(ClusterError::Exists(root)));
-        }
-        cx.created(Undo::Cluster {
-            step: cx.step_id.into(),
-            what: format!("stop and remove the cluster in {}", root.display()),
-            handle,
-        });
+        register_instance(cx, &bin, &root, "cluster")?;
         let mut cluster = Cluster::create(bin, &root, &opts)
             .await
             .map_err(cluster_error)?;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use super::recovery::{self, parse_target, WalSource};
 use super::{cluster_error, scratch_dir};
 use crate::kind::local::LocalStart;
-use crate::pg::cluster::{find_binaries, Cluster, ClusterError, ClusterHandle};
+use crate::pg::cluster::{find_binaries, Cluster};
 use crate::record::Outputs;
-use crate::steps::{Run, StepCx, StepError, Undo};
+use crate::steps::{Run, StepCx, StepError};
 
 impl Run for LocalStart {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
@@ -20,15 +20,7 @@ impl Run for LocalStart {
         check_filled(&filled, bin.major)?;
         let target = self.target.as_deref().map(parse_target);
         // registered before anything exists, so an interrupt at any point leaves nothing
-        let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;
-        if root.exists() {
-            return Err(cluster_error(ClusterError::Exists(root)));
-        }
-        cx.created(Undo::Cluster {
-            step: cx.step_id.into(),
-            what: format!("stop and remove the started instance in {}", root.display()),
-            handle,
-        });
+        super::register_instance(cx, &bin, &root, "started instance")?;
         let mut cluster = Cluster::prepare(bin, &root).map_err(cluster_error)?;
         let data = cluster.data_dir();
         take_over(&filled, &data)?;

@@ -13,9 +13,9 @@ use super::super::{cluster_error, scratch_dir};
 use super::info::Stanza;
 use super::{plain, segment_number, Tool};
 use crate::kind::pgbackrest::PgbackrestRestore;
-use crate::pg::cluster::{find_binaries, shell_quote, Cluster, ClusterError, ClusterHandle};
+use crate::pg::cluster::{find_binaries, Cluster};
 use crate::record::Outputs;
-use crate::steps::{Run, StepCx, StepError, Undo};
+use crate::steps::{Run, StepCx, StepError};
 use crate::timestamp::rfc3339;
 
 /// The recovery target, as pgBackRest takes it.
@@ -90,18 +90,7 @@ impl Run for PgbackrestRestore {
         let bin = find_binaries().map_err(cluster_error)?;
         let root = scratch_dir(cx, self.dir.as_deref());
         // registered before anything exists, so an interrupt at any point leaves nothing
-        let handle = ClusterHandle::for_root(&bin, &root).map_err(cluster_error)?;
-        if root.exists() {
-            return Err(cluster_error(ClusterError::Exists(root)));
-        }
-        cx.created(Undo::Cluster {
-            step: cx.step_id.into(),
-            what: format!(
-                "stop and remove the restored instance in {}",
-                root.display()
-            ),
-            handle,
-        });
+        super::super::register_instance(cx, &bin, &root, "restored instance")?;
         let mut cluster = Cluster::prepare(bin, &root).map_err(cluster_error)?;
         let data = cluster.data_dir();
         let mut args = vec![
@@ -183,7 +172,7 @@ impl Run for PgbackrestRestore {
         }
         out.insert("restore_ms".into(), restore_ms.into());
         if self.keep {
-            keep(cx, &cluster, &mut out);
+            recovery::keep(cx, &cluster, &mut out);
         }
         // the undo registered above stops it (unless kept); dropping the value must not
         let _ = cluster.detach();
@@ -381,36 +370,6 @@ fn explain(log: &str, stanza: &Stanza, goal: &Goal, fallback: &str) -> String {
 fn next_segment(name: &str) -> Option<String> {
     let n = segment_number(name)? + 1;
     Some(format!("{}{:08X}{:08X}", &name[..8], n / 256, n % 256))
-}
-
-/// `keep`: the instance stays after the run; its undo is given up and the outputs say how
-/// to connect to it and how to stop it.
-fn keep(cx: &StepCx<'_>, cluster: &Cluster, out: &mut Outputs) {
-    let root = cluster.root.clone();
-    cx.undo
-        .release(|u| !matches!(u, Undo::Cluster { handle, .. } if handle.root == root));
-    let as_server = if cluster.account().is_some() {
-        "runuser -u postgres -- "
-    } else {
-        ""
-    };
-    let uri = out
-        .get("connection_uri")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default()
-        .to_owned();
-    out.insert("kept".into(), true.into());
-    out.insert("psql_command".into(), format!("psql '{uri}'").into());
-    out.insert(
-        "stop_command".into(),
-        format!(
-            "{as_server}{} stop -D {} && rm -rf {}",
-            shell_quote(&cluster.bin.dir.join("pg_ctl").display().to_string()),
-            shell_quote(&cluster.data_dir().display().to_string()),
-            shell_quote(&root.display().to_string())
-        )
-        .into(),
-    );
 }
 
 #[cfg(test)]
