@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::{root, Cli, TempDir};
+use crate::support::{leftovers, root, Cli, TempDir};
 
 /// A source cluster archiving into a Barman server, one backup, and writes on both sides of
 /// a recorded target time.
@@ -220,27 +220,6 @@ pub fn own() -> Own {
         barman,
         _dir: dir,
     }
-}
-
-/// Scratch directories and servers of one run (by its id), which must all be gone.
-fn leftovers(run_id: &str) -> Vec<String> {
-    let mut left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .expect("tmp")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("drillbook-{run_id}")))
-        .collect();
-    let ps = Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("ps");
-    left.extend(
-        String::from_utf8_lossy(&ps.stdout)
-            .lines()
-            .filter(|l| l.contains(&format!("drillbook-{run_id}")))
-            .map(str::to_owned),
-    );
-    left
 }
 
 fn step<'a>(rec: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {

@@ -2,28 +2,7 @@
 //! ways a self-hosted restore goes wrong each end with a clear error, cleanup done, no
 //! server left running and no scratch directory left behind.
 
-use crate::support::{root, Cli};
-
-/// Scratch directories and servers of one run (by its id), which must all be gone.
-fn leftovers(run_id: &str) -> Vec<String> {
-    let mut left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .expect("tmp")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("drillbook-{run_id}")))
-        .collect();
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("ps");
-    left.extend(
-        String::from_utf8_lossy(&ps.stdout)
-            .lines()
-            .filter(|l| l.contains(&format!("drillbook-{run_id}")))
-            .map(str::to_owned),
-    );
-    left
-}
+use crate::support::{leftovers, root, Cli};
 
 /// The shipped drill, small, with `extra` YAML steps inserted before the restore.
 fn drill(extra: &str, args: &[&str]) -> (i32, serde_json::Value) {

@@ -397,3 +397,25 @@ pub fn tls_pg() -> &'static (u16, PathBuf) {
         (port, certs.join("ca.pem"))
     })
 }
+
+/// Scratch directories and processes of one run (by its id) left in `$TMPDIR` or running:
+/// after any run, there must be none.
+pub fn leftovers(run_id: &str) -> Vec<String> {
+    let mut left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
+        .expect("tmp")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("drillbook-{run_id}")))
+        .collect();
+    let ps = Command::new("ps")
+        .args(["-eo", "args"])
+        .output()
+        .expect("ps");
+    left.extend(
+        String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .filter(|l| l.contains(&format!("drillbook-{run_id}")))
+            .map(str::to_owned),
+    );
+    left
+}

@@ -203,7 +203,7 @@ fn an_interrupt_during_the_restore_leaves_nothing_behind() {
     let (run_id, code, seen) = interrupted(&cli, |_| false);
     assert_eq!(code, Some(130), "{seen}");
     assert!(!run_id.is_empty(), "{seen}");
-    let left = super::leftovers(&run_id);
+    let left = crate::support::leftovers(&run_id);
     assert!(left.is_empty(), "left behind: {left:#?}\n{seen}");
     assert!(seen.contains("[undo] ✓ restore:undo ok"), "{seen}");
 }

@@ -8,28 +8,7 @@ mod repo;
 
 use repo::{shared, Repo};
 
-use crate::support::{root, Cli};
-
-/// Scratch directories and processes of one run (by its id), which must all be gone.
-pub fn leftovers(run_id: &str) -> Vec<String> {
-    let mut left: Vec<String> = std::fs::read_dir(std::env::temp_dir())
-        .expect("tmp")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with(&format!("drillbook-{run_id}")))
-        .collect();
-    let ps = std::process::Command::new("ps")
-        .args(["-eo", "args"])
-        .output()
-        .expect("ps");
-    left.extend(
-        String::from_utf8_lossy(&ps.stdout)
-            .lines()
-            .filter(|l| l.contains(&format!("drillbook-{run_id}")))
-            .map(str::to_owned),
-    );
-    left
-}
+use crate::support::{leftovers, root, Cli};
 
 /// Runs `yaml`'s `drill` with `args` against `repo` (config through `PGBACKREST_CONFIG`,
 /// production through `DATABASE_URL`); the exit code and the record, checked for
