@@ -208,3 +208,145 @@ fn a_bad_target_and_a_named_column_the_table_lacks_are_said() {
         error(&step)
     );
 }
+
+const PITR_RUNBOOK: &str = r#"version: 1
+name: as-of
+targets:
+  production:
+    postgres: { url: "{{ env.DATABASE_URL }}" }
+procedures:
+  drill:
+    title: Restore to a past time and compare as of it
+    kind: drill
+    params:
+      restore_to: { type: string }
+      target_time: { type: string }
+    steps:
+      - id: restore
+        local.restore:
+          base_backup: "{{ env.BASE }}"
+          wal_archive: "{{ env.ARCHIVE }}"
+          target: "{{ params.restore_to }}"
+          database: shop
+      - id: integrity
+        compare:
+          source: production
+          restored: "{{ steps.restore.connection_uri }}"
+          checksums: true
+          as_of:
+            target: "{{ params.target_time }}"
+            changed: { "*": updated_at }
+            append_only: [audit_events]
+"#;
+
+/// A real point-in-time restore of a cluster whose production went on after the target:
+/// the restore to the target passes, a restore past it fails naming the keys.
+#[test]
+fn a_point_in_time_restore_passes_and_one_past_the_target_fails() {
+    use crate::local::{archive_all, base_backup};
+    use crate::support::{psql_as, Cli, TempDir};
+    use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let dir = TempDir::new();
+    let archive = dir.join("archive");
+    let bin = find_binaries().expect("binaries");
+    let mut cluster = rt
+        .block_on(Cluster::create(
+            bin.clone(),
+            &dir.join("cluster"),
+            &InitOptions {
+                archive_dir: Some(archive.clone()),
+                unsafe_fast: true,
+                superuser: Some("admin".into()),
+                ..InitOptions::default()
+            },
+        ))
+        .expect("initdb");
+    rt.block_on(cluster.start()).expect("start");
+    let pg = |sql: &str| psql_as(&bin.dir, cluster.port, "admin", "shop", sql);
+    psql_as(
+        &bin.dir,
+        cluster.port,
+        "admin",
+        "postgres",
+        "CREATE DATABASE shop",
+    );
+    // every insert and update sets updated_at, through a trigger
+    pg("CREATE FUNCTION touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.updated_at := clock_timestamp(); RETURN NEW; END $$;
+        CREATE TABLE orders (id bigserial PRIMARY KEY, total numeric NOT NULL, updated_at timestamptz);
+        CREATE TRIGGER orders_touch BEFORE INSERT OR UPDATE ON orders FOR EACH ROW EXECUTE FUNCTION touch();
+        CREATE TABLE audit_events (id bigserial PRIMARY KEY, what text NOT NULL);
+        INSERT INTO orders (total) SELECT g FROM generate_series(1, 2000) g;
+        INSERT INTO audit_events (what) SELECT 'e' || g FROM generate_series(1, 500) g;");
+    let backup = dir.join("base");
+    base_backup(&cluster, &backup);
+    // replayed from the archive: changes between the backup and the target
+    pg("UPDATE orders SET total = total * 2 WHERE id % 7 = 0; DELETE FROM orders WHERE id BETWEEN 1900 AND 1910;
+        INSERT INTO orders (total) SELECT g FROM generate_series(1, 100) g; INSERT INTO audit_events (what) VALUES ('before');");
+    let target = pg("SELECT clock_timestamp()");
+    // production after the target
+    pg("UPDATE orders SET total = total + 1 WHERE id % 5 = 0; DELETE FROM orders WHERE id BETWEEN 10 AND 30;
+        INSERT INTO orders (total) SELECT g FROM generate_series(1, 50) g;
+        DELETE FROM audit_events WHERE id <= 100; INSERT INTO audit_events (what) VALUES ('after');
+        CREATE TABLE coupons (id int PRIMARY KEY, code text, updated_at timestamptz DEFAULT clock_timestamp());
+        INSERT INTO coupons (id, code) VALUES (1, 'x');");
+    archive_all(&cluster);
+    let url = cluster.url("shop");
+    let drill = |restore_to: &str| {
+        let r = Cli::new()
+            .runbook(PITR_RUNBOOK)
+            .env("DATABASE_URL", &url)
+            .env("BASE", &backup.display().to_string())
+            .env("ARCHIVE", &archive.display().to_string())
+            .args([
+                "run",
+                "runbook.yaml",
+                "drill",
+                "--param",
+                &format!("restore_to={restore_to}"),
+                "--param",
+                &format!("target_time={target}"),
+                "--format",
+                "json",
+            ])
+            .run();
+        let rec: serde_json::Value = serde_json::from_str(&r.stdout)
+            .unwrap_or_else(|_| panic!("no record:\n{}\n{}", r.stdout, r.stderr));
+        (r.code, rec["steps"][1].clone())
+    };
+
+    let (code, step) = drill(&target);
+    assert_eq!(code, 0, "{step:#}");
+    let orders = table(&step, "orders");
+    assert_eq!(orders["ok"], true, "{orders:#}");
+    // ids 10..30: 21 deleted, 4 of them (15, 20, 25, 30) updated before; 50 inserted; the
+    // other multiples of 5 updated
+    let updated: i64 = pg("SELECT count(*) FROM orders WHERE id % 5 = 0 AND id <= 2100")
+        .parse()
+        .expect("count");
+    assert_eq!(orders["skipped_after_target"], updated + 50, "{orders:#}");
+    assert_eq!(orders["deleted_after_target"], 21, "{orders:#}");
+    let audit = table(&step, "audit_events");
+    assert_eq!(audit["skipped_after_target"], 1, "{audit:#}");
+    assert_eq!(audit["deleted_after_target"], 100, "{audit:#}");
+    assert!(
+        step["outputs"]["notes"]
+            .to_string()
+            .contains("coupons: only in source"),
+        "{step:#}"
+    );
+
+    // a restore to the end of the archive went past the target
+    let (code, step) = drill("latest");
+    assert_eq!(code, 1, "{step:#}");
+    let e = error(&step);
+    assert!(
+        e.contains("orders: ")
+            && e.contains("rows in restored changed after the target")
+            && e.contains("the restore went past the target, e.g. keys 5, 35, 40"),
+        "{e}"
+    );
+}

@@ -113,7 +113,7 @@ pub async fn check(
                 String::new()
             } else {
                 let q = format!(
-                    "SELECT {}::text FROM {} t WHERE NOT ({le}) ORDER BY 1 LIMIT {}",
+                    "SELECT {0}::text FROM {1} t WHERE NOT ({le}) ORDER BY {0} LIMIT {2}",
                     key_text(t),
                     quote_table(&t.name),
                     limit.max(1)
