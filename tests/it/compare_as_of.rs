@@ -350,3 +350,34 @@ fn a_point_in_time_restore_passes_and_one_past_the_target_fails() {
         "{e}"
     );
 }
+
+/// The rendered runbook says what an `as_of` comparison proves.
+#[test]
+fn the_rendered_runbook_says_what_as_of_checks() {
+    use crate::support::Cli;
+    let c = Cli::new().runbook(PITR_RUNBOOK);
+    let out = Cli::new()
+        .args([
+            "render",
+            "runbook.yaml",
+            "-o",
+            "doc.md",
+            "--as-of",
+            "2026-12-01T00:00:00Z",
+        ])
+        .command()
+        .current_dir(c.dir.path())
+        .output()
+        .expect("render");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = std::fs::read_to_string(c.dir.join("doc.md")).expect("doc");
+    let doc = doc.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        doc.contains("as of `<target_time>`: every row of the target `production` last changed at or before that time is restored unchanged, none restored is newer (by `updated_at` of every table that has it); `audit_events` only gain and lose rows"),
+        "{doc}"
+    );
+}
