@@ -42,6 +42,42 @@ pub struct Compare {
     pub concurrency: Option<usize>,
     /// How many differing keys to report per table (default 10; 0 skips the search).
     pub differing_keys: Option<usize>,
+    /// Compare as of the recovery target, against a source that kept changing after it:
+    /// `{target, changed: {table: column, "*": column}, append_only: [tables]}`.
+    pub as_of: Option<AsOf>,
+}
+
+/// What "as of the target" means per table: rows whose `changed` column is at or before the
+/// target must be in the restored copy unchanged; later ones are production moving on.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AsOf {
+    /// The recovery target time: RFC 3339 or relative (`now-24h`); usually
+    /// `"{{ params.target_time }}"`.
+    pub target: String,
+    /// Per table, a timestamp column every insert and update sets (e.g. `updated_at`);
+    /// `"*"` names the column for every table that has it.
+    #[serde(default)]
+    pub changed: std::collections::BTreeMap<String, String>,
+    /// Tables whose rows are only ever added (and deleted), never updated.
+    #[serde(default)]
+    pub append_only: Vec<String>,
+}
+
+impl AsOf {
+    /// The `changed` column named for `table`, and whether it was named for it alone (not
+    /// through `"*"`).
+    pub fn changed_column(&self, table: &str) -> Option<(&str, bool)> {
+        self.changed
+            .iter()
+            .find(|(t, _)| t.as_str() != "*" && same_table(t, table))
+            .map(|(_, c)| (c.as_str(), true))
+            .or_else(|| self.changed.get("*").map(|c| (c.as_str(), false)))
+    }
+
+    pub fn is_append_only(&self, table: &str) -> bool {
+        self.append_only.iter().any(|t| same_table(t, table))
+    }
 }
 
 fn yes() -> bool {
@@ -212,6 +248,14 @@ impl Spec for Compare {
             "differences outside the tables (sequences, extra tables)",
         ),
         output(
+            "as_of_target",
+            "with `as_of`: the target compared against, RFC 3339 UTC",
+        ),
+        output(
+            "notes",
+            "with `as_of`: what production did after the target (not failures)",
+        ),
+        output(
             "report",
             "the comparison as a table a person reads at a glance",
         ),
@@ -251,6 +295,9 @@ impl Spec for Compare {
         }
         if self.schema {
             what.push("schema");
+        }
+        if self.as_of.is_some() {
+            what.push("as of the target");
         }
         format!(
             "compare {} with {} ({tables}): {}",

@@ -33,7 +33,7 @@ fn pair(damage: &str) -> (String, String) {
     (pg.url(&src), pg.url(&dst))
 }
 
-fn compare(src: &str, dst: &str, options: &str) -> (i32, serde_json::Value) {
+pub(crate) fn compare(src: &str, dst: &str, options: &str) -> (i32, serde_json::Value) {
     let yaml = format!(
         "version: 1\nname: t\ntargets:\n  production:\n    postgres: {{ url: \"{{{{ env.SRC_URL }}}}\" }}\n    protected: true\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: integrity\n        compare:\n          source: production\n          restored: \"{{{{ env.DST_URL }}}}\"\n{options}\n"
     );
@@ -50,7 +50,7 @@ fn compare(src: &str, dst: &str, options: &str) -> (i32, serde_json::Value) {
 
 const FULL: &str = "          tables: all\n          checksums: true\n          samples: 20\n          schema: true";
 
-fn error(step: &serde_json::Value) -> String {
+pub(crate) fn error(step: &serde_json::Value) -> String {
     step["error"].as_str().unwrap_or_default().to_owned()
 }
 

@@ -6,6 +6,7 @@ mod barman;
 mod canary;
 mod check;
 mod compare;
+mod compare_as_of;
 mod crash;
 mod daemon;
 mod engine;

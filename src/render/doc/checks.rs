@@ -194,6 +194,36 @@ pub(super) fn compare_items(runbook: &Runbook, c: &Compare) -> Vec<String> {
                 .map_or("every table with a primary key".to_owned(), codes)
         )),
     }
+    if let Some(a) = &c.as_of {
+        let columns: Vec<String> = a
+            .changed
+            .iter()
+            .map(|(t, col)| {
+                if t == "*" {
+                    format!("`{col}` of every table that has it")
+                } else {
+                    format!("`{col}` of `{t}`")
+                }
+            })
+            .collect();
+        let mut s = format!(
+            "as of `{}`: every row of {source} last changed at or before that time is restored unchanged, none restored is newer",
+            a.target
+        );
+        if !columns.is_empty() {
+            s.push_str(&format!(" (by {})", columns.join(", ")));
+        }
+        if !a.append_only.is_empty() {
+            s.push_str(&format!(
+                "; {} only gain and lose rows",
+                codes(&a.append_only)
+            ));
+        }
+        s.push_str(
+            "; what production changed after that time is counted, not failed; the row counts, checksums and samples above hold in full for the other tables only",
+        );
+        items.push(s);
+    }
     items
 }
 

@@ -2,6 +2,7 @@
 //! checked concurrently over a bounded number of connections per database, and every
 //! finding lands in the step's outputs, per table.
 
+mod as_of;
 mod catalog;
 mod table;
 
@@ -16,8 +17,9 @@ use crate::kind::compare::{
     same_table, Compare, CountRule, Direction, RowCounts, Samples, Tables, Tolerance,
 };
 use crate::record::Outputs;
+use as_of::{Plan, HINT};
 use catalog::Table;
-use table::{Digest, Hashing, KeyDiff};
+use table::{Digest, Hashing, KeyDiff, Scope};
 
 /// `public.orders` shows as `orders`.
 fn shown(qualified: &str) -> &str {
@@ -40,6 +42,15 @@ pub struct TableReport {
     pub sampled: Option<usize>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub findings: Vec<String>,
+    /// As of the target: source rows changed (or added) after it, not compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped_after_target: Option<i64>,
+    /// As of the target: restored rows the source no longer has.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted_after_target: Option<u64>,
+    /// What production did after the target, said but not failed on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Run for Compare {
@@ -49,6 +60,10 @@ impl Run for Compare {
 }
 
 async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> {
+    let target = match &spec.as_of {
+        Some(a) => Some(as_of_target(&a.target)?),
+        None => None,
+    };
     let (src_spec, dst_spec) = (
         db::resolve(cx, &spec.source).await?,
         db::resolve(cx, &spec.restored).await?,
@@ -105,14 +120,37 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
     let hashable = catalog::hashable(src, &types).await;
     let mut work = Vec::new();
     for t in selected {
+        let plan = match (&spec.as_of, &target) {
+            (Some(a), Some(_)) => as_of::plan(a, t),
+            _ => Plan::Strict,
+        };
         let r = report(&mut reports, &t.name);
-        if !dst_tables.contains_key(&t.name) {
-            r.findings.push(MISSING.into());
+        if let Plan::Invalid(why) = &plan {
+            r.findings.push(why.clone());
             continue;
         }
-        let hashing = spec
-            .checksums
-            .includes(&t.name)
+        if !dst_tables.contains_key(&t.name) {
+            match (&plan, &target) {
+                (Plan::Changed(c), Some(target)) => {
+                    match as_of::rows_before(src, t, c, target).await {
+                        Ok(0) => r.notes.push(
+                            "only in source, with no row changed at or before the target: created in production after the target?".into(),
+                        ),
+                        Ok(n) => r.findings.push(format!(
+                            "{MISSING}: {n} rows in source were last changed at or before the target"
+                        )),
+                        Err(e) => r.findings.push(table::explain(shown(&t.name), &e)),
+                    }
+                }
+                (_, Some(_)) => r
+                    .notes
+                    .push("only in source: created in production after the target?".into()),
+                _ => r.findings.push(MISSING.into()),
+            }
+            continue;
+        }
+        let as_of = !matches!(plan, Plan::Strict);
+        let hashing = (as_of || spec.checksums.includes(&t.name))
             .then(|| Hashing::for_table(t, &hashable, src_major == dst_major));
         let sample_rows = match &spec.samples {
             Samples::Rows(n) => *n,
@@ -129,16 +167,22 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         work.push(Job {
             table: t.clone(),
             hashing,
-            sample_rows,
+            // the keyed checksum covers every row at or before the target already
+            sample_rows: if as_of { 0 } else { sample_rows },
+            plan,
         });
     }
     if matches!(spec.tables, Tables::All) {
         for name in dst_tables.keys().filter(|n| {
             !src_tables.contains_key(*n) && !spec.exclude.iter().any(|x| same_table(x, n))
         }) {
-            report(&mut reports, name)
-                .findings
-                .push("only in restored (not in source)".into());
+            let r = report(&mut reports, name);
+            if target.is_some() {
+                r.notes
+                    .push("only in restored: dropped in production after the target?".into());
+            } else {
+                r.findings.push("only in restored (not in source)".into());
+            }
         }
     }
 
@@ -154,6 +198,11 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         RowCounts::Rule(r) => Some(r.clone()),
     };
     let limit = spec.differing_keys.unwrap_or(10);
+    // production's sequences went on after the target
+    let direction = match target {
+        Some(_) => Direction::RestoredLeSource,
+        None => rule.as_ref().map(|r| r.direction).unwrap_or_default(),
+    };
     let mut workers = tokio::task::JoinSet::new();
     let schema_pair = if spec.schema { pairs.pop() } else { None };
     let schema_pair = match schema_pair {
@@ -168,25 +217,20 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         let queue = queue.clone();
         let results = results.clone();
         let rule = rule.clone();
+        let target = target.clone();
         workers.spawn(async move {
             loop {
                 let job = queue.lock().await.pop();
                 let Some(job) = job else { break };
-                let r = check_table(&src, &dst, &job, rule.as_ref(), limit).await;
+                let r =
+                    check_table(&src, &dst, &job, rule.as_ref(), limit, target.as_deref()).await;
                 results.lock().await.push(r);
             }
             (src, dst)
         });
     }
     let schema_findings = match schema_pair {
-        Some((s, d)) => Some(
-            schema(
-                &s,
-                &d,
-                rule.as_ref().map(|r| r.direction).unwrap_or_default(),
-            )
-            .await,
-        ),
+        Some((s, d)) => Some(schema(&s, &d, direction).await),
         None => None,
     };
     let mut last_pair = None;
@@ -197,9 +241,7 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
     }
     let schema_findings = match (schema_findings, spec.schema, &last_pair) {
         (Some(f), _, _) => f,
-        (None, true, Some((s, d))) => {
-            schema(s, d, rule.as_ref().map(|r| r.direction).unwrap_or_default()).await
-        }
+        (None, true, Some((s, d))) => schema(s, d, direction).await,
         _ => Ok(Vec::new()),
     };
 
@@ -221,20 +263,49 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         let r = report(&mut reports, table);
         // a table missing from the restored copy is one finding, not one per column,
         // index and constraint of it
-        if r.findings.iter().any(|f| f == MISSING) {
+        if r.findings.iter().any(|f| f.starts_with(MISSING))
+            || r.rows_restored.is_none() && !r.notes.is_empty()
+        {
             continue;
         }
-        r.findings.push(finding.clone());
+        if target.is_some() {
+            r.findings.push(format!("{finding} ({HINT})"));
+        } else {
+            r.findings.push(finding.clone());
+        }
     }
-    let global: Vec<String> = schema_findings
-        .iter()
-        .filter(|(t, _)| t.is_empty())
-        .map(|(_, f)| f.clone())
-        .collect();
+    let mut global = Vec::new();
+    let mut notes = Vec::new();
+    for (_, f) in schema_findings.iter().filter(|(t, _)| t.is_empty()) {
+        match &target {
+            // a sequence created after the target, with its table
+            Some(_) if f.starts_with("sequence ") && f.contains(" missing in restored") => {
+                notes.push(format!("{f}: created in production after the target?"))
+            }
+            Some(_) if f.starts_with("sequence ") && f.contains(" only in restored") => {
+                notes.push(format!("{f}: dropped in production after the target?"))
+            }
+            Some(_) => global.push(format!("{f} ({HINT})")),
+            None => global.push(f.clone()),
+        }
+    }
     for r in reports.values_mut() {
         r.ok = r.findings.is_empty() && r.differing_keys.is_empty();
     }
-    finish(reports, global, lost)
+    finish(reports, global, notes, target.as_deref(), lost)
+}
+
+/// The `as_of` target as an RFC 3339 instant, or a failure naming the value.
+fn as_of_target(given: &str) -> Result<String, StepError> {
+    let spec: crate::timestamp::TimeSpec =
+        given
+            .parse()
+            .map_err(|e: crate::timestamp::TimestampError| {
+                StepError::failed(format!("as_of.target `{given}`: {e}"))
+            })?;
+    Ok(crate::timestamp::rfc3339_precise(
+        spec.resolve(chrono::Utc::now()),
+    ))
 }
 
 /// The finding of a table the restored copy does not have.
@@ -244,6 +315,7 @@ struct Job {
     table: Table,
     hashing: Option<Hashing>,
     sample_rows: usize,
+    plan: Plan,
 }
 
 fn qualify(name: &str) -> String {
@@ -270,6 +342,7 @@ async fn check_table(
     job: &Job,
     rule: Option<&CountRule>,
     limit: usize,
+    target: Option<&str>,
 ) -> (String, (TableReport, Option<String>)) {
     let t = &job.table;
     let mut r = TableReport {
@@ -282,12 +355,22 @@ async fn check_table(
                 .is_some_and(|d| d.code().code().starts_with("57P")))
         .then(|| table::explain(shown(&t.name), e))
     };
+    if let (Some(target), Some(h)) = (target, &job.hashing) {
+        if !matches!(job.plan, Plan::Strict) {
+            if let Err(e) = as_of::check(src, dst, t, h, &job.plan, target, limit, &mut r).await {
+                r.findings.push(table::explain(shown(&t.name), &e));
+                let l = lost(&e);
+                return (t.name.clone(), (r, l));
+            }
+            return (t.name.clone(), (r, None));
+        }
+    }
     let digests = tokio::try_join!(
-        table::digest(src, &t.name, job.hashing.as_ref()),
-        table::digest(dst, &t.name, job.hashing.as_ref())
+        table::digest(src, &t.name, job.hashing.as_ref(), None),
+        table::digest(dst, &t.name, job.hashing.as_ref(), None)
     );
     let (a, b): (Digest, Digest) = match digests {
-        Ok(d) => d,
+        Ok(((a, _), (b, _))) => (a, b),
         Err(e) => {
             r.findings.push(table::explain(shown(&t.name), &e));
             let l = lost(&e);
@@ -307,8 +390,8 @@ async fn check_table(
         if !equal {
             r.findings.push("content checksum differs".into());
             if !t.primary_key.is_empty() && limit > 0 {
-                match table::differing_keys(src, dst, t, h, limit).await {
-                    Ok(keys) => r.differing_keys = keys,
+                match table::differing_keys(src, dst, t, h, &Scope::plain(), limit).await {
+                    Ok(found) => r.differing_keys = found.keys,
                     Err(e) => r.findings.push(format!(
                         "could not narrow down the differing keys: {}",
                         table::explain(shown(&t.name), &e)
@@ -327,6 +410,14 @@ async fn check_table(
                 "sampling failed: {}",
                 table::explain(shown(&t.name), &e)
             )),
+        }
+    }
+    if target.is_some() {
+        // a table compared in full: production changing after the target fails it
+        for f in &mut r.findings {
+            f.push_str(&format!(
+                " ({HINT} name a column every change sets under `as_of.changed`)"
+            ));
         }
     }
     (t.name.clone(), (r, None))
@@ -413,6 +504,8 @@ async fn schema(
 fn finish(
     reports: BTreeMap<String, TableReport>,
     global: Vec<String>,
+    mut notes: Vec<String>,
+    target: Option<&str>,
     lost: Option<String>,
 ) -> Result<Outputs, StepError> {
     let tables: Vec<&TableReport> = reports.values().collect();
@@ -427,7 +520,14 @@ fn finish(
     if !global.is_empty() {
         out.insert("schema_findings".into(), global.clone().into());
     }
-    out.insert("report".into(), render(&tables, &global).into());
+    if let Some(t) = target {
+        out.insert("as_of_target".into(), t.into());
+        for r in &tables {
+            notes.extend(r.notes.iter().map(|n| format!("{}: {n}", r.table)));
+        }
+        out.insert("notes".into(), notes.clone().into());
+    }
+    out.insert("report".into(), render(&tables, &global, &notes).into());
     if let Some(e) = lost {
         return Err(StepError::unavailable(format!(
             "lost a connection during the comparison: {e}"
@@ -465,7 +565,7 @@ fn finish(
 }
 
 /// A table a person reads at a glance.
-fn render(tables: &[&TableReport], global: &[String]) -> String {
+fn render(tables: &[&TableReport], global: &[String], notes: &[String]) -> String {
     let width = tables
         .iter()
         .map(|r| r.table.len())
@@ -478,8 +578,13 @@ fn render(tables: &[&TableReport], global: &[String]) -> String {
     );
     for r in tables {
         let n = |v: Option<i64>| v.map_or("-".to_owned(), |n| n.to_string());
-        let result = if r.ok {
-            "ok".to_owned()
+        let result = if r.ok && r.rows_restored.is_none() && !r.notes.is_empty() {
+            "note".to_owned()
+        } else if r.ok {
+            match r.skipped_after_target.filter(|n| *n > 0) {
+                Some(n) => format!("ok ({n} source rows after the target skipped)"),
+                None => "ok".to_owned(),
+            }
         } else {
             r.findings
                 .first()
@@ -499,6 +604,9 @@ fn render(tables: &[&TableReport], global: &[String]) -> String {
     }
     for g in global {
         s.push_str(&format!("schema: {g}\n"));
+    }
+    for n in notes {
+        s.push_str(&format!("note: {n}\n"));
     }
     s
 }

@@ -65,31 +65,44 @@ pub struct Digest {
     pub checksum: Option<String>,
 }
 
+/// Count and checksum of one side; with `le` (as of a target), of the rows at or before it,
+/// and the second value counts the rows after it, in the same scan.
 pub async fn digest(
     client: &Client,
     table: &str,
     hashing: Option<&Hashing>,
-) -> Result<Digest, tokio_postgres::Error> {
+    le: Option<&str>,
+) -> Result<(Digest, i64), tokio_postgres::Error> {
+    let only = le.map_or(String::new(), |le| format!(" FILTER (WHERE {le})"));
+    let after = le.map_or("0::int8".to_owned(), |le| {
+        format!("count(*) FILTER (WHERE NOT ({le}))")
+    });
     let q = match hashing {
-        None => format!("SELECT count(*), NULL::text FROM {} t", quote_table(table)),
+        None => format!(
+            "SELECT count(*){only}, NULL::text, {after} FROM {} t",
+            quote_table(table)
+        ),
         Some(h) if h.with_sum => format!(
-            "SELECT count(*), bit_xor({0})::text || '/' || coalesce(sum({0}), 0)::text FROM {1} t",
+            "SELECT count(*){only}, (bit_xor({0}){only})::text || '/' || coalesce(sum({0}){only}, 0)::text, {after} FROM {1} t",
             h.row_hash,
             quote_table(table)
         ),
         Some(h) => format!(
-            "SELECT count(*), bit_xor({})::text FROM {} t",
+            "SELECT count(*){only}, (bit_xor({}){only})::text, {after} FROM {} t",
             h.row_hash,
             quote_table(table)
         ),
     };
     let row = client.query_one(q.as_str(), &[]).await?;
-    Ok(Digest {
-        rows: row.get(0),
-        checksum: row
-            .get::<_, Option<String>>(1)
-            .or_else(|| hashing.map(|_| "empty".into())),
-    })
+    Ok((
+        Digest {
+            rows: row.get(0),
+            checksum: row
+                .get::<_, Option<String>>(1)
+                .or_else(|| hashing.map(|_| "empty".into())),
+        },
+        row.get(2),
+    ))
 }
 
 /// A key whose row differs.
@@ -110,27 +123,111 @@ const BUCKETS: i64 = 1024;
 const TUNE: &str = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET enable_sort = off; SET jit = off; SET work_mem = '64MB'";
 const UNTUNE: &str = "RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET enable_sort; RESET jit; RESET work_mem";
 
+/// Which rows the grouped passes cover and how a differing key is judged: every row
+/// (`plain`), or, as of a recovery target, the rows at or before it.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    /// Predicate over alias `t` for the bucket checksums (`true`: every row).
+    pub filter: String,
+    /// Expression over `t`: the row was last changed at or before the target.
+    pub le: String,
+    pub judge: Judge,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Judge {
+    /// Equal, row for row.
+    Plain,
+    /// As of the target, with a `changed` column.
+    Changed,
+    /// As of the target, rows only added or deleted, no column.
+    AppendOnly,
+}
+
+impl Scope {
+    pub fn plain() -> Scope {
+        Scope {
+            filter: "true".into(),
+            le: "true".into(),
+            judge: Judge::Plain,
+        }
+    }
+}
+
+/// What the search found: failing keys (up to the limit), and the keys that differ because
+/// production moved on after the target.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub keys: Vec<KeyDiff>,
+    /// Restored rows the source no longer has.
+    pub deleted_after_target: u64,
+    /// Source rows the restored copy lacks that were added (or changed) after the target.
+    pub added_after_target: u64,
+    /// Source rows changed after the target (the restored copy holds their earlier form).
+    pub changed_after_target: u64,
+}
+
+/// The change a differing key shows, or None when the difference is production moving on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Same,
+    Fail(&'static str),
+    Deleted,
+    Added,
+    /// The source row changed after the target.
+    After,
+}
+
+/// Judges one key from its (row hash, at or before the target) on each side.
+fn judge(j: Judge, a: Option<(i64, bool)>, b: Option<(i64, bool)>) -> Verdict {
+    match (j, a, b) {
+        (Judge::Changed, _, Some((_, false))) => Verdict::Fail(NEWER),
+        (Judge::Changed, Some((_, false)), _) => Verdict::After,
+        (_, Some(_), None) if j == Judge::AppendOnly => Verdict::Added,
+        (_, Some(_), None) => Verdict::Fail("missing in restored"),
+        (Judge::Plain, None, Some(_)) => Verdict::Fail("only in restored"),
+        (_, None, Some(_)) => Verdict::Deleted,
+        (_, Some((h, _)), Some((g, _))) if h != g => Verdict::Fail("changed"),
+        _ => Verdict::Same,
+    }
+}
+
+/// A restored row changed after the target: the restore went past it.
+pub const NEWER: &str = "newer than the target in restored";
+
 /// Finds up to `limit` keys whose rows differ, for a table with a primary key.
 pub async fn differing_keys(
     src: &Client,
     dst: &Client,
     table: &Table,
     hashing: &Hashing,
+    scope: &Scope,
     limit: usize,
-) -> Result<Vec<KeyDiff>, tokio_postgres::Error> {
+) -> Result<Found, tokio_postgres::Error> {
     let integer_key = table.primary_key.len() == 1
         && matches!(
             table.primary_key[0].ty.as_str(),
             "smallint" | "integer" | "bigint"
         );
     tokio::try_join!(src.batch_execute(TUNE), dst.batch_execute(TUNE))?;
-    let found = if integer_key {
-        by_key_range(src, dst, table, hashing, limit).await
+    let mut found = Found::default();
+    let search = Search {
+        src,
+        dst,
+        table,
+        hashing,
+        scope,
+        limit,
+    };
+    let done = if integer_key {
+        search.by_key_range(&mut found).await
     } else {
-        by_key_hash(src, dst, table, hashing, limit).await
+        search.by_key_hash(&mut found).await
     };
     tokio::try_join!(src.batch_execute(UNTUNE), dst.batch_execute(UNTUNE))?;
-    found
+    done?;
+    found.keys.truncate(limit);
+    Ok(found)
 }
 
 fn key_text_expr(pk: &[Column]) -> String {
@@ -146,108 +243,132 @@ fn key_text_expr(pk: &[Column]) -> String {
     }
 }
 
-/// Integer keys: one grouped pass per database checksums 1,024 key-range buckets; the
-/// rows of differing buckets are read as (key, row hash) pairs, and buckets still too large
-/// are split the same way (their key range is read through the index).
-async fn by_key_range(
-    src: &Client,
-    dst: &Client,
-    table: &Table,
-    hashing: &Hashing,
+struct Search<'a> {
+    src: &'a Client,
+    dst: &'a Client,
+    table: &'a Table,
+    hashing: &'a Hashing,
+    scope: &'a Scope,
     limit: usize,
-) -> Result<Vec<KeyDiff>, tokio_postgres::Error> {
-    let pk = quote_ident(&table.primary_key[0].name);
-    let name = quote_table(&table.name);
-    let bounds = format!("SELECT min({pk})::int8, max({pk})::int8 FROM {name}");
-    let (a, b) = tokio::try_join!(
-        src.query_one(bounds.as_str(), &[]),
-        dst.query_one(bounds.as_str(), &[])
-    )?;
-    let lows = [a.get::<_, Option<i64>>(0), b.get(0)];
-    let highs = [a.get::<_, Option<i64>>(1), b.get(1)];
-    let (Some(lo), Some(hi)) = (
-        lows.iter().flatten().min().copied(),
-        highs.iter().flatten().max().copied(),
-    ) else {
-        return Ok(Vec::new());
-    };
-    let mut out = Vec::new();
-    let mut ranges = vec![(lo, hi.saturating_add(1))];
-    for _round in 0..6 {
-        let mut next = Vec::new();
-        for (start, end) in ranges {
-            let width = ((end - start) + BUCKETS - 1) / BUCKETS;
-            let width = width.max(1);
-            let q = format!(
-                "SELECT ({pk}::int8 - {start}) / {width} AS b, count(*), bit_xor({h}) FROM {name} t WHERE {pk} >= {start} AND {pk} < {end} GROUP BY 1",
-                h = hashing.row_hash
-            );
-            for (b, rows) in differing_buckets(src, dst, &q).await? {
-                let bucket = (start + b * width, (start + (b + 1) * width).min(end));
-                if rows > FETCH_LIMIT && width > 1 {
-                    next.push(bucket);
-                    continue;
-                }
-                let f = format!(
-                    "SELECT {k}, {h} FROM {name} t WHERE {pk} >= {} AND {pk} < {}",
-                    bucket.0,
-                    bucket.1,
-                    k = key_text_expr(&table.primary_key),
-                    h = hashing.row_hash
-                );
-                diff_rows(src, dst, &f, &mut out).await?;
-                if out.len() >= limit {
-                    out.truncate(limit);
-                    return Ok(out);
-                }
-            }
-        }
-        if next.is_empty() {
-            break;
-        }
-        ranges = next;
-    }
-    out.truncate(limit);
-    Ok(out)
 }
 
-/// Other keys: bucket by a hash of the key in one grouped pass per side, then read the
-/// rows of the differing buckets in one more pass.
-async fn by_key_hash(
-    src: &Client,
-    dst: &Client,
-    table: &Table,
-    hashing: &Hashing,
-    limit: usize,
-) -> Result<Vec<KeyDiff>, tokio_postgres::Error> {
-    let name = quote_table(&table.name);
-    let key = key_text_expr(&table.primary_key);
-    let bucket = format!("(hashtextextended({key}, 7) & {})", BUCKETS - 1);
-    let q = format!(
-        "SELECT {bucket} AS b, count(*), bit_xor({h}) FROM {name} t GROUP BY 1",
-        h = hashing.row_hash
-    );
-    let differing: Vec<i64> = differing_buckets(src, dst, &q)
-        .await?
-        .into_iter()
-        .map(|(b, _)| b)
-        .collect();
-    if differing.is_empty() {
-        return Ok(Vec::new());
+impl Search<'_> {
+    /// Integer keys: one grouped pass per database checksums 1,024 key-range buckets; the
+    /// rows of differing buckets are read as (key, row hash) pairs, and buckets still too
+    /// large are split the same way (their key range is read through the index).
+    async fn by_key_range(&self, out: &mut Found) -> Result<(), tokio_postgres::Error> {
+        let (src, dst) = (self.src, self.dst);
+        let pk = quote_ident(&self.table.primary_key[0].name);
+        let name = quote_table(&self.table.name);
+        let bounds = format!("SELECT min({pk})::int8, max({pk})::int8 FROM {name}");
+        let (a, b) = tokio::try_join!(
+            src.query_one(bounds.as_str(), &[]),
+            dst.query_one(bounds.as_str(), &[])
+        )?;
+        let lows = [a.get::<_, Option<i64>>(0), b.get(0)];
+        let highs = [a.get::<_, Option<i64>>(1), b.get(1)];
+        let (Some(lo), Some(hi)) = (
+            lows.iter().flatten().min().copied(),
+            highs.iter().flatten().max().copied(),
+        ) else {
+            return Ok(());
+        };
+        let mut ranges = vec![(lo, hi.saturating_add(1))];
+        for _round in 0..6 {
+            let mut next = Vec::new();
+            for (start, end) in ranges {
+                let width = ((end - start) + BUCKETS - 1) / BUCKETS;
+                let width = width.max(1);
+                let q = format!(
+                    "SELECT ({pk}::int8 - {start}) / {width} AS b, count(*), bit_xor({h}) FROM {name} t WHERE {pk} >= {start} AND {pk} < {end} AND ({f}) GROUP BY 1",
+                    h = self.hashing.row_hash,
+                    f = self.scope.filter
+                );
+                for (b, rows) in differing_buckets(src, dst, &q).await? {
+                    let bucket = (start + b * width, (start + (b + 1) * width).min(end));
+                    if rows > FETCH_LIMIT && width > 1 {
+                        next.push(bucket);
+                        continue;
+                    }
+                    let f = format!(
+                        "SELECT {k}, {h}, {le} FROM {name} t WHERE {pk} >= {} AND {pk} < {}",
+                        bucket.0,
+                        bucket.1,
+                        k = key_text_expr(&self.table.primary_key),
+                        h = self.hashing.row_hash,
+                        le = self.scope.le
+                    );
+                    if self.diff_rows(&f, out).await? {
+                        return Ok(());
+                    }
+                }
+            }
+            if next.is_empty() {
+                break;
+            }
+            ranges = next;
+        }
+        Ok(())
     }
-    let list = differing
-        .iter()
-        .map(i64::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    let f = format!(
-        "SELECT {key}, {h} FROM {name} t WHERE {bucket} IN ({list})",
-        h = hashing.row_hash
-    );
-    let mut out = Vec::new();
-    diff_rows(src, dst, &f, &mut out).await?;
-    out.truncate(limit);
-    Ok(out)
+
+    /// Other keys: bucket by a hash of the key in one grouped pass per side, then read the
+    /// rows of the differing buckets in one more pass.
+    async fn by_key_hash(&self, out: &mut Found) -> Result<(), tokio_postgres::Error> {
+        let name = quote_table(&self.table.name);
+        let key = key_text_expr(&self.table.primary_key);
+        let bucket = format!("(hashtextextended({key}, 7) & {})", BUCKETS - 1);
+        let q = format!(
+            "SELECT {bucket} AS b, count(*), bit_xor({h}) FROM {name} t WHERE ({f}) GROUP BY 1",
+            h = self.hashing.row_hash,
+            f = self.scope.filter
+        );
+        let differing: Vec<i64> = differing_buckets(self.src, self.dst, &q)
+            .await?
+            .into_iter()
+            .map(|(b, _)| b)
+            .collect();
+        if differing.is_empty() {
+            return Ok(());
+        }
+        let list = differing
+            .iter()
+            .map(i64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let f = format!(
+            "SELECT {key}, {h}, {le} FROM {name} t WHERE {bucket} IN ({list})",
+            h = self.hashing.row_hash,
+            le = self.scope.le
+        );
+        self.diff_rows(&f, out).await?;
+        Ok(())
+    }
+
+    /// Runs a (key, hash, at or before the target) query on both sides and records the keys
+    /// that differ; true once `limit` failing keys are found.
+    async fn diff_rows(&self, q: &str, out: &mut Found) -> Result<bool, tokio_postgres::Error> {
+        let (a, b) = tokio::try_join!(self.src.query(q, &[]), self.dst.query(q, &[]))?;
+        let read = |rows: Vec<tokio_postgres::Row>| -> BTreeMap<String, (i64, bool)> {
+            rows.iter()
+                .map(|r| (r.get(0), (r.get(1), r.get(2))))
+                .collect()
+        };
+        let (a, b) = (read(a), read(b));
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            match judge(self.scope.judge, a.get(k).copied(), b.get(k).copied()) {
+                Verdict::Same => {}
+                Verdict::Deleted => out.deleted_after_target += 1,
+                Verdict::Added => out.added_after_target += 1,
+                Verdict::After => out.changed_after_target += 1,
+                Verdict::Fail(change) => out.keys.push(KeyDiff {
+                    key: k.clone(),
+                    change,
+                }),
+            }
+        }
+        Ok(out.keys.len() >= self.limit)
+    }
 }
 
 /// Runs a grouped `(bucket, count(*), bit_xor(hash))` query on both databases and returns
@@ -277,38 +398,6 @@ async fn differing_buckets(
             )
         })
         .collect())
-}
-
-/// Runs a (key, hash) query on both sides and records the keys that differ.
-async fn diff_rows(
-    src: &Client,
-    dst: &Client,
-    q: &str,
-    out: &mut Vec<KeyDiff>,
-) -> Result<(), tokio_postgres::Error> {
-    let (a, b) = tokio::try_join!(src.query(q, &[]), dst.query(q, &[]))?;
-    let a: BTreeMap<String, i64> = a.iter().map(|r| (r.get(0), r.get(1))).collect();
-    let b: BTreeMap<String, i64> = b.iter().map(|r| (r.get(0), r.get(1))).collect();
-    for (k, h) in &a {
-        match b.get(k) {
-            None => out.push(KeyDiff {
-                key: k.clone(),
-                change: "missing in restored",
-            }),
-            Some(h2) if h2 != h => out.push(KeyDiff {
-                key: k.clone(),
-                change: "changed",
-            }),
-            Some(_) => {}
-        }
-    }
-    for k in b.keys().filter(|k| !a.contains_key(*k)) {
-        out.push(KeyDiff {
-            key: k.clone(),
-            change: "only in restored",
-        });
-    }
-    Ok(())
 }
 
 /// Compares up to `n` rows picked at random from the restored copy with the source's rows of
@@ -418,5 +507,41 @@ pub fn explain(table: &str, e: &tokio_postgres::Error) -> String {
         format!("{table} disappeared while it was being checked: {text}")
     } else {
         format!("{table}: {text}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_judged_as_of_the_target() {
+        let (le, after) = (Some((1, true)), Some((1, false)));
+        let other = Some((2, true));
+        assert_eq!(judge(Judge::Changed, le, le), Verdict::Same);
+        assert_eq!(judge(Judge::Changed, le, other), Verdict::Fail("changed"));
+        assert_eq!(
+            judge(Judge::Changed, le, None),
+            Verdict::Fail("missing in restored")
+        );
+        assert_eq!(judge(Judge::Changed, le, after), Verdict::Fail(NEWER));
+        assert_eq!(judge(Judge::Changed, None, after), Verdict::Fail(NEWER));
+        assert_eq!(judge(Judge::Changed, after, le), Verdict::After);
+        assert_eq!(judge(Judge::Changed, after, None), Verdict::After);
+        assert_eq!(judge(Judge::Changed, None, le), Verdict::Deleted);
+        assert_eq!(judge(Judge::AppendOnly, le, None), Verdict::Added);
+        assert_eq!(judge(Judge::AppendOnly, None, le), Verdict::Deleted);
+        assert_eq!(
+            judge(Judge::AppendOnly, le, other),
+            Verdict::Fail("changed")
+        );
+        assert_eq!(
+            judge(Judge::Plain, le, None),
+            Verdict::Fail("missing in restored")
+        );
+        assert_eq!(
+            judge(Judge::Plain, None, le),
+            Verdict::Fail("only in restored")
+        );
     }
 }
