@@ -9,6 +9,7 @@ mod compare;
 mod crash;
 mod daemon;
 mod engine;
+mod fingerprint;
 mod fuzz;
 mod gc;
 mod history;

@@ -3,6 +3,7 @@
 //! finding lands in the step's outputs, per table.
 
 mod catalog;
+mod fingerprint;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -49,6 +50,9 @@ impl Run for Compare {
 }
 
 async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> {
+    if let Some(fp) = &spec.fingerprint {
+        return fingerprint::against(spec, cx, fp).await;
+    }
     let (src_spec, dst_spec) = (
         db::resolve(cx, &spec.source).await?,
         db::resolve(cx, &spec.restored).await?,
