@@ -307,6 +307,13 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                 &query,
             )
         }
+        StepKind::Compare(c) if c.fingerprint.is_some() => ByHand::line(format!(
+            "with psql on {}, compute per table `SELECT count(*), \
+             bit_xor(hash_record_extended(t, 0)) FROM <table> t` and compare with the \
+             `tables` of step `{}`",
+            db_label(runbook, &c.restored),
+            c.fingerprint.as_deref().unwrap_or_default()
+        )),
         StepKind::Compare(c) => {
             let mut how = Vec::new();
             if c.row_counts != RowCounts::Enabled(false) {
