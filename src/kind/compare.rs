@@ -12,6 +12,8 @@ use super::{db_target, one_of_forms, output, Effects, Measure, Output, Spec, Ver
 #[serde(deny_unknown_fields)]
 pub struct Compare {
     /// The database restored from (usually production): a target name or connection string.
+    /// Leave it out with `fingerprint`.
+    #[serde(default)]
     pub source: String,
     /// The restored copy: a target name or connection string, e.g.
     /// `"{{ steps.restore.connection_uri }}"`.
@@ -42,6 +44,9 @@ pub struct Compare {
     pub concurrency: Option<usize>,
     /// How many differing keys to report per table (default 10; 0 skips the search).
     pub differing_keys: Option<usize>,
+    /// The id of a `fingerprint` step: compare the restored copy's rows and hashes with the
+    /// ones it took at its exact LSN, instead of with live production (`source`).
+    pub fingerprint: Option<String>,
     /// Compare as of the recovery target, against a source that kept changing after it:
     /// `{target, changed: {table: column, "*": column}, append_only: [tables]}`.
     pub as_of: Option<AsOf>,
@@ -271,6 +276,19 @@ impl Spec for Compare {
         db_target(&self.restored)
     }
 
+    fn check(&self) -> Result<(), super::Invalid> {
+        match (self.source.is_empty(), &self.fingerprint) {
+            (true, None) => Err(super::Invalid::whole(
+                "give `source` (the database restored from) or `fingerprint` (a fingerprint step's id)",
+            )),
+            (false, Some(_)) => Err(super::Invalid::at(
+                "fingerprint",
+                "give either `source` or `fingerprint`, not both",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn targets(&self) -> Vec<&str> {
         [&self.source, &self.restored]
             .into_iter()
@@ -283,6 +301,12 @@ impl Spec for Compare {
             Tables::All => "all tables".to_owned(),
             Tables::List(l) => l.join(", "),
         };
+        if let Some(fp) = &self.fingerprint {
+            return format!(
+                "compare {} with fingerprint `{fp}` ({tables}): row counts and checksums",
+                crate::redact::mask_passwords(&self.restored)
+            );
+        }
         let mut what = Vec::new();
         if self.row_counts != RowCounts::Enabled(false) {
             what.push("row counts");

@@ -13,6 +13,7 @@ pub mod assert;
 pub mod barman;
 pub mod canary;
 pub mod compare;
+pub mod fingerprint;
 pub mod freshness;
 pub mod history;
 pub mod http;
@@ -376,6 +377,7 @@ macro_rules! each_kind {
             Sql("sql") => sql::Sql,
             Freshness("freshness") => freshness::Freshness,
             Compare("compare") => compare::Compare,
+            Fingerprint("fingerprint") => fingerprint::Fingerprint,
             LocalCluster("local.cluster") => local::LocalCluster,
             LocalBaseBackup("local.base_backup") => local::LocalBaseBackup,
             LocalRestorePoint("local.restore_point") => local::LocalRestorePoint,

@@ -40,9 +40,7 @@ pub async fn connect(spec: &ConnSpec) -> Result<Client, ConnectError> {
                 } else {
                     PgSslMode::Require
                 });
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(
-                    tls_config(mode, spec).map_err(Connect::Tls)?,
-                );
+                let tls = rustls_connector(spec).map_err(Connect::Tls)?;
                 let (client, conn) = config.connect(tls).await?;
                 tokio::spawn(async move {
                     let _ = conn.await;
@@ -113,6 +111,15 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         return s;
     }
     crate::diagnostic::error_chain(e)
+}
+
+/// The TLS connector for `spec`'s mode (also used by replication connections).
+pub(crate) fn rustls_connector(
+    spec: &ConnSpec,
+) -> Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(tls_config(
+        spec.ssl, spec,
+    )?))
 }
 
 fn tls_config(mode: SslMode, spec: &ConnSpec) -> Result<rustls::ClientConfig, String> {

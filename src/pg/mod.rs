@@ -4,6 +4,7 @@
 pub mod authid;
 pub mod cluster;
 pub mod connect;
+pub mod replication;
 pub mod url;
 pub mod value;
 

@@ -1069,3 +1069,38 @@ fn restore_alongside_keeps_the_copy_running_until_stopped() {
     assert!(ok.success(), "{stop}");
     assert!(!kept_dir.exists(), "{stop}");
 }
+
+/// The shipped `exact` drill: pgbench writes throughout, the fingerprint's LSN is restored,
+/// every table equals the fingerprint, and every scratch resource is gone after.
+#[test]
+fn the_shipped_exact_drill_proves_equality_under_writes() {
+    let r = Cli::new()
+        .runbook(&shipped())
+        .args([
+            "run",
+            "runbook.yaml",
+            "exact",
+            "--param",
+            "scale=1",
+            "--format",
+            "json",
+        ])
+        .run();
+    let rec: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|_| panic!("no record:\n{}\n{}", r.stdout, r.stderr));
+    crate::support::assert_outputs_declared(&rec);
+    assert_eq!(r.code, 0, "{rec:#}");
+    let fp = &step(&rec, "fp")["outputs"];
+    assert!(
+        fp["tables"]["public.pgbench_history"]["rows"]
+            .as_i64()
+            .is_some_and(|n| n > 0),
+        "no writes before the fingerprint: {fp:#}"
+    );
+    let exact = &step(&rec, "exact")["outputs"];
+    assert_eq!(exact["tables_compared"], 4, "{exact:#}");
+    assert_eq!(exact["tables_failed"], 0, "{exact:#}");
+    let id = rec["id"].as_str().expect("run id");
+    let left = leftovers(id);
+    assert!(left.is_empty(), "left behind by run {id}: {left:#?}");
+}

@@ -10,6 +10,7 @@ mod compare_as_of;
 mod crash;
 mod daemon;
 mod engine;
+mod fingerprint;
 mod fuzz;
 mod gc;
 mod history;

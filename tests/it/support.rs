@@ -363,6 +363,8 @@ pub fn tls_pg() -> &'static (u16, PathBuf) {
             ("ssl".to_owned(), "on".to_owned()),
             ("ssl_cert_file".to_owned(), certs.join("server.crt").display().to_string()),
             ("ssl_key_file".to_owned(), certs.join("server.key").display().to_string()),
+            // a fingerprint's replication connection over TLS (tests/it/tls.rs)
+            ("wal_level".to_owned(), "logical".to_owned()),
         ];
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         let opts = InitOptions { unsafe_fast: true, settings, ..InitOptions::default() };

@@ -58,3 +58,30 @@ fn sslmodes_behave_like_libpq() {
         "unknown",
     );
 }
+
+/// A fingerprint's replication connection (`replication=database`, added to the startup
+/// message under tokio-postgres) goes through TLS too: without the parameter inside the
+/// encrypted stream the server would refuse `CREATE_REPLICATION_SLOT` as SQL.
+#[test]
+fn a_fingerprint_connects_for_replication_over_tls() {
+    let (port, ca) = tls_pg();
+    let yaml = "version: 1\nname: t\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: t\n        sql: { db: \"{{ env.T_URL }}\", write: true, query: \"create table if not exists fp_tls (id int primary key); insert into fp_tls values (1) on conflict do nothing\" }\n      - id: fp\n        fingerprint: { db: \"{{ env.T_URL }}\", tables: [fp_tls] }\n";
+    let url = format!(
+        "postgresql://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    );
+    let r = Cli::new()
+        .runbook(yaml)
+        .env("T_URL", &url)
+        .args(["run", "runbook.yaml", "p", "--format", "json"])
+        .run();
+    let rec: serde_json::Value = serde_json::from_str(&r.stdout)
+        .unwrap_or_else(|_| panic!("no record:\n{}\n{}", r.stdout, r.stderr));
+    assert_eq!(r.code, 0, "{rec:#}");
+    let out = &rec["steps"][1]["outputs"];
+    assert_eq!(out["tables"]["public.fp_tls"]["rows"], 1, "{out:#}");
+    assert!(
+        out["lsn"].as_str().is_some_and(|l| l.contains('/')),
+        "{out:#}"
+    );
+}

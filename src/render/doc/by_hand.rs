@@ -307,6 +307,13 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                 &query,
             )
         }
+        StepKind::Compare(c) if c.fingerprint.is_some() => ByHand::line(format!(
+            "with psql on {}, compute per table `SELECT count(*), \
+             bit_xor(hash_record_extended(t, 0)) FROM <table> t` and compare with the \
+             `tables` of step `{}`",
+            db_label(runbook, &c.restored),
+            c.fingerprint.as_deref().unwrap_or_default()
+        )),
         StepKind::Compare(c) => {
             let mut how = Vec::new();
             if c.row_counts != RowCounts::Enabled(false) {
@@ -779,5 +786,18 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
                 "SELECT id, written_at FROM drillbook_canary ORDER BY written_at DESC LIMIT 2;",
             )
         }
+        StepKind::Fingerprint(f) => ByHand::with_code(
+            format!(
+                "open a replication connection to {} (`psql \"dbname=… replication=database\"`), \
+                 create the slot and keep that session open; note `consistent_point` (the LSN) \
+                 and `snapshot_name`; in a second psql session run \
+                 `BEGIN ISOLATION LEVEL REPEATABLE READ; SET TRANSACTION SNAPSHOT '<snapshot_name>';` \
+                 then, per table, `SELECT count(*), bit_xor(hash_record_extended(t, 0)) FROM <table> t`; \
+                 end both sessions",
+                db_label(runbook, &f.db)
+            ),
+            "sql",
+            "CREATE_REPLICATION_SLOT fp TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export');",
+        ),
     }
 }

@@ -129,7 +129,10 @@ fn tables_text(c: &Compare) -> String {
 }
 
 fn compare_checks(runbook: &Runbook, c: &Compare) -> Vec<String> {
-    let source = db_label(runbook, &c.source);
+    let source = match &c.fingerprint {
+        Some(fp) => format!("fingerprint `{fp}`"),
+        None => db_label(runbook, &c.source),
+    };
     let mut checks = vec![format!(
         "compares {} of {} with {source}",
         tables_text(c),
@@ -141,6 +144,12 @@ fn compare_checks(runbook: &Runbook, c: &Compare) -> Vec<String> {
 
 /// The comparison's checks as checklist sentences.
 pub(super) fn compare_items(runbook: &Runbook, c: &Compare) -> Vec<String> {
+    if let Some(fp) = &c.fingerprint {
+        return vec![format!(
+            "the row count and content hash of every table equal those fingerprint `{fp}` \
+             took at its exact WAL position"
+        )];
+    }
     let source = db_label(runbook, &c.source);
     let mut items = Vec::new();
     let tolerance = |rule: &crate::kind::compare::CountRule| match &rule.tolerance {

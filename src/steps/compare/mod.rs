@@ -4,6 +4,7 @@
 
 mod as_of;
 mod catalog;
+mod fingerprint;
 mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +61,9 @@ impl Run for Compare {
 }
 
 async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> {
+    if let Some(fp) = &spec.fingerprint {
+        return fingerprint::against(spec, cx, fp).await;
+    }
     let target = match &spec.as_of {
         Some(a) => Some(as_of_target(&a.target)?),
         None => None,

@@ -241,6 +241,14 @@ fn configure(
             Target::Lsn(l) => conf.push(("recovery_target_lsn", l.clone())),
             Target::Name(n) => conf.push(("recovery_target_name", n.clone())),
         }
+        // an LSN is a position: the state there is the WAL before it, so the record that
+        // starts at it is not replayed (a fingerprint's `consistent_point` is exactly such
+        // a position, and the commit that may start there is not in its snapshot)
+        let exclusive = matches!(target, Target::Lsn(_));
+        conf.push((
+            "recovery_target_inclusive",
+            if exclusive { "off" } else { "on" }.into(),
+        ));
     }
     for k in [
         "archive_cleanup_command",
