@@ -608,6 +608,7 @@ fn read_procedure(
     // the steps that could be read are checked together even when another could not, so
     // every problem shows at once
     check_rto_marks(sink, p, &steps, &cleanup);
+    check_fingerprints(sink, p, &steps);
     if let Some(kind) = kind {
         check_targets(sink, p, kind, &steps, &cleanup, targets);
     }
@@ -624,6 +625,31 @@ fn read_procedure(
         steps,
         cleanup,
     })
+}
+
+/// `compare: {fingerprint: fp}` names an earlier `fingerprint` step of the procedure.
+fn check_fingerprints(sink: &mut Sink<'_>, p: &YamlPath, steps: &[Option<Step>]) {
+    for (i, step) in steps.iter().enumerate() {
+        let Some(Step {
+            kind: StepKind::Compare(c),
+            ..
+        }) = step
+        else {
+            continue;
+        };
+        let Some(fp) = &c.fingerprint else { continue };
+        let earlier = steps[..i]
+            .iter()
+            .flatten()
+            .any(|s| s.id == *fp && matches!(s.kind, StepKind::Fingerprint(_)));
+        if !earlier {
+            let path = p.key("steps").index(i).key("compare").key("fingerprint");
+            sink.at_value(
+                &path,
+                format!("`{fp}` is not a `fingerprint` step before this one"),
+            );
+        }
+    }
 }
 
 /// A step's id as written, or `step-N` / `cleanup-N` (1-based) when it has none.

@@ -59,9 +59,15 @@ impl Run for Fingerprint {
             .await
             .map_err(|e| StepError::failed(format!("{e}; {NEEDS}")))?;
         let slot = slot_name();
+        // PostgreSQL 15 took options in parentheses; older servers know only the keyword
+        let export = if major >= 15 {
+            "(SNAPSHOT 'export')"
+        } else {
+            "EXPORT_SNAPSHOT"
+        };
         let created = repl
             .simple_query(&format!(
-                "CREATE_REPLICATION_SLOT {slot} TEMPORARY LOGICAL pgoutput (SNAPSHOT 'export')"
+                "CREATE_REPLICATION_SLOT {slot} TEMPORARY LOGICAL pgoutput {export}"
             ))
             .await
             .map_err(|e| {
