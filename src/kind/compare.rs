@@ -67,6 +67,10 @@ pub struct AsOf {
     /// Tables whose rows are only ever added (and deleted), never updated.
     #[serde(default)]
     pub append_only: Vec<String>,
+    /// How long a writing transaction may run: a row stamped less than this before the
+    /// target may have committed after it, so it is neither required nor failed
+    /// (default `5s`).
+    pub in_flight: Option<crate::duration::Duration>,
 }
 
 impl AsOf {

@@ -29,6 +29,8 @@ INSERT INTO settings VALUES ('mode', 'live'), ('region', 'eu');
 const AFTER: &str = "
 UPDATE orders SET total = total + 1, updated_at = '2026-06-02T00:00:00Z' WHERE id % 10 = 0;
 UPDATE customers SET email = 'new' || id || '@example.com', updated_at = '2026-06-03T00:00:00Z' WHERE id <= 20;
+-- stamped with now() by a transaction that began 2s before the target and committed after it
+UPDATE customers SET email = 'in flight', updated_at = '2026-05-31T23:59:58Z' WHERE id = 400;
 DELETE FROM orders WHERE id BETWEEN 101 AND 120 AND id % 10 <> 0;
 INSERT INTO orders (customer_id, total, updated_at) SELECT 1, 5, '2026-06-04T00:00:00Z' FROM generate_series(1, 50);
 DELETE FROM audit_events WHERE id <= 40;
@@ -84,7 +86,8 @@ fn a_correct_restore_passes_against_a_production_that_moved_on() {
     assert_eq!(orders["deleted_after_target"], 18, "{orders:#}");
     assert_eq!(orders["rows_source"], 5000 - 18 - 500, "{orders:#}");
     assert_eq!(orders["checksum"], "different", "{orders:#}");
-    assert_eq!(table(&step, "customers")["skipped_after_target"], 20);
+    // 20 changed after the target, 1 in flight at it
+    assert_eq!(table(&step, "customers")["skipped_after_target"], 21);
     let audit = table(&step, "audit_events");
     assert_eq!(audit["skipped_after_target"], 30, "{audit:#}");
     assert_eq!(audit["deleted_after_target"], 40, "{audit:#}");
@@ -103,6 +106,16 @@ fn a_correct_restore_passes_against_a_production_that_moved_on() {
     assert!(
         notes.contains("sequence public.coupons_id_seq missing in restored"),
         "{notes}"
+    );
+
+    // without the in-flight window the row stamped before the target but committed after it
+    // fails, with the hint
+    let (code, step) = compare(&src, &dst, &format!("{AS_OF}\n            in_flight: 0s"));
+    assert_eq!(code, 1, "{step:#}");
+    let e = error(&step);
+    assert!(
+        e.starts_with("1 table differs: customers: rows last changed at or before the target differ (changed in production after the target? then `updated_at` was not set by that change); differing keys: 400 (changed)"),
+        "{e}"
     );
 }
 
@@ -237,6 +250,7 @@ procedures:
             target: "{{ params.target_time }}"
             changed: { "*": updated_at }
             append_only: [audit_events]
+            in_flight: 0s
 "#;
 
 /// A real point-in-time restore of a cluster whose production went on after the target:

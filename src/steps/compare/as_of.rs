@@ -10,7 +10,7 @@
 use tokio_postgres::Client;
 
 use super::catalog::Table;
-use super::table::{self, Hashing, Judge, Scope};
+use super::table::{self, Hashing, Judge, Scope, AFTER, BEFORE, IN_FLIGHT};
 use super::TableReport;
 use crate::pg::{quote_ident, quote_table};
 
@@ -54,33 +54,57 @@ pub fn plan(as_of: &crate::kind::compare::AsOf, t: &Table) -> Plan {
     Plan::Strict
 }
 
-/// The SQL literal of the target (an RFC 3339 instant drillbook formatted itself).
-pub fn target_literal(target: &str) -> String {
-    format!("'{}'::timestamptz", target.replace('\'', "''"))
+/// A row stamped this long before the target may be from a transaction that committed
+/// after it (`now()` is the transaction's start).
+pub const IN_FLIGHT_DEFAULT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The target, and the time before which every stamped change had surely committed.
+#[derive(Debug, Clone)]
+pub struct Bounds {
+    /// RFC 3339.
+    pub target: String,
+    /// The target less the in-flight window, RFC 3339.
+    pub settled: String,
 }
 
-/// `t.col <= target`; a NULL counts as at or before the target, so such rows are compared.
-pub fn le_expr(column: &str, target: &str) -> String {
+/// The SQL literal of an RFC 3339 instant drillbook formatted itself.
+fn literal(at: &str) -> String {
+    format!("'{}'::timestamptz", at.replace('\'', "''"))
+}
+
+/// The row surely changed before the target; a NULL counts as before it, so such rows are
+/// compared.
+pub fn settled_expr(column: &str, b: &Bounds) -> String {
     format!(
         "coalesce(t.{} <= {}, true)",
         quote_ident(column),
-        target_literal(target)
+        literal(&b.settled)
     )
 }
 
-pub fn scope(plan: &Plan, target: &str) -> Scope {
+/// The row changed after the target.
+fn after_expr(column: &str, b: &Bounds) -> String {
+    format!(
+        "coalesce(t.{} > {}, false)",
+        quote_ident(column),
+        literal(&b.target)
+    )
+}
+
+pub fn scope(plan: &Plan, b: &Bounds) -> Scope {
     match plan {
-        Plan::Changed(c) => {
-            let le = le_expr(c, target);
-            Scope {
-                filter: le.clone(),
-                le,
-                judge: Judge::Changed,
-            }
-        }
+        Plan::Changed(c) => Scope {
+            filter: settled_expr(c, b),
+            le: format!(
+                "CASE WHEN {} THEN {BEFORE} WHEN {} THEN {AFTER} ELSE {IN_FLIGHT} END",
+                settled_expr(c, b),
+                after_expr(c, b)
+            ),
+            judge: Judge::Changed,
+        },
         _ => Scope {
             filter: "true".into(),
-            le: "true".into(),
+            le: BEFORE.to_string(),
             judge: Judge::AppendOnly,
         },
     }
@@ -94,26 +118,31 @@ pub async fn check(
     t: &Table,
     hashing: &Hashing,
     plan: &Plan,
-    target: &str,
+    bounds: &Bounds,
     limit: usize,
     r: &mut TableReport,
 ) -> Result<(), tokio_postgres::Error> {
-    let scope = scope(plan, target);
-    let le = (scope.judge == Judge::Changed).then_some(scope.le.as_str());
+    let scope = scope(plan, bounds);
+    let target = &bounds.target;
+    let (filter, after) = match plan {
+        Plan::Changed(c) => (Some(scope.filter.as_str()), Some(after_expr(c, bounds))),
+        _ => (None, None),
+    };
+    let unsettled = filter.map(|f| format!("NOT ({f})"));
     let ((a, skipped), (b, newer)) = tokio::try_join!(
-        table::digest(src, &t.name, Some(hashing), le),
-        table::digest(dst, &t.name, Some(hashing), le)
+        table::digest(src, &t.name, Some(hashing), filter, unsettled.as_deref()),
+        table::digest(dst, &t.name, Some(hashing), filter, after.as_deref())
     )?;
     r.rows_source = Some(a.rows);
     r.rows_restored = Some(b.rows);
-    if let (Some(le), Plan::Changed(c)) = (le, plan) {
+    if let (Some(after), Plan::Changed(c)) = (&after, plan) {
         r.skipped_after_target = Some(skipped);
         if newer > 0 {
             let keys = if t.primary_key.is_empty() {
                 String::new()
             } else {
                 let q = format!(
-                    "SELECT {0}::text FROM {1} t WHERE NOT ({le}) ORDER BY {0} LIMIT {2}",
+                    "SELECT {0}::text FROM {1} t WHERE {after} ORDER BY {0} LIMIT {2}",
                     key_text(t),
                     quote_table(&t.name),
                     limit.max(1)
@@ -200,12 +229,12 @@ pub async fn rows_before(
     src: &Client,
     t: &Table,
     column: &str,
-    target: &str,
+    bounds: &Bounds,
 ) -> Result<i64, tokio_postgres::Error> {
     let q = format!(
         "SELECT count(*) FROM {} t WHERE {}",
         quote_table(&t.name),
-        le_expr(column, target)
+        settled_expr(column, bounds)
     );
     Ok(src.query_one(q.as_str(), &[]).await?.get(0))
 }

@@ -65,7 +65,7 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         return fingerprint::against(spec, cx, fp).await;
     }
     let target = match &spec.as_of {
-        Some(a) => Some(as_of_target(&a.target)?),
+        Some(a) => Some(as_of_target(a)?),
         None => None,
     };
     let (src_spec, dst_spec) = (
@@ -226,8 +226,7 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
             loop {
                 let job = queue.lock().await.pop();
                 let Some(job) = job else { break };
-                let r =
-                    check_table(&src, &dst, &job, rule.as_ref(), limit, target.as_deref()).await;
+                let r = check_table(&src, &dst, &job, rule.as_ref(), limit, target.as_ref()).await;
                 results.lock().await.push(r);
             }
             (src, dst)
@@ -296,20 +295,38 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
     for r in reports.values_mut() {
         r.ok = r.findings.is_empty() && r.differing_keys.is_empty();
     }
-    finish(reports, global, notes, target.as_deref(), lost)
+    finish(
+        reports,
+        global,
+        notes,
+        target.as_ref().map(|b| b.target.as_str()),
+        lost,
+    )
 }
 
-/// The `as_of` target as an RFC 3339 instant, or a failure naming the value.
-fn as_of_target(given: &str) -> Result<String, StepError> {
+/// The `as_of` target and the end of its in-flight window, or a failure naming the value.
+fn as_of_target(a: &crate::kind::compare::AsOf) -> Result<as_of::Bounds, StepError> {
+    let given = &a.target;
     let spec: crate::timestamp::TimeSpec =
         given
             .parse()
             .map_err(|e: crate::timestamp::TimestampError| {
                 StepError::failed(format!("as_of.target `{given}`: {e}"))
             })?;
-    Ok(crate::timestamp::rfc3339_precise(
-        spec.resolve(chrono::Utc::now()),
-    ))
+    let at = spec.resolve(chrono::Utc::now());
+    let window = a.in_flight.map_or(as_of::IN_FLIGHT_DEFAULT, |d| d.std());
+    let settled = chrono::Duration::from_std(window)
+        .ok()
+        .and_then(|w| at.checked_sub_signed(w))
+        .ok_or_else(|| {
+            StepError::failed(format!(
+                "as_of.in_flight reaches before the earliest representable time from the target {given}"
+            ))
+        })?;
+    Ok(as_of::Bounds {
+        target: crate::timestamp::rfc3339_precise(at),
+        settled: crate::timestamp::rfc3339_precise(settled),
+    })
 }
 
 /// The finding of a table the restored copy does not have.
@@ -346,7 +363,7 @@ async fn check_table(
     job: &Job,
     rule: Option<&CountRule>,
     limit: usize,
-    target: Option<&str>,
+    target: Option<&as_of::Bounds>,
 ) -> (String, (TableReport, Option<String>)) {
     let t = &job.table;
     let mut r = TableReport {
@@ -370,8 +387,8 @@ async fn check_table(
         }
     }
     let digests = tokio::try_join!(
-        table::digest(src, &t.name, job.hashing.as_ref(), None),
-        table::digest(dst, &t.name, job.hashing.as_ref(), None)
+        table::digest(src, &t.name, job.hashing.as_ref(), None, None),
+        table::digest(dst, &t.name, job.hashing.as_ref(), None, None)
     );
     let (a, b): (Digest, Digest) = match digests {
         Ok(((a, _), (b, _))) => (a, b),

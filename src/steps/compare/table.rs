@@ -65,17 +65,18 @@ pub struct Digest {
     pub checksum: Option<String>,
 }
 
-/// Count and checksum of one side; with `le` (as of a target), of the rows at or before it,
-/// and the second value counts the rows after it, in the same scan.
+/// Count and checksum of one side; with `filter` (as of a target), of the rows it keeps,
+/// and the second value counts the rows `after` holds for, in the same scan.
 pub async fn digest(
     client: &Client,
     table: &str,
     hashing: Option<&Hashing>,
-    le: Option<&str>,
+    filter: Option<&str>,
+    after: Option<&str>,
 ) -> Result<(Digest, i64), tokio_postgres::Error> {
-    let only = le.map_or(String::new(), |le| format!(" FILTER (WHERE {le})"));
-    let after = le.map_or("0::int8".to_owned(), |le| {
-        format!("count(*) FILTER (WHERE NOT ({le}))")
+    let only = filter.map_or(String::new(), |f| format!(" FILTER (WHERE {f})"));
+    let after = after.map_or("0::int8".to_owned(), |a| {
+        format!("count(*) FILTER (WHERE {a})")
     });
     let q = match hashing {
         None => format!(
@@ -129,7 +130,7 @@ const UNTUNE: &str = "RESET parallel_setup_cost; RESET parallel_tuple_cost; RESE
 pub struct Scope {
     /// Predicate over alias `t` for the bucket checksums (`true`: every row).
     pub filter: String,
-    /// Expression over `t`: the row was last changed at or before the target.
+    /// Expression over `t`: where the row's last change lies, as a [`Position`] number.
     pub le: String,
     pub judge: Judge,
 }
@@ -148,11 +149,17 @@ impl Scope {
     pub fn plain() -> Scope {
         Scope {
             filter: "true".into(),
-            le: "true".into(),
+            le: BEFORE.to_string(),
             judge: Judge::Plain,
         }
     }
 }
+
+/// Where a row's last change lies: surely before the target (0), within the in-flight
+/// window before it, so perhaps committed after it (1), or after it (2).
+pub const BEFORE: i32 = 0;
+pub const IN_FLIGHT: i32 = 1;
+pub const AFTER: i32 = 2;
 
 /// What the search found: failing keys (up to the limit), and the keys that differ because
 /// production moved on after the target.
@@ -178,11 +185,13 @@ enum Verdict {
     After,
 }
 
-/// Judges one key from its (row hash, at or before the target) on each side.
-fn judge(j: Judge, a: Option<(i64, bool)>, b: Option<(i64, bool)>) -> Verdict {
+/// Judges one key from its (row hash, position) on each side.
+fn judge(j: Judge, a: Option<(i64, i32)>, b: Option<(i64, i32)>) -> Verdict {
     match (j, a, b) {
-        (Judge::Changed, _, Some((_, false))) => Verdict::Fail(NEWER),
-        (Judge::Changed, Some((_, false)), _) => Verdict::After,
+        (Judge::Changed, _, Some((_, AFTER))) => Verdict::Fail(NEWER),
+        (Judge::Changed, Some((_, p)), _) if p != BEFORE => Verdict::After,
+        // production's row is older than the restored one's
+        (Judge::Changed, Some(_), Some((_, IN_FLIGHT))) => Verdict::Fail("changed"),
         (_, Some(_), None) if j == Judge::AppendOnly => Verdict::Added,
         (_, Some(_), None) => Verdict::Fail("missing in restored"),
         (Judge::Plain, None, Some(_)) => Verdict::Fail("only in restored"),
@@ -344,11 +353,11 @@ impl Search<'_> {
         Ok(())
     }
 
-    /// Runs a (key, hash, at or before the target) query on both sides and records the keys
-    /// that differ; true once `limit` failing keys are found.
+    /// Runs a (key, hash, position) query on both sides and records the keys that differ;
+    /// true once `limit` failing keys are found.
     async fn diff_rows(&self, q: &str, out: &mut Found) -> Result<bool, tokio_postgres::Error> {
         let (a, b) = tokio::try_join!(self.src.query(q, &[]), self.dst.query(q, &[]))?;
-        let read = |rows: Vec<tokio_postgres::Row>| -> BTreeMap<String, (i64, bool)> {
+        let read = |rows: Vec<tokio_postgres::Row>| -> BTreeMap<String, (i64, i32)> {
             rows.iter()
                 .map(|r| (r.get(0), (r.get(1), r.get(2))))
                 .collect()
@@ -516,8 +525,13 @@ mod tests {
 
     #[test]
     fn keys_are_judged_as_of_the_target() {
-        let (le, after) = (Some((1, true)), Some((1, false)));
-        let other = Some((2, true));
+        let (le, after) = (Some((1, BEFORE)), Some((1, AFTER)));
+        let other = Some((2, BEFORE));
+        let flight = Some((1, IN_FLIGHT));
+        assert_eq!(judge(Judge::Changed, flight, le), Verdict::After);
+        assert_eq!(judge(Judge::Changed, flight, None), Verdict::After);
+        assert_eq!(judge(Judge::Changed, None, flight), Verdict::Deleted);
+        assert_eq!(judge(Judge::Changed, le, flight), Verdict::Fail("changed"));
         assert_eq!(judge(Judge::Changed, le, le), Verdict::Same);
         assert_eq!(judge(Judge::Changed, le, other), Verdict::Fail("changed"));
         assert_eq!(
