@@ -199,7 +199,7 @@ async fn hash_in_snapshot(
             loop {
                 let job = queue.lock().await.pop();
                 let Some((t, h)) = job else { break };
-                match table::digest(&c, &t.name, Some(&h), None).await {
+                match table::digest(&c, &t.name, Some(&h), None, None).await {
                     Ok((d, _)) => done.push((t.name.clone(), d)),
                     Err(e) => return Err(table::explain(shown(&t.name), &e)),
                 }
@@ -301,7 +301,7 @@ pub(super) async fn against(
             continue;
         };
         let hashing = Hashing::for_table(t, &hashable, true);
-        let (d, _) = table::digest(&dst, name, Some(&hashing), None)
+        let (d, _) = table::digest(&dst, name, Some(&hashing), None, None)
             .await
             .map_err(|e| unavailable(table::explain(shown(name), &e)))?;
         r.rows_restored = Some(d.rows);
