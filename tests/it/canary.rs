@@ -45,7 +45,7 @@ procedures:
 
 #[test]
 fn canaries_prove_the_recovery_point_and_catch_a_short_restore() {
-    use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+    use drillbook::pg::cluster::find_binaries;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -53,19 +53,7 @@ fn canaries_prove_the_recovery_point_and_catch_a_short_restore() {
     let dir = TempDir::new();
     let archive = dir.join("archive");
     let bin = find_binaries().expect("binaries");
-    let mut cluster = rt
-        .block_on(Cluster::create(
-            bin.clone(),
-            &dir.join("cluster"),
-            &InitOptions {
-                archive_dir: Some(archive.clone()),
-                unsafe_fast: true,
-                superuser: Some("admin".into()),
-                ..InitOptions::default()
-            },
-        ))
-        .expect("initdb");
-    rt.block_on(cluster.start()).expect("start");
+    let cluster = crate::support::archiving_cluster(&rt, &bin, &archive, &dir.join("cluster"));
     let pg = |sql: &str| psql_as(&bin.dir, cluster.port, "admin", "library", sql);
     psql_as(
         &bin.dir,

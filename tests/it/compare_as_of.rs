@@ -259,7 +259,7 @@ procedures:
 fn a_point_in_time_restore_passes_and_one_past_the_target_fails() {
     use crate::local::{archive_all, base_backup};
     use crate::support::{psql_as, Cli, TempDir};
-    use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+    use drillbook::pg::cluster::find_binaries;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -267,19 +267,7 @@ fn a_point_in_time_restore_passes_and_one_past_the_target_fails() {
     let dir = TempDir::new();
     let archive = dir.join("archive");
     let bin = find_binaries().expect("binaries");
-    let mut cluster = rt
-        .block_on(Cluster::create(
-            bin.clone(),
-            &dir.join("cluster"),
-            &InitOptions {
-                archive_dir: Some(archive.clone()),
-                unsafe_fast: true,
-                superuser: Some("admin".into()),
-                ..InitOptions::default()
-            },
-        ))
-        .expect("initdb");
-    rt.block_on(cluster.start()).expect("start");
+    let cluster = crate::support::archiving_cluster(&rt, &bin, &archive, &dir.join("cluster"));
     let pg = |sql: &str| psql_as(&bin.dir, cluster.port, "admin", "shop", sql);
     psql_as(
         &bin.dir,

@@ -68,7 +68,7 @@ impl Drop for Bench {
 
 #[test]
 fn a_fingerprint_under_writes_matches_a_restore_to_its_lsn_exactly() {
-    use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+    use drillbook::pg::cluster::find_binaries;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -78,19 +78,7 @@ fn a_fingerprint_under_writes_matches_a_restore_to_its_lsn_exactly() {
     let bin = find_binaries().expect("binaries");
     let pgbench = bin.dir.join("pgbench");
     assert!(pgbench.exists(), "pgbench missing at {}", pgbench.display());
-    let mut cluster = rt
-        .block_on(Cluster::create(
-            bin.clone(),
-            &dir.join("cluster"),
-            &InitOptions {
-                archive_dir: Some(archive.clone()),
-                unsafe_fast: true,
-                superuser: Some("admin".into()),
-                ..InitOptions::default()
-            },
-        ))
-        .expect("initdb");
-    rt.block_on(cluster.start()).expect("start");
+    let mut cluster = crate::support::archiving_cluster(&rt, &bin, &archive, &dir.join("cluster"));
     let port = cluster.port;
     let pg = |sql: &str| psql_as(&bin.dir, port, "admin", "library", sql);
     psql_as(

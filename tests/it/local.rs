@@ -161,24 +161,11 @@ struct OwnSetup {
 }
 
 fn own_setup(rt: &tokio::runtime::Runtime) -> OwnSetup {
-    use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+    use drillbook::pg::cluster::find_binaries;
     let dir = crate::support::TempDir::new();
     let archive = dir.join("archive");
     let bin = find_binaries().expect("binaries");
-    let mut cluster = rt
-        .block_on(Cluster::create(
-            bin.clone(),
-            &dir.join("cluster"),
-            &InitOptions {
-                archive_dir: Some(archive.clone()),
-                unsafe_fast: true,
-                // an administrator's own cluster: `initdb -U admin`, no `postgres` role
-                superuser: Some("admin".into()),
-                ..InitOptions::default()
-            },
-        ))
-        .expect("initdb");
-    rt.block_on(cluster.start()).expect("start");
+    let cluster = crate::support::archiving_cluster(rt, &bin, &archive, &dir.join("cluster"));
     let pg =
         |db: &str, sql: &str| crate::support::psql_as(&bin.dir, cluster.port, "admin", db, sql);
     pg("postgres", "CREATE DATABASE library");

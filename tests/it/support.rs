@@ -421,3 +421,29 @@ pub fn leftovers(run_id: &str) -> Vec<String> {
     );
     left
 }
+
+/// A started throwaway cluster in `root` that archives its WAL into `archive`, set up as an
+/// administrator's own (`initdb -U admin`: no `postgres` role), for the tests that restore a
+/// cluster drillbook did not create.
+pub fn archiving_cluster(
+    rt: &tokio::runtime::Runtime,
+    bin: &drillbook::pg::cluster::Binaries,
+    archive: &Path,
+    root: &Path,
+) -> drillbook::pg::cluster::Cluster {
+    use drillbook::pg::cluster::{Cluster, InitOptions};
+    let mut cluster = rt
+        .block_on(Cluster::create(
+            bin.clone(),
+            root,
+            &InitOptions {
+                archive_dir: Some(archive.to_owned()),
+                unsafe_fast: true,
+                superuser: Some("admin".into()),
+                ..InitOptions::default()
+            },
+        ))
+        .expect("initdb");
+    rt.block_on(cluster.start()).expect("start");
+    cluster
+}
