@@ -109,29 +109,37 @@ pub struct Account {
 
 /// The account servers run as when drillbook is root (`postgres`); None when it is not root.
 pub fn server_account() -> Result<Option<Account>, ClusterError> {
+    if !is_root() {
+        return Ok(None);
+    }
+    let (uid, gid, _) = passwd_entry("postgres").ok_or(ClusterError::NoAccount)?;
+    Ok(Some(Account { uid, gid }))
+}
+
+/// Whether this process runs as root (its effective uid, from `/proc/self/status`).
+pub fn is_root() -> bool {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
+    status
         .lines()
         .find_map(|l| l.strip_prefix("Uid:"))
         .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("");
-    if euid != "0" {
-        return Ok(None);
-    }
-    let passwd = std::fs::read_to_string("/etc/passwd").map_err(|_| ClusterError::NoAccount)?;
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&"postgres")).then(|| {
-                Some(Account {
-                    uid: f.get(2)?.parse().ok()?,
-                    gid: f.get(3)?.parse().ok()?,
-                })
-            })?
-        })
-        .map(Some)
-        .ok_or(ClusterError::NoAccount)
+        == Some("0")
+}
+
+/// A local account's uid, gid and home directory, from `/etc/passwd`; None when there is no
+/// such account (or the file cannot be read).
+pub fn passwd_entry(name: &str) -> Option<(u32, u32, String)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        (f.first() == Some(&name)).then(|| {
+            Some((
+                f.get(2)?.parse().ok()?,
+                f.get(3)?.parse().ok()?,
+                f.get(5).copied().unwrap_or("/").to_owned(),
+            ))
+        })?
+    })
 }
 
 /// Settings for a new cluster.

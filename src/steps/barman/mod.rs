@@ -26,34 +26,15 @@ struct Account {
 /// The `barman` account, when this process is root; None otherwise (Barman then runs as
 /// whoever runs drillbook).
 fn barman_account() -> Result<Option<Account>, StepError> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("");
-    if euid != "0" {
+    if !crate::pg::cluster::is_root() {
         return Ok(None);
     }
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    passwd
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.first() == Some(&"barman")).then(|| {
-                Some(Account {
-                    uid: f.get(2)?.parse().ok()?,
-                    gid: f.get(3)?.parse().ok()?,
-                    home: f.get(5).copied().unwrap_or("/").to_owned(),
-                })
-            })?
-        })
-        .map(Some)
-        .ok_or_else(|| {
-            StepError::unavailable(
-                "running as root needs the `barman` account to run Barman (its files belong to it), and there is none: install Barman, or run drillbook as Barman's user",
-            )
-        })
+    let (uid, gid, home) = crate::pg::cluster::passwd_entry("barman").ok_or_else(|| {
+        StepError::unavailable(
+            "running as root needs the `barman` account to run Barman (its files belong to it), and there is none: install Barman, or run drillbook as Barman's user",
+        )
+    })?;
+    Ok(Some(Account { uid, gid, home }))
 }
 
 /// What one `barman -f json …` said.
