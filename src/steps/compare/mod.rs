@@ -292,6 +292,9 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
             None => global.push(f.clone()),
         }
     }
+    if let Some(a) = &spec.as_of {
+        notes.extend(as_of::unknown_tables(a, &src_tables));
+    }
     for r in reports.values_mut() {
         r.ok = r.findings.is_empty() && r.differing_keys.is_empty();
     }
