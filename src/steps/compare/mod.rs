@@ -389,12 +389,24 @@ async fn check_table(
             return (t.name.clone(), (r, None));
         }
     }
-    let digests = tokio::try_join!(
-        table::digest(src, &t.name, job.hashing.as_ref(), None, None),
-        table::digest(dst, &t.name, job.hashing.as_ref(), None, None)
-    );
+    // a table with an integer key is digested and, where it differs, mapped in one pass;
+    // others are digested, then searched for the differing keys if they differ
+    let mut found = None;
+    let digests = match &job.hashing {
+        Some(h) if table::has_integer_key(t) => table::digest_and_find(src, dst, t, h, limit)
+            .await
+            .map(|(a, b, f)| {
+                found = Some(f);
+                (a, b)
+            }),
+        _ => tokio::try_join!(
+            table::digest(src, &t.name, job.hashing.as_ref(), None, None),
+            table::digest(dst, &t.name, job.hashing.as_ref(), None, None)
+        )
+        .map(|((a, _), (b, _))| (a, b)),
+    };
     let (a, b): (Digest, Digest) = match digests {
-        Ok(((a, _), (b, _))) => (a, b),
+        Ok(d) => d,
         Err(e) => {
             r.findings.push(table::explain(shown(&t.name), &e));
             let l = lost(&e);
@@ -413,7 +425,9 @@ async fn check_table(
         r.checksum = Some(if equal { "equal" } else { "different" });
         if !equal {
             r.findings.push("content checksum differs".into());
-            if !t.primary_key.is_empty() && limit > 0 {
+            if let Some(f) = found.take() {
+                r.differing_keys = f.keys;
+            } else if !t.primary_key.is_empty() && limit > 0 {
                 match table::differing_keys(src, dst, t, h, &Scope::plain(), limit).await {
                     Ok(found) => r.differing_keys = found.keys,
                     Err(e) => r.findings.push(format!(
