@@ -14,6 +14,7 @@ mod fingerprint;
 mod fuzz;
 mod gc;
 mod history;
+mod http_server;
 mod local;
 mod neon;
 mod neon_fake;

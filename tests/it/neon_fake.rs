@@ -16,9 +16,12 @@
 //!
 //! The work runs in the background after the response: branches start `init`, operations
 //! `running`, and an operation becomes `finished` once its work is done and at least
-//! [`Options::operation_ms`] passed (`failed`, with `error`, when the work failed or the test
-//! asked for it with [`FakeNeon::fail_next_operation`]). While any operation runs, mutating
-//! requests get 423 (switchable).
+//! [`Options::operation_ms`] (plus up to [`Options::operation_spread_ms`]) passed (`failed`,
+//! with `error`, when the work failed or the test asked for it with
+//! [`FakeNeon::fail_next_operation`]). While any operation runs, mutating requests get 423
+//! (switchable). [`Options::api_latency_ms`] delays every response like a network round
+//! trip; [`FakeNeon::requests`] and [`FakeNeon::operation_times`] say when each request was
+//! served and each operation ended, for the benchmark of how soon drillbook notices.
 //!
 //! Connection strings are per endpoint and stable, like Neon's: each endpoint has its own
 //! socket directory in which `.s.PGSQL.5432` links to the socket of the instance of the
@@ -71,7 +74,7 @@ use drillbook::pg::cluster::{
 };
 use drillbook::steps::local::restore_into;
 
-use crate::support::HttpServer;
+use crate::http_server::HttpServer;
 
 /// The password of `neondb_owner` in every connection string (the instances trust local
 /// connections anyway).
@@ -106,6 +109,12 @@ pub struct Options {
     pub branches_limit: usize,
     /// Minimum time an operation stays `running`.
     pub operation_ms: u64,
+    /// Each operation stays `running` a further pseudo-random 0 to this many milliseconds
+    /// (0: exactly `operation_ms`).
+    pub operation_spread_ms: u64,
+    /// Added to every response, half before the request is served and half after, like a
+    /// network round trip (0: none).
+    pub api_latency_ms: u64,
     /// While any operation runs, every POST/PATCH/PUT/DELETE gets 423.
     pub lock_423: bool,
     /// The initial backup schedule of the default branch (`BackupScheduleItem` objects).
@@ -130,6 +139,8 @@ impl Default for Options {
             plan_max_retention_seconds: 2_592_000,
             branches_limit: 10,
             operation_ms: 100,
+            operation_spread_ms: 0,
+            api_latency_ms: 0,
             lock_423: true,
             schedule: Vec::new(),
             snapshot_restore_endpoint: true,
@@ -168,6 +179,25 @@ pub struct Recorded {
     pub authorized: bool,
     /// The HTTP status it was answered with (0 while it is being served).
     pub status: u16,
+    /// When it reached the fake.
+    pub arrived: Instant,
+    /// When the fake read its state to serve it (half the latency after `arrived`).
+    pub served: Instant,
+    /// When the response left (the other half later); `None` while it is being served.
+    pub answered: Option<Instant>,
+}
+
+/// When an operation ran.
+#[derive(Debug, Clone)]
+pub struct OperationTimes {
+    pub id: String,
+    pub action: &'static str,
+    /// Shared by the operations one request started.
+    pub batch: u64,
+    pub created: Instant,
+    /// When it reached its end state (`finished`, `failed`, …); `None` while it runs. A
+    /// request served at or after this instant sees the end state.
+    pub ended: Option<Instant>,
 }
 
 /// A running fake Neon. Dropping it stops the server and every PostgreSQL instance it
@@ -216,6 +246,8 @@ impl FakeNeon {
             project_created: now,
             project_updated: now,
             seed,
+            operation_ms: opts.operation_ms,
+            operation_spread_ms: opts.operation_spread_ms,
             ..State::default()
         };
         let app = Arc::new(Shared {
@@ -320,7 +352,7 @@ impl FakeNeon {
     /// The current Branch objects, as the API shows them.
     pub fn branches(&self) -> Vec<Value> {
         let mut st = self.app.st();
-        st.refresh(self.app.opts.operation_ms);
+        st.refresh();
         st.branches
             .iter()
             .map(|b| branch_json(&self.app.opts, b))
@@ -330,7 +362,7 @@ impl FakeNeon {
     /// Every Operation object so far, oldest first.
     pub fn operations(&self) -> Vec<Value> {
         let mut st = self.app.st();
-        st.refresh(self.app.opts.operation_ms);
+        st.refresh();
         st.operations
             .iter()
             .map(|o| op_json(&self.app.opts, o))
@@ -340,6 +372,22 @@ impl FakeNeon {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.app.st().requests.clone()
+    }
+
+    /// When every operation so far was created and ended, oldest first.
+    pub fn operation_times(&self) -> Vec<OperationTimes> {
+        let mut st = self.app.st();
+        st.refresh();
+        st.operations
+            .iter()
+            .map(|o| OperationTimes {
+                id: o.id.clone(),
+                action: o.action,
+                batch: o.batch,
+                created: o.started,
+                ended: o.ended,
+            })
+            .collect()
     }
 
     /// The next `fault.times` requests matching it get `fault.status` (see [`Fault`]).
@@ -360,7 +408,7 @@ impl FakeNeon {
         loop {
             {
                 let mut st = self.app.st();
-                st.refresh(self.app.opts.operation_ms);
+                st.refresh();
                 if !st.busy() {
                     return;
                 }
@@ -536,6 +584,9 @@ struct State {
     clusters: Vec<ClusterHandle>,
     seed: u64,
     seq: u64,
+    /// [`Options::operation_ms`] and [`Options::operation_spread_ms`].
+    operation_ms: u64,
+    operation_spread_ms: u64,
 }
 
 /// A running instance.
@@ -649,6 +700,14 @@ struct Operation {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     started: Instant,
+    /// Shared by the operations one request started.
+    batch: u64,
+    /// How long it stays `running` at least.
+    min_ms: u64,
+    /// When its work ended (set with any outcome other than `Pending`).
+    done: Option<Instant>,
+    /// When it reached its end state: the later of `done` and `started + min_ms`.
+    ended: Option<Instant>,
     duration_ms: Option<u64>,
     outcome: Outcome,
 }
@@ -831,8 +890,13 @@ impl State {
         let now = Utc::now();
         let mut ids = Vec::new();
         let mut doomed = false;
+        let batch = self.next_seq();
         for spec in specs {
             let id = self.uuid();
+            let spread = match self.operation_spread_ms {
+                0 => 0,
+                n => self.rand() % (n + 1),
+            };
             let outcome = if doomed {
                 Outcome::Cancelled
             } else if let Some(i) = self.fail_next.iter().position(|a| a == spec.action) {
@@ -852,6 +916,10 @@ impl State {
                 created_at: now,
                 updated_at: now,
                 started: Instant::now(),
+                batch,
+                min_ms: self.operation_ms + spread,
+                done: (!matches!(outcome, Outcome::Pending)).then(Instant::now),
+                ended: None,
                 duration_ms: None,
                 outcome,
             });
@@ -871,19 +939,23 @@ impl State {
                     Ok(()) => Outcome::Done,
                     Err(e) => Outcome::Failed(e.clone()),
                 };
+                op.done = Some(Instant::now());
             }
         }
     }
 
-    /// Moves operations whose work ended, and whose minimum time passed, to their end state.
-    fn refresh(&mut self, min_ms: u64) {
+    /// Moves operations whose work ended, and whose minimum time passed, to their end state;
+    /// returns the instant it judged by.
+    fn refresh(&mut self) -> Instant {
+        let at = Instant::now();
         let now = Utc::now();
         for op in &mut self.operations {
             if op.status != "running" {
                 continue;
             }
-            let elapsed = op.started.elapsed();
-            if elapsed < Duration::from_millis(min_ms) {
+            let Some(done) = op.done else { continue };
+            let ended = done.max(op.started + Duration::from_millis(op.min_ms));
+            if ended > at {
                 continue;
             }
             let (status, error) = match &op.outcome {
@@ -901,9 +973,12 @@ impl State {
             };
             op.status = status;
             op.error = error;
+            op.ended = Some(ended);
             op.updated_at = now;
-            op.duration_ms = Some(u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX));
+            op.duration_ms =
+                Some(u64::try_from((ended - op.started).as_millis()).unwrap_or(u64::MAX));
         }
+        at
     }
 
     fn busy(&self) -> bool {
@@ -1372,6 +1447,11 @@ async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let arrived = Instant::now();
+    let half_latency = Duration::from_millis(app.opts.api_latency_ms) / 2;
+    if !half_latency.is_zero() {
+        tokio::time::sleep(half_latency).await;
+    }
     let request_id = headers
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -1392,6 +1472,7 @@ async fn handle(
     let mutating = matches!(method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE");
     let (fault, locked, index) = {
         let mut st = app.st();
+        let served = st.refresh();
         st.requests.push(Recorded {
             method: method.as_str().to_owned(),
             path: api_path.clone().unwrap_or_else(|| uri.path().to_owned()),
@@ -1399,8 +1480,10 @@ async fn handle(
             body: body_json,
             authorized,
             status: 0,
+            arrived,
+            served,
+            answered: None,
         });
-        st.refresh(app.opts.operation_ms);
         let fault = match &api_path {
             Some(p) if authorized => {
                 let i = st.faults.iter().position(|f| {
@@ -1434,8 +1517,12 @@ async fn handle(
         locked,
     )
     .await;
+    if !half_latency.is_zero() {
+        tokio::time::sleep(half_latency).await;
+    }
     if let Some(r) = app.st().requests.get_mut(index) {
         r.status = resp.status().as_u16();
+        r.answered = Some(Instant::now());
     }
     resp
 }
