@@ -28,6 +28,17 @@ pub const DEFAULT_URL: &str = "https://console.neon.tech/api/v2";
 
 /// How long the operations of one call may run before drillbook gives up on them.
 const OPERATIONS_DEADLINE: Duration = Duration::from_secs(15 * 60);
+/// The first pause before polling an operation, and the step it grows by each poll.
+const POLL_STEP: Duration = Duration::from_millis(100);
+/// The pause the ramp stops at: an operation's end is noticed about half of it plus one
+/// round trip later, at no more than 2.5 polls a second (Neon allows 700 requests a minute
+/// per account).
+const POLL_CAP: Duration = Duration::from_millis(400);
+/// Past `POLL_CAP`, the pause is this fraction of the time waited: a long operation is
+/// noticed within about 1% of its running time, and asked about less and less often.
+const POLL_FRACTION: u32 = 50;
+/// The longest pause between two polls.
+const POLL_MAX: Duration = Duration::from_secs(10);
 /// How long responses Neon says are always safe to retry (423, 503) and 429 are retried
 /// (a branch's own operations may hold the project locked for a while).
 const RETRY_DEADLINE: Duration = Duration::from_secs(5 * 60);
@@ -503,12 +514,17 @@ impl Client {
         }
     }
 
-    /// Polls each operation until it has finished; a failed one is an error naming it.
+    /// Polls each operation until it has finished; a failed one is an error naming it. The
+    /// first operation is asked about after [`poll_pause`]; each later one at once (its
+    /// status in the response is as old as the wait for the ones before it), then after
+    /// [`poll_pause`] again.
     pub async fn wait_operations(&self, project: &str, ops: &[Operation]) -> Result<(), NeonError> {
         let started = tokio::time::Instant::now();
-        for op in ops {
+        for (i, op) in ops.iter().enumerate() {
             let mut current = op.clone();
-            let mut polls = 0u32;
+            let mut pauses = 0u32;
+            let mut asked = false;
+            let waiting = tokio::time::Instant::now();
             loop {
                 if current.status.is_done() {
                     break;
@@ -533,10 +549,11 @@ impl Client {
                         error: None,
                     });
                 }
-                // quick at first (most operations take seconds), then every 1.6 s
-                let pause = Duration::from_millis((100 * 2u64.pow(polls.min(4))).min(2000));
-                tokio::time::sleep(pause).await;
-                polls += 1;
+                if i == 0 || asked {
+                    tokio::time::sleep(poll_pause(pauses, waiting.elapsed())).await;
+                    pauses += 1;
+                }
+                asked = true;
                 let v = self
                     .get(
                         &Client::project_path(project, &["operations", &op.id])?,
@@ -822,6 +839,16 @@ impl Client {
     }
 }
 
+/// The pause before the next poll of an operation, `polls` polls and `waited` into waiting
+/// for it: 100 ms, then 100 ms longer each poll up to 400 ms (most operations take
+/// seconds), then a fiftieth of the time waited, at most 10 s.
+pub fn poll_pause(polls: u32, waited: Duration) -> Duration {
+    let ramp = POLL_STEP
+        .saturating_mul(polls.saturating_add(1))
+        .min(POLL_CAP);
+    ramp.max(waited / POLL_FRACTION).min(POLL_MAX)
+}
+
 /// `value[key]` decoded as `T`.
 pub fn decode<T: serde::de::DeserializeOwned>(
     value: &Value,
@@ -865,6 +892,34 @@ pub fn empty() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn polls_ramp_to_400_ms_then_ease_off_with_the_time_waited() {
+        let ms = |polls, waited_ms| poll_pause(polls, Duration::from_millis(waited_ms)).as_millis();
+        let ramp: Vec<u128> = (0..7).map(|p| ms(p, 0)).collect();
+        assert_eq!(ramp, [100, 200, 300, 400, 400, 400, 400]);
+        // 400 ms until 20 s of waiting, then 2% of the time waited, at most 10 s
+        assert_eq!(ms(40, 20_000), 400);
+        assert_eq!(ms(60, 60_000), 1200);
+        assert_eq!(ms(200, 15 * 60_000), 10_000);
+        // the polls of a whole 15-minute wait stay well inside Neon's 700 requests a minute
+        let (mut waited, mut polls) = (Duration::ZERO, 0u32);
+        while waited < OPERATIONS_DEADLINE {
+            waited += poll_pause(polls, waited);
+            polls += 1;
+        }
+        assert!(polls < 300, "{polls} polls in 15 minutes");
+        let first_minute = (0u32..)
+            .scan(Duration::ZERO, |t, p| {
+                *t += poll_pause(p, *t);
+                (*t <= Duration::from_secs(60)).then_some(())
+            })
+            .count();
+        assert!(
+            first_minute <= 120,
+            "{first_minute} polls in the first minute"
+        );
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_dates() {
