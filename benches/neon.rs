@@ -113,25 +113,7 @@ fn main() {
         branches_limit: 100,
         ..Options::default()
     });
-    let half = rows / 2;
-    fake.psql(
-        "main",
-        &format!(
-            "CREATE TABLE orders (id bigserial PRIMARY KEY, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT clock_timestamp());
-             INSERT INTO orders (status) SELECT 'paid' FROM generate_series(1, {half});"
-        ),
-    );
-    let target = fake.psql(
-        "main",
-        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-    );
-    fake.psql(
-        "main",
-        &format!(
-            "INSERT INTO orders (status) SELECT 'late' FROM generate_series(1, {});",
-            rows - half
-        ),
-    );
+    let target = fake.orders(rows / 2, rows - rows / 2);
 
     let results: Vec<Round> = (0..rounds)
         .map(|_| one_round(&fake, &dir, &target, latency))

@@ -14,27 +14,6 @@ pub(crate) fn cli(fake: &FakeNeon, yaml: &str) -> Cli {
         .env("NEON_PROJECT_ID", fake.project_id())
 }
 
-/// An `orders` table on main with `before` rows, a recovery point, then `after` more rows.
-/// Returns the recovery point (RFC 3339, from the server's clock).
-fn orders(fake: &FakeNeon, before: u32, after: u32) -> String {
-    fake.psql(
-        "main",
-        &format!(
-            "CREATE TABLE orders (id bigserial PRIMARY KEY, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT clock_timestamp());
-             INSERT INTO orders (status) SELECT 'paid' FROM generate_series(1, {before});"
-        ),
-    );
-    let t = fake.psql(
-        "main",
-        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
-    );
-    fake.psql(
-        "main",
-        &format!("INSERT INTO orders (status) SELECT 'late' FROM generate_series(1, {after});"),
-    );
-    t
-}
-
 /// The names of the fake's live branches.
 pub(crate) fn branch_names(fake: &FakeNeon) -> Vec<String> {
     let mut names: Vec<String> = fake
@@ -92,7 +71,7 @@ procedures:
 #[test]
 fn the_shipped_pitr_drill_passes_on_real_data_and_deletes_its_branch() {
     let fake = FakeNeon::start(Options::default());
-    let t = orders(&fake, 40, 25);
+    let t = fake.orders(40, 25);
     let r = cli(&fake, &shipped())
         .args([
             "run",
@@ -129,7 +108,7 @@ fn the_shipped_pitr_drill_passes_on_real_data_and_deletes_its_branch() {
 #[test]
 fn a_branch_holds_exactly_the_data_as_of_its_point_in_time() {
     let fake = FakeNeon::start(Options::default());
-    let t = orders(&fake, 7, 5);
+    let t = fake.orders(7, 5);
     let yaml = runbook(
         "drill",
         r#"      - id: branch
@@ -398,7 +377,7 @@ fn a_missing_or_wrong_api_key_is_could_not_run() {
 #[test]
 fn pitr_restore_overwrites_production_and_keeps_its_previous_state() {
     let fake = FakeNeon::start(Options::default());
-    let t = orders(&fake, 10, 3);
+    let t = fake.orders(10, 3);
     let r = cli(&fake, &shipped())
         .args([
             "run",
@@ -454,7 +433,7 @@ fn a_destructive_neon_step_is_refused_in_a_drill_on_production() {
 #[test]
 fn snapshots_restore_real_data_and_the_checks_read_the_schedule() {
     let fake = FakeNeon::start(Options::default());
-    orders(&fake, 6, 0);
+    fake.orders(6, 0);
     let yaml = runbook(
         "drill",
         r#"      - id: snap
@@ -550,7 +529,7 @@ fn the_health_checks_pass_on_a_healthy_project_and_name_what_is_wrong_otherwise(
 #[test]
 fn schema_diff_shows_a_migration_made_after_the_point_in_time() {
     let fake = FakeNeon::start(Options::default());
-    let t = orders(&fake, 3, 0);
+    let t = fake.orders(3, 0);
     fake.psql("main", "ALTER TABLE orders ADD COLUMN coupon text");
     let yaml = runbook(
         "recovery",
@@ -675,7 +654,7 @@ fn the_branch_limit_is_reported_with_neons_code() {
 #[test]
 fn the_shipped_snapshot_restore_replaces_main_when_finalized() {
     let fake = FakeNeon::start(Options::default());
-    orders(&fake, 4, 0);
+    fake.orders(4, 0);
     fake.add_snapshot(chrono::Utc::now());
     fake.psql(
         "main",
@@ -717,7 +696,7 @@ fn a_snapshot_restored_without_a_compute_gets_one_to_be_validated() {
         snapshot_restore_endpoint: false,
         ..Options::default()
     });
-    orders(&fake, 5, 0);
+    fake.orders(5, 0);
     fake.add_snapshot(chrono::Utc::now());
     let yaml = runbook(
         "drill",
@@ -767,7 +746,7 @@ fn a_retried_create_gets_a_new_name_and_both_attempts_are_cleaned_up() {
 #[test]
 fn a_finalized_restore_is_production_and_is_never_deleted_by_the_run() {
     let fake = FakeNeon::start(Options::default());
-    orders(&fake, 2, 0);
+    fake.orders(2, 0);
     fake.add_snapshot(chrono::Utc::now());
     let yaml = runbook(
         "recovery",

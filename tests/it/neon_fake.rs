@@ -337,6 +337,27 @@ impl FakeNeon {
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
+    /// An `orders` table on main with `before` rows, a recovery point, then `after` more
+    /// rows. Returns the recovery point (RFC 3339, from the server's clock).
+    pub fn orders(&self, before: u64, after: u64) -> String {
+        self.psql(
+            "main",
+            &format!(
+                "CREATE TABLE orders (id bigserial PRIMARY KEY, status text NOT NULL, created_at timestamptz NOT NULL DEFAULT clock_timestamp());
+                 INSERT INTO orders (status) SELECT 'paid' FROM generate_series(1, {before});"
+            ),
+        );
+        let t = self.psql(
+            "main",
+            "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+        );
+        self.psql(
+            "main",
+            &format!("INSERT INTO orders (status) SELECT 'late' FROM generate_series(1, {after});"),
+        );
+        t
+    }
+
     /// The connection string of the default branch's endpoint.
     pub fn main_uri(&self) -> String {
         let st = self.app.st();
