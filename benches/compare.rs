@@ -189,6 +189,8 @@ fn run_reladiff(
     let start = Instant::now();
     let out = std::process::Command::new(exe)
         .args([src, table, dst, table, "-k", key, "-c", "%", "--json"])
+        // its console wraps long lines at the terminal's width, inside the JSON
+        .env("COLUMNS", "100000")
         .output()
         .expect("run reladiff");
     let took = start.elapsed();
@@ -303,6 +305,14 @@ async fn main() {
             "key {k} not pinpointed: {found}"
         );
     }
+
+    eprintln!(
+        "content floor {:.2}s, compare {:.2}s, as_of {:.2}s, 5 rows changed {:.2}s; now reladiff …",
+        secs(check),
+        secs(ours),
+        secs(as_of),
+        secs(pin)
+    );
 
     // reladiff finding the same rows, on the two tables that hold them
     let exe = reladiff();

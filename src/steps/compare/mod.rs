@@ -20,7 +20,7 @@ use crate::kind::compare::{
 use crate::record::Outputs;
 use as_of::{Plan, HINT};
 use catalog::Table;
-use table::{Digest, Hashing, KeyDiff, Scope};
+use table::{Digest, Hashing, KeyDiff};
 
 /// `public.orders` shows as `orders`.
 fn shown(qualified: &str) -> &str {
@@ -389,11 +389,10 @@ async fn check_table(
             return (t.name.clone(), (r, None));
         }
     }
-    // a table with an integer key is digested and, where it differs, mapped in one pass;
-    // others are digested, then searched for the differing keys if they differ
+    // a table with a primary key is digested and, where it differs, mapped in one pass
     let mut found = None;
     let digests = match &job.hashing {
-        Some(h) if table::has_integer_key(t) => table::digest_and_find(src, dst, t, h, limit)
+        Some(h) if !t.primary_key.is_empty() => table::digest_and_find(src, dst, t, h, limit)
             .await
             .map(|(a, b, f)| {
                 found = Some(f);
@@ -420,21 +419,13 @@ async fn check_table(
             r.findings.push(f);
         }
     }
-    if let Some(h) = &job.hashing {
+    if job.hashing.is_some() {
         let equal = a == b;
         r.checksum = Some(if equal { "equal" } else { "different" });
         if !equal {
             r.findings.push("content checksum differs".into());
             if let Some(f) = found.take() {
                 r.differing_keys = f.keys;
-            } else if !t.primary_key.is_empty() && limit > 0 {
-                match table::differing_keys(src, dst, t, h, &Scope::plain(), limit).await {
-                    Ok(found) => r.differing_keys = found.keys,
-                    Err(e) => r.findings.push(format!(
-                        "could not narrow down the differing keys: {}",
-                        table::explain(shown(&t.name), &e)
-                    )),
-                }
             }
         }
     }
