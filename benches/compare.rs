@@ -460,9 +460,11 @@ async fn scaling(
             secs(ours) / secs(check)
         );
         drop((a, b));
-        admin
-            .batch_execute(&format!("DROP DATABASE {db}; DROP DATABASE {copy}"))
-            .await
-            .expect("drop");
+        for d in [db, copy] {
+            admin
+                .batch_execute(&format!("DROP DATABASE {d}"))
+                .await
+                .expect("drop");
+        }
     }
 }
