@@ -46,6 +46,7 @@ pub mod kind;
 pub mod neon;
 pub mod notify;
 pub mod pg;
+pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod render;

@@ -134,6 +134,8 @@ impl NeonError {
 pub struct Client {
     base: String,
     key: String,
+    /// Where waiting for operations shows their status (hidden unless a terminal draws it).
+    progress: crate::progress::Progress,
 }
 
 impl std::fmt::Debug for Client {
@@ -257,7 +259,14 @@ impl Client {
         Ok(Client {
             base,
             key: key.to_owned(),
+            progress: crate::progress::Progress::hidden(),
         })
+    }
+
+    /// Shows the status of the operations it waits for on `progress`.
+    pub fn with_progress(mut self, progress: crate::progress::Progress) -> Client {
+        self.progress = progress;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -533,6 +542,11 @@ impl Client {
                         error: None,
                     });
                 }
+                self.progress.message(&format!(
+                    "operation {} {}",
+                    current.action,
+                    current.status.as_str()
+                ));
                 // quick at first (most operations take seconds), then every 1.6 s
                 let pause = Duration::from_millis((100 * 2u64.pow(polls.min(4))).min(2000));
                 tokio::time::sleep(pause).await;

@@ -191,6 +191,11 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
     }
 
     // tables concurrently, one connection pair per worker
+    let progress = cx
+        .interaction
+        .progress("compare: tables", crate::progress::Unit::Items);
+    progress.set_length(work.len() as u64);
+    let hashed = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let queue = Arc::new(Mutex::new(work));
     let results = Arc::new(Mutex::new(Vec::new()));
     let rule = match &spec.row_counts {
@@ -222,11 +227,16 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         let results = results.clone();
         let rule = rule.clone();
         let target = target.clone();
+        let (progress, hashed) = (progress.clone(), hashed.clone());
         workers.spawn(async move {
             loop {
                 let job = queue.lock().await.pop();
                 let Some(job) = job else { break };
                 let r = check_table(&src, &dst, &job, rule.as_ref(), limit, target.as_ref()).await;
+                let rows = r.1 .0.rows_source.unwrap_or(0) + r.1 .0.rows_restored.unwrap_or(0);
+                let total = hashed.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
+                progress.inc(1);
+                progress.message(&format!("{total} rows read"));
                 results.lock().await.push(r);
             }
             (src, dst)
