@@ -226,11 +226,21 @@ pub fn report(
     if let (Err(status), Some(p)) = (&records, &history.problem) {
         problems.push((*status, p.clone()));
     }
-    let records = records.unwrap_or_default();
-    let runbooks: Vec<RunbookStatus> = runbooks
-        .iter()
-        .map(|rb| runbook_status(rb, &records, freshness, now, &mut problems))
-        .collect();
+    let runbooks: Vec<RunbookStatus> = match &records {
+        Ok(records) => runbooks
+            .iter()
+            .map(|rb| runbook_status(rb, records, freshness, now, &mut problems))
+            .collect(),
+        // nothing can be concluded from a history that cannot be read or trusted: the
+        // runbooks are listed with what they declare, and the history's status
+        Err(status) => runbooks
+            .iter()
+            .map(|rb| RunbookStatus {
+                status: *status,
+                ..runbook_status(rb, &[], freshness, now, &mut Vec::new())
+            })
+            .collect(),
+    };
     problems.sort_by_key(|(s, _)| std::cmp::Reverse(s.severity()));
     let status = problems
         .first()
