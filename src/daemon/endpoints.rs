@@ -191,6 +191,14 @@ mod tests {
         out
     }
 
+    /// The whole response to `GET path`.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(request.as_bytes()).await.expect("write");
+        response(&mut s).await
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_client_that_sends_no_request_is_closed_after_the_header_timeout() {
         let (addr, stop) = start().await;
@@ -266,12 +274,7 @@ mod tests {
             })
         });
         tokio::spawn(serve(listener, States::default(), source, stop.clone()));
-        let get = |path: &'static str| async move {
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-            s.write_all(request.as_bytes()).await.expect("write");
-            response(&mut s).await
-        };
+        let get = |path: &'static str| get(addr, path);
         let health = get("/healthz").await;
         assert!(
             health.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
@@ -295,12 +298,7 @@ mod tests {
     #[tokio::test]
     async fn routes_status_codes_and_content_types() {
         let (addr, stop) = start().await;
-        let get = |path: &'static str| async move {
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-            s.write_all(request.as_bytes()).await.expect("write");
-            response(&mut s).await
-        };
+        let get = |path: &'static str| get(addr, path);
         let health = get("/healthz").await;
         assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
         assert!(

@@ -149,25 +149,33 @@ fn backup_taken(dir: &std::path::Path, hours_ago: i64) {
     .expect("label");
 }
 
+/// `drillbook ARGS` in `dir`.
+fn drillbook_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Cli::new()
+        .args(args)
+        .command()
+        .current_dir(dir)
+        .output()
+        .expect("drillbook")
+}
+
+/// A directory with `HEALTH_RUNBOOK`, a backup an hour old, a working archiver and a passed
+/// drill (the Cli owns the directory).
+fn watched() -> (Cli, std::path::PathBuf) {
+    let c = Cli::new().runbook(HEALTH_RUNBOOK);
+    let dir = c.command().get_current_dir().expect("dir").to_owned();
+    backup_taken(&dir, 1);
+    std::fs::write(dir.join("archiver-ok"), "").expect("archiver");
+    let ran = drillbook_in(&dir, &["run", "runbook.yaml", "drill"]);
+    assert_eq!(ran.status.code(), Some(0));
+    (c, dir)
+}
+
 #[test]
 fn healthz_follows_a_stale_backup_a_failing_archiver_and_a_tampered_history_and_recovers() {
     let port = drillbook::pg::cluster::free_port().expect("port");
-    let c = Cli::new().runbook(HEALTH_RUNBOOK);
-    let dir = c.command().get_current_dir().expect("dir").to_owned();
-    let cli = |args: &[&str]| {
-        Cli::new()
-            .args(args)
-            .command()
-            .current_dir(&dir)
-            .output()
-            .expect("drillbook")
-    };
-    backup_taken(&dir, 1);
-    std::fs::write(dir.join("archiver-ok"), "").expect("archiver");
-    assert_eq!(
-        cli(&["run", "runbook.yaml", "drill"]).status.code(),
-        Some(0)
-    );
+    let (c, dir) = watched();
+    let cli = |args: &[&str]| drillbook_in(&dir, args);
     assert_eq!(cli(&["check", "runbook.yaml"]).status.code(), Some(0));
     // the Cli owns the directory: kept until the end
     let c = c.args([
@@ -296,22 +304,8 @@ impl drillbook::daemon::Clock for SetClock {
 
 #[test]
 fn a_check_not_yet_run_is_pending_then_unknown_and_an_overdue_drill_is_critical_until_it_passes() {
-    let c = Cli::new().runbook(HEALTH_RUNBOOK);
-    let dir = c.command().get_current_dir().expect("dir").to_owned();
-    let cli = |args: &[&str]| {
-        Cli::new()
-            .args(args)
-            .command()
-            .current_dir(&dir)
-            .output()
-            .expect("drillbook")
-    };
-    backup_taken(&dir, 1);
-    std::fs::write(dir.join("archiver-ok"), "").expect("archiver");
-    assert_eq!(
-        cli(&["run", "runbook.yaml", "drill"]).status.code(),
-        Some(0)
-    );
+    let (_owner, dir) = watched();
+    let cli = |args: &[&str]| drillbook_in(&dir, args);
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let start = chrono::Utc::now();
