@@ -519,3 +519,134 @@ pub fn schema() -> serde_json::Value {
     let g = schemars::generate::SchemaSettings::draft07().into_generator();
     g.into_root_schema_for::<Report>().to_value()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeDelta;
+
+    const RUNBOOK: &str = "version: 1\nname: shop\nchecks:\n  - id: age\n    shell: 'true'\nprocedures:\n  drill:\n    title: Drill\n    kind: drill\n    schedule: '0 9 1 * *'\n    steps:\n      - shell: 'true'\n";
+
+    fn t(s: &str) -> DateTime<Utc> {
+        s.parse().expect("time")
+    }
+
+    /// A run of `procedure` (kind `drill`, or `check` with one step `age` that `passed` or
+    /// failed as `failed`), built from JSON as records are read.
+    fn record(
+        procedure: &str,
+        at: DateTime<Utc>,
+        verdict: &str,
+        step: Option<&str>,
+    ) -> DrillRecord {
+        let kind = if procedure == "checks" {
+            "check"
+        } else {
+            "drill"
+        };
+        let steps = match step {
+            Some(status) => serde_json::json!([{
+                "id": "age", "title": "age", "kind": "shell", "destructive": false,
+                "status": status, "attempts": 1, "started_at": at, "outputs": {},
+                "error_class": (status == "failed").then_some("failed"),
+                "error": (status == "failed").then_some("CRITICAL: exit 1"),
+            }]),
+            None => serde_json::json!([]),
+        };
+        serde_json::from_value(serde_json::json!({
+            "record_version": 1,
+            "id": format!("{procedure}-{}", at.timestamp()),
+            "runbook": {"name": "shop", "path": "shop.yaml", "sha256": ""},
+            "procedure": {"id": procedure, "title": procedure, "kind": kind},
+            "params": {}, "operator": "ci", "tool_version": "0.1.0",
+            "started_at": at, "finished_at": at + TimeDelta::minutes(1), "duration_ms": 60_000,
+            "dry_run": false, "verdict": verdict, "steps": steps, "cleanup": [], "approvals": [],
+        }))
+        .expect("a valid record")
+    }
+
+    fn report_at(records: Vec<DrillRecord>, now: DateTime<Utc>) -> Report {
+        let rb = crate::runbook::load_str("shop.yaml", RUNBOOK).expect("runbook");
+        let history = HistoryStatus {
+            store: "h".into(),
+            entries: records.len(),
+            head: None,
+            verified: true,
+            problem: None,
+        };
+        let freshness = Freshness {
+            checks: Cron::parse("0 0 * * *").expect("cron"),
+            grace: "1h".parse().expect("grace"),
+            pending_until: None,
+        };
+        report(&[rb], Ok(records), history, &freshness, now)
+    }
+
+    #[test]
+    fn a_result_counts_until_the_next_check_run_plus_the_grace() {
+        let ran = t("2026-12-01T00:00:10Z");
+        let records = || {
+            vec![
+                record("drill", t("2026-12-01T09:00:00Z"), "passed", None),
+                record("checks", ran, "passed", Some("passed")),
+            ]
+        };
+        let at = |now| report_at(records(), t(now));
+        assert_eq!(at("2026-12-02T00:59:00Z").status, Status::Ok);
+        let stale = at("2026-12-02T01:01:00Z");
+        assert_eq!(stale.status, Status::Unknown);
+        assert!(!stale.healthy);
+        let check = &stale.runbooks[0].checks[0];
+        assert_eq!(check.result, ResultState::Stale);
+        assert_eq!(check.age_seconds, Some(90_050));
+    }
+
+    #[test]
+    fn a_stale_critical_stays_critical_and_comes_first() {
+        let records = vec![
+            record("drill", t("2026-12-01T09:00:00Z"), "passed", None),
+            record(
+                "checks",
+                t("2026-12-01T00:00:10Z"),
+                "failed",
+                Some("failed"),
+            ),
+        ];
+        let r = report_at(records, t("2026-12-03T00:00:00Z"));
+        assert_eq!(r.status, Status::Critical);
+        assert_eq!(r.runbooks[0].checks[0].status, Some(Status::Critical));
+        assert_eq!(r.runbooks[0].checks[0].result, ResultState::Stale);
+        assert!(
+            r.summary()
+                .starts_with("CRITICAL: shop: check age CRITICAL: "),
+            "{}",
+            r.summary()
+        );
+    }
+
+    #[test]
+    fn a_failed_last_drill_warns_until_the_drill_is_overdue() {
+        let records = || {
+            vec![
+                record("drill", t("2026-11-01T09:00:00Z"), "passed", None),
+                record("drill", t("2026-12-01T09:00:00Z"), "failed", None),
+                record(
+                    "checks",
+                    t("2026-12-02T00:00:10Z"),
+                    "passed",
+                    Some("passed"),
+                ),
+            ]
+        };
+        let r = report_at(records(), t("2026-12-02T01:00:00Z"));
+        assert_eq!((r.status, r.healthy), (Status::Warning, true));
+        assert_eq!(
+            r.summary(),
+            "WARNING: shop: procedure drill: its last run failed (drill-1796115600)"
+        );
+        // due by the December firing plus a seventh of the month to January: 2026-12-05 19:17
+        let r = report_at(records(), t("2026-12-06T00:30:00Z"));
+        assert_eq!((r.status, r.healthy), (Status::Critical, false));
+        assert!(r.runbooks[0].procedures[0].overdue);
+    }
+}
