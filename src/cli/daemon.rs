@@ -198,10 +198,14 @@ pub fn health_source(
         Box::pin(async move {
             let (runbooks, store, freshness) = &*watched;
             let report = status::read(runbooks, store, freshness, now).await;
+            // text from records and runbooks, made inert as everything drillbook prints is
             Health {
                 healthy: report.healthy,
-                summary: report.summary(),
-                status: serde_json::to_string(&report).unwrap_or_default(),
+                summary: crate::controls::visible(&report.summary()).into_owned(),
+                status: crate::controls::visible_json(
+                    &serde_json::to_string(&report).unwrap_or_default(),
+                )
+                .into_owned(),
             }
         })
     })
