@@ -11,8 +11,9 @@ use super::{db_target, output, Effects, Measure, Output, Spec};
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Fingerprint {
-    /// The production database: a target name or a connection string. It needs
-    /// `wal_level = logical` and a role with the REPLICATION attribute.
+    /// The production database: a target name (`postgres`, `local` or `neon`) or a
+    /// connection string. It needs `wal_level = logical` (on Neon: the project's logical
+    /// replication enabled) and a role with the REPLICATION attribute.
     pub db: String,
     /// `all` (every user table) or a list (`orders`, `sales.invoices`).
     #[serde(default)]
@@ -44,7 +45,7 @@ impl Spec for Fingerprint {
         ),
     ];
     const MEASURE: Option<Measure<'static>> = None;
-    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local"];
+    const TARGET_KINDS: &'static [&'static str] = &["postgres", "local", "neon"];
 
     fn effects(&self) -> Effects<'_> {
         Effects::NONE

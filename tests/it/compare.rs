@@ -143,6 +143,29 @@ fn changed_row_fails_naming_table_and_key() {
     assert_eq!(orders["differing_keys"][0]["key"], "17");
 }
 
+/// The row hash combines per-column hashes, so it must still see values exchanged between
+/// two rows (which a plain XOR of every column's hash would not) and a value turned NULL.
+#[test]
+fn values_exchanged_between_rows_and_a_value_turned_null_are_caught() {
+    let (src, dst) = pair("UPDATE orders o SET total = x.total, placed_at = x.placed_at FROM orders x WHERE (o.id, x.id) IN ((5, 6), (6, 5)); UPDATE tags SET label = NULL WHERE code = 'tag-5';");
+    let (code, step) = compare(
+        &src,
+        &dst,
+        "          checksums: true\n          schema: false",
+    );
+    assert_eq!(code, 1, "{step:#}");
+    let e = error(&step);
+    assert!(
+        e.contains("orders: content checksum differs; differing keys: 5 (changed), 6 (changed)"),
+        "{e}"
+    );
+    assert!(
+        e.contains("tags: content checksum differs; differing keys: tag-5 (changed)"),
+        "{e}"
+    );
+    assert!(!e.contains("customers"), "{e}");
+}
+
 #[test]
 fn changed_json_and_point_values_are_caught() {
     let (src, dst) = pair("UPDATE orders SET meta = '{\"n\": -1}' WHERE id = 3; UPDATE orders SET spot = point(0, 0) WHERE id = 9;");

@@ -220,6 +220,23 @@ fn a_bad_target_and_a_named_column_the_table_lacks_are_said() {
         "{}",
         error(&step)
     );
+    // a table named under as_of that the source lacks is said, not silently skipped; it
+    // is a note (production may have dropped it after the target), never a failure
+    let (code, step) = compare(
+        &src,
+        &dst,
+        "          schema: false\n          as_of: { target: \"2026-06-01T00:00:00Z\", changed: { ordres: updated_at, \"*\": updated_at }, append_only: [audit_events, audit_event] }",
+    );
+    assert_eq!(code, 0, "{step:#}");
+    let notes = step["outputs"]["notes"].to_string();
+    for (field, name) in [("changed", "ordres"), ("append_only", "audit_event")] {
+        assert!(
+            notes.contains(&format!(
+                "as_of.{field} names table `{name}`, which the source does not have"
+            )),
+            "{notes}"
+        );
+    }
 }
 
 const PITR_RUNBOOK: &str = r#"version: 1

@@ -56,8 +56,8 @@ procedures:
           fingerprint: fp
 "#;
 
-/// pgbench writing into `library` until killed (the child is this test's own).
-struct Bench(Child);
+/// pgbench writing until killed (the child is this test's own).
+pub(crate) struct Bench(pub(crate) Child);
 
 impl Drop for Bench {
     fn drop(&mut self) {

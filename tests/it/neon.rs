@@ -849,3 +849,92 @@ fn a_plain_http_api_url_elsewhere_is_refused() {
     );
     assert!(!r.stdout.contains("napi_secret") && !r.stderr.contains("napi_secret"));
 }
+
+/// `exact-drill` against a fake whose project has logical replication enabled, with pgbench
+/// writing into main all along: the branch at the fingerprint's LSN equals it table for
+/// table, though main moves on during the whole drill.
+#[test]
+fn the_shipped_exact_drill_proves_a_branch_at_the_fingerprints_lsn_equal_under_writes() {
+    let fake = FakeNeon::start(Options {
+        logical_replication: true,
+        ..Options::default()
+    });
+    let bin = drillbook::pg::cluster::find_binaries().expect("binaries");
+    let pgbench = bin.dir.join("pgbench");
+    let uri = fake.main_uri();
+    let init = std::process::Command::new(&pgbench)
+        .args(["-i", "-q", "-s", "1", &uri])
+        .output()
+        .expect("pgbench -i");
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let _bench = crate::fingerprint::Bench(
+        std::process::Command::new(&pgbench)
+            .args(["-n", "-c", "2", "-T", "600", &uri])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("pgbench"),
+    );
+    while fake.psql("main", "SELECT count(*) > 0 FROM pgbench_history") != "t" {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+
+    let r = cli(&fake, &shipped())
+        .args(["run", "runbook.yaml", "exact-drill", "--format", "json"])
+        .run();
+    let rec = r.json();
+    assert_eq!(r.code, 0, "{rec:#}\n{}", r.stderr);
+    assert_eq!(rec["verdict"], "passed");
+    let fp = &step(&rec, "fp")["outputs"];
+    let lsn = fp["lsn"].as_str().expect("the fingerprint's LSN");
+    // the branch was created at exactly that LSN
+    assert_eq!(
+        step(&rec, "branch")["outputs"]["parent_lsn"],
+        lsn,
+        "{rec:#}"
+    );
+    assert_eq!(step(&rec, "exact")["status"], "passed", "{rec:#}");
+    // main moved on while the drill ran, so equality is the snapshot's, not luck
+    let then: u64 = fp["tables"]["public.pgbench_history"]["rows"]
+        .as_u64()
+        .expect("pgbench_history in the fingerprint");
+    let now: u64 = fake
+        .psql("main", "SELECT count(*) FROM pgbench_history")
+        .parse()
+        .expect("a count");
+    assert!(now > then, "main took no writes after the fingerprint");
+    assert_eq!(
+        fake.psql("main", "SELECT count(*) FROM pg_replication_slots"),
+        "0",
+        "the temporary slot outlived the drill"
+    );
+    assert_eq!(branch_names(&fake), ["main"], "a branch was left behind");
+}
+
+/// Without logical replication the drill stops at the fingerprint, saying how to enable it
+/// on Neon, and creates nothing.
+#[test]
+fn the_exact_drill_without_logical_replication_says_how_to_enable_it_and_creates_nothing() {
+    let fake = FakeNeon::start(Options::default());
+    let r = cli(&fake, &shipped())
+        .args(["run", "runbook.yaml", "exact-drill", "--format", "json"])
+        .run();
+    r.code(1);
+    let rec = r.json();
+    let fp = step(&rec, "fp");
+    assert_eq!(fp["status"], "failed", "{fp:#}");
+    let error = fp["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("wal_level = replica")
+            && error.contains("enable logical replication for the Neon project")
+            && error.contains("settings.enable_logical_replication"),
+        "{error}"
+    );
+    assert_eq!(step(&rec, "branch")["status"], "not_run", "{rec:#}");
+    assert_eq!(creates(&fake), 0);
+    assert!(!r.stdout.contains("fake-password"), "{}", r.stdout);
+}

@@ -29,6 +29,8 @@
 //! - Point-in-time history exists only for the project's original root branch (the instance
 //!   created at start; after a restore onto itself it travels with the preserved branch).
 //!   Every other branch, including a restored `main`, refuses timestamps and LSNs with 400.
+//! - Logical replication is on from the start or never ([`Options::logical_replication`]);
+//!   enabling it through `PATCH /projects/{p}` is not supported.
 //! - No `read_only` endpoints, no endpoint start/suspend calls (`POST /endpoints` creates a
 //!   read_write compute), no `schema-only` or
 //!   archived branches, no role or database management, no soft-delete recovery; one role
@@ -111,6 +113,10 @@ pub struct Options {
     /// A snapshot restore that is not finalized gets a compute of its own (when false the
     /// new branch has none until one is created with `POST /endpoints`).
     pub snapshot_restore_endpoint: bool,
+    /// The project's `settings.enable_logical_replication`: main runs with
+    /// `wal_level = logical` (what Neon sets when it is enabled), so a `fingerprint` can
+    /// take a temporary logical slot on it.
+    pub logical_replication: bool,
 }
 
 impl Default for Options {
@@ -127,6 +133,7 @@ impl Default for Options {
             lock_423: true,
             schedule: Vec::new(),
             snapshot_restore_endpoint: true,
+            logical_replication: false,
         }
     }
 }
@@ -1019,7 +1026,7 @@ fn project_json(o: &Options, st: &State) -> Value {
         },
         "settings": {
             "allowed_ips": {"ips": [], "protected_branches_only": false},
-            "enable_logical_replication": false,
+            "enable_logical_replication": o.logical_replication,
             "quota": {}
         },
         "pg_version": o.pg_version,
@@ -3268,7 +3275,7 @@ async fn restore(
 async fn init_main(app: &App) -> Result<Data, String> {
     let root = app.new_dir("c");
     let archive = app.root.join("main-archive");
-    let init = InitOptions {
+    let mut init = InitOptions {
         archive_dir: Some(archive.clone()),
         private: true,
         unsafe_fast: false,
@@ -3278,6 +3285,9 @@ async fn init_main(app: &App) -> Result<Data, String> {
         ],
         superuser: None,
     };
+    if app.opts.logical_replication {
+        init.settings.push(("wal_level".into(), "logical".into()));
+    }
     let handle = ClusterHandle::for_root(&app.bin, &root).map_err(|e| e.to_string())?;
     app.st().clusters.push(handle);
     let mut cluster = Cluster::create(app.bin.clone(), &root, &init)

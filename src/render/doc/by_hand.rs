@@ -310,7 +310,8 @@ pub(super) fn by_hand(runbook: &Runbook, kind: &StepKind) -> ByHand {
         StepKind::Compare(c) if c.fingerprint.is_some() => ByHand::line(format!(
             "with psql on {}, compute per table `SELECT count(*), \
              bit_xor(hash_record_extended(t, 0)) FROM <table> t` and compare with the \
-             `tables` of step `{}`",
+             counts and sums noted by hand at step `{}` (drillbook's own hashes are \
+             computed another way, so compare by-hand figures with by-hand figures)",
             db_label(runbook, &c.restored),
             c.fingerprint.as_deref().unwrap_or_default()
         )),

@@ -7,11 +7,14 @@
 //! target (a note). Append-only tables without a column are judged by key the same way,
 //! rows only in the source being additions after the target.
 
+use std::collections::BTreeMap;
+
 use tokio_postgres::Client;
 
 use super::catalog::Table;
 use super::table::{self, Hashing, Judge, Scope, AFTER, BEFORE, IN_FLIGHT};
 use super::TableReport;
+use crate::kind::compare::{same_table, AsOf};
 use crate::pg::{quote_ident, quote_table};
 
 /// The hint a failure carries where production changing could explain it: a hint, never a
@@ -32,7 +35,7 @@ pub enum Plan {
 }
 
 /// The plan for `table` under `as_of`.
-pub fn plan(as_of: &crate::kind::compare::AsOf, t: &Table) -> Plan {
+pub fn plan(as_of: &AsOf, t: &Table) -> Plan {
     let has = |c: &str| t.columns.iter().any(|x| x.name == c);
     match as_of.changed_column(&t.name) {
         Some((c, _)) if has(c) => return Plan::Changed(c.to_owned()),
@@ -237,4 +240,22 @@ pub async fn rows_before(
         settled_expr(column, bounds)
     );
     Ok(src.query_one(q.as_str(), &[]).await?.get(0))
+}
+
+/// A note for each table `as_of` names (under `changed`, `"*"` aside, or `append_only`) that
+/// the source does not have: dropped in production after the target, or misspelt — either
+/// way the rule named for it applied to nothing.
+pub fn unknown_tables(as_of: &AsOf, source: &BTreeMap<String, Table>) -> Vec<String> {
+    let named = as_of
+        .changed
+        .keys()
+        .filter(|t| t.as_str() != "*")
+        .map(|t| (t, "changed"))
+        .chain(as_of.append_only.iter().map(|t| (t, "append_only")));
+    named
+        .filter(|(t, _)| !source.values().any(|s| same_table(t, &s.name)))
+        .map(|(t, field)| {
+            format!("as_of.{field} names table `{t}`, which the source does not have: dropped in production after the target, or misspelt?")
+        })
+        .collect()
 }

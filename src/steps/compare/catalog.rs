@@ -79,17 +79,62 @@ pub async fn tables(client: &Client) -> Result<BTreeMap<String, Table>, String> 
 
 /// Which of these types have an extended hash function (`json`, `point`, `xml` do not):
 /// probed with a NULL of each type, once per type.
-pub async fn hashable(client: &Client, types: &BTreeSet<String>) -> HashMap<String, bool> {
+pub async fn hashable(client: &Client, types: &BTreeSet<String>) -> HashMap<String, TypeHash> {
     let mut out = HashMap::new();
     for ty in types {
         let probe = format!("SELECT hash_record_extended(ROW(NULL::{ty}), 0)");
-        out.insert(
-            ty.clone(),
-            client.query_one(probe.as_str(), &[]).await.is_ok(),
-        );
+        let how = if client.query_one(probe.as_str(), &[]).await.is_err() {
+            TypeHash::Text
+        } else {
+            match client.query_one(HASH_FUNCTION, &[ty]).await {
+                Ok(row) => match (row.get::<_, Option<String>>(0), row.get::<_, String>(1)) {
+                    (Some(f), _) => TypeHash::Function(f, ""),
+                    // lossless conversions to a type with a function of its own
+                    (None, base) if base == "character varying" => {
+                        TypeHash::Function("hashtextextended".into(), "")
+                    }
+                    (None, base) if base == "timestamp with time zone" => {
+                        TypeHash::Function("timestamp_hash_extended".into(), " AT TIME ZONE 'UTC'")
+                    }
+                    _ => TypeHash::Record,
+                },
+                Err(_) => TypeHash::Record,
+            }
+        };
+        out.insert(ty.clone(), how);
     }
     out
 }
+
+/// How a column's values are hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TypeHash {
+    /// The extended hash function of the type's default hash operator class, called
+    /// directly (`hashint4extended`, `hashtextextended`): the fastest. The second field
+    /// follows the value where it must be converted first, losslessly (a `timestamptz`
+    /// ` AT TIME ZONE 'UTC'`).
+    Function(String, &'static str),
+    /// The type hashes, but not through a function of its own exact type (a domain, an
+    /// array, an enum, a `varchar`): through `hash_record_extended` of a one-field row.
+    Record,
+    /// No hash function (`json`, `point`): its text form is hashed.
+    Text,
+}
+
+/// The extended hash support function (number 2) of the default hash operator class whose
+/// input type is exactly the given type (and the type's name without modifiers), when the function is declared for that very type
+/// (`timestamptz` borrows `timestamp_hash_extended(timestamp, …)`, which a call cannot name
+/// without a cast that converts).
+const HASH_FUNCTION: &str = "
+SELECT (SELECT p.amproc::regproc::text
+        FROM pg_opclass oc
+        JOIN pg_am am ON am.oid = oc.opcmethod AND am.amname = 'hash'
+        JOIN pg_amproc p ON p.amprocfamily = oc.opcfamily AND p.amprocnum = 2
+             AND p.amproclefttype = oc.opcintype AND p.amprocrighttype = oc.opcintype
+        JOIN pg_proc f ON f.oid = p.amproc AND f.proargtypes[0] = oc.opcintype
+        WHERE oc.opcdefault AND oc.opcintype = $1::text::regtype
+        LIMIT 1),
+       $1::text::regtype::text";
 
 /// Schema objects, as (kind, table, name) -> definition. Sequences' values are separate.
 pub type Objects = BTreeMap<(String, String, String), String>;

@@ -21,13 +21,21 @@ use crate::kind::compare::{same_table, Compare, Tables};
 use crate::kind::fingerprint::Fingerprint;
 use crate::pg::connect::describe;
 use crate::record::Outputs;
+use crate::runbook::TargetKind;
 use crate::steps::{db, Run, StepCx, StepError};
 
 /// What it takes, said before any work when the server cannot export such a snapshot.
 const NEEDS: &str = "a fingerprint needs a temporary logical replication slot: set `wal_level = logical` (`ALTER SYSTEM SET wal_level = logical`, then restart the server), keep `max_replication_slots` and `max_wal_senders` above 0, and connect as a role with the REPLICATION attribute (`ALTER ROLE <role> REPLICATION`) that pg_hba.conf lets in for database connections";
 
+/// The same for a `neon` target, where the setting is the project's.
+const NEEDS_ON_NEON: &str = "a fingerprint needs a temporary logical replication slot: enable logical replication for the Neon project (Console: Project settings → Logical replication → Enable; API: `PATCH /projects/<id>` with `settings.enable_logical_replication: true`), which sets `wal_level = logical` for good and restarts the project's computes; the roles Neon creates have the REPLICATION attribute";
+
 impl Run for Fingerprint {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
+        let needs = match cx.runbook.targets.get(&self.db).map(|t| &t.kind) {
+            Some(TargetKind::Neon(_)) => NEEDS_ON_NEON,
+            _ => NEEDS,
+        };
         let spec = db::resolve(cx, &self.db).await?;
         let plain = crate::pg::connect(&spec).await?;
         let q = |e: tokio_postgres::Error| {
@@ -44,20 +52,20 @@ impl Run for Fingerprint {
             (row.get(0), row.get(1), row.get(2));
         if level != "logical" {
             return Err(StepError::failed(format!(
-                "{} has wal_level = {level}; {NEEDS}",
+                "{} has wal_level = {level}; {needs}",
                 spec.display
             )));
         }
         if replication != Some(true) {
             return Err(StepError::failed(format!(
-                "the role of {} lacks the REPLICATION attribute; {NEEDS}",
+                "the role of {} lacks the REPLICATION attribute; {needs}",
                 spec.display
             )));
         }
 
         let repl = crate::pg::replication::connect(&spec)
             .await
-            .map_err(|e| StepError::failed(format!("{e}; {NEEDS}")))?;
+            .map_err(|e| StepError::failed(format!("{e}; {needs}")))?;
         let slot = slot_name();
         // PostgreSQL 15 took options in parentheses; older servers know only the keyword
         let export = if major >= 15 {
@@ -72,7 +80,7 @@ impl Run for Fingerprint {
             .await
             .map_err(|e| {
                 StepError::failed(format!(
-                    "creating a temporary logical slot on {}: {}; {NEEDS}",
+                    "creating a temporary logical slot on {}: {}; {needs}",
                     spec.display,
                     describe(&e)
                 ))

@@ -20,7 +20,7 @@ use crate::kind::compare::{
 use crate::record::Outputs;
 use as_of::{Plan, HINT};
 use catalog::Table;
-use table::{Digest, Hashing, KeyDiff, Scope};
+use table::{Digest, Hashing, KeyDiff};
 
 /// `public.orders` shows as `orders`.
 fn shown(qualified: &str) -> &str {
@@ -292,6 +292,9 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
             None => global.push(f.clone()),
         }
     }
+    if let Some(a) = &spec.as_of {
+        notes.extend(as_of::unknown_tables(a, &src_tables));
+    }
     for r in reports.values_mut() {
         r.ok = r.findings.is_empty() && r.differing_keys.is_empty();
     }
@@ -386,12 +389,23 @@ async fn check_table(
             return (t.name.clone(), (r, None));
         }
     }
-    let digests = tokio::try_join!(
-        table::digest(src, &t.name, job.hashing.as_ref(), None, None),
-        table::digest(dst, &t.name, job.hashing.as_ref(), None, None)
-    );
+    // a table with a primary key is digested and, where it differs, mapped in one pass
+    let mut found = None;
+    let digests = match &job.hashing {
+        Some(h) if !t.primary_key.is_empty() => table::digest_and_find(src, dst, t, h, limit)
+            .await
+            .map(|(a, b, f)| {
+                found = Some(f);
+                (a, b)
+            }),
+        _ => tokio::try_join!(
+            table::digest(src, &t.name, job.hashing.as_ref(), None, None),
+            table::digest(dst, &t.name, job.hashing.as_ref(), None, None)
+        )
+        .map(|((a, _), (b, _))| (a, b)),
+    };
     let (a, b): (Digest, Digest) = match digests {
-        Ok(((a, _), (b, _))) => (a, b),
+        Ok(d) => d,
         Err(e) => {
             r.findings.push(table::explain(shown(&t.name), &e));
             let l = lost(&e);
@@ -405,19 +419,13 @@ async fn check_table(
             r.findings.push(f);
         }
     }
-    if let Some(h) = &job.hashing {
+    if job.hashing.is_some() {
         let equal = a == b;
         r.checksum = Some(if equal { "equal" } else { "different" });
         if !equal {
             r.findings.push("content checksum differs".into());
-            if !t.primary_key.is_empty() && limit > 0 {
-                match table::differing_keys(src, dst, t, h, &Scope::plain(), limit).await {
-                    Ok(found) => r.differing_keys = found.keys,
-                    Err(e) => r.findings.push(format!(
-                        "could not narrow down the differing keys: {}",
-                        table::explain(shown(&t.name), &e)
-                    )),
-                }
+            if let Some(f) = found.take() {
+                r.differing_keys = f.keys;
             }
         }
     }

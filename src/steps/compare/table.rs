@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value;
 use tokio_postgres::Client;
 
-use super::catalog::{Column, Table};
+use super::catalog::{Column, Table, TypeHash};
 use crate::pg::connect::describe;
 use crate::pg::value::TextParam;
 use crate::pg::{quote_ident, quote_table};
@@ -17,41 +17,68 @@ use crate::pg::{quote_ident, quote_table};
 #[derive(Debug, Clone)]
 pub struct Hashing {
     pub row_hash: String,
+    /// A hash of the primary key alone, built the same way (`0` without a key): what rows
+    /// are grouped by when the key is not an integer.
+    pub key_hash: String,
     /// Also sum the hashes: XOR alone cancels duplicate rows in pairs, which only tables
     /// without a primary key can hold.
     pub with_sum: bool,
 }
 
 impl Hashing {
-    /// Whole-row hashing where every column type has a hash function; columns that have
-    /// none (`json`, `point`) are hashed through their text form. Across major versions
-    /// the binary hashes are not comparable, so everything goes through text.
-    pub fn for_table(table: &Table, hashable: &HashMap<String, bool>, same_major: bool) -> Hashing {
-        let all = table
-            .columns
-            .iter()
-            .all(|c| hashable.get(&c.ty).copied().unwrap_or(false));
-        let row_hash = if !same_major {
-            "hashtextextended(t::text, 0)".to_owned()
-        } else if all {
-            "hash_record_extended(t, 0)".to_owned()
-        } else {
-            let cols: Vec<String> = table
+    /// Per row, each column's value is hashed by its type's own extended hash function
+    /// with a seed of its position (a NULL is a constant of its own), the column hashes are
+    /// XORed, and the result is mixed once more (`hashint8extended`), so that values
+    /// swapped between rows or between columns change the checksum. Calling the functions
+    /// directly costs half of `hash_record_extended(t, 0)`, which builds a copy of every row
+    /// first. Types without a function of their own are hashed as a one-field row, types
+    /// without any hash function (`json`, `point`) through their text form. Across major
+    /// versions binary hashes are not comparable, so everything goes through text.
+    pub fn for_table(
+        table: &Table,
+        hashable: &HashMap<String, TypeHash>,
+        same_major: bool,
+    ) -> Hashing {
+        let column = |i: usize, c: &Column| {
+            let q = format!("t.{}", quote_ident(&c.name));
+            let seed = i + 1;
+            let hash = match hashable.get(&c.ty) {
+                Some(TypeHash::Function(f, convert)) => format!("{f}({q}{convert}, {seed})"),
+                Some(TypeHash::Record) => format!("hash_record_extended(ROW({q}), {seed})"),
+                Some(TypeHash::Text) | None => format!("hashtextextended({q}::text, {seed})"),
+            };
+            format!("coalesce({hash}, -{seed})")
+        };
+        let mix = |columns: Vec<String>| {
+            if columns.is_empty() {
+                "0::int8".to_owned()
+            } else {
+                format!("hashint8extended({}, 0)", columns.join(" # "))
+            }
+        };
+        let row_hash = if same_major {
+            mix(table
                 .columns
                 .iter()
-                .map(|c| {
-                    let q = format!("t.{}", quote_ident(&c.name));
-                    if hashable.get(&c.ty).copied().unwrap_or(false) {
-                        q
-                    } else {
-                        format!("{q}::text")
-                    }
-                })
-                .collect();
-            format!("hash_record_extended(ROW({}), 0)", cols.join(", "))
+                .enumerate()
+                .map(|(i, c)| column(i, c))
+                .collect())
+        } else {
+            "hashtextextended(t::text, 0)".to_owned()
+        };
+        let key_hash = if same_major {
+            mix(table
+                .primary_key
+                .iter()
+                .enumerate()
+                .map(|(i, c)| column(i, c))
+                .collect())
+        } else {
+            format!("hashtextextended({}, 0)", key_text_expr(&table.primary_key))
         };
         Hashing {
             row_hash,
+            key_hash,
             with_sum: table.primary_key.is_empty(),
         }
     }
@@ -213,11 +240,7 @@ pub async fn differing_keys(
     scope: &Scope,
     limit: usize,
 ) -> Result<Found, tokio_postgres::Error> {
-    let integer_key = table.primary_key.len() == 1
-        && matches!(
-            table.primary_key[0].ty.as_str(),
-            "smallint" | "integer" | "bigint"
-        );
+    let integer_key = has_integer_key(table);
     tokio::try_join!(src.batch_execute(TUNE), dst.batch_execute(TUNE))?;
     let mut found = Found::default();
     let search = Search {
@@ -237,6 +260,45 @@ pub async fn differing_keys(
     done?;
     found.keys.truncate(limit);
     Ok(found)
+}
+
+/// A single integer primary key: rows are grouped by key range.
+fn has_integer_key(table: &Table) -> bool {
+    table.primary_key.len() == 1
+        && matches!(
+            table.primary_key[0].ty.as_str(),
+            "smallint" | "integer" | "bigint"
+        )
+}
+
+/// For a table with a primary key, the digest of each side and the keys whose rows differ,
+/// in one pass over each database: a grouped pass checksums 1,024 buckets (key ranges for
+/// an integer key, a hash of the key otherwise), which add up to the table's digest and,
+/// where they differ, map where to look. Only the rows of the differing buckets are read
+/// then: through the index for key ranges, in one more pass for key hashes. A table that
+/// differs costs barely more than one that does not.
+pub async fn digest_and_find(
+    src: &Client,
+    dst: &Client,
+    table: &Table,
+    hashing: &Hashing,
+    limit: usize,
+) -> Result<(Digest, Digest, Found), tokio_postgres::Error> {
+    tokio::try_join!(src.batch_execute(TUNE), dst.batch_execute(TUNE))?;
+    let scope = Scope::plain();
+    let search = Search {
+        src,
+        dst,
+        table,
+        hashing,
+        scope: &scope,
+        limit,
+    };
+    let done = search.digest_and_find().await;
+    tokio::try_join!(src.batch_execute(UNTUNE), dst.batch_execute(UNTUNE))?;
+    let (a, b, mut found) = done?;
+    found.keys.truncate(limit);
+    Ok((a, b, found))
 }
 
 fn key_text_expr(pk: &[Column]) -> String {
@@ -266,48 +328,102 @@ impl Search<'_> {
     /// rows of differing buckets are read as (key, row hash) pairs, and buckets still too
     /// large are split the same way (their key range is read through the index).
     async fn by_key_range(&self, out: &mut Found) -> Result<(), tokio_postgres::Error> {
-        let (src, dst) = (self.src, self.dst);
+        let Some((lo, hi)) = self.key_bounds().await? else {
+            return Ok(());
+        };
+        self.narrow(vec![(lo, hi.saturating_add(1))], out).await
+    }
+
+    /// [`digest_and_find`]: the first round over the whole table has no key condition (a
+    /// key written after the bounds were read lands in a bucket past the last, and still
+    /// counts), so its buckets add up to each side's digest.
+    async fn digest_and_find(&self) -> Result<(Digest, Digest, Found), tokio_postgres::Error> {
+        let mut found = Found::default();
+        if !has_integer_key(self.table) {
+            let (a, b) = self.key_hash_buckets().await?;
+            if self.limit > 0 {
+                self.read_buckets(&differing_buckets(&a, &b), &mut found)
+                    .await?;
+            }
+            return Ok((total(&a), total(&b), found));
+        }
+        let Some((lo, hi)) = self.key_bounds().await? else {
+            let empty = total(&Buckets::new());
+            return Ok((empty.clone(), empty, found));
+        };
+        let width = bucket_width(lo, hi.saturating_add(1));
+        let q = format!(
+            "SELECT ({pk}::int8 - {lo}) / {width} AS b, count(*), bit_xor({h}) FROM {name} t GROUP BY 1",
+            pk = quote_ident(&self.table.primary_key[0].name),
+            name = quote_table(&self.table.name),
+            h = self.hashing.row_hash,
+        );
+        let (a, b) = tokio::try_join!(self.src.query(&q, &[]), self.dst.query(&q, &[]))?;
+        let (a, b) = (buckets(a), buckets(b));
+        let mut next = Vec::new();
+        if self.limit > 0 {
+            for (bucket, rows) in differing_buckets(&a, &b) {
+                let range = (lo + bucket * width, lo + (bucket + 1) * width);
+                if self
+                    .visit(range, rows, width, &mut next, &mut found)
+                    .await?
+                {
+                    next.clear();
+                    break;
+                }
+            }
+        }
+        if !next.is_empty() {
+            self.narrow(next, &mut found).await?;
+        }
+        Ok((total(&a), total(&b), found))
+    }
+
+    /// The smallest and largest key over both databases (read through the index), or None
+    /// when both are empty.
+    async fn key_bounds(&self) -> Result<Option<(i64, i64)>, tokio_postgres::Error> {
         let pk = quote_ident(&self.table.primary_key[0].name);
         let name = quote_table(&self.table.name);
         let bounds = format!("SELECT min({pk})::int8, max({pk})::int8 FROM {name}");
         let (a, b) = tokio::try_join!(
-            src.query_one(bounds.as_str(), &[]),
-            dst.query_one(bounds.as_str(), &[])
+            self.src.query_one(bounds.as_str(), &[]),
+            self.dst.query_one(bounds.as_str(), &[])
         )?;
         let lows = [a.get::<_, Option<i64>>(0), b.get(0)];
         let highs = [a.get::<_, Option<i64>>(1), b.get(1)];
-        let (Some(lo), Some(hi)) = (
-            lows.iter().flatten().min().copied(),
-            highs.iter().flatten().max().copied(),
-        ) else {
-            return Ok(());
-        };
-        let mut ranges = vec![(lo, hi.saturating_add(1))];
+        Ok(lows
+            .iter()
+            .flatten()
+            .min()
+            .copied()
+            .zip(highs.iter().flatten().max().copied()))
+    }
+
+    /// Splits each key range into up to 1,024 buckets and checksums them on both sides
+    /// (a grouped pass over the range, through the index), for up to 6 rounds.
+    async fn narrow(
+        &self,
+        mut ranges: Vec<(i64, i64)>,
+        out: &mut Found,
+    ) -> Result<(), tokio_postgres::Error> {
+        let pk = quote_ident(&self.table.primary_key[0].name);
+        let name = quote_table(&self.table.name);
         for _round in 0..6 {
             let mut next = Vec::new();
             for (start, end) in ranges {
-                let width = ((end - start) + BUCKETS - 1) / BUCKETS;
-                let width = width.max(1);
+                let width = bucket_width(start, end);
                 let q = format!(
                     "SELECT ({pk}::int8 - {start}) / {width} AS b, count(*), bit_xor({h}) FROM {name} t WHERE {pk} >= {start} AND {pk} < {end} AND ({f}) GROUP BY 1",
                     h = self.hashing.row_hash,
                     f = self.scope.filter
                 );
-                for (b, rows) in differing_buckets(src, dst, &q).await? {
-                    let bucket = (start + b * width, (start + (b + 1) * width).min(end));
-                    if rows > FETCH_LIMIT && width > 1 {
-                        next.push(bucket);
-                        continue;
-                    }
-                    let f = format!(
-                        "SELECT {k}, {h}, {le} FROM {name} t WHERE {pk} >= {} AND {pk} < {}",
-                        bucket.0,
-                        bucket.1,
-                        k = key_text_expr(&self.table.primary_key),
-                        h = self.hashing.row_hash,
-                        le = self.scope.le
+                let (a, b) = tokio::try_join!(self.src.query(&q, &[]), self.dst.query(&q, &[]))?;
+                for (bucket, rows) in differing_buckets(&buckets(a), &buckets(b)) {
+                    let range = (
+                        start + bucket * width,
+                        (start + (bucket + 1) * width).min(end),
                     );
-                    if self.diff_rows(&f, out).await? {
+                    if self.visit(range, rows, width, &mut next, out).await? {
                         return Ok(());
                     }
                 }
@@ -320,32 +436,74 @@ impl Search<'_> {
         Ok(())
     }
 
+    /// A differing bucket: its rows are read and judged, or, when it holds too many, it
+    /// is split in the next round. True once `limit` failing keys are found.
+    async fn visit(
+        &self,
+        (from, to): (i64, i64),
+        rows: i64,
+        width: i64,
+        next: &mut Vec<(i64, i64)>,
+        out: &mut Found,
+    ) -> Result<bool, tokio_postgres::Error> {
+        if rows > FETCH_LIMIT && width > 1 {
+            next.push((from, to));
+            return Ok(false);
+        }
+        let pk = quote_ident(&self.table.primary_key[0].name);
+        let f = format!(
+            "SELECT {k}, {h}, {le} FROM {name} t WHERE {pk} >= {from} AND {pk} < {to}",
+            name = quote_table(&self.table.name),
+            k = key_text_expr(&self.table.primary_key),
+            h = self.hashing.row_hash,
+            le = self.scope.le
+        );
+        self.diff_rows(&f, out).await
+    }
+
     /// Other keys: bucket by a hash of the key in one grouped pass per side, then read the
     /// rows of the differing buckets in one more pass.
     async fn by_key_hash(&self, out: &mut Found) -> Result<(), tokio_postgres::Error> {
-        let name = quote_table(&self.table.name);
-        let key = key_text_expr(&self.table.primary_key);
-        let bucket = format!("(hashtextextended({key}, 7) & {})", BUCKETS - 1);
+        let (a, b) = self.key_hash_buckets().await?;
+        self.read_buckets(&differing_buckets(&a, &b), out).await
+    }
+
+    /// The grouped pass by a hash of the key (of the rows the scope keeps), on both sides.
+    async fn key_hash_buckets(&self) -> Result<(Buckets, Buckets), tokio_postgres::Error> {
         let q = format!(
             "SELECT {bucket} AS b, count(*), bit_xor({h}) FROM {name} t WHERE ({f}) GROUP BY 1",
+            bucket = self.key_bucket(),
+            name = quote_table(&self.table.name),
             h = self.hashing.row_hash,
             f = self.scope.filter
         );
-        let differing: Vec<i64> = differing_buckets(self.src, self.dst, &q)
-            .await?
-            .into_iter()
-            .map(|(b, _)| b)
-            .collect();
+        let (a, b) = tokio::try_join!(self.src.query(&q, &[]), self.dst.query(&q, &[]))?;
+        Ok((buckets(a), buckets(b)))
+    }
+
+    fn key_bucket(&self) -> String {
+        format!("({} & {})", self.hashing.key_hash, BUCKETS - 1)
+    }
+
+    /// Reads the rows of the given key-hash buckets on both sides (one pass) and judges them.
+    async fn read_buckets(
+        &self,
+        differing: &[(i64, i64)],
+        out: &mut Found,
+    ) -> Result<(), tokio_postgres::Error> {
         if differing.is_empty() {
             return Ok(());
         }
         let list = differing
             .iter()
-            .map(i64::to_string)
+            .map(|(b, _)| b.to_string())
             .collect::<Vec<_>>()
             .join(",");
         let f = format!(
             "SELECT {key}, {h}, {le} FROM {name} t WHERE {bucket} IN ({list})",
+            key = key_text_expr(&self.table.primary_key),
+            name = quote_table(&self.table.name),
+            bucket = self.key_bucket(),
             h = self.hashing.row_hash,
             le = self.scope.le
         );
@@ -380,33 +538,42 @@ impl Search<'_> {
     }
 }
 
-/// Runs a grouped `(bucket, count(*), bit_xor(hash))` query on both databases and returns
-/// the buckets whose digests differ, each with the larger of its two row counts.
-async fn differing_buckets(
-    src: &Client,
-    dst: &Client,
-    q: &str,
-) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
-    let (a, b) = tokio::try_join!(src.query(q, &[]), dst.query(q, &[]))?;
-    let digests = |rows: Vec<tokio_postgres::Row>| -> BTreeMap<i64, (i64, Option<i64>)> {
-        rows.iter()
-            .map(|r| (r.get(0), (r.get(1), r.get(2))))
-            .collect()
-    };
-    let (a, b) = (digests(a), digests(b));
-    let buckets: std::collections::BTreeSet<i64> = a.keys().chain(b.keys()).copied().collect();
-    Ok(buckets
-        .into_iter()
+/// A grouped `(bucket, count(*), bit_xor(hash))` query's answer.
+type Buckets = BTreeMap<i64, (i64, Option<i64>)>;
+
+fn buckets(rows: Vec<tokio_postgres::Row>) -> Buckets {
+    rows.iter()
+        .map(|r| (r.get(0), (r.get(1), r.get(2))))
+        .collect()
+}
+
+/// The buckets whose digests differ between the two sides, each with the larger of its
+/// two row counts.
+fn differing_buckets(a: &Buckets, b: &Buckets) -> Vec<(i64, i64)> {
+    let keys: std::collections::BTreeSet<i64> = a.keys().chain(b.keys()).copied().collect();
+    keys.into_iter()
         .filter(|k| a.get(k) != b.get(k))
         .map(|k| {
-            (
-                k,
-                a.get(&k)
-                    .map_or(0, |v| v.0)
-                    .max(b.get(&k).map_or(0, |v| v.0)),
-            )
+            let rows = |m: &Buckets| m.get(&k).map_or(0, |v| v.0);
+            (k, rows(a).max(rows(b)))
         })
-        .collect())
+        .collect()
+}
+
+/// The width of each of the (up to) 1,024 buckets a key range is split into.
+fn bucket_width(start: i64, end: i64) -> i64 {
+    (((end - start) + BUCKETS - 1) / BUCKETS).max(1)
+}
+
+/// The whole table's digest from its buckets: the rows they count, the XOR of their
+/// checksums (what `digest` computes in one aggregate).
+fn total(b: &Buckets) -> Digest {
+    let rows = b.values().map(|v| v.0).sum();
+    let xor = b.values().filter_map(|v| v.1).reduce(|x, y| x ^ y);
+    Digest {
+        rows,
+        checksum: Some(xor.map_or_else(|| "empty".into(), |x| x.to_string())),
+    }
 }
 
 /// Compares up to `n` rows picked at random from the restored copy with the source's rows of
