@@ -118,16 +118,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         args.listen
     );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let freshness = Freshness {
-        pending_until: Some(
-            checks
-                .next_after(clock.now())
-                .checked_add_signed(args.grace.chrono())
-                .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC),
-        ),
-        checks,
-        grace: args.grace,
-    };
+    let freshness = Freshness::since_start(checks, args.grace, clock.now());
     let health = health_source(runbooks, store, freshness, clock.clone());
     let shutdown = Cancel::new();
     let states = daemon::States::default();

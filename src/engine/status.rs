@@ -36,6 +36,18 @@ pub struct Freshness {
 }
 
 impl Freshness {
+    /// For a daemon started at `start`: a check with no result yet is pending until the
+    /// first check run after the start, plus the grace.
+    pub fn since_start(checks: Cron, grace: Duration, start: DateTime<Utc>) -> Freshness {
+        let mut f = Freshness {
+            checks,
+            grace,
+            pending_until: None,
+        };
+        f.pending_until = Some(f.expires(start));
+        f
+    }
+
     /// When a result taken at `at` stops counting: the checks' next run after it, plus the
     /// grace.
     fn expires(&self, at: DateTime<Utc>) -> DateTime<Utc> {
