@@ -59,7 +59,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("record", &["duration", "runbook"]),
     ("pg", &["diagnostic", "hex", "http", "redact", "timestamp"]),
-    ("neon", &["controls", "duration", "http", "progress", "redact"]),
+    (
+        "neon",
+        &["controls", "duration", "http", "progress", "redact"],
+    ),
     (
         "history",
         &[

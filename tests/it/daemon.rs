@@ -113,16 +113,19 @@ fn split(response: &str) -> (u16, String) {
     (code, body.to_owned())
 }
 
-const HEALTH_RUNBOOK: &str = r#"version: 1
+/// The watched runbook; `archiver` is the archiver check's kind and payload.
+fn health_runbook(archiver: &str) -> String {
+    format!(
+        r#"version: 1
 name: watched
 objectives:
   rto: 15m
 checks:
   - id: backup-age
-    local.backup_age: { dir: backups, max_age: 1d }
+    local.backup_age: {{ dir: backups, max_age: 1d }}
   - id: archiver
     title: WAL archiving works
-    shell: "test -f archiver-ok"
+    {archiver}
 procedures:
   drill:
     title: Drill
@@ -131,7 +134,12 @@ procedures:
     steps:
       - id: a
         shell: "true"
-"#;
+"#
+    )
+}
+
+/// The archiver check of the tests that need no server: a file says whether it works.
+const FILE_ARCHIVER: &str = r#"shell: "test -f archiver-ok""#;
 
 /// A base backup's label, taken `hours_ago`.
 fn backup_taken(dir: &std::path::Path, hours_ago: i64) {
@@ -159,10 +167,10 @@ fn drillbook_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
         .expect("drillbook")
 }
 
-/// A directory with `HEALTH_RUNBOOK`, a backup an hour old, a working archiver and a passed
-/// drill (the Cli owns the directory).
-fn watched() -> (Cli, std::path::PathBuf) {
-    let c = Cli::new().runbook(HEALTH_RUNBOOK);
+/// A directory with the watched runbook, a backup an hour old, a working archiver and a
+/// passed drill (the Cli owns the directory).
+fn watched(archiver: &str) -> (Cli, std::path::PathBuf) {
+    let c = Cli::new().runbook(&health_runbook(archiver));
     let dir = c.command().get_current_dir().expect("dir").to_owned();
     backup_taken(&dir, 1);
     std::fs::write(dir.join("archiver-ok"), "").expect("archiver");
@@ -174,7 +182,20 @@ fn watched() -> (Cli, std::path::PathBuf) {
 #[test]
 fn healthz_follows_a_stale_backup_a_failing_archiver_and_a_tampered_history_and_recovers() {
     let port = drillbook::pg::cluster::free_port().expect("port");
-    let (c, dir) = watched();
+    // a real server archiving its WAL, set up as an administrator's own
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let tmp = crate::support::TempDir::new();
+    let bin = drillbook::pg::cluster::find_binaries().expect("binaries");
+    let cluster =
+        crate::support::archiving_cluster(&rt, &bin, &tmp.join("archive"), &tmp.join("pg"));
+    let pg = |sql: &str| crate::support::psql_as(&bin.dir, cluster.port, "admin", "postgres", sql);
+    let (c, dir) = watched(&format!(
+        "local.archiver: {{ db: \"{}\" }}",
+        cluster.url("postgres")
+    ));
     let cli = |args: &[&str]| drillbook_in(&dir, args);
     assert_eq!(cli(&["check", "runbook.yaml"]).status.code(), Some(0));
     // the Cli owns the directory: kept until the end
@@ -238,9 +259,15 @@ fn healthz_follows_a_stale_backup_a_failing_archiver_and_a_tampered_history_and_
     );
     assert_eq!(status().1["runbooks"][0]["checks"][0]["status"], "CRITICAL");
 
-    // a fresh backup, but archiving fails
+    // a fresh backup, but the archive goes read-only: the server's archive_command fails
     backup_taken(&dir, 1);
-    std::fs::remove_file(dir.join("archiver-ok")).expect("archiver");
+    pg("ALTER SYSTEM SET archive_command = 'false'");
+    pg("SELECT pg_reload_conf()");
+    pg("CREATE TABLE IF NOT EXISTS t (x int); INSERT INTO t VALUES (1)");
+    pg("SELECT pg_switch_wal()");
+    while pg("SELECT failed_count > 0 FROM pg_stat_archiver") != "t" {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(cli(&["check", "runbook.yaml"]).status.code(), Some(2));
     let (code, body) = split(&health());
     assert_eq!(code, 503);
@@ -253,8 +280,12 @@ fn healthz_follows_a_stale_backup_a_failing_archiver_and_a_tampered_history_and_
     assert_eq!(s["runbooks"][0]["checks"][0]["status"], "OK");
     assert_eq!(s["runbooks"][0]["checks"][1]["status"], "CRITICAL");
 
-    // repaired: healthy again
-    std::fs::write(dir.join("archiver-ok"), "").expect("archiver");
+    // repaired: the segment is archived at the next try, and the check says so
+    pg("ALTER SYSTEM RESET archive_command");
+    pg("SELECT pg_reload_conf()");
+    while pg("SELECT last_archived_time > last_failed_time FROM pg_stat_archiver") != "t" {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert_eq!(cli(&["check", "runbook.yaml"]).status.code(), Some(0));
     assert_eq!(split(&health()), (200, "ok\n".to_owned()));
 
@@ -304,7 +335,7 @@ impl drillbook::daemon::Clock for SetClock {
 
 #[test]
 fn a_check_not_yet_run_is_pending_then_unknown_and_an_overdue_drill_is_critical_until_it_passes() {
-    let (_owner, dir) = watched();
+    let (_owner, dir) = watched(FILE_ARCHIVER);
     let cli = |args: &[&str]| drillbook_in(&dir, args);
 
     let rt = tokio::runtime::Runtime::new().expect("runtime");
