@@ -209,6 +209,18 @@ fn run_reladiff(
     (took, keys)
 }
 
+/// `compare` on data that must pass: its time.
+async fn passing_compare(src: &str, dst: &str, extra: &str) -> Duration {
+    let (d, rec) = drillbook_compare(src, dst, extra).await;
+    assert_eq!(
+        rec.verdict,
+        drillbook::record::Verdict::Passed,
+        "{:?}",
+        rec.reason
+    );
+    d
+}
+
 fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
@@ -263,22 +275,8 @@ async fn main() {
             })
             .await,
         );
-        let (d, rec) = drillbook_compare(&src_url, &dst_url, "").await;
-        assert_eq!(
-            rec.verdict,
-            drillbook::record::Verdict::Passed,
-            "{:?}",
-            rec.reason
-        );
-        ours.push(d);
-        let (d, rec) = drillbook_compare(&src_url, &dst_url, AS_OF).await;
-        assert_eq!(
-            rec.verdict,
-            drillbook::record::Verdict::Passed,
-            "{:?}",
-            rec.reason
-        );
-        as_of.push(d);
+        ours.push(passing_compare(&src_url, &dst_url, "").await);
+        as_of.push(passing_compare(&src_url, &dst_url, AS_OF).await);
     }
     let (scan, check, ours, as_of) = (median(scan), median(check), median(ours), median(as_of));
 
@@ -440,14 +438,7 @@ async fn scaling(
         let mut ours = Vec::new();
         for _ in 0..3 {
             check.push(both(&a, &b, hand).await);
-            let (d, rec) = drillbook_compare(&src_url, &dst_url, "").await;
-            assert_eq!(
-                rec.verdict,
-                drillbook::record::Verdict::Passed,
-                "{:?}",
-                rec.reason
-            );
-            ours.push(d);
+            ours.push(passing_compare(&src_url, &dst_url, "").await);
         }
         let (check, ours) = (median(check), median(ours));
         let gb = size as f64 / 1e9;
