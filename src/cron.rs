@@ -351,6 +351,57 @@ impl Cron {
         ))
     }
 
+    /// The same schedule as an iCalendar recurrence rule (RFC 5545 `RRULE`, without the
+    /// `RRULE:` name) for an event whose `DTSTART` is one of its fire times in UTC, e.g.
+    /// `FREQ=MONTHLY;BYMONTHDAY=1`; None when both day fields are restricted (cron then
+    /// matches either, which one rule cannot say). A single hour and minute come from
+    /// `DTSTART`; several are listed (`BYHOUR`, `BYMINUTE`).
+    pub fn rrule(&self) -> Option<String> {
+        if !self.dom_star && !self.dow_star {
+            return None;
+        }
+        let some_days = self.days != range_bits(1, 31);
+        let some_weekdays = self.weekdays != range_bits(0, 6);
+        let some_months = self.months != range_bits(1, 12);
+        // the frequency whose BY parts expand to the wanted days; the others limit them
+        let freq = match (some_days, some_weekdays) {
+            (false, false) => "DAILY",
+            (false, true) => "WEEKLY",
+            (true, false) if some_months => "YEARLY",
+            (true, _) => "MONTHLY",
+        };
+        let list = |mask: u64, from: u32, to: u32| -> String {
+            (from..=to)
+                .filter(|v| mask & bit(*v) != 0)
+                .map(|v| v.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut rule = format!("FREQ={freq}");
+        if some_months {
+            rule += &format!(";BYMONTH={}", list(self.months, 1, 12));
+        }
+        if some_days {
+            rule += &format!(";BYMONTHDAY={}", list(self.days, 1, 31));
+        }
+        if some_weekdays {
+            const DAYS: [&str; 7] = ["SU", "MO", "TU", "WE", "TH", "FR", "SA"];
+            let days: Vec<&str> = bit_list(self.weekdays)
+                .iter()
+                .map(|&d| DAYS[d as usize])
+                .collect();
+            rule += &format!(";BYDAY={}", days.join(","));
+        }
+        if single(self.hours).is_none() || single(self.minutes).is_none() {
+            rule += &format!(
+                ";BYHOUR={};BYMINUTE={}",
+                list(self.hours, 0, 23),
+                list(self.minutes, 0, 59)
+            );
+        }
+        Some(rule)
+    }
+
     fn day_matches(&self, date: NaiveDate) -> bool {
         let dom = self.days & bit(date.day()) != 0;
         let dow = self.weekdays & bit(date.weekday().num_days_from_sunday()) != 0;
@@ -478,6 +529,28 @@ mod oracle;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schedules_become_recurrence_rules() {
+        let r = |e: &str| Cron::parse(e).expect("cron").rrule();
+        assert_eq!(r("0 9 1 * *").as_deref(), Some("FREQ=MONTHLY;BYMONTHDAY=1"));
+        assert_eq!(r("30 2 * * 1").as_deref(), Some("FREQ=WEEKLY;BYDAY=MO"));
+        assert_eq!(r("@daily").as_deref(), Some("FREQ=DAILY"));
+        assert_eq!(
+            r("0 6 15 1,7 *").as_deref(),
+            Some("FREQ=YEARLY;BYMONTH=1,7;BYMONTHDAY=15")
+        );
+        assert_eq!(
+            r("0 */12 */2 * 6").as_deref(),
+            Some("FREQ=MONTHLY;BYMONTHDAY=1,3,5,7,9,11,13,15,17,19,21,23,25,27,29,31;BYDAY=SA;BYHOUR=0,12;BYMINUTE=0")
+        );
+        assert_eq!(
+            r("0,30 9 * 3 *").as_deref(),
+            Some("FREQ=DAILY;BYMONTH=3;BYHOUR=9;BYMINUTE=0,30")
+        );
+        // either the 1st or a Monday: one rule cannot say "or"
+        assert_eq!(r("0 9 1 * 1"), None);
+    }
 
     #[test]
     fn schedules_become_systemd_calendar_expressions() {

@@ -2,10 +2,12 @@
 //! one run at a time per job (a job still running when it comes due again is skipped and
 //! reported), runs missed while the machine was suspended or the daemon paused are reported and
 //! run once — never replayed in a burst — and SIGTERM cancels the running drills (their
-//! cleanup runs) before the daemon exits. `/healthz` and `/metrics` are served on a loopback
-//! address ([`serve`]).
+//! cleanup runs) before the daemon exits. `/livez`, `/healthz`, `/status` and `/metrics` are
+//! served on a loopback address ([`serve`]); what `/healthz` and `/status` say about the
+//! backups comes from a [`HealthSource`], asked afresh for each request.
 //!
-//! The wall clock and the job runner are the seams tests replace ([`Clock`], [`Runner`]).
+//! The wall clock, the job runner and the health source are the seams tests replace
+//! ([`Clock`], [`Runner`], [`HealthSource`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -21,7 +23,7 @@ use crate::render::prometheus::{Exposition, Labels};
 
 mod endpoints;
 
-pub use endpoints::serve;
+pub use endpoints::{serve, HEALTH_TIMEOUT};
 
 /// One scheduled job: `drillbook <args>` on `cron`.
 #[derive(Debug, Clone)]
@@ -46,6 +48,21 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// What `/healthz` and `/status` answer about the backups.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// `/healthz` answers 200 (every check OK or WARNING, nothing overdue, the history
+    /// verified); otherwise 503.
+    pub healthy: bool,
+    /// One line: the status and, unless OK, why (`CRITICAL: shop: check backup-age …`).
+    pub summary: String,
+    /// The `/status` document, JSON.
+    pub status: String,
+}
+
+/// Works out the backups' health now; called for each `/healthz` and `/status` request.
+pub type HealthSource = Arc<dyn Fn() -> BoxFuture<'static, Health> + Send + Sync>;
 
 /// How a job's run ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -10,8 +10,9 @@
 //!
 //! 1. Utilities: [`cancel`] (the run's two-level interrupt signal, boxed futures),
 //!    [`controls`] (control characters made visible in what reaches a terminal or a
-//!    document), [`hex`], [`http`] (the shared HTTP client, percent-encoding), [`redact`]
-//!    (secrets and passwords masked in every text that leaves the process).
+//!    document), [`hex`], [`http`] (the shared HTTP client, percent-encoding), [`progress`]
+//!    (progress bars of long work at the operator's terminal), [`redact`] (secrets and
+//!    passwords masked in every text that leaves the process).
 //! 2. Value types runbooks are written in: [`duration`], [`timestamp`], [`cron`],
 //!    [`diagnostic`] (places, caret snippets, "did you mean", the path of a value in a
 //!    runbook), [`template`] (the minijinja environment, strict undefined).
@@ -46,6 +47,7 @@ pub mod kind;
 pub mod neon;
 pub mod notify;
 pub mod pg;
+pub mod progress;
 pub mod record;
 pub mod redact;
 pub mod render;

@@ -5,13 +5,18 @@ use std::sync::Arc;
 use super::{exit, load};
 use crate::cancel::Cancel;
 use crate::cron::Cron;
-use crate::daemon::{self, Job, ProcessRunner, SystemClock};
+use crate::daemon::{self, Clock, Health, HealthSource, Job, ProcessRunner, SystemClock};
+use crate::engine::status::{self, Freshness};
 
 /// Run the scheduled procedures and the checks of one or more runbooks on their schedules
 /// (UTC), until SIGTERM or SIGINT (the running drills are cancelled and clean up).
 ///
-/// `/healthz` and `/metrics` are served on a loopback address. Each job's start and end
-/// (verdict, duration, record id) is logged on standard error.
+/// On a loopback address: `/livez` (the process answers), `/healthz` (200 while every check
+/// is OK or WARNING, no scheduled drill is overdue and the history verifies; otherwise 503
+/// and one line saying why), `/status` (the JSON of `drillbook status --format json`) and
+/// `/metrics`. A check with no result yet counts from the first check run after the start
+/// plus `--grace`. Each job's start and end (verdict, duration, record id) is logged on
+/// standard error.
 ///
 /// Exit codes: 0 stopped by SIGTERM or SIGINT · 2 invalid runbook or usage (a bad
 /// `--checks`, a `--listen` address that is not loopback, nothing to schedule) · 3 cannot
@@ -27,7 +32,11 @@ pub struct Args {
     /// When the health checks run (cron, UTC).
     #[arg(long, default_value = "0 0 * * *", value_name = "CRON")]
     checks: String,
-    /// Where `/healthz` and `/metrics` are served (a loopback address).
+    /// How long past the checks' next run a check result still counts for `/healthz` (a check
+    /// not yet run counts from the first run after the start plus this).
+    #[arg(long, default_value = status::DEFAULT_GRACE, value_name = "DURATION")]
+    grace: crate::duration::Duration,
+    /// Where `/livez`, `/healthz`, `/status` and `/metrics` are served (a loopback address).
     #[arg(long, default_value = "127.0.0.1:9187", value_name = "ADDR")]
     listen: std::net::SocketAddr,
     /// Where the jobs append their records, as for `run` and `check` (default:
@@ -55,6 +64,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         }
     };
     let mut jobs = Vec::new();
+    let mut runbooks = Vec::new();
     for path in &args.runbooks {
         let Some(rb) = load(path) else {
             return Ok(exit::INVALID);
@@ -75,6 +85,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
                 args: job_args,
             });
         }
+        runbooks.push(rb);
     }
     if jobs.is_empty() {
         say!("drillbook: error: no scheduled procedure and no checks to run");
@@ -103,9 +114,12 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         );
     }
     say!(
-        "drillbook daemon: /healthz and /metrics on http://{}",
+        "drillbook daemon: /livez, /healthz, /status and /metrics on http://{}",
         args.listen
     );
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let freshness = Freshness::since_start(checks, args.grace, clock.now());
+    let health = health_source(runbooks, store, freshness, clock.clone());
     let shutdown = Cancel::new();
     let states = daemon::States::default();
     // SIGTERM, SIGINT and SIGHUP stop it alike: the running jobs are cancelled and clean
@@ -142,10 +156,15 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             }
         });
     }
-    let server = tokio::spawn(daemon::serve(listener, states.clone(), shutdown.clone()));
+    let server = tokio::spawn(daemon::serve(
+        listener,
+        states.clone(),
+        health,
+        shutdown.clone(),
+    ));
     daemon::schedule(
         jobs,
-        Arc::new(SystemClock),
+        clock,
         Arc::new(ProcessRunner),
         states,
         shutdown,
@@ -154,4 +173,31 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     .await;
     server.abort();
     Ok(exit::OK)
+}
+
+/// `/healthz` and `/status` from the history, read afresh for each request: a check run or a
+/// drill that just ended, or an edit to the history, shows at once.
+pub fn health_source(
+    runbooks: Vec<crate::runbook::Runbook>,
+    store: crate::history::Store,
+    freshness: Freshness,
+    clock: Arc<dyn Clock>,
+) -> HealthSource {
+    let watched = Arc::new((runbooks, store, freshness));
+    Arc::new(move || {
+        let (watched, now) = (watched.clone(), clock.now());
+        Box::pin(async move {
+            let (runbooks, store, freshness) = &*watched;
+            let report = status::read(runbooks, store, freshness, now).await;
+            // text from records and runbooks, made inert as everything drillbook prints is
+            Health {
+                healthy: report.healthy,
+                summary: crate::controls::visible(&report.summary()).into_owned(),
+                status: crate::controls::visible_json(
+                    &serde_json::to_string(&report).unwrap_or_default(),
+                )
+                .into_owned(),
+            }
+        })
+    })
 }

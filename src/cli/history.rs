@@ -238,7 +238,7 @@ fn ms(v: u64) -> String {
 }
 
 /// `4m05s met`, `4m05s missed`, `4m05s`, `—`.
-fn measured(value: Option<u64>, met: Option<bool>) -> String {
+pub(super) fn measured(value: Option<u64>, met: Option<bool>) -> String {
     let v = value.map_or("—".to_owned(), ms);
     match met {
         Some(true) => format!("{v} met"),

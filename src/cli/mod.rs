@@ -11,7 +11,7 @@ macro_rules! say {
 }
 
 mod check;
-mod daemon;
+pub mod daemon;
 mod gc;
 mod history;
 mod plan;
@@ -19,6 +19,7 @@ mod render;
 mod run;
 mod schedule;
 mod schema;
+mod status;
 mod terminal;
 mod validate;
 
@@ -45,6 +46,7 @@ enum Command {
     Run(run::Args),
     Check(check::Args),
     Schedule(schedule::Args),
+    Status(status::Args),
     Daemon(daemon::Args),
     Render(render::Args),
     History(history::Args),
@@ -87,6 +89,7 @@ pub async fn run(args: impl IntoIterator<Item = OsString>) -> u8 {
         Command::Run(a) => run::run(&a).await,
         Command::Check(a) => check::run(&a).await,
         Command::Schedule(a) => schedule::run(&a).await,
+        Command::Status(a) => status::run(&a).await,
         Command::Daemon(a) => daemon::run(&a).await,
         Command::Render(a) => render::run(&a).await,
         Command::History(a) => history::run(&a).await,

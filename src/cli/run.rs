@@ -57,7 +57,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         history: args.history.clone(),
         shared: None,
     };
-    let terminal = Terminal::new(args.yes);
+    let terminal = Terminal::new(args.yes).with_progress(matches!(args.format, Format::Text));
     if let Some(w) = crate::engine::gc::leftovers_warning() {
         say!("drillbook: warning: {w}");
     }

@@ -1,6 +1,6 @@
 //! `drillbook schedule`: ready-to-install definitions for every scheduled procedure and the
-//! health checks, for cron, systemd timers, GitHub Actions or Kubernetes CronJobs. Times are
-//! UTC. The environment variables each job needs are named, never filled in.
+//! health checks, for cron, systemd timers, GitHub Actions or Kubernetes CronJobs, and the
+//! drills as iCalendar events (`ics.rs`). Times are UTC. The environment variables each job needs are named, never filled in.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -10,9 +10,12 @@ use crate::cron::Cron;
 use crate::engine::jobs::{jobs, Job};
 use crate::runbook::Runbook;
 
+mod ics;
+
 /// Write schedule definitions for the runbook's procedures (`schedule:`) and checks.
 ///
-/// Exit codes: 0 written · 2 invalid runbook or usage (e.g. a schedule systemd cannot express).
+/// Exit codes: 0 written · 2 invalid runbook or usage (e.g. a schedule systemd or an
+/// iCalendar RRULE cannot express, or, for `ics`, no scheduled procedure).
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Examples:\n  drillbook schedule runbooks/neon-production.yaml --emit crontab\n  drillbook schedule runbooks/neon-production.yaml --emit kubernetes --image ghcr.io/acme/drillbook:0.1.0 > cronjobs.yaml"
@@ -35,6 +38,10 @@ pub struct Args {
     /// directory.
     #[arg(long, value_name = "DIR")]
     workdir: Option<std::path::PathBuf>,
+    /// Where the rendered runbook document is published (a URL), for `ics`: each event links
+    /// to its procedure's section there.
+    #[arg(long, value_name = "URL")]
+    doc: Option<String>,
     /// Container image for Kubernetes (with drillbook and the runbook's repository).
     #[arg(long, default_value = "drillbook:latest", value_name = "IMAGE")]
     image: String,
@@ -46,6 +53,8 @@ pub enum Emit {
     Systemd,
     GithubActions,
     Kubernetes,
+    /// An iCalendar file (RFC 5545) with the scheduled drills, for the team calendar.
+    Ics,
 }
 
 /// A name usable as a unit, job or Kubernetes object name.
@@ -150,6 +159,21 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
         },
         Emit::GithubActions => github(&rb, &jobs),
         Emit::Kubernetes => kubernetes(&rb, &jobs, &args.image),
+        Emit::Ics => {
+            let command = |j: &Job| command_line(j, &bin, &workdir);
+            match ics::calendar(&rb, &jobs, &command, args.doc.as_deref(), start()) {
+                // CRLF line ends, which `out` would show as escapes; the calendar's text
+                // values carry no other control character (`ics::text` drops them)
+                Ok(t) => {
+                    super::write_out(&t);
+                    return Ok(super::exit::OK);
+                }
+                Err(e) => {
+                    say!("drillbook: error: {e}");
+                    return Ok(super::exit::INVALID);
+                }
+            }
+        }
     };
     out(&text);
     Ok(super::exit::OK)
@@ -202,18 +226,34 @@ fn crontab(rb: &Runbook, jobs: &[Job], bin: &str, workdir: &str) -> String {
     }
     s.push_str("CRON_TZ=UTC\n");
     for j in jobs {
-        let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
-        let line = format!(
-            "cd {} && mkdir -p drills && {} {} >> drills/cron.log 2>&1",
-            quote(workdir),
-            quote(bin),
-            cmd.join(" ")
-        );
+        let line = format!("{} >> drills/cron.log 2>&1", command_line(j, bin, workdir));
         let _ = writeln!(s, "# {}: {}", j.name, one_line(&j.what));
         // cron turns an unescaped % into a newline
         let _ = writeln!(s, "{} {}", j.cron.as_str(), line.replace('%', "\\%"));
     }
     s
+}
+
+/// The job as one shell command line, run from anywhere: into its working directory, then
+/// drillbook with its arguments.
+fn command_line(j: &Job, bin: &str, workdir: &str) -> String {
+    let cmd: Vec<String> = j.args.iter().map(|a| quote(a)).collect();
+    format!(
+        "cd {} && mkdir -p drills && {} {}",
+        quote(workdir),
+        quote(bin),
+        cmd.join(" ")
+    )
+}
+
+/// The start of the calendar's recurrences and its time stamp: `SOURCE_DATE_EPOCH` when set
+/// (a reproducible file), else now.
+fn start() -> chrono::DateTime<chrono::Utc> {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|e| e.trim().parse::<i64>().ok())
+        .and_then(|e| chrono::DateTime::from_timestamp(e, 0))
+        .unwrap_or_else(chrono::Utc::now)
 }
 
 /// A procedure's title on one line: in a crontab comment or a unit's `Description=`, a line

@@ -14,6 +14,8 @@ pub struct Terminal {
     pub yes: bool,
     steps: std::sync::atomic::AtomicUsize,
     cleanup: std::sync::atomic::AtomicUsize,
+    /// Long work draws progress bars (text output, stderr a terminal).
+    bars: bool,
 }
 
 impl Terminal {
@@ -22,7 +24,15 @@ impl Terminal {
             yes,
             steps: 0.into(),
             cleanup: 0.into(),
+            bars: false,
         }
+    }
+
+    /// Progress bars on stderr while steps run, when stderr is a terminal and the output
+    /// is meant for a person (`text`, not `--format json`).
+    pub fn with_progress(mut self, for_a_person: bool) -> Terminal {
+        self.bars = for_a_person && std::io::stderr().is_terminal();
+        self
     }
 
     /// One line on stderr: step titles, errors and instructions quote runbook text and
@@ -71,6 +81,14 @@ impl Interaction for Terminal {
             .await
             .map_err(std::io::Error::other)?
         })
+    }
+
+    fn progress(&self, what: &str, unit: crate::progress::Unit) -> crate::progress::Progress {
+        if self.bars {
+            crate::progress::Progress::stderr(what, unit)
+        } else {
+            crate::progress::Progress::hidden()
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! The daemon's HTTP endpoints, `/healthz` and `/metrics`, served with hyper's HTTP/1
+//! The daemon's HTTP endpoints, `/livez`, `/healthz`, `/status` and `/metrics`, served with hyper's HTTP/1
 //! connection (so a request split over several reads is parsed as a whole). One request per
 //! connection, at most [`MAX_CONNECTIONS`] at once: past that a client waits in the listen
 //! backlog for a slot rather than being refused, since its request is cheap and the slot frees
@@ -16,7 +16,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use super::{metrics, States};
+use super::{metrics, Health, HealthSource, States};
 use crate::cancel::Cancel;
 
 /// Connections served at once.
@@ -29,8 +29,12 @@ const CONNECTION_DEADLINE: Duration = Duration::from_secs(30);
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Serves `/healthz` and `/metrics` on `listener` until `shutdown`.
-pub async fn serve(listener: TcpListener, states: States, shutdown: Cancel) {
+/// How long `/healthz` and `/status` wait for the health source (a slow history store) before
+/// answering 503.
+pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `/livez`, `/healthz`, `/status` and `/metrics` on `listener` until `shutdown`.
+pub async fn serve(listener: TcpListener, states: States, health: HealthSource, shutdown: Cancel) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let mut failures = 0u32;
     loop {
@@ -70,11 +74,12 @@ pub async fn serve(listener: TcpListener, states: States, shutdown: Cancel) {
                 continue;
             }
         };
-        let states = states.clone();
+        let (states, health) = (states.clone(), health.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
-                let response = respond(request.uri().path(), &states);
-                async move { Ok::<_, Infallible>(response) }
+                let (states, health) = (states.clone(), health.clone());
+                let path = request.uri().path().to_owned();
+                async move { Ok::<_, Infallible>(respond(&path, &states, &health).await) }
             });
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -89,9 +94,39 @@ pub async fn serve(listener: TcpListener, states: States, shutdown: Cancel) {
     }
 }
 
-fn respond(path: &str, states: &States) -> Response<String> {
+/// The health source's answer, or, when it takes too long, an unhealthy one that says so.
+async fn ask(health: &HealthSource) -> Health {
+    match tokio::time::timeout(HEALTH_TIMEOUT, health()).await {
+        Ok(h) => h,
+        Err(_) => Health {
+            healthy: false,
+            summary: format!(
+                "UNKNOWN: the backups' health could not be worked out within {}s (is the history store slow?)",
+                HEALTH_TIMEOUT.as_secs()
+            ),
+            status: serde_json::json!({"status": "UNKNOWN", "healthy": false}).to_string(),
+        },
+    }
+}
+
+async fn respond(path: &str, states: &States, health: &HealthSource) -> Response<String> {
+    let code = |healthy| {
+        if healthy {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
     let (status, content_type, body) = match path {
-        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/livez" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/healthz" => {
+            let h = ask(health).await;
+            (code(h.healthy), "text/plain", format!("{}\n", h.summary))
+        }
+        "/status" => {
+            let h = ask(health).await;
+            (code(h.healthy), "application/json", h.status + "\n")
+        }
         "/metrics" => (StatusCode::OK, "text/plain; version=0.0.4", metrics(states)),
         _ => (
             StatusCode::NOT_FOUND,
@@ -118,8 +153,21 @@ fn accept_backoff(failures: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpStream;
+
+    fn healthy() -> HealthSource {
+        Arc::new(|| {
+            Box::pin(async {
+                Health {
+                    healthy: true,
+                    summary: "ok".into(),
+                    status: "{}".into(),
+                }
+            })
+        })
+    }
 
     #[test]
     fn accept_errors_back_off_from_10ms_doubling_to_1s() {
@@ -132,7 +180,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let stop = Cancel::new();
-        tokio::spawn(serve(listener, States::default(), stop.clone()));
+        tokio::spawn(serve(listener, States::default(), healthy(), stop.clone()));
         (addr, stop)
     }
 
@@ -141,6 +189,14 @@ mod tests {
         let mut out = String::new();
         stream.read_to_string(&mut out).await.expect("read");
         out
+    }
+
+    /// The whole response to `GET path`.
+    async fn get(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+        s.write_all(request.as_bytes()).await.expect("write");
+        response(&mut s).await
     }
 
     #[tokio::test(start_paused = true)]
@@ -195,15 +251,54 @@ mod tests {
         stop.interrupt();
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn an_unhealthy_or_silent_source_is_503_while_livez_stays_200() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let stop = Cancel::new();
+        let broken = Arc::new(AtomicBool::new(true));
+        let flag = broken.clone();
+        let source: HealthSource = Arc::new(move || {
+            let broken = flag.load(Ordering::SeqCst);
+            Box::pin(async move {
+                if broken {
+                    Health {
+                        healthy: false,
+                        summary: "CRITICAL: shop: check age CRITICAL".into(),
+                        status: "{\"healthy\":false}".into(),
+                    }
+                } else {
+                    // a store that never answers
+                    std::future::pending().await
+                }
+            })
+        });
+        tokio::spawn(serve(listener, States::default(), source, stop.clone()));
+        let get = |path: &'static str| get(addr, path);
+        let health = get("/healthz").await;
+        assert!(
+            health.starts_with("HTTP/1.1 503 Service Unavailable\r\n")
+                && health.ends_with("\r\n\r\nCRITICAL: shop: check age CRITICAL\n"),
+            "{health}"
+        );
+        let status = get("/status").await;
+        assert!(status.starts_with("HTTP/1.1 503 "), "{status}");
+        assert!(status.ends_with("{\"healthy\":false}\n"), "{status}");
+        broken.store(false, Ordering::SeqCst);
+        // the source hangs: the answer comes at the timeout (paused time jumps there)
+        let silent = get("/healthz").await;
+        assert!(
+            silent.starts_with("HTTP/1.1 503 ") && silent.contains("UNKNOWN: "),
+            "{silent}"
+        );
+        assert!(get("/livez").await.starts_with("HTTP/1.1 200 OK\r\n"));
+        stop.interrupt();
+    }
+
     #[tokio::test]
     async fn routes_status_codes_and_content_types() {
         let (addr, stop) = start().await;
-        let get = |path: &'static str| async move {
-            let mut s = TcpStream::connect(addr).await.expect("connect");
-            let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
-            s.write_all(request.as_bytes()).await.expect("write");
-            response(&mut s).await
-        };
+        let get = |path: &'static str| get(addr, path);
         let health = get("/healthz").await;
         assert!(health.starts_with("HTTP/1.1 200 OK\r\n"), "{health}");
         assert!(
@@ -220,6 +315,17 @@ mod tests {
         );
         let body = super::metrics(&States::default());
         assert!(metrics.ends_with(&format!("\r\n\r\n{body}")), "{metrics}");
+        let live = get("/livez").await;
+        assert!(
+            live.starts_with("HTTP/1.1 200 OK\r\n") && live.ends_with("\r\n\r\nok\n"),
+            "{live}"
+        );
+        let status = get("/status").await;
+        assert!(
+            status.contains("\r\nContent-Type: application/json\r\n")
+                && status.ends_with("\r\n\r\n{}\n"),
+            "{status}"
+        );
         let missing = get("/nope").await;
         assert!(
             missing.starts_with("HTTP/1.1 404 Not Found\r\n")

@@ -11,6 +11,7 @@ pub mod gc;
 pub mod jobs;
 mod keep;
 pub mod preflight;
+pub mod status;
 
 pub use context::{operator, RunOptions};
 pub use executor::{

@@ -145,6 +145,8 @@ impl NeonError {
 pub struct Client {
     base: String,
     key: String,
+    /// Where waiting for operations shows their status (hidden unless a terminal draws it).
+    progress: crate::progress::Progress,
 }
 
 impl std::fmt::Debug for Client {
@@ -268,7 +270,14 @@ impl Client {
         Ok(Client {
             base,
             key: key.to_owned(),
+            progress: crate::progress::Progress::hidden(),
         })
+    }
+
+    /// Shows the status of the operations it waits for on `progress`.
+    pub fn with_progress(mut self, progress: crate::progress::Progress) -> Client {
+        self.progress = progress;
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -549,6 +558,11 @@ impl Client {
                         error: None,
                     });
                 }
+                self.progress.message(&format!(
+                    "operation {} {}",
+                    current.action,
+                    current.status.as_str()
+                ));
                 if i == 0 || asked {
                     tokio::time::sleep(poll_pause(pauses, waiting.elapsed())).await;
                     pauses += 1;

@@ -335,6 +335,12 @@ pub trait Interaction: Send + Sync {
     fn show(&self, text: &str);
     /// Asks a yes/no question; resolves to the answer.
     fn confirm(&self, question: String) -> BoxFuture<'static, std::io::Result<bool>>;
+    /// A progress indicator for long work titled `what` (hidden unless the operator's
+    /// terminal draws it).
+    fn progress(&self, what: &str, unit: crate::progress::Unit) -> crate::progress::Progress {
+        let _ = (what, unit);
+        crate::progress::Progress::hidden()
+    }
 }
 
 /// The operator's answer to a confirmation.

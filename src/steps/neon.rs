@@ -85,7 +85,7 @@ pub fn place_in(
 /// `db:` names the target.
 pub async fn branch_uri(cx: &StepCx<'_>, name: &str) -> Result<String, StepError> {
     let place = place(cx, name)?;
-    let client = client()?;
+    let client = client_for(cx)?;
     let b = client
         .find_branch(&place.project, place.branch.as_deref())
         .await?;
@@ -103,7 +103,7 @@ async fn open(
     branch: Option<&str>,
 ) -> Result<(NeonPlace, Client, Branch), StepError> {
     let place = place(cx, target)?;
-    let client = client()?;
+    let client = client_for(cx)?;
     let b = client
         .find_branch(&place.project, branch.or(place.branch.as_deref()))
         .await?;
@@ -112,6 +112,16 @@ async fn open(
 
 pub(crate) fn client() -> Result<Client, StepError> {
     Client::from_env().map_err(StepError::from)
+}
+
+/// A client for step `cx`, which shows the operations it waits for at the operator's
+/// terminal.
+fn client_for(cx: &StepCx<'_>) -> Result<Client, StepError> {
+    let progress = cx.interaction.progress(
+        &format!("Neon ({})", cx.step_id),
+        crate::progress::Unit::None,
+    );
+    Ok(Client::from_env()?.with_progress(progress))
 }
 
 /// A time as sent to Neon: RFC 3339 UTC with microseconds (PostgreSQL's resolution; a
@@ -407,7 +417,7 @@ fn ms_since(t: tokio::time::Instant) -> Value {
 impl Run for NeonCreateBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let project = place.project.clone();
         let point = match &self.at {
             Some(at) if !at.trim().is_empty() && at.trim() != "head" => {
@@ -527,7 +537,7 @@ impl Run for NeonCreateBranch {
 impl Run for NeonRestoreBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let project = place.project.clone();
         let point = match &self.at {
             Some(at) => Some(checked_point(&client, &project, at).await?),
@@ -597,7 +607,7 @@ impl Run for NeonRestoreBranch {
 impl Run for NeonDeleteBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let b = match client.find_branch(&place.project, Some(&self.branch)).await {
             Ok(b) => b,
             Err(e) if e.status() == Some(404) => {
@@ -637,7 +647,7 @@ impl Run for NeonDeleteBranch {
 impl Run for NeonSetDefaultBranch {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let b = client
             .find_branch(&place.project, Some(&self.branch))
             .await?;
@@ -680,7 +690,7 @@ impl Run for NeonConnectionUri {
 impl Run for NeonCreateSnapshot {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let project = place.project.clone();
         let point = match &self.at {
             Some(at) => Some(checked_point(&client, &project, at).await?),
@@ -913,7 +923,7 @@ impl Run for NeonRestoreSnapshot {
 impl Run for NeonFinalizeRestore {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let project = place.project.clone();
         let b = client.find_branch(&project, Some(&self.branch)).await?;
         if b.restore_status.as_deref() != Some("restored") {
@@ -979,7 +989,7 @@ impl Run for NeonFinalizeRestore {
 impl Run for NeonDeleteSnapshot {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let found = client
             .snapshots(&place.project)
             .await?
@@ -1057,7 +1067,7 @@ impl Run for NeonSchemaDiff {
 impl Run for NeonRetention {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let p = client()?.project(&place.project).await?;
+        let p = client_for(cx)?.project(&place.project).await?;
         let secs = p
             .history_retention_seconds
             .unwrap_or(0)
@@ -1226,7 +1236,7 @@ impl Run for NeonSnapshotAge {
 impl Run for NeonProject {
     async fn run<'a>(&'a self, cx: &'a StepCx<'a>) -> Result<Outputs, StepError> {
         let place = place(cx, &self.target)?;
-        let client = client()?;
+        let client = client_for(cx)?;
         let p = client.project(&place.project).await?;
         let branches = client.branches(&place.project, None).await?;
         let running = client

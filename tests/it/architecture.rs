@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     (
         "utilities",
-        &["cancel", "controls", "hex", "http", "redact"],
+        &["cancel", "controls", "hex", "http", "progress", "redact"],
     ),
     (
         "value types",
@@ -34,6 +34,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("controls", &[]),
     ("hex", &[]),
     ("http", &[]),
+    ("progress", &["controls"]),
     ("redact", &[]),
     ("duration", &[]),
     ("timestamp", &["duration"]),
@@ -58,7 +59,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("record", &["duration", "runbook"]),
     ("pg", &["diagnostic", "hex", "http", "redact", "timestamp"]),
-    ("neon", &["controls", "duration", "http", "redact"]),
+    (
+        "neon",
+        &["controls", "duration", "http", "progress", "redact"],
+    ),
     (
         "history",
         &[
@@ -95,6 +99,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "kind",
             "neon",
             "pg",
+            "progress",
             "record",
             "redact",
             "runbook",
@@ -161,6 +166,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "kind",
             "notify",
             "pg",
+            "progress",
             "record",
             "render",
             "runbook",

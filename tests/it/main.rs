@@ -25,6 +25,7 @@ mod run;
 mod schedule;
 mod schema;
 mod sql;
+mod status;
 mod support;
 mod tls;
 mod tools;

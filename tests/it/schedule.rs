@@ -330,3 +330,222 @@ fn a_title_cannot_add_a_line_to_a_crontab_or_a_unit() {
         );
     }
 }
+
+const CALENDAR_RUNBOOK: &str = r#"version: 1
+name: shop
+objectives:
+  rto: 20m
+checks:
+  - id: always
+    shell: "true"
+procedures:
+  drill:
+    title: Monthly restore drill
+    kind: drill
+    schedule: "0 9 1 * *"
+    steps:
+      - shell: "true"
+  weekly:
+    title: Weekly, with a comma; and a semicolon
+    kind: drill
+    schedule: "30 2 * * 1"
+    steps:
+      - shell: "true"
+  twice:
+    title: Twice a day on some days of two months
+    kind: drill
+    schedule: "0 6,18 */10 3,9 *"
+    steps:
+      - shell: "true"
+  leap:
+    title: Leap day
+    kind: drill
+    schedule: "15 12 29 2 *"
+    steps:
+      - shell: "true"
+  by-hand:
+    title: Not scheduled
+    kind: drill
+    steps:
+      - shell: "true"
+"#;
+
+/// Reads an .ics file with the `icalendar` package and expands each event's RRULE from its
+/// DTSTART with `dateutil.rrule`: per event, its properties, the first occurrences (UTC,
+/// RFC 3339), whether DTSTART is in UTC, and its alarms.
+const READ_ICS: &str = r#"
+import json, sys, datetime
+from icalendar import Calendar
+from dateutil.rrule import rrulestr
+cal = Calendar.from_ical(open(sys.argv[1], 'rb').read())
+count = int(sys.argv[2])
+out = {"version": str(cal.get("VERSION")), "prodid": str(cal.get("PRODID")), "events": []}
+for ev in cal.walk("VEVENT"):
+    start = ev.decoded("DTSTART")
+    rule = ev.get("RRULE").to_ical().decode()
+    occurrences = []
+    for t in rrulestr(rule, dtstart=start):
+        occurrences.append(t.astimezone(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"))
+        if len(occurrences) == count:
+            break
+    alarms = []
+    for a in ev.walk("VALARM"):
+        trigger = a.get("TRIGGER")
+        alarms.append({
+            "action": str(a.get("ACTION")),
+            "trigger_seconds": trigger.dt.total_seconds(),
+            "related": trigger.params.get("RELATED", "START"),
+        })
+    out["events"].append({
+        "uid": str(ev.get("UID")),
+        "summary": str(ev.get("SUMMARY")),
+        "description": str(ev.get("DESCRIPTION")),
+        "url": str(ev.get("URL")),
+        "rrule": rule,
+        "utc": start.tzinfo is not None and start.utcoffset() == datetime.timedelta(0) and start.tzname() == "UTC",
+        "duration_seconds": ev.decoded("DURATION").total_seconds(),
+        "occurrences": occurrences,
+        "alarms": alarms,
+    })
+print(json.dumps(out))
+"#;
+
+/// The calendar `schedule --emit ics` writes at `epoch`, read by the Python parser.
+fn read_calendar(epoch: i64) -> (String, serde_json::Value) {
+    let r = Cli::new()
+        .runbook(CALENDAR_RUNBOOK)
+        .env("SOURCE_DATE_EPOCH", &epoch.to_string())
+        .args([
+            "schedule",
+            "runbook.yaml",
+            "--emit",
+            "ics",
+            "--drillbook",
+            "/usr/local/bin/drillbook",
+            "--workdir",
+            "/srv/drills",
+            "--doc",
+            "https://wiki.example.com/shop-runbook.md",
+        ])
+        .run();
+    r.code(0);
+    let file = crate::support::TempDir::new();
+    let path = file.join("shop.ics");
+    std::fs::write(&path, &r.stdout).expect("write the calendar");
+    let out = std::process::Command::new(crate::support::ical_python())
+        .args(["-c", READ_ICS])
+        .arg(&path)
+        .arg("6")
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "the calendar does not parse:\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        r.stdout
+    );
+    (
+        r.stdout,
+        serde_json::from_slice(&out.stdout).expect("the reader's JSON"),
+    )
+}
+
+#[test]
+fn ics_events_recur_as_the_cron_does_in_utc_with_a_reminder_the_day_before() {
+    let epoch = 1_795_000_000; // 2026-11-18T11:06:40Z
+    let (text, cal) = read_calendar(epoch);
+    // CRLF line ends, lines folded at 75 octets
+    assert!(
+        text.split_terminator('\n')
+            .all(|l| l.ends_with('\r') && l.len() <= 76),
+        "{text:?}"
+    );
+    assert_eq!(cal["version"], "2.0");
+    let events = cal["events"].as_array().expect("events");
+    // one per scheduled procedure; the checks and the unscheduled procedure are not events
+    let uids: Vec<&str> = events.iter().filter_map(|e| e["uid"].as_str()).collect();
+    assert_eq!(
+        uids,
+        [
+            "drillbook/shop/drill",
+            "drillbook/shop/weekly",
+            "drillbook/shop/twice",
+            "drillbook/shop/leap"
+        ]
+    );
+    let from = chrono::DateTime::from_timestamp(epoch, 0).expect("epoch");
+    for (e, cron) in events.iter().zip([
+        "0 9 1 * *",
+        "30 2 * * 1",
+        "0 6,18 */10 3,9 *",
+        "15 12 29 2 *",
+    ]) {
+        let cron = drillbook::cron::Cron::parse(cron).expect("cron");
+        let expected: Vec<String> = cron
+            .upcoming(from)
+            .take(6)
+            .map(drillbook::timestamp::rfc3339)
+            .collect();
+        assert_eq!(e["occurrences"], serde_json::json!(expected), "{e}");
+        assert_eq!(e["utc"], true, "{e}");
+        assert_eq!(e["duration_seconds"], 1200.0, "the RTO objective: {e}");
+        assert_eq!(
+            e["alarms"],
+            serde_json::json!([{"action": "DISPLAY", "trigger_seconds": -86400.0, "related": "START"}]),
+            "{e}"
+        );
+    }
+    let drill = &events[0];
+    assert_eq!(drill["summary"], "drillbook drill: shop / drill");
+    assert_eq!(drill["rrule"], "FREQ=MONTHLY;BYMONTHDAY=1");
+    let description = drill["description"].as_str().expect("description");
+    assert!(
+        description
+            .contains("\ncd /srv/drills && mkdir -p drills && /usr/local/bin/drillbook run ")
+            && description.contains("/runbook.yaml drill\n"),
+        "{description}"
+    );
+    let link = "https://wiki.example.com/shop-runbook.md#monthly-restore-drill";
+    assert!(description.ends_with(link), "{description}");
+    assert_eq!(drill["url"], link);
+    // escaped text reads back as written
+    assert!(events[1]["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("Weekly, with a comma; and a semicolon")));
+
+    // a later export keeps the UIDs: a re-import updates the events
+    let (_, again) = read_calendar(epoch + 86_400 * 40);
+    let again: Vec<&str> = again["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["uid"].as_str())
+        .collect();
+    assert_eq!(again, uids);
+}
+
+#[test]
+fn ics_refuses_a_schedule_no_rrule_can_express_and_a_runbook_with_no_schedule() {
+    let r = Cli::new()
+        .runbook("version: 1\nname: x\nprocedures:\n  p:\n    title: P\n    kind: drill\n    schedule: \"0 9 1 * 1\"\n    steps:\n      - shell: 'true'\n")
+        .args(["schedule", "runbook.yaml", "--emit", "ics"])
+        .run();
+    r.code(2);
+    assert!(
+        r.stderr.contains("the schedule `0 9 1 * 1` of `p` restricts both the day of month and the day of week (cron runs on either), which an iCalendar RRULE cannot express"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.is_empty());
+    let r = Cli::new()
+        .runbook("version: 1\nname: x\nchecks:\n  - id: c\n    shell: 'true'\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - shell: 'true'\n")
+        .args(["schedule", "runbook.yaml", "--emit", "ics"])
+        .run();
+    r.code(2);
+    assert!(
+        r.stderr
+            .contains("has no procedure with a `schedule`: there is nothing to put in a calendar"),
+        "{}",
+        r.stderr
+    );
+}

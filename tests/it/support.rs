@@ -397,3 +397,39 @@ pub fn archiving_cluster(
     rt.block_on(cluster.start()).expect("start");
     cluster
 }
+
+/// A Python with the `icalendar` and `python-dateutil` packages from PyPI, in a virtual
+/// environment under `target/` made on first use (and kept): the independent iCalendar
+/// parser and RRULE expander the `.ics` tests read drillbook's calendars with.
+pub fn ical_python() -> PathBuf {
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let venv = root().join("target/ical-venv");
+            let python = venv.join("bin/python");
+            let ready = || {
+                Command::new(&python)
+                    .args(["-c", "import icalendar, dateutil.rrule"])
+                    .output()
+                    .is_ok_and(|o| o.status.success())
+            };
+            if !ready() {
+                let made = Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&venv)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(
+                    made,
+                    "cannot make a Python virtual environment with `python3 -m venv` (on Debian: apt-get install python3-venv)"
+                );
+                let installed = Command::new(venv.join("bin/pip"))
+                    .args(["install", "--quiet", "icalendar>=6", "python-dateutil>=2.9"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                assert!(installed && ready(), "cannot install icalendar and python-dateutil from PyPI into {}", venv.display());
+            }
+            python
+        })
+        .clone()
+}

@@ -24,7 +24,7 @@ use crate::runbook::{Check, Procedure, ProcedureKind, Runbook, Step};
 use crate::steps::Interaction;
 
 /// A check's outcome, as monitoring systems count it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Status {
     Ok,
@@ -62,6 +62,15 @@ impl Status {
             Status::Warning => 1,
             Status::Unknown => 2,
             Status::Critical => 3,
+        }
+    }
+
+    /// The more severe of the two.
+    pub fn max_by_severity(self, other: Status) -> Status {
+        if other.severity() > self.severity() {
+            other
+        } else {
+            self
         }
     }
 }
@@ -184,7 +193,9 @@ fn as_procedure(check: &Check, default_timeout: crate::duration::Duration) -> Pr
     }
 }
 
-fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) {
+/// A check's status, message and measure from its step's record (a run now, or one the
+/// history holds).
+pub(crate) fn judge(check: &Check, step: &StepRecord) -> (Status, String, Option<Measure>) {
     let m = check.kind.measure().and_then(|declared| {
         step.outputs
             .get(declared.output)

@@ -1,4 +1,5 @@
-//! The testing schedule (each scheduled procedure's next dates and crontab line) and the
+//! The testing schedule (each scheduled procedure's next dates and crontab line, and where
+//! to look: the status command, the daemon's endpoints, the calendar file) and the
 //! restoration validation checklist.
 
 use chrono::{DateTime, Utc};
@@ -55,6 +56,8 @@ pub(super) fn testing(
         "as_of_source": md(as_of_source),
         "scheduled": scheduled,
         "unscheduled": (!unscheduled.is_empty()).then(|| md(&codes(&unscheduled))),
+        // the file `drillbook schedule --emit ics` is saved to, as the document suggests it
+        "calendar": format!("drillbook-{}.ics", crate::render::anchor(&runbook.name)),
     })
 }
 

@@ -20,7 +20,7 @@ use crate::kind::compare::{
 use crate::record::Outputs;
 use as_of::{Plan, HINT};
 use catalog::Table;
-use table::{Digest, Hashing, KeyDiff, Scope};
+use table::{Digest, Hashing, KeyDiff};
 
 /// `public.orders` shows as `orders`.
 fn shown(qualified: &str) -> &str {
@@ -191,6 +191,11 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
     }
 
     // tables concurrently, one connection pair per worker
+    let progress = cx
+        .interaction
+        .progress("compare: tables", crate::progress::Unit::Items);
+    progress.set_length(work.len() as u64);
+    let hashed = Arc::new(std::sync::atomic::AtomicI64::new(0));
     let queue = Arc::new(Mutex::new(work));
     let results = Arc::new(Mutex::new(Vec::new()));
     let rule = match &spec.row_counts {
@@ -222,11 +227,16 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         let results = results.clone();
         let rule = rule.clone();
         let target = target.clone();
+        let (progress, hashed) = (progress.clone(), hashed.clone());
         workers.spawn(async move {
             loop {
                 let job = queue.lock().await.pop();
                 let Some(job) = job else { break };
                 let r = check_table(&src, &dst, &job, rule.as_ref(), limit, target.as_ref()).await;
+                let rows = r.1 .0.rows_source.unwrap_or(0) + r.1 .0.rows_restored.unwrap_or(0);
+                let total = hashed.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
+                progress.inc(1);
+                progress.message(&format!("{total} rows read"));
                 results.lock().await.push(r);
             }
             (src, dst)
@@ -389,11 +399,10 @@ async fn check_table(
             return (t.name.clone(), (r, None));
         }
     }
-    // a table with an integer key is digested and, where it differs, mapped in one pass;
-    // others are digested, then searched for the differing keys if they differ
+    // a table with a primary key is digested and, where it differs, mapped in one pass
     let mut found = None;
     let digests = match &job.hashing {
-        Some(h) if table::has_integer_key(t) => table::digest_and_find(src, dst, t, h, limit)
+        Some(h) if !t.primary_key.is_empty() => table::digest_and_find(src, dst, t, h, limit)
             .await
             .map(|(a, b, f)| {
                 found = Some(f);
@@ -420,21 +429,13 @@ async fn check_table(
             r.findings.push(f);
         }
     }
-    if let Some(h) = &job.hashing {
+    if job.hashing.is_some() {
         let equal = a == b;
         r.checksum = Some(if equal { "equal" } else { "different" });
         if !equal {
             r.findings.push("content checksum differs".into());
             if let Some(f) = found.take() {
                 r.differing_keys = f.keys;
-            } else if !t.primary_key.is_empty() && limit > 0 {
-                match table::differing_keys(src, dst, t, h, &Scope::plain(), limit).await {
-                    Ok(found) => r.differing_keys = found.keys,
-                    Err(e) => r.findings.push(format!(
-                        "could not narrow down the differing keys: {}",
-                        table::explain(shown(&t.name), &e)
-                    )),
-                }
             }
         }
     }

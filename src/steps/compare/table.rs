@@ -17,6 +17,9 @@ use crate::pg::{quote_ident, quote_table};
 #[derive(Debug, Clone)]
 pub struct Hashing {
     pub row_hash: String,
+    /// A hash of the primary key alone, built the same way (`0` without a key): what rows
+    /// are grouped by when the key is not an integer.
+    pub key_hash: String,
     /// Also sum the hashes: XOR alone cancels duplicate rows in pairs, which only tables
     /// without a primary key can hold.
     pub with_sum: bool,
@@ -36,38 +39,46 @@ impl Hashing {
         hashable: &HashMap<String, TypeHash>,
         same_major: bool,
     ) -> Hashing {
-        let row_hash = if same_major {
-            let columns: Vec<String> = table
-                .columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let q = format!("t.{}", quote_ident(&c.name));
-                    let seed = i + 1;
-                    let hash = match hashable.get(&c.ty) {
-                        Some(TypeHash::Function(f, convert)) => {
-                            format!("{f}({q}{convert}, {seed})")
-                        }
-                        Some(TypeHash::Record) => {
-                            format!("hash_record_extended(ROW({q}), {seed})")
-                        }
-                        Some(TypeHash::Text) | None => {
-                            format!("hashtextextended({q}::text, {seed})")
-                        }
-                    };
-                    format!("coalesce({hash}, -{seed})")
-                })
-                .collect();
+        let column = |i: usize, c: &Column| {
+            let q = format!("t.{}", quote_ident(&c.name));
+            let seed = i + 1;
+            let hash = match hashable.get(&c.ty) {
+                Some(TypeHash::Function(f, convert)) => format!("{f}({q}{convert}, {seed})"),
+                Some(TypeHash::Record) => format!("hash_record_extended(ROW({q}), {seed})"),
+                Some(TypeHash::Text) | None => format!("hashtextextended({q}::text, {seed})"),
+            };
+            format!("coalesce({hash}, -{seed})")
+        };
+        let mix = |columns: Vec<String>| {
             if columns.is_empty() {
                 "0::int8".to_owned()
             } else {
                 format!("hashint8extended({}, 0)", columns.join(" # "))
             }
+        };
+        let row_hash = if same_major {
+            mix(table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| column(i, c))
+                .collect())
         } else {
             "hashtextextended(t::text, 0)".to_owned()
         };
+        let key_hash = if same_major {
+            mix(table
+                .primary_key
+                .iter()
+                .enumerate()
+                .map(|(i, c)| column(i, c))
+                .collect())
+        } else {
+            format!("hashtextextended({}, 0)", key_text_expr(&table.primary_key))
+        };
         Hashing {
             row_hash,
+            key_hash,
             with_sum: table.primary_key.is_empty(),
         }
     }
@@ -251,8 +262,8 @@ pub async fn differing_keys(
     Ok(found)
 }
 
-/// Whether [`digest_and_find`] applies: a single integer primary key.
-pub fn has_integer_key(table: &Table) -> bool {
+/// A single integer primary key: rows are grouped by key range.
+fn has_integer_key(table: &Table) -> bool {
     table.primary_key.len() == 1
         && matches!(
             table.primary_key[0].ty.as_str(),
@@ -260,11 +271,12 @@ pub fn has_integer_key(table: &Table) -> bool {
         )
 }
 
-/// For a table with an integer key ([`has_integer_key`]), the digest of each side and the
-/// keys whose rows differ, in one pass over each database: a grouped pass checksums 1,024
-/// key-range buckets, which add up to the table's digest and, where they differ, map where
-/// to look; only the rows of the differing buckets are read then (through the index). A
-/// table that differs costs barely more than one that does not.
+/// For a table with a primary key, the digest of each side and the keys whose rows differ,
+/// in one pass over each database: a grouped pass checksums 1,024 buckets (key ranges for
+/// an integer key, a hash of the key otherwise), which add up to the table's digest and,
+/// where they differ, map where to look. Only the rows of the differing buckets are read
+/// then: through the index for key ranges, in one more pass for key hashes. A table that
+/// differs costs barely more than one that does not.
 pub async fn digest_and_find(
     src: &Client,
     dst: &Client,
@@ -327,6 +339,14 @@ impl Search<'_> {
     /// counts), so its buckets add up to each side's digest.
     async fn digest_and_find(&self) -> Result<(Digest, Digest, Found), tokio_postgres::Error> {
         let mut found = Found::default();
+        if !has_integer_key(self.table) {
+            let (a, b) = self.key_hash_buckets().await?;
+            if self.limit > 0 {
+                self.read_buckets(&differing_buckets(&a, &b), &mut found)
+                    .await?;
+            }
+            return Ok((total(&a), total(&b), found));
+        }
         let Some((lo, hi)) = self.key_bounds().await? else {
             let empty = total(&Buckets::new());
             return Ok((empty.clone(), empty, found));
@@ -444,29 +464,46 @@ impl Search<'_> {
     /// Other keys: bucket by a hash of the key in one grouped pass per side, then read the
     /// rows of the differing buckets in one more pass.
     async fn by_key_hash(&self, out: &mut Found) -> Result<(), tokio_postgres::Error> {
-        let name = quote_table(&self.table.name);
-        let key = key_text_expr(&self.table.primary_key);
-        let bucket = format!("(hashtextextended({key}, 7) & {})", BUCKETS - 1);
+        let (a, b) = self.key_hash_buckets().await?;
+        self.read_buckets(&differing_buckets(&a, &b), out).await
+    }
+
+    /// The grouped pass by a hash of the key (of the rows the scope keeps), on both sides.
+    async fn key_hash_buckets(&self) -> Result<(Buckets, Buckets), tokio_postgres::Error> {
         let q = format!(
             "SELECT {bucket} AS b, count(*), bit_xor({h}) FROM {name} t WHERE ({f}) GROUP BY 1",
+            bucket = self.key_bucket(),
+            name = quote_table(&self.table.name),
             h = self.hashing.row_hash,
             f = self.scope.filter
         );
         let (a, b) = tokio::try_join!(self.src.query(&q, &[]), self.dst.query(&q, &[]))?;
-        let differing: Vec<i64> = differing_buckets(&buckets(a), &buckets(b))
-            .into_iter()
-            .map(|(b, _)| b)
-            .collect();
+        Ok((buckets(a), buckets(b)))
+    }
+
+    fn key_bucket(&self) -> String {
+        format!("({} & {})", self.hashing.key_hash, BUCKETS - 1)
+    }
+
+    /// Reads the rows of the given key-hash buckets on both sides (one pass) and judges them.
+    async fn read_buckets(
+        &self,
+        differing: &[(i64, i64)],
+        out: &mut Found,
+    ) -> Result<(), tokio_postgres::Error> {
         if differing.is_empty() {
             return Ok(());
         }
         let list = differing
             .iter()
-            .map(i64::to_string)
+            .map(|(b, _)| b.to_string())
             .collect::<Vec<_>>()
             .join(",");
         let f = format!(
             "SELECT {key}, {h}, {le} FROM {name} t WHERE {bucket} IN ({list})",
+            key = key_text_expr(&self.table.primary_key),
+            name = quote_table(&self.table.name),
+            bucket = self.key_bucket(),
             h = self.hashing.row_hash,
             le = self.scope.le
         );
