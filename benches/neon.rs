@@ -95,7 +95,7 @@ fn main() {
     let latency = env_num("DRILLBOOK_BENCH_LATENCY_MS", 100);
     let op_ms = env_num("DRILLBOOK_BENCH_OP_MS", 2000);
     let op_max_ms = env_num("DRILLBOOK_BENCH_OP_MAX_MS", 5000).max(op_ms);
-    let rounds = env_num("DRILLBOOK_BENCH_ROUNDS", 5);
+    let rounds = env_num("DRILLBOOK_BENCH_ROUNDS", 5).max(1);
     let rows = env_num("DRILLBOOK_BENCH_ROWS", 100_000);
 
     let dir = std::env::temp_dir().join(format!("drillbook-bench-neon-{}", std::process::id()));
@@ -132,12 +132,13 @@ fn main() {
     lags.sort_by(f64::total_cmp);
     let mut ops: Vec<f64> = results.iter().flat_map(|r| r.operations.clone()).collect();
     ops.sort_by(f64::total_cmp);
-    let (total, neon, database, own, own_polling) = (
+    let (total, neon, database, own, own_polling, own_rest) = (
         med(&|r| r.total),
         med(&|r| r.neon),
         med(&|r| r.database),
         med(&|r| r.own),
         med(&|r| r.own_polling),
+        med(&|r| r.own - r.own_polling),
     );
     let mid = |v: &[f64]| v.get(v.len() / 2).copied().unwrap_or(f64::NAN);
     println!(
@@ -160,7 +161,7 @@ fn main() {
         "  of which between an operation's end and its poll",
         own_polling,
     );
-    line("  of which everything else", own - own_polling);
+    line("  of which everything else", own_rest);
     let per_round = |f: &dyn Fn(&Round) -> usize| {
         let mut v: Vec<usize> = results.iter().map(f).collect();
         v.sort_unstable();
