@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Run, StepCx, StepError};
+use crate::history::typed::{self, Brief};
 use crate::history::Store;
 use crate::kind::history::{HistoryLastPass, HistoryOverdue};
 use crate::record::{DrillRecord, Outputs, Verdict};
@@ -12,14 +13,23 @@ use crate::record::{DrillRecord, Outputs, Verdict};
 async fn records(cx: &StepCx<'_>, procedure: &str) -> Result<Vec<DrillRecord>, StepError> {
     let store = Store::from_arg(cx.history);
     // a tampered history proves nothing: the check fails (CRITICAL), naming the break
-    let entries = store.trusted_entries().await.map_err(|e| match e {
+    let stored = store.trusted_lines().await.map_err(|e| match e {
         crate::history::HistoryError::Broken { .. } => StepError::failed(e.to_string()),
         e => StepError::unavailable(format!("cannot read the history {}: {e}", store.display())),
     })?;
-    Ok(entries
+    // only the procedure's records are read in full
+    Ok(stored
+        .lines
         .iter()
-        .filter_map(|e| e.drill().ok())
-        .filter(|r| r.runbook.name == cx.runbook.name && r.procedure.id == procedure && !r.dry_run)
+        .filter(|l| {
+            Brief::read(l).is_some_and(|b| {
+                b.record.runbook.name == cx.runbook.name
+                    && b.record.procedure.name == procedure
+                    && !b.record.dry_run
+            })
+        })
+        .filter_map(|l| typed::record(l).ok())
+        .map(|(_, r)| r)
         .collect())
 }
 
