@@ -204,6 +204,16 @@ pub struct Lines {
     pub checkpoint: Option<Checkpoint>,
 }
 
+impl Lines {
+    /// The readable entries, in order (unreadable lines skipped: `verify` reports them).
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+            .collect()
+    }
+}
+
 /// The count and head hash written beside the entries on every append (the file store's
 /// `<file>.head`, the PostgreSQL store's `drillbook_history_head`). The chain alone cannot
 /// show entries removed from its end, or a well-formed entry added after it; this can.
@@ -530,18 +540,12 @@ impl Store {
     /// (checks, metrics, `render`, `stats`) reads. A break is [`HistoryError::Broken`],
     /// naming the first bad entry.
     pub async fn trusted_entries(&self) -> Result<Vec<Entry>, HistoryError> {
-        Ok(self
-            .trusted_lines()
-            .await?
-            .lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-            .collect())
+        Ok(self.trusted_lines().await?.entries())
     }
 
     /// The stored lines, once the chain verifies: for readers that parse records straight
-    /// from them ([`typed`]). A break is [`HistoryError::Broken`].
-    /// Only the entries after the [`Checkpoint`] are rehashed; the links of all are checked.
+    /// from them ([`typed`]). A break is [`HistoryError::Broken`]. Only the entries after
+    /// the [`Checkpoint`] are rehashed; the links of all are checked.
     pub async fn trusted_lines(&self) -> Result<Lines, HistoryError> {
         let lines = self.lines().await?;
         let checked = lines.checkpoint.as_ref().map_or(0, |c| c.covers(&lines));
@@ -573,13 +577,7 @@ impl Store {
     /// The readable entries, in order (unreadable lines skipped: `verify` reports them).
     /// For listing what is stored; conclusions read [`Store::trusted_entries`].
     pub async fn entries(&self) -> Result<Vec<Entry>, HistoryError> {
-        Ok(self
-            .lines()
-            .await?
-            .lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-            .collect())
+        Ok(self.lines().await?.entries())
     }
 
     /// Moves a torn last line aside (file store); returns what was moved, if anything.
