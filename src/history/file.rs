@@ -59,6 +59,19 @@ fn write_anchor(path: &Path, anchor: &Anchor) -> Result<(), HistoryError> {
     std::fs::rename(&tmp, &head).map_err(|e| io("cannot write", &head, &e))
 }
 
+/// The file's device, inode and change time (see [`super::Lines::stamp`]).
+fn stamp(f: &File) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().ok()?;
+    Some(format!(
+        "{}:{}:{}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
 /// `<file>.verified`: how far a full verification found the chain intact.
 fn checkpoint_path(path: &Path) -> PathBuf {
     sibling(path, ".verified")
@@ -99,6 +112,7 @@ fn split(text: &str) -> Lines {
         anchor_problem: None,
         anchor_place: String::new(),
         checkpoint: None,
+        stamp: None,
         lines: text
             .split_terminator('\n')
             .filter(|l| !l.trim().is_empty())
@@ -229,9 +243,21 @@ pub fn append(path: &Path, record: Value) -> Result<Entry, HistoryError> {
     let entry = Entry::after(last.as_ref(), record);
     let mut line = entry.line();
     line.push('\n');
+    let before = stamp(&f);
     f.write_all(line.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| io("cannot append to", path, &e))?;
+    // the file was as the last verification left it (but for appends like this one): the
+    // checkpoint still holds, at the file's new stamp
+    if let Some(cp) = read_checkpoint(path).filter(|c| c.stamp.is_some() && c.stamp == before) {
+        write_checkpoint(
+            path,
+            &Checkpoint {
+                stamp: stamp(&f),
+                ..cp
+            },
+        );
+    }
     // still under the lock: the anchor always describes the newest entry
     write_anchor(
         path,
@@ -248,7 +274,9 @@ pub fn read(path: &Path) -> Result<Lines, HistoryError> {
         Ok(mut f) => {
             // a shared lock: never read a line an appender is writing
             f.lock_shared().map_err(|e| io("cannot lock", path, &e))?;
-            split(&read_all(&mut f, path)?)
+            let mut lines = split(&read_all(&mut f, path)?);
+            lines.stamp = stamp(&f);
+            lines
         }
         // a deleted history whose head record is left still shows as entries missing
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lines::default(),

@@ -202,6 +202,9 @@ pub struct Lines {
     /// How far a full verification got, when the store keeps that (a readable
     /// `<file>.verified`).
     pub checkpoint: Option<Checkpoint>,
+    /// The file's identity and last change when it was read (device, inode, ctime): any
+    /// write to it that drillbook's own append did not vouch for changes this.
+    pub stamp: Option<String>,
 }
 
 impl Lines {
@@ -245,6 +248,11 @@ pub struct Checkpoint {
     pub entries: u64,
     pub bytes: u64,
     pub head: String,
+    /// The file's stamp ([`Lines::stamp`]) at that verification, moved on by each append
+    /// that found it unchanged: an edit in place of an old entry (which keeps its length,
+    /// so the rest matches) changes the file's ctime and voids the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
 }
 
 impl Checkpoint {
@@ -254,6 +262,7 @@ impl Checkpoint {
             entries: stored.lines.len() as u64,
             bytes: stored.lines.iter().map(|l| l.len() as u64 + 1).sum(),
             head: head.to_owned(),
+            stamp: stored.stamp.clone(),
         }
     }
 
@@ -261,6 +270,9 @@ impl Checkpoint {
     /// when it matches `stored`: as many lines, as many bytes, the last one intact with the
     /// head hash. 0 otherwise.
     fn covers(&self, stored: &Lines) -> usize {
+        if self.stamp != stored.stamp {
+            return 0;
+        }
         let Ok(k) = usize::try_from(self.entries) else {
             return 0;
         };
@@ -686,6 +698,53 @@ mod tests {
         let mut more = c.clone();
         more.push(Entry::after(c.last(), json!({"id": "extra"})));
         assert_eq!(broken(&anchored(&more)), (5, BreakKind::Inserted));
+    }
+
+    /// An old entry edited in place, at the same length, by a tool other than drillbook:
+    /// the file's change time moves, so the checkpoint no longer vouches for the old
+    /// entries and a routine read rehashes them, finding the edit. drillbook's own appends
+    /// keep the checkpoint.
+    #[tokio::test]
+    async fn an_old_entry_edited_in_place_voids_the_checkpoint() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = std::env::temp_dir().join(format!("drillbook-cp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("h.jsonl");
+        let store = Store::File(path.clone());
+        for i in 0..3 {
+            file::append(&path, json!({"id": format!("run-{i}"), "rto": 1001})).expect("append");
+        }
+        // a routine read verifies everything once and leaves a checkpoint
+        store.trusted_lines().await.expect("intact");
+        let first = store.lines().await.expect("lines");
+        assert_eq!(first.checkpoint.as_ref().map(|c| c.covers(&first)), Some(2));
+        // drillbook's own append keeps it valid
+        file::append(&path, json!({"id": "run-3", "rto": 1001})).expect("append");
+        let after = store.lines().await.expect("lines");
+        assert_eq!(after.checkpoint.as_ref().map(|c| c.covers(&after)), Some(2));
+        // the second entry's RTO changed in place: same length, same inode
+        let text = std::fs::read_to_string(&path).expect("read");
+        let second = text.lines().nth(1).expect("line 2");
+        let at = text.find(second).expect("offset") + second.find("1001").expect("rto");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        f.seek(SeekFrom::Start(at as u64)).expect("seek");
+        f.write_all(b"1009").expect("write");
+        drop(f);
+        let tampered = store.lines().await.expect("lines");
+        assert_eq!(
+            tampered.checkpoint.as_ref().map(|c| c.covers(&tampered)),
+            Some(0)
+        );
+        match store.trusted_lines().await {
+            Err(HistoryError::Broken { at, .. }) => {
+                assert_eq!((at.position, at.kind), (2, BreakKind::Edited));
+            }
+            other => panic!("the edit went unnoticed: {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
