@@ -102,19 +102,15 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             "checks": results,
         }))?,
         CheckFormat::Prometheus => {
-            let (entries, intact) = match store.trusted_entries().await {
-                Ok(e) => (e, Some(true)),
+            let (stored, intact) = match store.trusted_lines().await {
+                Ok(l) => (l.lines, Some(true)),
                 Err(e) => {
                     say!("drillbook: warning: {e}");
                     let broken = matches!(e, crate::history::HistoryError::Broken { .. });
                     (Vec::new(), if broken { Some(false) } else { None })
                 }
             };
-            let records: Vec<_> = entries
-                .iter()
-                .filter_map(|e| e.drill().ok())
-                .filter(|r| r.runbook.name == rb.name && !r.dry_run)
-                .collect();
+            let records = crate::history::typed::of_runbook(&stored, &rb.name);
             out(&checks::prometheus(&rb.name, &results, &records, intact));
         }
     }

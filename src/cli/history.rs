@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::{exit, out, out_json, Format};
 use crate::duration::human;
+use crate::history::typed::{self, Brief};
 use crate::history::{Entry, Store};
 use crate::record::{DrillRecord, Verdict};
 use crate::timestamp::{rfc3339, TimeSpec};
@@ -199,13 +200,17 @@ enum Trust {
     Warn,
 }
 
-/// The readable entries, in store order, read as `trust` says.
-async fn entries(store: &Store, trust: Trust) -> anyhow::Result<Vec<Entry>> {
-    Ok(match (store.trusted_entries().await, trust) {
-        (Ok(e), _) => e,
+/// The stored lines, in store order, read as `trust` says.
+async fn stored(store: &Store, trust: Trust) -> anyhow::Result<Vec<String>> {
+    Ok(match (store.trusted_lines().await, trust) {
+        (Ok(l), _) => l.lines,
         (Err(e @ crate::history::HistoryError::Broken { .. }), Trust::Warn) => {
             say!("drillbook: warning: {e}");
-            store.entries().await.map_err(|e| store_error("read", &e))?
+            store
+                .lines()
+                .await
+                .map_err(|e| store_error("read", &e))?
+                .lines
         }
         (Err(e @ crate::history::HistoryError::Broken { .. }), Trust::Required) => {
             return Err(anyhow!("{e}"))
@@ -214,23 +219,46 @@ async fn entries(store: &Store, trust: Trust) -> anyhow::Result<Vec<Entry>> {
     })
 }
 
-/// The readable entries with their typed records, in store order; a record this version
-/// cannot read is skipped with a warning.
-async fn records(store: &Store, trust: Trust) -> anyhow::Result<Vec<(Entry, DrillRecord)>> {
-    let entries = entries(store, trust).await?;
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        match entry.drill() {
-            Ok(r) => out.push((entry, r)),
-            Err(e) => say!(
+/// The readable entries, in store order, read as `trust` says.
+async fn entries(store: &Store, trust: Trust) -> anyhow::Result<Vec<Entry>> {
+    Ok(stored(store, trust)
+        .await?
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+        .collect())
+}
+
+/// The entry's `seq` and typed record read by `parse`; None with a warning for a record
+/// this version cannot read, and silently for a line that is no entry at all (`verify`
+/// reports it).
+fn record_of(
+    store: &Store,
+    line: &str,
+    parse: fn(&str) -> Result<(u64, DrillRecord), String>,
+) -> Option<(u64, DrillRecord)> {
+    match parse(line) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            let entry = serde_json::from_str::<Entry>(line).ok()?;
+            say!(
                 "drillbook: warning: history {}: entry {} (record {}) skipped, not a readable record: {e}",
                 store.display(),
                 entry.seq,
                 entry.id()
-            ),
+            );
+            None
         }
     }
-    Ok(out)
+}
+
+/// The readable entries' `seq` and records in [outline](typed::outline) (without their
+/// steps), in store order; a record this version cannot read is skipped with a warning.
+async fn records(store: &Store, trust: Trust) -> anyhow::Result<Vec<(u64, DrillRecord)>> {
+    Ok(stored(store, trust)
+        .await?
+        .iter()
+        .filter_map(|l| record_of(store, l, typed::outline))
+        .collect())
 }
 
 fn ms(v: u64) -> String {
@@ -300,9 +328,9 @@ struct Summary<'a> {
     operator: &'a str,
 }
 
-fn summary<'a>(e: &Entry, r: &'a DrillRecord) -> Summary<'a> {
+fn summary(seq: u64, r: &DrillRecord) -> Summary<'_> {
     Summary {
-        seq: e.seq,
+        seq,
         id: &r.id,
         started_at: r.started_at,
         finished_at: r.finished_at,
@@ -321,20 +349,31 @@ fn summary<'a>(e: &Entry, r: &'a DrillRecord) -> Summary<'a> {
 }
 
 async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<u8> {
-    let all = records(store, Trust::Warn).await?;
+    let lines = stored(store, Trust::Warn).await?;
+    // filtered and sorted on what each line briefly says; only the rows shown are read in full
+    let all: Vec<(&String, Brief)> = lines
+        .iter()
+        .filter_map(|l| Some((l, Brief::read(l)?)))
+        .collect();
     let since = args.since.map(|s| s.resolve(Utc::now()));
-    let wanted = |r: &DrillRecord| {
-        args.procedure.as_deref().is_none_or(|p| {
-            p == r.procedure.id || p == format!("{}/{}", r.runbook.name, r.procedure.id)
-        }) && args.verdict.is_none_or(|v| v.verdict() == r.verdict)
-            && since.is_none_or(|t| r.started_at >= t)
+    let wanted = |b: &Brief| {
+        let (runbook, procedure) = (&b.record.runbook.name, &b.record.procedure.name);
+        args.procedure
+            .as_deref()
+            .is_none_or(|p| p == procedure || p == format!("{runbook}/{procedure}"))
+            && args.verdict.is_none_or(|v| v.verdict() == b.record.verdict)
+            && since.is_none_or(|t| b.record.started_at >= t)
     };
-    let mut picked: Vec<&(Entry, DrillRecord)> = all.iter().filter(|(_, r)| wanted(r)).collect();
-    picked.sort_by_key(|(e, r)| std::cmp::Reverse((r.started_at, e.seq)));
-    picked.truncate(args.limit.unwrap_or(usize::MAX));
+    let mut order: Vec<&(&String, Brief)> = all.iter().filter(|(_, b)| wanted(b)).collect();
+    order.sort_by_key(|(_, b)| std::cmp::Reverse((b.record.started_at, b.seq)));
+    order.truncate(args.limit.unwrap_or(usize::MAX));
+    let picked: Vec<(u64, DrillRecord)> = order
+        .iter()
+        .filter_map(|(l, _)| record_of(store, l, typed::record))
+        .collect();
     match args.format {
         Format::Json => {
-            let rows: Vec<Summary> = picked.iter().map(|(e, r)| summary(e, r)).collect();
+            let rows: Vec<Summary> = picked.iter().map(|(seq, r)| summary(*seq, r)).collect();
             out_json(&rows)?;
         }
         Format::Text if all.is_empty() => {
@@ -384,6 +423,7 @@ async fn list(store: &Store, args: &ListArgs) -> anyhow::Result<u8> {
 async fn verify(store: &Store, args: &VerifyArgs) -> anyhow::Result<u8> {
     let lines = store.lines().await.map_err(|e| store_error("read", &e))?;
     let v = crate::history::verify(&lines);
+    store.remember(&lines, &v);
     let code = if v.broken.is_some() {
         exit::FAILED
     } else {

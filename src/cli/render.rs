@@ -82,11 +82,11 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
     };
     let store = Store::from_arg(args.history.as_deref());
     // the results come from a history that verifies, or the document says they do not
-    let (entries, broken) = match store.trusted_entries().await {
+    let (stored, broken) = match store.trusted_lines().await {
         Ok(e) => (e, None),
         Err(e @ HistoryError::Broken { .. }) if args.allow_broken_history => {
             say!("drillbook: warning: {e}");
-            match store.entries().await {
+            match store.lines().await {
                 Ok(all) => (all, Some(e.to_string())),
                 Err(e) => {
                     say!("drillbook: error: cannot read the history: {e}");
@@ -103,11 +103,7 @@ pub async fn run(args: &Args) -> anyhow::Result<u8> {
             return Ok(exit::UNAVAILABLE);
         }
     };
-    let records: Vec<_> = entries
-        .iter()
-        .filter_map(|e| e.drill().ok())
-        .filter(|r| r.runbook.name == rb.name && !r.dry_run)
-        .collect();
+    let records = crate::history::typed::of_runbook(&stored.lines, &rb.name);
     let newest = records.iter().map(|r| r.finished_at).max();
     let (when, source) = match as_of(args.as_of.as_deref(), newest) {
         Ok(w) => w,

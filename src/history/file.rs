@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::{Anchor, Entry, HistoryError, Lines};
+use super::{Anchor, Checkpoint, Entry, HistoryError, Lines};
 
 fn io(what: &str, path: &Path, e: &std::io::Error) -> HistoryError {
     HistoryError::Io(format!("{what} {}: {e}", path.display()))
@@ -59,6 +59,44 @@ fn write_anchor(path: &Path, anchor: &Anchor) -> Result<(), HistoryError> {
     std::fs::rename(&tmp, &head).map_err(|e| io("cannot write", &head, &e))
 }
 
+/// The file's device, inode and change time (see [`super::Lines::stamp`]).
+fn stamp(f: &File) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().ok()?;
+    Some(format!(
+        "{}:{}:{}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.ctime(),
+        m.ctime_nsec()
+    ))
+}
+
+/// `<file>.verified`: how far a full verification found the chain intact.
+fn checkpoint_path(path: &Path) -> PathBuf {
+    sibling(path, ".verified")
+}
+
+/// The checkpoint; None when there is none or it cannot be read (then everything is
+/// rehashed, which is never wrong).
+fn read_checkpoint(path: &Path) -> Option<Checkpoint> {
+    let text = std::fs::read_to_string(checkpoint_path(path)).ok()?;
+    serde_json::from_str(text.trim()).ok()
+}
+
+/// Replaces the checkpoint atomically (readers write it under a shared lock only, so each
+/// through its own temporary file). Best effort: see [`super::Store::remember`].
+pub fn write_checkpoint(path: &Path, checkpoint: &Checkpoint) {
+    let dest = checkpoint_path(path);
+    let tmp = sibling(path, &format!(".verified.{}.tmp", std::process::id()));
+    let Ok(text) = serde_json::to_string(checkpoint) else {
+        return;
+    };
+    if std::fs::write(&tmp, text + "\n").is_err() || std::fs::rename(&tmp, &dest).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+}
+
 fn read_all(f: &mut File, path: &Path) -> Result<String, HistoryError> {
     let mut text = String::new();
     f.seek(SeekFrom::Start(0))
@@ -73,6 +111,8 @@ fn split(text: &str) -> Lines {
         anchor: None,
         anchor_problem: None,
         anchor_place: String::new(),
+        checkpoint: None,
+        stamp: None,
         lines: text
             .split_terminator('\n')
             .filter(|l| !l.trim().is_empty())
@@ -82,16 +122,53 @@ fn split(text: &str) -> Lines {
     }
 }
 
+/// The end of the file from the start of its last line (`complete`: its last non-blank
+/// line; else whatever follows its last newline), as bytes, and where
+/// that line starts. Reads backwards in growing chunks: an append must not cost a read of
+/// the whole history.
+fn last_line(f: &mut File, path: &Path, complete: bool) -> Result<(u64, Vec<u8>), HistoryError> {
+    let len = f
+        .seek(SeekFrom::End(0))
+        .map_err(|e| io("cannot read", path, &e))?;
+    let mut chunk: u64 = 64 * 1024;
+    loop {
+        let from = len.saturating_sub(chunk);
+        let mut buf = Vec::with_capacity((len - from) as usize);
+        f.seek(SeekFrom::Start(from))
+            .and_then(|_| Read::by_ref(f).take(len - from).read_to_end(&mut buf))
+            .map_err(|e| io("cannot read", path, &e))?;
+        // the bytes the line must lie in: for a complete line, without trailing blank lines
+        let end = if complete {
+            buf.iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(0, |i| i + 1)
+        } else {
+            buf.len()
+        };
+        let start = buf[..end].iter().rposition(|&b| b == b'\n').map(|i| i + 1);
+        match start {
+            Some(i) => return Ok((from + i as u64, buf.split_off(i))),
+            _ if from == 0 => return Ok((0, buf)),
+            _ => chunk = chunk.saturating_mul(4),
+        }
+    }
+}
+
+fn text(bytes: Vec<u8>, path: &Path) -> Result<String, HistoryError> {
+    String::from_utf8(bytes)
+        .map_err(|e| HistoryError::Corrupt(format!("{}: not UTF-8 text: {e}", path.display())))
+}
+
 /// Moves an incomplete last line aside and truncates the file before it (the caller holds
 /// the exclusive lock). A last line without newline that is a whole entry only gets its
 /// newline. Returns what was done, if anything.
-fn fix_tail(f: &mut File, path: &Path, text: &str) -> Result<Option<String>, HistoryError> {
-    if text.is_empty() || text.ends_with('\n') {
+fn fix_tail(f: &mut File, path: &Path) -> Result<Option<String>, HistoryError> {
+    let (start, tail) = last_line(f, path, false)?;
+    if tail.is_empty() || tail.ends_with(b"\n") {
         return Ok(None);
     }
-    let start = text.rfind('\n').map_or(0, |i| i + 1);
-    let fragment = &text[start..];
-    if serde_json::from_str::<Entry>(fragment).is_ok() {
+    let fragment = String::from_utf8_lossy(&tail).into_owned();
+    if serde_json::from_str::<Entry>(&fragment).is_ok() {
         f.write_all(b"\n")
             .map_err(|e| io("cannot write", path, &e))?;
         return Ok(Some(
@@ -104,17 +181,19 @@ fn fix_tail(f: &mut File, path: &Path, text: &str) -> Result<Option<String>, His
         .append(true)
         .open(&aside)
         .map_err(|e| io("cannot open", &aside, &e))?;
-    t.write_all(fragment.as_bytes())
+    t.write_all(&tail)
         .and_then(|()| t.write_all(b"\n"))
         .and_then(|()| t.sync_all())
         .map_err(|e| io("cannot write", &aside, &e))?;
-    f.set_len(start as u64)
+    // rare: the whole file is read only to name the line
+    let before = read_all(f, path)?[..start as usize].matches('\n').count();
+    f.set_len(start)
         .and_then(|()| f.sync_all())
         .map_err(|e| io("cannot truncate", path, &e))?;
     Ok(Some(format!(
         "moved an incomplete last line ({} bytes, line {}) to {}",
-        fragment.len(),
-        text[..start].matches('\n').count() + 1,
+        tail.len(),
+        before + 1,
         aside.display()
     )))
 }
@@ -144,28 +223,41 @@ fn open_locked(path: &Path) -> Result<File, HistoryError> {
 
 pub fn append(path: &Path, record: Value) -> Result<Entry, HistoryError> {
     let mut f = open_locked(path)?;
-    let text = read_all(&mut f, path)?;
-    if let Some(done) = fix_tail(&mut f, path, &text)? {
+    if let Some(done) = fix_tail(&mut f, path)? {
         eprintln!("drillbook: warning: history {}: {done}", path.display());
     }
-    let text = read_all(&mut f, path)?;
-    let stored = split(&text);
-    let last = match stored.lines.last() {
-        None => None,
-        Some(l) => Some(serde_json::from_str::<Entry>(l).map_err(|e| {
+    let last = text(last_line(&mut f, path, true)?.1, path)?;
+    let last = last.trim();
+    let last = if last.is_empty() {
+        None
+    } else {
+        Some(serde_json::from_str::<Entry>(last).map_err(|e| {
+            // rare: the whole file is read only to name the line
+            let at = read_all(&mut f, path).map_or(0, |t| split(&t).lines.len());
             HistoryError::Corrupt(format!(
-                "{}: line {} is not a history entry ({e}); run `drillbook history verify` — nothing was appended",
+                "{}: line {at} is not a history entry ({e}); run `drillbook history verify` — nothing was appended",
                 path.display(),
-                stored.lines.len()
             ))
-        })?),
+        })?)
     };
     let entry = Entry::after(last.as_ref(), record);
     let mut line = entry.line();
     line.push('\n');
+    let before = stamp(&f);
     f.write_all(line.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| io("cannot append to", path, &e))?;
+    // the file was as the last verification left it (but for appends like this one): the
+    // checkpoint still holds, at the file's new stamp
+    if let Some(cp) = read_checkpoint(path).filter(|c| c.stamp.is_some() && c.stamp == before) {
+        write_checkpoint(
+            path,
+            &Checkpoint {
+                stamp: stamp(&f),
+                ..cp
+            },
+        );
+    }
     // still under the lock: the anchor always describes the newest entry
     write_anchor(
         path,
@@ -182,7 +274,9 @@ pub fn read(path: &Path) -> Result<Lines, HistoryError> {
         Ok(mut f) => {
             // a shared lock: never read a line an appender is writing
             f.lock_shared().map_err(|e| io("cannot lock", path, &e))?;
-            split(&read_all(&mut f, path)?)
+            let mut lines = split(&read_all(&mut f, path)?);
+            lines.stamp = stamp(&f);
+            lines
         }
         // a deleted history whose head record is left still shows as entries missing
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Lines::default(),
@@ -193,6 +287,7 @@ pub fn read(path: &Path) -> Result<Lines, HistoryError> {
         Err(problem) => lines.anchor_problem = Some(problem),
     }
     lines.anchor_place = head_path(path).display().to_string();
+    lines.checkpoint = read_checkpoint(path);
     Ok(lines)
 }
 
@@ -201,8 +296,7 @@ pub fn repair(path: &Path) -> Result<Option<String>, HistoryError> {
         return Ok(None);
     }
     let mut f = open_locked(path)?;
-    let text = read_all(&mut f, path)?;
-    fix_tail(&mut f, path, &text)
+    fix_tail(&mut f, path)
 }
 
 #[cfg(test)]

@@ -9,14 +9,17 @@
 //! serialized by a transaction-scoped advisory lock).
 
 mod file;
+mod link;
 mod postgres;
 pub mod stats;
+pub mod typed;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::record::DrillRecord;
+use link::Link;
 
 /// The default file store, relative to the working directory.
 pub const DEFAULT_PATH: &str = "drills/history.jsonl";
@@ -196,6 +199,22 @@ pub struct Lines {
     pub anchor_problem: Option<String>,
     /// Where the anchor is kept, for messages (`drills/history.jsonl.head`).
     pub anchor_place: String,
+    /// How far a full verification got, when the store keeps that (a readable
+    /// `<file>.verified`).
+    pub checkpoint: Option<Checkpoint>,
+    /// The file's identity and last change when it was read (device, inode, ctime): any
+    /// write to it that drillbook's own append did not vouch for changes this.
+    pub stamp: Option<String>,
+}
+
+impl Lines {
+    /// The readable entries, in order (unreadable lines skipped: `verify` reports them).
+    pub fn entries(&self) -> Vec<Entry> {
+        self.lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
+            .collect()
+    }
 }
 
 /// The count and head hash written beside the entries on every append (the file store's
@@ -207,25 +226,90 @@ pub struct Anchor {
     pub head: String,
 }
 
+/// The record id in a stored line, for messages (None when it cannot be read).
+fn id_of(line: &str) -> Option<String> {
+    serde_json::from_str::<Entry>(line)
+        .ok()
+        .map(|e| e.id().to_owned())
+}
+
 /// Recomputes the chain over the stored lines; reports the first break.
 pub fn verify(stored: &Lines) -> Verification {
-    let mut parsed: Vec<Result<Entry, String>> = stored
-        .lines
-        .iter()
-        .map(|l| serde_json::from_str::<Entry>(l).map_err(|e| e.to_string()))
-        .collect();
-    let mut prev: Option<Entry> = None;
-    let mut first_anchored: Option<(usize, String)> = None;
-    let n = parsed.len();
-    for i in 0..n {
+    verify_after(stored, 0)
+}
+
+/// How far a full verification found the chain intact (the file store's
+/// `<file>.verified`): the first `entries` lines, `bytes` long with their newlines, the
+/// last of them hashing to `head`. Readers that trust the history rehash only the entries
+/// after it; `history verify` rehashes all. A checkpoint that does not match the lines is
+/// ignored (everything is rehashed), so a stale or damaged one costs time, never a verdict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub entries: u64,
+    pub bytes: u64,
+    pub head: String,
+    /// The file's stamp ([`Lines::stamp`]) at that verification, moved on by each append
+    /// that found it unchanged: an edit in place of an old entry (which keeps its length,
+    /// so the rest matches) changes the file's ctime and voids the checkpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<String>,
+}
+
+impl Checkpoint {
+    /// The checkpoint after the whole of an intact `stored`.
+    fn of(stored: &Lines, head: &str) -> Checkpoint {
+        Checkpoint {
+            entries: stored.lines.len() as u64,
+            bytes: stored.lines.iter().map(|l| l.len() as u64 + 1).sum(),
+            head: head.to_owned(),
+            stamp: stored.stamp.clone(),
+        }
+    }
+
+    /// How many lines it lets a reader take as checked (their content, not their links),
+    /// when it matches `stored`: as many lines, as many bytes, the last one intact with the
+    /// head hash. 0 otherwise.
+    fn covers(&self, stored: &Lines) -> usize {
+        if self.stamp != stored.stamp {
+            return 0;
+        }
+        let Ok(k) = usize::try_from(self.entries) else {
+            return 0;
+        };
+        let Some(last) = k.checked_sub(1).and_then(|i| stored.lines.get(i)) else {
+            return 0;
+        };
+        let bytes: u64 = stored.lines[..k].iter().map(|l| l.len() as u64 + 1).sum();
+        let last_ok = Link::read(last)
+            .is_ok_and(|l| l.intact && l.seq == self.entries && l.hash == self.head);
+        if bytes == self.bytes && last_ok {
+            k - 1
+        } else {
+            0
+        }
+    }
+}
+
+/// [`verify`], taking the content of the first `checked` lines as matching their hashes:
+/// their order, numbering and links are still checked, and everything after is rehashed.
+fn verify_after(stored: &Lines, checked: usize) -> Verification {
+    let mut prev: Option<String> = None;
+    let mut first_anchored: Option<usize> = None;
+    let n = stored.lines.len();
+    for (i, line) in stored.lines.iter().enumerate() {
         let position = i + 1;
-        let entry = match std::mem::replace(&mut parsed[i], Err(String::new())) {
-            Ok(e) => e,
+        let link = if i < checked {
+            Link::stated(line)
+        } else {
+            Link::read(line)
+        };
+        let link = match link {
+            Ok(l) => l,
             Err(e) => {
                 let torn = i + 1 == n && stored.unterminated_tail;
                 return Verification {
                     entries: i,
-                    head: prev.map(|p| p.hash),
+                    head: prev,
                     broken: Some(Break {
                         position,
                         kind: if torn {
@@ -244,76 +328,81 @@ pub fn verify(stored: &Lines) -> Verification {
             }
         };
         let expected = (i + 1) as u64;
-        let id = Some(entry.id().to_owned());
-        let fail = |kind: BreakKind, detail: String, head: Option<&Entry>| Verification {
+        // the id is read only for a message: reading it from every line would cost as much
+        // as the fast path saves
+        let shown = || id_of(line).unwrap_or_else(|| "?".into());
+        let fail = |kind: BreakKind, detail: String, head: Option<String>| Verification {
             entries: i,
-            head: head.map(|p| p.hash.clone()),
+            head,
             broken: Some(Break {
                 position,
                 kind,
-                id: id.clone(),
+                id: id_of(line),
                 detail,
             }),
         };
-        if entry_hash(entry.seq, &entry.prev, entry.anchored, &entry.record) != entry.hash {
+        if !link.intact {
             return fail(
                 BreakKind::Edited,
                 format!(
                     "record {} does not match its hash: it was edited after it was written (or written by hand)",
-                    entry.id()
+                    shown()
                 ),
-                prev.as_ref(),
+                prev,
             );
         }
-        if entry.seq != expected {
+        if link.seq != expected {
             // a later entry with the expected number means the order changed; none, that
             // entries are gone
-            let later = parsed[i + 1..].iter().flatten().any(|e| e.seq == expected);
+            let later = stored.lines[i + 1..]
+                .iter()
+                .filter_map(|l| Link::read(l).ok())
+                .any(|e| e.seq == expected);
             let (kind, detail) = if later {
                 (
                     BreakKind::Reordered,
-                    format!("entry {expected} was expected here, but this is entry {} ({}): the records were reordered", entry.seq, entry.id()),
+                    format!("entry {expected} was expected here, but this is entry {} ({}): the records were reordered", link.seq, shown()),
                 )
-            } else if entry.seq > expected {
-                let missing = if entry.seq == expected + 1 {
+            } else if link.seq > expected {
+                let missing = if link.seq == expected + 1 {
                     format!("entry {expected} is missing")
                 } else {
-                    format!("entries {expected} to {} are missing", entry.seq - 1)
+                    format!("entries {expected} to {} are missing", link.seq - 1)
                 };
                 (
                     BreakKind::Deleted,
-                    format!("{missing}: deleted before record {}", entry.id()),
+                    format!("{missing}: deleted before record {}", shown()),
                 )
             } else {
                 (
                     BreakKind::Inserted,
-                    format!("entry {} appears again at position {position} ({}): inserted or duplicated", entry.seq, entry.id()),
+                    format!("entry {} appears again at position {position} ({}): inserted or duplicated", link.seq, shown()),
                 )
             };
-            return fail(kind, detail, prev.as_ref());
+            return fail(kind, detail, prev);
         }
-        let want_prev = prev.as_ref().map_or(GENESIS, |p| p.hash.as_str());
-        if entry.prev != want_prev {
+        if link.prev != prev.as_deref().unwrap_or(GENESIS) {
             return fail(
                 BreakKind::Inserted,
                 format!(
                     "record {} does not follow the entry before it (its prev is not that entry's hash): inserted or replaced",
-                    entry.id()
+                    shown()
                 ),
-                prev.as_ref(),
+                prev,
             );
         }
-        if entry.anchored && first_anchored.is_none() {
-            first_anchored = Some((position, entry.id().to_owned()));
+        if link.anchored && first_anchored.is_none() {
+            first_anchored = Some(position);
         }
-        prev = Some(entry);
+        prev = Some(link.hash);
     }
-    let head = prev.map(|p| p.hash);
-    let lost = match (&stored.anchor, &stored.anchor_problem, &first_anchored) {
+    let head = prev;
+    let lost = match (&stored.anchor, &stored.anchor_problem, first_anchored) {
         (_, Some(problem), _) => Some(format!("{} is unreadable ({problem})", stored.anchor_place)),
-        (None, None, Some((pos, id))) => Some(format!(
-            "{} is missing, but entry {pos} ({id}) and every later one were written with it",
-            stored.anchor_place
+        (None, None, Some(pos)) => Some(format!(
+            "{} is missing, but entry {pos} ({}) and every later one were written with it",
+            stored.anchor_place,
+            id_of(&stored.lines[pos - 1]).unwrap_or_else(|| "?".into())
         )),
         _ => None,
     };
@@ -463,30 +552,44 @@ impl Store {
     /// (checks, metrics, `render`, `stats`) reads. A break is [`HistoryError::Broken`],
     /// naming the first bad entry.
     pub async fn trusted_entries(&self) -> Result<Vec<Entry>, HistoryError> {
+        Ok(self.trusted_lines().await?.entries())
+    }
+
+    /// The stored lines, once the chain verifies: for readers that parse records straight
+    /// from them ([`typed`]). A break is [`HistoryError::Broken`]. Only the entries after
+    /// the [`Checkpoint`] are rehashed; the links of all are checked.
+    pub async fn trusted_lines(&self) -> Result<Lines, HistoryError> {
         let lines = self.lines().await?;
-        if let Some(at) = verify(&lines).broken {
+        let checked = lines.checkpoint.as_ref().map_or(0, |c| c.covers(&lines));
+        let v = verify_after(&lines, checked);
+        if let Some(at) = v.broken {
             return Err(HistoryError::Broken {
                 store: self.display(),
                 at,
             });
         }
-        Ok(lines
-            .lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-            .collect())
+        self.remember(&lines, &v);
+        Ok(lines)
+    }
+
+    /// Records how far `v`, a verification of `lines`, found the chain intact, when it got
+    /// further than the checkpoint: the next reader rehashes only what came after. Only the
+    /// file store keeps a checkpoint; failing to write one costs the next reader time, so
+    /// it is not an error.
+    pub fn remember(&self, lines: &Lines, v: &Verification) {
+        let (Store::File(path), None, Some(head)) = (self, &v.broken, &v.head) else {
+            return;
+        };
+        let now = Checkpoint::of(lines, head);
+        if lines.checkpoint.as_ref() != Some(&now) {
+            file::write_checkpoint(path, &now);
+        }
     }
 
     /// The readable entries, in order (unreadable lines skipped: `verify` reports them).
     /// For listing what is stored; conclusions read [`Store::trusted_entries`].
     pub async fn entries(&self) -> Result<Vec<Entry>, HistoryError> {
-        Ok(self
-            .lines()
-            .await?
-            .lines
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Entry>(l).ok())
-            .collect())
+        Ok(self.lines().await?.entries())
     }
 
     /// Moves a torn last line aside (file store); returns what was moved, if anything.
@@ -595,6 +698,100 @@ mod tests {
         let mut more = c.clone();
         more.push(Entry::after(c.last(), json!({"id": "extra"})));
         assert_eq!(broken(&anchored(&more)), (5, BreakKind::Inserted));
+    }
+
+    /// An old entry edited in place, at the same length, by a tool other than drillbook:
+    /// the file's change time moves, so the checkpoint no longer vouches for the old
+    /// entries and a routine read rehashes them, finding the edit. drillbook's own appends
+    /// keep the checkpoint.
+    #[tokio::test]
+    async fn an_old_entry_edited_in_place_voids_the_checkpoint() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = std::env::temp_dir().join(format!("drillbook-cp-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("h.jsonl");
+        let store = Store::File(path.clone());
+        for i in 0..3 {
+            file::append(&path, json!({"id": format!("run-{i}"), "rto": 1001})).expect("append");
+        }
+        // a routine read verifies everything once and leaves a checkpoint
+        store.trusted_lines().await.expect("intact");
+        let first = store.lines().await.expect("lines");
+        assert_eq!(first.checkpoint.as_ref().map(|c| c.covers(&first)), Some(2));
+        // drillbook's own append keeps it valid
+        file::append(&path, json!({"id": "run-3", "rto": 1001})).expect("append");
+        let after = store.lines().await.expect("lines");
+        assert_eq!(after.checkpoint.as_ref().map(|c| c.covers(&after)), Some(2));
+        // the second entry's RTO changed in place: same length, same inode
+        let text = std::fs::read_to_string(&path).expect("read");
+        let second = text.lines().nth(1).expect("line 2");
+        let at = text.find(second).expect("offset") + second.find("1001").expect("rto");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open");
+        f.seek(SeekFrom::Start(at as u64)).expect("seek");
+        f.write_all(b"1009").expect("write");
+        drop(f);
+        let tampered = store.lines().await.expect("lines");
+        assert_eq!(
+            tampered.checkpoint.as_ref().map(|c| c.covers(&tampered)),
+            Some(0)
+        );
+        match store.trusted_lines().await {
+            Err(HistoryError::Broken { at, .. }) => {
+                assert_eq!((at.position, at.kind), (2, BreakKind::Edited));
+            }
+            other => panic!("the edit went unnoticed: {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_checkpoint_spares_rehashing_but_not_the_links() {
+        let c = chain(5);
+        let intact = lines(&c);
+        let head = c[4].hash.clone();
+        let with = |l: &Lines| {
+            let cp = Checkpoint::of(&intact, &head);
+            (verify_after(l, cp.covers(l)), verify(l))
+        };
+        assert_eq!(Checkpoint::of(&intact, &head).covers(&intact), 4);
+        // an edit of the same length before the checkpoint: only a full verify finds it
+        let mut l = lines(&c);
+        l.lines[1] = l.lines[1].replace("1001", "1009");
+        let (routine, full) = with(&l);
+        assert!(routine.broken.is_none());
+        assert_eq!(
+            full.broken.map(|b| (b.position, b.kind)),
+            Some((2, BreakKind::Edited))
+        );
+        // one that changes the length voids the checkpoint: everything is rehashed
+        let mut l = lines(&c);
+        l.lines[1] = l.lines[1].replace("1001", "901");
+        assert_eq!(Checkpoint::of(&intact, &head).covers(&l), 0);
+        assert_eq!(broken(&l), (2, BreakKind::Edited));
+        assert_eq!(with(&l).0.broken.map(|b| b.kind), Some(BreakKind::Edited));
+        // reordered or deleted entries break the links, checkpoint or not
+        let mut l = lines(&c);
+        l.lines.swap(1, 2);
+        assert_eq!(
+            with(&l).0.broken.map(|b| b.kind),
+            Some(BreakKind::Reordered)
+        );
+        let mut l = lines(&c);
+        l.lines.remove(1);
+        assert_eq!(with(&l).0.broken.map(|b| b.kind), Some(BreakKind::Deleted));
+        // the newest entries are rehashed: an edit after the checkpoint is found
+        let cp = Checkpoint::of(&lines(&c[..3]), &c[2].hash);
+        let mut l = lines(&c);
+        l.lines[3] = l.lines[3].replace("1003", "1009");
+        assert_eq!(cp.covers(&l), 2);
+        let found = verify_after(&l, cp.covers(&l)).broken;
+        assert_eq!(
+            found.map(|b| (b.position, b.kind)),
+            Some((4, BreakKind::Edited))
+        );
     }
 
     #[test]

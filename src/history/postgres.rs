@@ -108,5 +108,9 @@ pub async fn lines(url: &str) -> Result<Lines, HistoryError> {
         anchor,
         anchor_problem: None,
         anchor_place: "the table drillbook_history_head".into(),
+        stamp: None,
+        // every reader rehashes the whole table: a checkpoint would need a table of its
+        // own, written by readers
+        checkpoint: None,
     })
 }

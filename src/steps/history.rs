@@ -4,22 +4,43 @@
 use chrono::{DateTime, Utc};
 
 use super::{Run, StepCx, StepError};
+use crate::history::typed::{self, Brief};
 use crate::history::Store;
 use crate::kind::history::{HistoryLastPass, HistoryOverdue};
 use crate::record::{DrillRecord, Outputs, Verdict};
 
-/// The runbook's records of `procedure`, oldest first.
+/// The runbook's records of `procedure`, oldest first. In a check run, the checks on one
+/// procedure share one read of the history (each would verify it and parse every line).
 async fn records(cx: &StepCx<'_>, procedure: &str) -> Result<Vec<DrillRecord>, StepError> {
     let store = Store::from_arg(cx.history);
-    // a tampered history proves nothing: the check fails (CRITICAL), naming the break
-    let entries = store.trusted_entries().await.map_err(|e| match e {
-        crate::history::HistoryError::Broken { .. } => StepError::failed(e.to_string()),
-        e => StepError::unavailable(format!("cannot read the history {}: {e}", store.display())),
-    })?;
-    Ok(entries
-        .iter()
-        .filter_map(|e| e.drill().ok())
-        .filter(|r| r.runbook.name == cx.runbook.name && r.procedure.id == procedure && !r.dry_run)
+    let key = format!(
+        "history {} {}/{procedure}",
+        store.display(),
+        cx.runbook.name
+    );
+    let lines = super::shared::once(cx.shared, &key, || async {
+        // a tampered history proves nothing: the check fails (CRITICAL), naming the break
+        let stored = store.trusted_lines().await.map_err(|e| match e {
+            crate::history::HistoryError::Broken { .. } => StepError::failed(e.to_string()),
+            e => {
+                StepError::unavailable(format!("cannot read the history {}: {e}", store.display()))
+            }
+        })?;
+        let mine = stored.lines.iter().filter(|l| {
+            Brief::read(l).is_some_and(|b| {
+                b.record.runbook.name == cx.runbook.name
+                    && b.record.procedure.name == procedure
+                    && !b.record.dry_run
+            })
+        });
+        Ok(mine.map(String::as_str).collect::<Vec<_>>().join("\n"))
+    })
+    .await?;
+    // only the procedure's records are read in full
+    Ok(lines
+        .lines()
+        .filter_map(|l| typed::record(l).ok())
+        .map(|(_, r)| r)
         .collect())
 }
 
