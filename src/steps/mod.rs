@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod local;
 pub mod manual;
 pub mod neon;
+pub mod output;
 pub mod shared;
 pub mod shell;
 pub mod sql;

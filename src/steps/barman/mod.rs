@@ -4,6 +4,7 @@
 
 mod recover;
 
+use crate::progress::Progress;
 use std::process::Stdio;
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -61,6 +62,16 @@ impl Said {
 /// interrupt or a timeout drops it: its whole process group (rsync, pg_basebackup) is
 /// stopped, and the engine waits for it before cleanup.
 async fn barman(config: Option<&str>, args: &[&str]) -> Result<Said, StepError> {
+    barman_showing(config, args, &Progress::hidden(), &|l| l.to_owned()).await
+}
+
+/// [`barman`], showing Barman's lines on `progress` as they come (through `redact`).
+async fn barman_showing(
+    config: Option<&str>,
+    args: &[&str],
+    progress: &Progress,
+    redact: &(dyn Fn(&str) -> String + Sync),
+) -> Result<Said, StepError> {
     let account = barman_account()?;
     let mut cmd = tokio::process::Command::new("barman");
     if let Some(c) = config {
@@ -87,7 +98,7 @@ async fn barman(config: Option<&str>, args: &[&str]) -> Result<Said, StepError> 
         ))
     })?;
     let group = super::shell::ProcessGroup(child.id());
-    let out = child.wait_with_output().await;
+    let out = crate::steps::output::output_showing(child, progress, redact).await;
     group.disarm();
     let out = out.map_err(|e| StepError::unavailable(format!("waiting for `barman`: {e}")))?;
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::{ask, backups, barman, barman_account, barman_time, choose, explain, target_time};
+use super::{
+    ask, backups, barman_account, barman_showing, barman_time, choose, explain, target_time,
+};
 use crate::kind::barman::{BarmanRecover, BarmanTarget};
 use crate::pg::cluster::{find_binaries, Cluster};
 use crate::record::Outputs;
@@ -94,7 +96,11 @@ impl Run for BarmanRecover {
             data.display().to_string(),
         ]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let said = barman(config, &argv).await?;
+        let progress = cx
+            .interaction
+            .progress("barman recover", crate::progress::Unit::None);
+        let said = barman_showing(config, &argv, &progress, &|l| cx.redactor.redact(l)).await?;
+        drop(progress);
         if let Some(e) = said.errors() {
             return Err(
                 StepError::failed(recover_error(&e, server, config, &data)).with_outputs(out)

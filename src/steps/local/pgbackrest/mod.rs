@@ -8,6 +8,7 @@ mod checks;
 mod info;
 mod restore;
 
+use crate::progress::Progress;
 use std::process::Stdio;
 
 pub use info::{Backup, Stanza};
@@ -51,6 +52,19 @@ impl<'a> Tool<'a> {
     /// root: pgBackRest must not write its repository, locks or restored files as root).
     /// Killed when dropped (an interrupt, a timeout).
     pub async fn run(&self, args: &[String], account: Option<Account>) -> Result<Ran, StepError> {
+        self.run_showing(args, account, &Progress::hidden(), &|l| l.to_owned())
+            .await
+    }
+
+    /// [`Tool::run`], showing pgBackRest's lines on `progress` as they come (through
+    /// `redact`).
+    pub async fn run_showing(
+        &self,
+        args: &[String],
+        account: Option<Account>,
+        progress: &Progress,
+        redact: &(dyn Fn(&str) -> String + Sync),
+    ) -> Result<Ran, StepError> {
         let mut cmd = tokio::process::Command::new("pgbackrest");
         cmd.args(self.common())
             .args(args)
@@ -64,13 +78,17 @@ impl<'a> Tool<'a> {
         if let Some(a) = account {
             cmd.uid(a.uid).gid(a.gid);
         }
-        let out = cmd.output().await.map_err(|e| {
+        let not_run = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::NotFound {
                 StepError::unavailable("pgbackrest is not installed here (not found on PATH)")
             } else {
                 StepError::unavailable(format!("cannot run pgbackrest: {e}"))
             }
-        })?;
+        };
+        let child = cmd.spawn().map_err(not_run)?;
+        let out = crate::steps::output::output_showing(child, progress, redact)
+            .await
+            .map_err(not_run)?;
         Ok(Ran {
             ok: out.status.success(),
             code: out.status.code(),

@@ -112,7 +112,15 @@ impl Run for PgbackrestRestore {
             args.push(format!("--process-max={n}"));
         }
         let clock = std::time::Instant::now();
-        let ran = tool.run(&args, cluster.account()).await?;
+        let progress = cx
+            .interaction
+            .progress("pgbackrest restore", crate::progress::Unit::None);
+        let ran = tool
+            .run_showing(&args, cluster.account(), &progress, &|l| {
+                cx.redactor.redact(l)
+            })
+            .await?;
+        drop(progress);
         let restore_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
         if !ran.ok {
             return Err(StepError::failed(format!(
