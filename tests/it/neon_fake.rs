@@ -72,7 +72,7 @@ use drillbook::http::percent_encode;
 use drillbook::pg::cluster::{
     find_binaries, shell_quote, Binaries, Cluster, ClusterHandle, InitOptions,
 };
-use drillbook::steps::local::restore_into;
+use drillbook::steps::local::{restore_into, Lifetime};
 
 use crate::http_server::HttpServer;
 
@@ -3331,10 +3331,17 @@ async fn restore(
 ) -> Result<(Data, String), String> {
     let slot: Arc<Mutex<Option<ClusterHandle>>> = Arc::new(Mutex::new(None));
     let (reg, s) = (app.clone(), slot.clone());
-    let restored = restore_into(backup, archive, target, root, move |h| {
-        reg.st().clusters.push(h.clone());
-        *s.lock().unwrap_or_else(PoisonError::into_inner) = Some(h);
-    })
+    let restored = restore_into(
+        backup,
+        archive,
+        target,
+        root,
+        Lifetime::Throwaway,
+        move |h| {
+            reg.st().clusters.push(h.clone());
+            *s.lock().unwrap_or_else(PoisonError::into_inner) = Some(h);
+        },
+    )
     .await;
     let restored = match restored {
         Ok(r) => r,

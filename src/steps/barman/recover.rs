@@ -15,7 +15,7 @@ use super::{
 use crate::kind::barman::{BarmanRecover, BarmanTarget};
 use crate::pg::cluster::{find_binaries, Cluster};
 use crate::record::Outputs;
-use crate::steps::local::recovery::{self, WalSource};
+use crate::steps::local::recovery::{self, Lifetime, WalSource};
 use crate::steps::local::{cluster_error, scratch_dir};
 use crate::steps::{Run, StepCx, StepError};
 use crate::timestamp::{rfc3339, rfc3339_precise};
@@ -124,19 +124,20 @@ impl Run for BarmanRecover {
         } else {
             WalSource::Command("false")
         };
-        let started = match recovery::start(&mut cluster, wal, None, None).await {
-            Ok(s) => s,
-            Err(mut e) => {
-                e.message = e.message.replace(
-                    &format!("the WAL archive {}", copied.display()),
-                    &format!(
-                        "the WAL Barman copied from server `{server}` ({})",
-                        copied.display()
-                    ),
-                );
-                return Err(e.with_outputs(out));
-            }
-        };
+        let started =
+            match recovery::start(&mut cluster, wal, None, None, Lifetime::of(self.keep)).await {
+                Ok(s) => s,
+                Err(mut e) => {
+                    e.message = e.message.replace(
+                        &format!("the WAL archive {}", copied.display()),
+                        &format!(
+                            "the WAL Barman copied from server `{server}` ({})",
+                            copied.display()
+                        ),
+                    );
+                    return Err(e.with_outputs(out));
+                }
+            };
         let uri =
             recovery::connection_uri(cx, &cluster, None, self.database.as_deref(), None).await?;
         let target_text = match (&target, at) {

@@ -3,11 +3,13 @@
 //! touched.
 
 mod backups;
+mod copy;
 pub mod pgbackrest;
 pub mod preflight;
 pub(crate) mod recovery;
 mod restore;
 mod start;
+mod wal_ahead;
 
 use std::path::PathBuf;
 
@@ -18,6 +20,7 @@ use crate::kind::local::{
 use crate::pg::cluster::{find_binaries, Cluster, ClusterError, ClusterHandle, InitOptions};
 use crate::record::Outputs;
 
+pub use recovery::Lifetime;
 pub use restore::{restore_into, Restored};
 
 /// A scratch directory for a step: `dir` when given (must be new or empty), else a new

@@ -8,7 +8,8 @@ use std::path::Path;
 
 use chrono::{DateTime, Utc};
 
-use super::backups::{parse_lsn, segment};
+use super::backups::{parse_lsn, read_label, segment};
+use super::wal_ahead::WalAhead;
 use crate::pg::cluster::{conf_line, shell_quote, Cluster};
 use crate::record::Outputs;
 use crate::steps::{db, StepCx, StepError};
@@ -51,34 +52,66 @@ pub(crate) struct Started {
     pub promoted_in: std::time::Duration,
 }
 
+/// Whether the started instance outlives the run, which decides how safely it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifetime {
+    /// Removed at the end of the run: it runs with `fsync = off`. Nothing it writes has to
+    /// survive a crash of the machine, and the start skips syncing the whole copied data
+    /// directory, which is most of a restore's time on a busy disk.
+    Throwaway,
+    /// Kept after the run (`keep`): durable, as the source's settings say.
+    Kept,
+}
+
+impl Lifetime {
+    pub(crate) fn of(keep: bool) -> Lifetime {
+        if keep {
+            Lifetime::Kept
+        } else {
+            Lifetime::Throwaway
+        }
+    }
+}
+
 /// Configures the filled data directory of `cluster` for recovery from `wal` to `target`
 /// (None: the target the tool wrote, if any), makes it private, starts it and waits for its
-/// promotion; `gap` is a hole found in the archive beforehand (for the explanation).
+/// promotion; `gap` is a hole found in the archive beforehand (for the explanation). WAL from
+/// an archive directory is staged ahead of replay ([`WalAhead`]) when the directory's
+/// `backup_label` says where it begins.
 pub(crate) async fn start(
     cluster: &mut Cluster,
     wal: WalSource<'_>,
     target: Option<&Target>,
     gap: Option<&str>,
+    lifetime: Lifetime,
 ) -> Result<Started, StepError> {
     let data = cluster.data_dir();
+    let ahead = match wal {
+        WalSource::Archive(archive) => read_label(&data).ok().and_then(|label| {
+            WalAhead::start(
+                archive,
+                &label.start_segment,
+                cluster.root.join("wal-ahead"),
+                cluster.account(),
+            )
+        }),
+        _ => None,
+    };
     configure(
         &data,
         &cluster.root.clone(),
         &cluster.socket_dir(),
         wal,
+        ahead.as_ref().map(WalAhead::dir),
         target,
+        lifetime,
     )?;
     cluster.make_private();
     let clock = tokio::time::Instant::now();
-    // a large restore may take long to become consistent; the caller's deadline governs
-    let started = cluster.start_waiting(86_400).await;
-    if let Err(e) = started {
-        let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
-        return Err(StepError::failed(
-            explain_failure(&log, gap, wal.archive()).unwrap_or_else(|| e.to_string()),
-        ));
-    }
-    wait_promoted(cluster, wal.archive(), gap).await?;
+    let promoted = start_and_promote(cluster, wal, gap).await;
+    // recovery is over (or failed): no segment is asked for any more
+    drop(ahead);
+    promoted?;
     let promoted_in = clock.elapsed();
     // connections name a role; the one every cluster has is its bootstrap superuser
     if let Ok(name) = crate::pg::authid::bootstrap_superuser(&data) {
@@ -90,6 +123,23 @@ pub(crate) async fn start(
         wal_replayed_bytes: wal_replayed(&log),
         promoted_in,
     })
+}
+
+/// Starts the configured instance and waits until it is promoted.
+async fn start_and_promote(
+    cluster: &mut Cluster,
+    wal: WalSource<'_>,
+    gap: Option<&str>,
+) -> Result<(), StepError> {
+    // a large restore may take long to become consistent; the caller's deadline governs
+    let started = cluster.start_waiting(86_400).await;
+    if let Err(e) = started {
+        let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
+        return Err(StepError::failed(
+            explain_failure(&log, gap, wal.archive()).unwrap_or_else(|| e.to_string()),
+        ));
+    }
+    wait_promoted(cluster, wal.archive(), gap).await
 }
 
 /// The target as recovery was given it: a time resolved and written RFC 3339.
@@ -191,7 +241,9 @@ fn configure(
     root: &Path,
     socket: &Path,
     wal: WalSource<'_>,
+    ahead: Option<&Path>,
     target: Option<&Target>,
+    lifetime: Lifetime,
 ) -> Result<(), StepError> {
     let hba = root.join("pg_hba.conf");
     std::fs::write(
@@ -204,11 +256,22 @@ fn configure(
         WalSource::Archive(archive) => {
             // exit 1 (not found) only when the segment is absent; a failed copy (disk full,
             // permissions) exits 255, which makes PostgreSQL stop instead of promoting early
-            let seg = format!(
-                "{}/%f",
-                shell_quote(&archive.display().to_string().replace('%', "%%"))
-            );
-            conf.push(("restore_command", format!("test -f {seg} || {{ echo \"restore_command: No such file or directory: %f\" >&2; exit 1; }}; cp {seg} %p || exit 255")));
+            let in_dir = |dir: &Path| {
+                format!(
+                    "{}/%f",
+                    shell_quote(&dir.display().to_string().replace('%', "%%"))
+                )
+            };
+            let seg = in_dir(archive);
+            // a segment staged ahead is moved into place; one that is not (yet), or that
+            // cannot be moved, is copied from the archive as before
+            let staged = ahead
+                .map(|dir| {
+                    let s = in_dir(dir);
+                    format!("if test -f {s}; then mv -f {s} %p && exit 0; fi; ")
+                })
+                .unwrap_or_default();
+            conf.push(("restore_command", format!("{staged}test -f {seg} || {{ echo \"restore_command: No such file or directory: %f\" >&2; exit 1; }}; cp {seg} %p || exit 255")));
         }
         WalSource::Command(command) => conf.push(("restore_command", command.to_owned())),
         WalSource::Kept => {
@@ -276,6 +339,10 @@ fn configure(
         ("unix_socket_permissions", "0700"),
     ] {
         conf.push((k, v.into()));
+    }
+    // a kept copy is as durable as its source's settings make it
+    if lifetime == Lifetime::Throwaway {
+        conf.push(("fsync", "off".into()));
     }
     conf.push(("unix_socket_directories", socket.display().to_string()));
     conf.push(("hba_file", hba.display().to_string()));

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use super::backups::{self, parse_lsn, segment, Reach};
-use super::recovery::{self, parse_target, Target, WalSource};
+use super::copy;
+use super::recovery::{self, parse_target, Lifetime, Target, WalSource};
 use super::{cluster_error, scratch_dir};
 use crate::kind::local::LocalRestore;
 use crate::pg::cluster::{find_binaries, Cluster, ClusterHandle};
@@ -83,6 +84,7 @@ impl Run for LocalRestore {
             Path::new(&wal_archive),
             &self.target,
             &root,
+            Lifetime::of(self.keep),
             |handle| {
                 cx.created(Undo::Cluster {
                     step: cx.step_id.into(),
@@ -198,7 +200,7 @@ impl Restored {
 
 /// Restores a base backup plus the WAL in `archive` into a new instance under `root` (new or
 /// empty), recovered to `target` (`latest`, a timestamp, an LSN or a restore point name) and
-/// promoted. `backups` is one base backup or a directory of them, of which the one that fits
+/// promoted (a throwaway's settings unless `lifetime` keeps it). `backups` is one base backup or a directory of them, of which the one that fits
 /// the target is chosen (see [`backups::choose`]). `created` receives the instance's handle before anything exists on disk, so the
 /// caller can undo it on every path. Shared by `local.restore` and the test suite's fake Neon
 /// (whose branches are real point-in-time restores).
@@ -207,6 +209,7 @@ pub async fn restore_into(
     archive: &Path,
     target_text: &str,
     root: &Path,
+    lifetime: Lifetime,
     created: impl FnOnce(ClusterHandle),
 ) -> Result<Restored, StepError> {
     let bin = find_binaries().map_err(cluster_error)?;
@@ -254,13 +257,14 @@ pub async fn restore_into(
     created(handle);
     let mut cluster = Cluster::prepare(bin, root).map_err(cluster_error)?;
     let data = cluster.data_dir();
-    copy_backup(backup, &data).await?;
+    copy::copy_tree(backup, &data).await?;
     cluster.hand_over_tree(&data).map_err(cluster_error)?;
     let started = recovery::start(
         &mut cluster,
         WalSource::Archive(archive),
         Some(&target),
         gap.as_deref(),
+        lifetime,
     )
     .await?;
     Ok(Restored {
@@ -270,31 +274,6 @@ pub async fn restore_into(
         base_backup: chosen.path.display().to_string(),
         base_backup_started_at: chosen.started().map(rfc3339_precise),
         cluster,
-    })
-}
-
-async fn copy_backup(backup: &Path, data: &Path) -> Result<(), StepError> {
-    let out = tokio::process::Command::new("cp")
-        .arg("-a")
-        .arg(backup.join("."))
-        .arg(data)
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|e| StepError::unavailable(format!("cannot run cp: {e}")))?;
-    if !out.status.success() {
-        return Err(StepError::failed(format!(
-            "copying the base backup {} failed: {}",
-            backup.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    for stale in ["postmaster.pid", "postmaster.opts"] {
-        let _ = std::fs::remove_file(data.join(stale));
-    }
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).map_err(|e| {
-        StepError::failed(format!("cannot set permissions on {}: {e}", data.display()))
     })
 }
 

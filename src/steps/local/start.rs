@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::recovery::{self, parse_target, WalSource};
+use super::recovery::{self, parse_target, Lifetime, WalSource};
 use super::{cluster_error, scratch_dir};
 use crate::kind::local::LocalStart;
 use crate::pg::cluster::{find_binaries, Cluster};
@@ -30,7 +30,14 @@ impl Run for LocalStart {
             (None, Some(command)) => WalSource::Command(command),
             (None, None) => WalSource::Kept,
         };
-        let started = recovery::start(&mut cluster, wal, target.as_ref(), None).await?;
+        let started = recovery::start(
+            &mut cluster,
+            wal,
+            target.as_ref(),
+            None,
+            Lifetime::of(self.keep),
+        )
+        .await?;
         let uri = recovery::connection_uri(
             cx,
             &cluster,

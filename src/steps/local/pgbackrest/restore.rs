@@ -8,7 +8,7 @@
 use chrono::{DateTime, Utc};
 
 use super::super::backups::parse_lsn;
-use super::super::recovery::{self, parse_target, Target, WalSource};
+use super::super::recovery::{self, parse_target, Lifetime, Target, WalSource};
 use super::super::{cluster_error, scratch_dir};
 use super::info::Stanza;
 use super::{plain, segment_number, Tool};
@@ -135,7 +135,15 @@ impl Run for PgbackrestRestore {
             .or_else(|| self.set.clone().filter(|s| s != "latest"));
         let version = after(&ran.stdout, "restore command begin ")
             .map(|v| v.trim_end_matches(':').to_owned());
-        let started = match recovery::start(&mut cluster, WalSource::Kept, None, None).await {
+        let started = match recovery::start(
+            &mut cluster,
+            WalSource::Kept,
+            None,
+            None,
+            Lifetime::of(self.keep),
+        )
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
