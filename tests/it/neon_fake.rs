@@ -3337,6 +3337,7 @@ async fn restore(
         target,
         root,
         Lifetime::Throwaway,
+        &|_, _| drillbook::progress::Progress::hidden(),
         move |h| {
             reg.st().clusters.push(h.clone());
             *s.lock().unwrap_or_else(PoisonError::into_inner) = Some(h);

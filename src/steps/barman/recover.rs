@@ -124,20 +124,29 @@ impl Run for BarmanRecover {
         } else {
             WalSource::Command("false")
         };
-        let started =
-            match recovery::start(&mut cluster, wal, None, None, Lifetime::of(self.keep)).await {
-                Ok(s) => s,
-                Err(mut e) => {
-                    e.message = e.message.replace(
-                        &format!("the WAL archive {}", copied.display()),
-                        &format!(
-                            "the WAL Barman copied from server `{server}` ({})",
-                            copied.display()
-                        ),
-                    );
-                    return Err(e.with_outputs(out));
-                }
-            };
+        let started = match recovery::start(
+            &mut cluster,
+            wal,
+            None,
+            None,
+            Lifetime::of(self.keep),
+            &cx.interaction
+                .progress("WAL replayed", crate::progress::Unit::Items),
+        )
+        .await
+        {
+            Ok(s) => s,
+            Err(mut e) => {
+                e.message = e.message.replace(
+                    &format!("the WAL archive {}", copied.display()),
+                    &format!(
+                        "the WAL Barman copied from server `{server}` ({})",
+                        copied.display()
+                    ),
+                );
+                return Err(e.with_outputs(out));
+            }
+        };
         let uri =
             recovery::connection_uri(cx, &cluster, None, self.database.as_deref(), None).await?;
         let target_text = match (&target, at) {

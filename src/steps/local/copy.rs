@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::progress::Progress;
 use crate::steps::StepError;
 
 /// Top-level files of a stopped or backed-up server that a new instance must not inherit.
@@ -22,7 +23,8 @@ const CHUNK: usize = 8 << 20;
 /// Copies the tree `from` into `to` (which must not exist), leaving out [`STALE`]. Dropping
 /// the future (an interrupt) stops the copy within a chunk and waits for its threads, so
 /// the undo that follows finds every file it has to remove.
-pub(super) async fn copy_tree(from: &Path, to: &Path) -> Result<(), StepError> {
+/// `progress` counts the bytes copied.
+pub(super) async fn copy_tree(from: &Path, to: &Path, progress: Progress) -> Result<(), StepError> {
     let (done, finished) = std::sync::mpsc::channel::<()>();
     let stop = StopOnDrop {
         stop: Arc::new(AtomicBool::new(false)),
@@ -30,7 +32,7 @@ pub(super) async fn copy_tree(from: &Path, to: &Path) -> Result<(), StepError> {
     };
     let (from, to, flag) = (from.to_owned(), to.to_owned(), stop.stop.clone());
     tokio::task::spawn_blocking(move || {
-        let copied = copy_blocking(&from, &to, &flag);
+        let copied = copy_blocking(&from, &to, &flag, &progress);
         drop(done);
         copied
     })
@@ -52,7 +54,12 @@ impl Drop for StopOnDrop {
     }
 }
 
-fn copy_blocking(from: &Path, to: &Path, stop: &AtomicBool) -> Result<(), StepError> {
+fn copy_blocking(
+    from: &Path,
+    to: &Path,
+    stop: &AtomicBool,
+    progress: &Progress,
+) -> Result<(), StepError> {
     let mut files = Vec::new();
     walk(from, to, true, &mut files).map_err(|e| {
         StepError::failed(format!(
@@ -61,6 +68,7 @@ fn copy_blocking(from: &Path, to: &Path, stop: &AtomicBool) -> Result<(), StepEr
         ))
     })?;
     files.sort_by_key(|f| std::cmp::Reverse(f.2));
+    progress.set_length(files.iter().map(|f| f.2).sum());
     let next = AtomicUsize::new(0);
     let failed: Mutex<Option<String>> = Mutex::new(None);
     let can_clone = AtomicBool::new(true);
@@ -75,7 +83,7 @@ fn copy_blocking(from: &Path, to: &Path, stop: &AtomicBool) -> Result<(), StepEr
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
-                if let Err(e) = copy_file(src, dst, &can_clone, stop) {
+                if let Err(e) = copy_file(src, dst, &can_clone, stop, progress) {
                     stop.store(true, Ordering::Relaxed);
                     let mut slot = failed.lock().unwrap_or_else(|p| p.into_inner());
                     slot.get_or_insert_with(|| format!("{}: {e}", src.display()));
@@ -134,12 +142,14 @@ fn copy_file(
     dst: &Path,
     can_clone: &AtomicBool,
     stop: &AtomicBool,
+    progress: &Progress,
 ) -> std::io::Result<()> {
     let mut source = File::open(src)?;
     let mut target = File::create(dst)?;
     target.set_permissions(source.metadata()?.permissions())?;
     if can_clone.load(Ordering::Relaxed) {
         if rustix::fs::ioctl_ficlone(&target, &source).is_ok() {
+            progress.inc(source.metadata()?.len());
             return Ok(());
         }
         // a file system without reflinks: copy this file and the rest
@@ -149,9 +159,12 @@ fn copy_file(
     while !stop.load(Ordering::Relaxed) {
         match rustix::fs::copy_file_range(&source, None, &target, None, CHUNK) {
             Ok(0) => return Ok(()),
-            Ok(_) => first = false,
+            Ok(n) => {
+                first = false;
+                progress.inc(n as u64);
+            }
             Err(_) if first => {
-                std::io::copy(&mut source, &mut target)?;
+                progress.inc(std::io::copy(&mut source, &mut target)?);
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
@@ -178,7 +191,9 @@ mod tests {
         )
         .expect("mode");
         std::os::unix::fs::symlink("base/1", from.join("link")).expect("link");
-        copy_tree(&from, &to).await.expect("copied");
+        copy_tree(&from, &to, Progress::hidden())
+            .await
+            .expect("copied");
         assert_eq!(
             std::fs::read(to.join("base/1/1259")).expect("read"),
             vec![7u8; 100_000]
@@ -192,7 +207,7 @@ mod tests {
         );
         assert!(!to.join("postmaster.pid").exists());
         // an existing target is refused, never merged into
-        assert!(copy_tree(&from, &to).await.is_err());
+        assert!(copy_tree(&from, &to, Progress::hidden()).await.is_err());
         let _ = std::fs::remove_dir_all(&root);
     }
 }

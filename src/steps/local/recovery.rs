@@ -9,8 +9,9 @@ use std::path::Path;
 use chrono::{DateTime, Utc};
 
 use super::backups::{parse_lsn, read_label, segment};
-use super::wal_ahead::WalAhead;
+use super::wal_ahead::{self, WalAhead};
 use crate::pg::cluster::{conf_line, shell_quote, Cluster};
+use crate::progress::Progress;
 use crate::record::Outputs;
 use crate::steps::{db, StepCx, StepError};
 use crate::timestamp::{rfc3339_precise, TimeSpec};
@@ -84,10 +85,22 @@ pub(crate) async fn start(
     target: Option<&Target>,
     gap: Option<&str>,
     lifetime: Lifetime,
+    replay: &Progress,
 ) -> Result<Started, StepError> {
     let data = cluster.data_dir();
+    let label = read_label(&data).ok();
+    let needed = match (wal, &label) {
+        (WalSource::Archive(archive), Some(label)) => {
+            wal_ahead::needed_at_most(archive, &label.start_segment)
+        }
+        _ => 0,
+    };
+    let replay = Replay {
+        shown: replay,
+        needed,
+    };
     let ahead = match wal {
-        WalSource::Archive(archive) => read_label(&data).ok().and_then(|label| {
+        WalSource::Archive(archive) => label.and_then(|label| {
             WalAhead::start(
                 archive,
                 &label.start_segment,
@@ -108,7 +121,7 @@ pub(crate) async fn start(
     )?;
     cluster.make_private();
     let clock = tokio::time::Instant::now();
-    let promoted = start_and_promote(cluster, wal, gap).await;
+    let promoted = start_and_promote(cluster, wal, gap, &replay).await;
     // recovery is over (or failed): no segment is asked for any more
     drop(ahead);
     promoted?;
@@ -125,11 +138,33 @@ pub(crate) async fn start(
     })
 }
 
+/// The WAL segments replayed, shown against those the archive holds from the backup's start
+/// (`needed`, 0 when unknown): a target may stop recovery before their end.
+struct Replay<'a> {
+    shown: &'a Progress,
+    needed: u64,
+}
+
+impl Replay<'_> {
+    fn show(&self, restored: u64) {
+        if restored == 0 {
+            return;
+        }
+        self.shown.set_length(self.needed.max(restored));
+        self.shown.set_position(restored);
+        if self.needed > 0 {
+            self.shown
+                .message("segments (at most: a target may stop it earlier)");
+        }
+    }
+}
+
 /// Starts the configured instance and waits until it is promoted.
 async fn start_and_promote(
     cluster: &mut Cluster,
     wal: WalSource<'_>,
     gap: Option<&str>,
+    replay: &Replay<'_>,
 ) -> Result<(), StepError> {
     // a large restore may take long to become consistent; the caller's deadline governs
     let started = cluster.start_waiting(86_400).await;
@@ -139,7 +174,7 @@ async fn start_and_promote(
             explain_failure(&log, gap, wal.archive()).unwrap_or_else(|| e.to_string()),
         ));
     }
-    wait_promoted(cluster, wal.archive(), gap).await
+    wait_promoted(cluster, wal.archive(), gap, replay).await
 }
 
 /// The target as recovery was given it: a time resolved and written RFC 3339.
@@ -390,10 +425,12 @@ async fn wait_promoted(
     cluster: &Cluster,
     archive: Option<&Path>,
     gap: Option<&str>,
+    replay: &Replay<'_>,
 ) -> Result<(), StepError> {
     let data = cluster.data_dir().display().to_string();
     loop {
         let log = std::fs::read_to_string(cluster.log_file()).unwrap_or_default();
+        replay.show(log.matches("restored log file").count() as u64);
         if !cluster.handle().is_running() {
             return Err(StepError::failed(
                 explain_failure(&log, gap, archive)

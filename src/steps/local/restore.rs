@@ -12,6 +12,7 @@ use super::recovery::{self, parse_target, Lifetime, Target, WalSource};
 use super::{cluster_error, scratch_dir};
 use crate::kind::local::LocalRestore;
 use crate::pg::cluster::{find_binaries, Cluster, ClusterHandle};
+use crate::progress::{Progress, Unit};
 use crate::record::Outputs;
 use crate::runbook::TargetKind;
 use crate::steps::{db, Run, StepCx, StepError, Undo};
@@ -85,6 +86,7 @@ impl Run for LocalRestore {
             &self.target,
             &root,
             Lifetime::of(self.keep),
+            &|what, unit| cx.interaction.progress(what, unit),
             |handle| {
                 cx.created(Undo::Cluster {
                     step: cx.step_id.into(),
@@ -200,7 +202,8 @@ impl Restored {
 
 /// Restores a base backup plus the WAL in `archive` into a new instance under `root` (new or
 /// empty), recovered to `target` (`latest`, a timestamp, an LSN or a restore point name) and
-/// promoted (a throwaway's settings unless `lifetime` keeps it). `backups` is one base backup or a directory of them, of which the one that fits
+/// promoted (a throwaway's settings unless `lifetime` keeps it), its copy and replay shown
+/// through `progress`. `backups` is one base backup or a directory of them, of which the one that fits
 /// the target is chosen (see [`backups::choose`]). `created` receives the instance's handle before anything exists on disk, so the
 /// caller can undo it on every path. Shared by `local.restore` and the test suite's fake Neon
 /// (whose branches are real point-in-time restores).
@@ -210,6 +213,7 @@ pub async fn restore_into(
     target_text: &str,
     root: &Path,
     lifetime: Lifetime,
+    progress: &(dyn Fn(&str, Unit) -> Progress + Sync),
     created: impl FnOnce(ClusterHandle),
 ) -> Result<Restored, StepError> {
     let bin = find_binaries().map_err(cluster_error)?;
@@ -257,7 +261,7 @@ pub async fn restore_into(
     created(handle);
     let mut cluster = Cluster::prepare(bin, root).map_err(cluster_error)?;
     let data = cluster.data_dir();
-    copy::copy_tree(backup, &data).await?;
+    copy::copy_tree(backup, &data, progress("base backup copied", Unit::Bytes)).await?;
     cluster.hand_over_tree(&data).map_err(cluster_error)?;
     let started = recovery::start(
         &mut cluster,
@@ -265,6 +269,7 @@ pub async fn restore_into(
         Some(&target),
         gap.as_deref(),
         lifetime,
+        &progress("WAL replayed", Unit::Items),
     )
     .await?;
     Ok(Restored {

@@ -36,6 +36,8 @@ impl Run for LocalStart {
             target.as_ref(),
             None,
             Lifetime::of(self.keep),
+            &cx.interaction
+                .progress("WAL replayed", crate::progress::Unit::Items),
         )
         .await?;
         let uri = recovery::connection_uri(

@@ -77,6 +77,12 @@ impl Drop for WalAhead {
     }
 }
 
+/// How many segments recovery from `start` may read from `archive`: up to its newest (a
+/// target may stop it earlier), for the progress shown.
+pub(super) fn needed_at_most(archive: &Path, start: &str) -> u64 {
+    staged_segments(archive, start).len() as u64 + 1
+}
+
 /// The archive's segment files worth staging, in the order recovery reads them.
 fn staged_segments(archive: &Path, start: &str) -> Vec<(u64, PathBuf)> {
     let Some((tli, first)) = segment(start) else {

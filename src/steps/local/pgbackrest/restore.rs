@@ -141,6 +141,8 @@ impl Run for PgbackrestRestore {
             None,
             None,
             Lifetime::of(self.keep),
+            &cx.interaction
+                .progress("WAL replayed", crate::progress::Unit::Items),
         )
         .await
         {
