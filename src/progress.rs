@@ -31,6 +31,8 @@ pub struct Progress(Option<Bar>);
 struct Bar {
     bar: ProgressBar,
     shown: std::sync::Arc<std::sync::Once>,
+    /// Drawn on stderr from the first report (false: only counted).
+    draw: bool,
 }
 
 impl Progress {
@@ -42,10 +44,12 @@ impl Progress {
     /// The bar, drawn from now on.
     fn bar(&self) -> Option<&ProgressBar> {
         let b = self.0.as_ref()?;
-        b.shown.call_once(|| {
-            b.bar.set_draw_target(ProgressDrawTarget::stderr());
-            b.bar.enable_steady_tick(Duration::from_millis(200));
-        });
+        if b.draw {
+            b.shown.call_once(|| {
+                b.bar.set_draw_target(ProgressDrawTarget::stderr());
+                b.bar.enable_steady_tick(Duration::from_millis(200));
+            });
+        }
         Some(&b.bar)
     }
 
@@ -69,7 +73,25 @@ impl Progress {
         Progress(Some(Bar {
             bar,
             shown: std::sync::Arc::new(std::sync::Once::new()),
+            draw: true,
         }))
+    }
+
+    /// A bar that counts like a drawn one but draws nowhere: for an operator seam that
+    /// records what a step reported (the tests).
+    pub fn counting() -> Progress {
+        Progress(Some(Bar {
+            bar: ProgressBar::hidden(),
+            shown: std::sync::Arc::new(std::sync::Once::new()),
+            draw: false,
+        }))
+    }
+
+    /// How much was reported done, and of how much (None when hidden, or the length was
+    /// never set).
+    pub fn counts(&self) -> Option<(u64, Option<u64>)> {
+        let b = &self.0.as_ref()?.bar;
+        Some((b.position(), b.length()))
     }
 
     pub fn is_hidden(&self) -> bool {

@@ -1091,3 +1091,105 @@ fn the_shipped_exact_drill_proves_equality_under_writes() {
     let left = leftovers(id);
     assert!(left.is_empty(), "left behind by run {id}: {left:#?}");
 }
+
+/// An operator seam that hands out counting progress bars and keeps them, so a test can
+/// read what a step reported to its terminal.
+#[derive(Default)]
+struct Watching(std::sync::Mutex<Vec<(String, drillbook::progress::Progress)>>);
+
+impl drillbook::steps::Interaction for Watching {
+    fn assume_yes(&self) -> bool {
+        true
+    }
+    fn is_interactive(&self) -> bool {
+        false
+    }
+    fn show(&self, _: &str) {}
+    fn confirm(&self, _: String) -> drillbook::cancel::BoxFuture<'static, std::io::Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+    fn progress(&self, what: &str, _: drillbook::progress::Unit) -> drillbook::progress::Progress {
+        let p = drillbook::progress::Progress::counting();
+        let mut bars = self.0.lock().expect("bars");
+        bars.push((what.to_owned(), p.clone()));
+        p
+    }
+}
+
+impl drillbook::engine::Observer for Watching {
+    fn started(&self, _: &drillbook::record::DrillRecord, _: usize, _: usize) {}
+    fn step_started(&self, _: bool, _: usize, _: &drillbook::runbook::Step) {}
+    fn step_finished(&self, _: bool, _: usize, _: &drillbook::record::StepRecord) {}
+}
+
+/// What a restore reports to the operator's terminal: every byte of the base backup copied,
+/// and WAL segments replayed.
+#[test]
+fn a_restore_reports_the_base_backup_copied_and_the_wal_replayed() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let s = own_setup(&rt);
+    let yaml = format!(
+        "version: 1\nname: watched\nprocedures:\n  p:\n    title: P\n    kind: drill\n    steps:\n      - id: restore\n        local.restore: {{ base_backup: \"{}\", wal_archive: \"{}\", target: \"{}\", database: library }}\n",
+        s.backup.display(),
+        s.archive.display(),
+        s.target
+    );
+    let rb = drillbook::runbook::load_str("watched.yaml", &yaml).expect("runbook");
+    let opts = drillbook::engine::RunOptions {
+        operator: "test".into(),
+        ..drillbook::engine::RunOptions::default()
+    };
+    let seen = Watching::default();
+    let rec = rt
+        .block_on(drillbook::engine::run(
+            &rb,
+            "p",
+            &opts,
+            &seen,
+            &seen,
+            &drillbook::cancel::Cancel::new(),
+        ))
+        .expect("run");
+    assert_eq!(
+        rec.verdict,
+        drillbook::record::Verdict::Passed,
+        "{:?}",
+        rec.reason
+    );
+    fn size(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .expect("dir")
+            .map(|e| {
+                let e = e.expect("entry");
+                let m = std::fs::symlink_metadata(e.path()).expect("metadata");
+                if m.is_dir() {
+                    size(&e.path())
+                } else if m.is_file() {
+                    m.len()
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+    let bars = seen.0.lock().expect("bars");
+    let counts = |what: &str| {
+        bars.iter()
+            .find(|(w, _)| w == what)
+            .and_then(|(_, p)| p.counts())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no `{what}` bar among {:?}",
+                    bars.iter().map(|b| &b.0).collect::<Vec<_>>()
+                )
+            })
+    };
+    let total = size(&s.backup);
+    assert_eq!(counts("base backup copied"), (total, Some(total)));
+    let (replayed, _) = counts("WAL replayed");
+    assert!(replayed > 0, "no WAL segment reported replayed");
+}
