@@ -45,19 +45,26 @@ fn the_daemon_stops_cleanly_on_sighup() {
     serves_and_stops_on("HUP");
 }
 
-fn serves_and_stops_on(signal: &str) {
-    let port = drillbook::pg::cluster::free_port().expect("port");
-    let c = Cli::new().runbook(RUNBOOK).args([
+/// `drillbook daemon runbook.yaml` of `c`'s directory, listening on `port`; the Cli owns
+/// that directory, so it is handed back to be kept while the daemon runs.
+fn daemon_on(c: Cli, port: u16, stderr: std::process::Stdio) -> (Cli, std::process::Child) {
+    let c = c.args([
         "daemon",
         "runbook.yaml",
         "--listen",
         &format!("127.0.0.1:{port}"),
     ]);
-    let child = c
-        .command()
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("daemon");
+    let child = c.command().stderr(stderr).spawn().expect("daemon");
+    (c, child)
+}
+
+fn serves_and_stops_on(signal: &str) {
+    let port = drillbook::pg::cluster::free_port().expect("port");
+    let (_c, child) = daemon_on(
+        Cli::new().runbook(RUNBOOK),
+        port,
+        std::process::Stdio::piped(),
+    );
     // wait for the listener (the process starts in well under a second)
     let live = wait_for(port);
     assert!(
@@ -199,17 +206,7 @@ fn healthz_follows_a_stale_backup_a_failing_archiver_and_a_tampered_history_and_
     let cli = |args: &[&str]| drillbook_in(&dir, args);
     assert_eq!(cli(&["check", "runbook.yaml"]).status.code(), Some(0));
     // the Cli owns the directory: kept until the end
-    let c = c.args([
-        "daemon",
-        "runbook.yaml",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]);
-    let daemon = c
-        .command()
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("daemon");
+    let (_c, daemon) = daemon_on(c, port, std::process::Stdio::null());
     wait_for(port);
     let health = || get(port, "/healthz").expect("healthz");
     let status = || -> (u16, serde_json::Value) {
