@@ -240,8 +240,6 @@ pub async fn differing_keys(
     scope: &Scope,
     limit: usize,
 ) -> Result<Found, tokio_postgres::Error> {
-    let integer_key = has_integer_key(table);
-    tokio::try_join!(src.batch_execute(TUNE), dst.batch_execute(TUNE))?;
     let mut found = Found::default();
     let search = Search {
         src,
@@ -251,13 +249,15 @@ pub async fn differing_keys(
         scope,
         limit,
     };
-    let done = if integer_key {
-        search.by_key_range(&mut found).await
-    } else {
-        search.by_key_hash(&mut found).await
-    };
-    tokio::try_join!(src.batch_execute(UNTUNE), dst.batch_execute(UNTUNE))?;
-    done?;
+    search
+        .tuned(async {
+            if has_integer_key(table) {
+                search.by_key_range(&mut found).await
+            } else {
+                search.by_key_hash(&mut found).await
+            }
+        })
+        .await?;
     found.keys.truncate(limit);
     Ok(found)
 }
@@ -284,7 +284,6 @@ pub async fn digest_and_find(
     hashing: &Hashing,
     limit: usize,
 ) -> Result<(Digest, Digest, Found), tokio_postgres::Error> {
-    tokio::try_join!(src.batch_execute(TUNE), dst.batch_execute(TUNE))?;
     let scope = Scope::plain();
     let search = Search {
         src,
@@ -294,9 +293,7 @@ pub async fn digest_and_find(
         scope: &scope,
         limit,
     };
-    let done = search.digest_and_find().await;
-    tokio::try_join!(src.batch_execute(UNTUNE), dst.batch_execute(UNTUNE))?;
-    let (a, b, mut found) = done?;
+    let (a, b, mut found) = search.tuned(search.digest_and_find()).await?;
     found.keys.truncate(limit);
     Ok((a, b, found))
 }
@@ -324,6 +321,21 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
+    /// Runs `work` with both sessions set for the grouped passes ([`TUNE`]), and resets
+    /// them after, whatever `work` returned.
+    async fn tuned<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, tokio_postgres::Error> {
+        tokio::try_join!(self.src.batch_execute(TUNE), self.dst.batch_execute(TUNE))?;
+        let done = work.await;
+        tokio::try_join!(
+            self.src.batch_execute(UNTUNE),
+            self.dst.batch_execute(UNTUNE)
+        )?;
+        done
+    }
+
     /// Integer keys: one grouped pass per database checksums 1,024 key-range buckets; the
     /// rows of differing buckets are read as (key, row hash) pairs, and buckets still too
     /// large are split the same way (their key range is read through the index).
