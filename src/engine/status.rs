@@ -192,13 +192,14 @@ pub async fn read(
         verified: false,
         problem: None,
     };
-    let records = match store.lines().await {
+    // asked on every request of the daemon: verified as every routine reader does, past
+    // the checkpoint only
+    let records = match store.checked_lines().await {
         Err(e) => {
             history.problem = Some(format!("cannot read the history {}: {e}", store.display()));
             Err(Status::Unknown)
         }
-        Ok(lines) => {
-            let v = crate::history::verify(&lines);
+        Ok((lines, v)) => {
             history.entries = v.entries;
             history.head = v.head;
             match v.broken {

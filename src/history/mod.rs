@@ -559,17 +559,28 @@ impl Store {
     /// from them ([`typed`]). A break is [`HistoryError::Broken`]. Only the entries after
     /// the [`Checkpoint`] are rehashed; the links of all are checked.
     pub async fn trusted_lines(&self) -> Result<Lines, HistoryError> {
-        let lines = self.lines().await?;
-        let checked = lines.checkpoint.as_ref().map_or(0, |c| c.covers(&lines));
-        let v = verify_after(&lines, checked);
+        let (lines, v) = self.checked_lines().await?;
         if let Some(at) = v.broken {
             return Err(HistoryError::Broken {
                 store: self.display(),
                 at,
             });
         }
-        self.remember(&lines, &v);
         Ok(lines)
+    }
+
+    /// The stored lines and their verification as a routine reader makes it: only the
+    /// entries after the [`Checkpoint`] are rehashed, the links of all are checked, and an
+    /// intact chain moves the checkpoint on. For readers that report a break rather than
+    /// stop at it (the health status); an error only when the store cannot be read.
+    pub async fn checked_lines(&self) -> Result<(Lines, Verification), HistoryError> {
+        let lines = self.lines().await?;
+        let checked = lines.checkpoint.as_ref().map_or(0, |c| c.covers(&lines));
+        let v = verify_after(&lines, checked);
+        if v.broken.is_none() {
+            self.remember(&lines, &v);
+        }
+        Ok((lines, v))
     }
 
     /// Records how far `v`, a verification of `lines`, found the chain intact, when it got
