@@ -160,7 +160,8 @@ fn reladiff() -> std::path::PathBuf {
             "installing reladiff 0.6 from PyPI into {} …",
             venv.display()
         );
-        let ok = std::process::Command::new("python3")
+        let python = common::installed("python3", "python3-venv");
+        let ok = std::process::Command::new(python)
             .args(["-m", "venv"])
             .arg(&venv)
             .status()

@@ -10,7 +10,8 @@
 //! and removes the instance, the record and the drill log) is timed separately. 5 rounds
 //! (`DRILLBOOK_BENCH_ROUNDS`) with the order rotated, median and best; every ratio is to the
 //! restore by hand (the goal for `local.restore`: at most 0.8). Needs the PostgreSQL server
-//! binaries and `pgbackrest` (apt-get install pgbackrest).
+//! binaries and `pgbackrest`, which it installs from the distribution (`apt-get`, as root or
+//! through `sudo -n`) when it is missing.
 //! `DRILLBOOK_BENCH_SCALE` (pgbench scale, default 30) and `DRILLBOOK_BENCH_SECONDS`
 //! (workload after the backup, default 60: about 800 MB of WAL here) change the size.
 
@@ -18,7 +19,7 @@ mod common;
 
 use common::{env_num, median, Quiet, RemoveOnDrop};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -148,8 +149,7 @@ async fn main() {
     }
     let scale = env_num("DRILLBOOK_BENCH_SCALE", 30);
     let seconds = env_num("DRILLBOOK_BENCH_SECONDS", 60);
-    let pgbackrest =
-        which("pgbackrest").expect("pgbackrest is not installed (apt-get install pgbackrest)");
+    let pgbackrest = common::installed("pgbackrest", "pgbackrest");
     let bin = find_binaries().expect("PostgreSQL server binaries");
     let root = std::env::temp_dir().join(format!("drillbook-bench-restore-{}", std::process::id()));
     let _files = RemoveOnDrop(root.clone());
@@ -508,14 +508,6 @@ fn restore_with_pgbackrest(
     stop(bin, who, &data);
     let _ = std::fs::remove_dir_all(&dir);
     d
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
 }
 
 fn dir_size(p: &Path) -> u64 {

@@ -1,7 +1,9 @@
-//! What both benchmarks need: a silent operator, a scratch directory removed even on a
-//! panic, numeric settings from the environment, medians.
+//! What the benchmarks share: a silent operator, a scratch directory removed even on a
+//! panic, numeric settings from the environment, medians, and the distribution's packages
+//! they install when missing.
 
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use drillbook::cancel::BoxFuture;
@@ -61,4 +63,45 @@ pub fn invoked_by_cargo_bench(name: &str) -> bool {
         eprintln!("the {name} benchmark runs with `cargo bench --bench {name}`");
     }
     yes
+}
+
+/// `command` on the PATH.
+pub fn which(command: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(command))
+            .find(|f| f.is_file())
+    })
+}
+
+/// `command` on the PATH, installed first from the distribution's `package` when it is
+/// missing: with `apt-get` as root, or through `sudo -n` (never asking for a password).
+/// Panics, saying what to install, when neither can.
+pub fn installed(command: &str, package: &str) -> PathBuf {
+    if let Some(found) = which(command) {
+        return found;
+    }
+    eprintln!("{command} is missing: installing the distribution's {package} …");
+    let root = rustix::process::geteuid().is_root();
+    let apt = |args: &[&str]| {
+        let mut c = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        c.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let done = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", package]);
+    match which(command) {
+        Some(found) if done => found,
+        _ => panic!(
+            "{command} is missing and could not be installed here: install the {package} package (apt-get install {package}) and run the benchmark again"
+        ),
+    }
 }
