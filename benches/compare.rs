@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use drillbook::cancel::Cancel;
 use drillbook::engine::RunOptions;
-use drillbook::pg::cluster::{find_binaries, Cluster, InitOptions};
+use drillbook::pg::cluster::{Cluster, InitOptions};
 use drillbook::record::DrillRecord;
 
 async fn connect(url: &str) -> tokio_postgres::Client {
@@ -233,7 +233,7 @@ async fn main() {
     }
     let scale = env_num("DRILLBOOK_BENCH_SCALE", 50);
     let rnd_rows = env_num("DRILLBOOK_BENCH_RND_ROWS", 2_500_000);
-    let bin = find_binaries().expect("PostgreSQL server binaries");
+    let bin = common::pg_server();
     let root = std::env::temp_dir().join(format!("drillbook-bench-{}", std::process::id()));
     // declared before the cluster, so it is dropped after it: the files go even on a panic
     let _files = RemoveOnDrop(root.clone());

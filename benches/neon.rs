@@ -108,6 +108,7 @@ fn main() {
     std::fs::copy(&runbook, dir.join("runbook.yaml")).expect("copy the shipped runbook");
 
     eprintln!("starting the fake Neon, {rows} orders …");
+    common::pg_server(); // the fake's branches are real PostgreSQL clusters
     let fake = FakeNeon::start(Options {
         operation_ms: op_ms,
         operation_spread_ms: op_max_ms - op_ms,

@@ -11,7 +11,7 @@
 //! (`DRILLBOOK_BENCH_ROUNDS`) with the order rotated, median and best; every ratio is to the
 //! restore by hand (the goal for `local.restore`: at most 0.8). Needs the PostgreSQL server
 //! binaries and `pgbackrest`, which it installs from the distribution (`apt-get`, as root or
-//! through `sudo -n`) when it is missing.
+//! through `sudo -n`) when they are missing.
 //! `DRILLBOOK_BENCH_SCALE` (pgbench scale, default 30) and `DRILLBOOK_BENCH_SECONDS`
 //! (workload after the backup, default 60: about 800 MB of WAL here) change the size.
 
@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use drillbook::cancel::Cancel;
 use drillbook::engine::RunOptions;
-use drillbook::pg::cluster::{find_binaries, Binaries, Cluster, InitOptions};
+use drillbook::pg::cluster::{Binaries, Cluster, InitOptions};
 use drillbook::record::Verdict;
 
 /// The server's account (the owner of the cluster directory): pgBackRest and pg_ctl run as it.
@@ -150,7 +150,7 @@ async fn main() {
     let scale = env_num("DRILLBOOK_BENCH_SCALE", 30);
     let seconds = env_num("DRILLBOOK_BENCH_SECONDS", 60);
     let pgbackrest = common::installed("pgbackrest", "pgbackrest");
-    let bin = find_binaries().expect("PostgreSQL server binaries");
+    let bin = common::pg_server();
     let root = std::env::temp_dir().join(format!("drillbook-bench-restore-{}", std::process::id()));
     let _files = RemoveOnDrop(root.clone());
     let archive = root.join("archive");

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use drillbook::cancel::BoxFuture;
 use drillbook::engine::Observer;
+use drillbook::pg::cluster::{find_binaries, Binaries};
 use drillbook::record::{DrillRecord, StepRecord};
 use drillbook::runbook::Step;
 use drillbook::steps::Interaction;
@@ -75,13 +76,35 @@ pub fn which(command: &str) -> Option<PathBuf> {
 }
 
 /// `command` on the PATH, installed first from the distribution's `package` when it is
-/// missing: with `apt-get` as root, or through `sudo -n` (never asking for a password).
-/// Panics, saying what to install, when neither can.
+/// missing. Panics, saying what to install, when it cannot be.
 pub fn installed(command: &str, package: &str) -> PathBuf {
     if let Some(found) = which(command) {
         return found;
     }
     eprintln!("{command} is missing: installing the distribution's {package} …");
+    let done = apt_install(package);
+    match which(command) {
+        Some(found) if done => found,
+        _ => cannot_install(command, package),
+    }
+}
+
+/// The PostgreSQL server binaries (found as the tests find them), the distribution's
+/// `postgresql` installed first when there are none.
+pub fn pg_server() -> Binaries {
+    find_binaries().unwrap_or_else(|_| {
+        eprintln!("no PostgreSQL server binaries: installing the distribution's postgresql …");
+        let done = apt_install("postgresql");
+        match find_binaries() {
+            Ok(bin) if done => bin,
+            _ => cannot_install("the PostgreSQL server", "postgresql"),
+        }
+    })
+}
+
+/// Installs `package` with `apt-get`, as root or through `sudo -n` (never asking for a
+/// password); whether it did.
+fn apt_install(package: &str) -> bool {
     let root = rustix::process::geteuid().is_root();
     let apt = |args: &[&str]| {
         let mut c = if root {
@@ -97,11 +120,11 @@ pub fn installed(command: &str, package: &str) -> PathBuf {
             .status()
             .is_ok_and(|s| s.success())
     };
-    let done = apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", package]);
-    match which(command) {
-        Some(found) if done => found,
-        _ => panic!(
-            "{command} is missing and could not be installed here: install the {package} package (apt-get install {package}) and run the benchmark again"
-        ),
-    }
+    apt(&["update", "-qq"]) && apt(&["install", "-y", "-qq", package])
+}
+
+fn cannot_install(what: &str, package: &str) -> ! {
+    panic!(
+        "{what} is missing and could not be installed here: install the {package} package (apt-get install {package}) and run the benchmark again"
+    )
 }
