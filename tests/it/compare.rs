@@ -166,6 +166,47 @@ fn values_exchanged_between_rows_and_a_value_turned_null_are_caught() {
     assert!(!e.contains("customers"), "{e}");
 }
 
+/// Dates and booleans are hashed through the numbers they are stored as: a date moved to
+/// `infinity`, `-infinity` or NULL, and a boolean flipped or turned NULL, are each found by
+/// the single grouped pass (a table without statistics, as a restored copy often is) and by
+/// the plain digest a small analyzed table gets first.
+#[test]
+fn changed_dates_and_booleans_are_caught_in_either_pass() {
+    for analyzed in [false, true] {
+        let pg = pg();
+        let src = pg.database("cmp_days");
+        pg.psql(
+            &src,
+            "CREATE TABLE days (id int PRIMARY KEY, d date, ok boolean);
+             INSERT INTO days SELECT g, date '2026-01-01' + g, g % 2 = 0 FROM generate_series(1, 50) g;
+             INSERT INTO days VALUES (51, 'infinity', NULL), (52, '-infinity', true), (53, NULL, false);",
+        );
+        let dst = format!("{src}_restored");
+        pg.psql("postgres", &format!("CREATE DATABASE {dst} TEMPLATE {src}"));
+        pg.psql(
+            &dst,
+            "UPDATE days SET d = 'infinity' WHERE id = 3; UPDATE days SET d = NULL WHERE id = 51;
+             UPDATE days SET d = '-infinity' WHERE id = 53; UPDATE days SET ok = NOT ok WHERE id = 10;
+             UPDATE days SET ok = NULL WHERE id = 52;",
+        );
+        if analyzed {
+            pg.psql(&src, "ANALYZE days");
+            pg.psql(&dst, "ANALYZE days");
+        }
+        let (code, step) = compare(
+            &pg.url(&src),
+            &pg.url(&dst),
+            "          checksums: true\n          schema: false",
+        );
+        assert_eq!(code, 1, "{step:#}");
+        assert!(
+            error(&step).contains("days: content checksum differs; differing keys: 3 (changed), 10 (changed), 51 (changed), 52 (changed), 53 (changed)"),
+            "analyzed: {analyzed}: {}",
+            error(&step)
+        );
+    }
+}
+
 #[test]
 fn changed_json_and_point_values_are_caught() {
     let (src, dst) = pair("UPDATE orders SET meta = '{\"n\": -1}' WHERE id = 3; UPDATE orders SET spot = point(0, 0) WHERE id = 9;");

@@ -88,13 +88,20 @@ pub async fn hashable(client: &Client, types: &BTreeSet<String>) -> HashMap<Stri
         } else {
             match client.query_one(HASH_FUNCTION, &[ty]).await {
                 Ok(row) => match (row.get::<_, Option<String>>(0), row.get::<_, String>(1)) {
-                    (Some(f), _) => TypeHash::Function(f, ""),
+                    (Some(f), _) => TypeHash::Function(f, "{}"),
                     // lossless conversions to a type with a function of its own
                     (None, base) if base == "character varying" => {
-                        TypeHash::Function("hashtextextended".into(), "")
+                        TypeHash::Function("hashtextextended".into(), "{}")
                     }
-                    (None, base) if base == "timestamp with time zone" => {
-                        TypeHash::Function("timestamp_hash_extended".into(), " AT TIME ZONE 'UTC'")
+                    (None, base) if base == "timestamp with time zone" => TypeHash::Function(
+                        "timestamp_hash_extended".into(),
+                        "{} AT TIME ZONE 'UTC'",
+                    ),
+                    (None, base) if base == "date" => {
+                        TypeHash::Function("hashint4extended".into(), DAYS)
+                    }
+                    (None, base) if base == "boolean" => {
+                        TypeHash::Function("hashint4extended".into(), "{}::int4")
                     }
                     _ => TypeHash::Record,
                 },
@@ -106,16 +113,25 @@ pub async fn hashable(client: &Client, types: &BTreeSet<String>) -> HashMap<Stri
     out
 }
 
+/// A date as the number it is stored as (days since 2000-01-01; `infinity` and
+/// `-infinity` as the largest and smallest `int4`, which no finite date is; NULL stays NULL):
+/// date's hash operator class hashes that number with `hashint4extended`, which a date
+/// cannot be passed to without this conversion, and `date - date` refuses infinities.
+const DAYS: &str = "CASE WHEN isfinite({}) THEN {} - date '2000-01-01' \
+     WHEN {} > date '2000-01-01' THEN 2147483647 WHEN {} < date '2000-01-01' THEN -2147483648 END";
+
 /// How a column's values are hashed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TypeHash {
     /// The extended hash function of the type's default hash operator class, called
-    /// directly (`hashint4extended`, `hashtextextended`): the fastest. The second field
-    /// follows the value where it must be converted first, losslessly (a `timestamptz`
-    /// ` AT TIME ZONE 'UTC'`).
+    /// directly (`hashint4extended`, `hashtextextended`): the fastest. The second field is
+    /// the value's expression, `{}` standing for the column, converted first where it must
+    /// be, losslessly (a `timestamptz` `{} AT TIME ZONE 'UTC'`, a `boolean` `{}::int4`, a
+    /// `date` its day number).
     Function(String, &'static str),
     /// The type hashes, but not through a function of its own exact type (a domain, an
-    /// array, an enum, a `varchar`): through `hash_record_extended` of a one-field row.
+    /// array, an enum, `bytea`): through `hash_record_extended` of a one-field row, which
+    /// builds a row per value and costs about as much again as the rest of a short row.
     Record,
     /// No hash function (`json`, `point`): its text form is hashed.
     Text,

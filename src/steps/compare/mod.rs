@@ -122,6 +122,8 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         types.extend(t.columns.iter().map(|c| c.ty.clone()));
     }
     let hashable = catalog::hashable(src, &types).await;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let workers = table::shared_cores([&src_spec.config, &dst_spec.config], n, cores);
     let mut work = Vec::new();
     for t in selected {
         let plan = match (&spec.as_of, &target) {
@@ -154,8 +156,10 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
             continue;
         }
         let as_of = !matches!(plan, Plan::Strict);
-        let hashing = (as_of || spec.checksums.includes(&t.name))
-            .then(|| Hashing::for_table(t, &hashable, src_major == dst_major));
+        let hashing = (as_of || spec.checksums.includes(&t.name)).then(|| Hashing {
+            workers,
+            ..Hashing::for_table(t, &hashable, src_major == dst_major)
+        });
         let sample_rows = match &spec.samples {
             Samples::Rows(n) => *n,
             Samples::Rule(rule)

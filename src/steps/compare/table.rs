@@ -17,12 +17,47 @@ use crate::pg::{quote_ident, quote_table};
 #[derive(Debug, Clone)]
 pub struct Hashing {
     pub row_hash: String,
-    /// A hash of the primary key alone, built the same way (`0` without a key): what rows
-    /// are grouped by when the key is not an integer.
+    /// A hash of the primary key alone, from its columns' own hash functions (`0` without
+    /// a key): what rows are grouped by when the key is not an integer.
     pub key_hash: String,
     /// Also sum the hashes: XOR alone cancels duplicate rows in pairs, which only tables
     /// without a primary key can hold.
     pub with_sum: bool,
+    /// Parallel workers per grouped pass, where they must be fewer than the server's own
+    /// limit (see [`shared_cores`]); None leaves the server's limit.
+    pub workers: Option<usize>,
+}
+
+/// The parallel workers each grouped pass may use when both databases run on this machine
+/// and share its cores with `connections` connections a side, each running one pass at a
+/// time: what leaves every pass a core (its own process counts), when that is fewer than
+/// PostgreSQL's default of 2. None when either database is elsewhere (a server of its
+/// own, whose cores drillbook cannot count) or this machine has cores enough. On two cores
+/// with both databases here the workers only contend: the compare of 7.5 M rows a side took
+/// 0.95× the hand-written floor without them and 0.99× with (`cargo bench --bench
+/// compare`).
+pub fn shared_cores(
+    databases: [&tokio_postgres::Config; 2],
+    connections: usize,
+    cores: usize,
+) -> Option<usize> {
+    use tokio_postgres::config::Host;
+    let here = |c: &tokio_postgres::Config| {
+        c.get_hosts().iter().all(|h| match h {
+            Host::Unix(_) => true,
+            Host::Tcp(name) => {
+                name == "localhost"
+                    || name
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+        })
+    };
+    if !databases.into_iter().all(here) {
+        return None;
+    }
+    let workers = (cores / (2 * connections.max(1))).saturating_sub(1);
+    (workers < 2).then_some(workers)
 }
 
 impl Hashing {
@@ -39,16 +74,18 @@ impl Hashing {
         hashable: &HashMap<String, TypeHash>,
         same_major: bool,
     ) -> Hashing {
-        let column = |i: usize, c: &Column| {
+        let hash = |i: usize, c: &Column| {
             let q = format!("t.{}", quote_ident(&c.name));
             let seed = i + 1;
-            let hash = match hashable.get(&c.ty) {
-                Some(TypeHash::Function(f, convert)) => format!("{f}({q}{convert}, {seed})"),
+            match hashable.get(&c.ty) {
+                Some(TypeHash::Function(f, value)) => {
+                    format!("{f}({}, {seed})", value.replace("{}", &q))
+                }
                 Some(TypeHash::Record) => format!("hash_record_extended(ROW({q}), {seed})"),
                 Some(TypeHash::Text) | None => format!("hashtextextended({q}::text, {seed})"),
-            };
-            format!("coalesce({hash}, -{seed})")
+            }
         };
+        let column = |i: usize, c: &Column| format!("coalesce({}, -{})", hash(i, c), i + 1);
         let mix = |columns: Vec<String>| {
             if columns.is_empty() {
                 "0::int8".to_owned()
@@ -66,13 +103,16 @@ impl Hashing {
         } else {
             "hashtextextended(t::text, 0)".to_owned()
         };
-        let key_hash = if same_major {
-            mix(table
-                .primary_key
-                .iter()
-                .enumerate()
-                .map(|(i, c)| column(i, c))
-                .collect())
+        // only where a key falls (its bucket): the key columns' own hashes, XORed, are
+        // spread well enough, and cost less than the row hash's NULL handling and mixing
+        // (key columns are never NULL)
+        let key_hash = if same_major && !table.primary_key.is_empty() {
+            let hashes: Vec<String> = (table.primary_key.iter().enumerate())
+                .map(|(i, c)| hash(i, c))
+                .collect();
+            format!("({})", hashes.join(" # "))
+        } else if same_major {
+            "0::int8".to_owned()
         } else {
             format!("hashtextextended({}, 0)", key_text_expr(&table.primary_key))
         };
@@ -80,6 +120,7 @@ impl Hashing {
             row_hash,
             key_hash,
             with_sum: table.primary_key.is_empty(),
+            workers: None,
         }
     }
 }
@@ -141,6 +182,10 @@ pub struct KeyDiff {
     pub change: &'static str,
 }
 
+/// Tables estimated under this many rows are digested plainly, and searched only when they
+/// differ (see [`digest_and_find`]).
+const SMALL_TABLE_ROWS: f64 = 100_000.0;
+
 /// Buckets holding more rows than this are split again rather than read.
 const FETCH_LIMIT: i64 = 20_000;
 const BUCKETS: i64 = 1024;
@@ -148,10 +193,9 @@ const BUCKETS: i64 = 1024;
 /// Session settings for the grouped passes: the planner cannot estimate the number of
 /// buckets (it takes the key's distinct values) and would sort the whole table, or hash it
 /// in one process; with these it hashes, in parallel, without spending time compiling JIT
-/// code for a one-off query. Where both databases share two cores the workers cost a little
-/// (the no-difference compare 0.99× the hand-written floor against 0.95× with the planner's
-/// own choice, `cargo bench --bench compare` on a quiet 2-core VM); on servers with more
-/// cores they divide a large table's time, as they do the hand-written query's.
+/// code for a one-off query. On servers with cores to spare the workers divide a large
+/// table's time, as they do the hand-written query's; where both databases share this
+/// machine's few cores they are capped ([`shared_cores`]).
 const TUNE: &str = "SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0; SET enable_sort = off; SET jit = off; SET work_mem = '64MB'";
 const UNTUNE: &str = "RESET parallel_setup_cost; RESET parallel_tuple_cost; RESET enable_sort; RESET jit; RESET work_mem";
 
@@ -281,6 +325,11 @@ fn has_integer_key(table: &Table) -> bool {
 /// where they differ, map where to look. Only the rows of the differing buckets are read
 /// then: through the index for key ranges, in one more pass for key hashes. A table that
 /// differs costs barely more than one that does not.
+///
+/// A table the planner estimates under [`SMALL_TABLE_ROWS`] rows is digested plainly first
+/// (one query a side, where the grouped pass takes four round trips with its key bounds and
+/// settings), and searched only when the digests differ: with many small tables the round
+/// trips, not the rows, are the cost.
 pub async fn digest_and_find(
     src: &Client,
     dst: &Client,
@@ -288,6 +337,18 @@ pub async fn digest_and_find(
     hashing: &Hashing,
     limit: usize,
 ) -> Result<(Digest, Digest, Found), tokio_postgres::Error> {
+    if (0.0..SMALL_TABLE_ROWS).contains(&table.estimate) {
+        let ((a, _), (b, _)) = tokio::try_join!(
+            digest(src, &table.name, Some(hashing), None, None),
+            digest(dst, &table.name, Some(hashing), None, None)
+        )?;
+        let found = if a != b && limit > 0 {
+            differing_keys(src, dst, table, hashing, &Scope::plain(), limit).await?
+        } else {
+            Found::default()
+        };
+        return Ok((a, b, found));
+    }
     let scope = Scope::plain();
     let search = Search {
         src,
@@ -325,17 +386,24 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
-    /// Runs `work` with both sessions set for the grouped passes ([`TUNE`]), and resets
-    /// them after, whatever `work` returned.
+    /// Runs `work` with both sessions set for the grouped passes ([`TUNE`], and the
+    /// workers of [`Hashing::workers`]), and resets them after, whatever `work` returned.
     async fn tuned<T>(
         &self,
         work: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
     ) -> Result<T, tokio_postgres::Error> {
-        tokio::try_join!(self.src.batch_execute(TUNE), self.dst.batch_execute(TUNE))?;
+        let (tune, untune) = match self.hashing.workers {
+            Some(n) => (
+                format!("{TUNE}; SET max_parallel_workers_per_gather = {n}"),
+                format!("{UNTUNE}; RESET max_parallel_workers_per_gather"),
+            ),
+            None => (TUNE.to_owned(), UNTUNE.to_owned()),
+        };
+        tokio::try_join!(self.src.batch_execute(&tune), self.dst.batch_execute(&tune))?;
         let done = work.await;
         tokio::try_join!(
-            self.src.batch_execute(UNTUNE),
-            self.dst.batch_execute(UNTUNE)
+            self.src.batch_execute(&untune),
+            self.dst.batch_execute(&untune)
         )?;
         done
     }
@@ -705,6 +773,29 @@ pub fn explain(table: &str, e: &tokio_postgres::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grouped_passes_leave_a_core_to_each_pass_when_both_databases_share_this_machine() {
+        let url = |u: &str| u.parse::<tokio_postgres::Config>().unwrap();
+        let (socket, loopback, remote) = (
+            url("host=/var/run/postgresql dbname=a"),
+            url("postgresql://u@127.0.0.1:5432/b"),
+            url("postgresql://u@db.example.com/c"),
+        );
+        // two cores, two connections a side: no workers
+        assert_eq!(shared_cores([&socket, &loopback], 2, 2), Some(0));
+        assert_eq!(
+            shared_cores([&loopback, &url("postgresql://localhost/x")], 1, 4),
+            Some(1)
+        );
+        // cores enough for the server's own limit, or a database elsewhere: left alone
+        assert_eq!(shared_cores([&socket, &loopback], 2, 16), None);
+        assert_eq!(shared_cores([&remote, &loopback], 2, 2), None);
+        assert_eq!(
+            shared_cores([&url("postgresql://[::1]/x"), &socket], 8, 2),
+            Some(0)
+        );
+    }
 
     #[test]
     fn keys_are_judged_as_of_the_target() {
