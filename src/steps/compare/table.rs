@@ -20,8 +20,10 @@ pub struct Hashing {
     /// A hash of the primary key alone, from its columns' own hash functions (`0` without
     /// a key): what rows are grouped by when the key is not an integer.
     pub key_hash: String,
-    /// Also sum the hashes: XOR alone cancels duplicate rows in pairs, which only tables
-    /// without a primary key can hold.
+    /// Sum the hashes instead of XORing them: XOR cancels duplicate rows in pairs, which
+    /// only tables without a primary key can hold. One aggregate, not both: PostgreSQL
+    /// would compute the row hash once for each (3 M rows: 0.89 s with both, 0.53 s with
+    /// the sum alone, against 0.77 s for the hand-written floor).
     pub with_sum: bool,
     /// Parallel workers per grouped pass, where they must be fewer than the server's own
     /// limit (see [`shared_cores`]); None leaves the server's limit.
@@ -152,7 +154,7 @@ pub async fn digest(
             quote_table(table)
         ),
         Some(h) if h.with_sum => format!(
-            "SELECT count(*){only}, (bit_xor({0}){only})::text || '/' || coalesce(sum({0}){only}, 0)::text, {after} FROM {1} t",
+            "SELECT count(*){only}, 'sum ' || coalesce(sum({}){only}, 0)::text, {after} FROM {} t",
             h.row_hash,
             quote_table(table)
         ),
