@@ -166,20 +166,25 @@ fn values_exchanged_between_rows_and_a_value_turned_null_are_caught() {
     assert!(!e.contains("customers"), "{e}");
 }
 
-/// Dates and booleans are hashed through the numbers they are stored as: a date moved to
-/// `infinity`, `-infinity` or NULL, and a boolean flipped or turned NULL, are each found by
-/// the single grouped pass (a table without statistics, as a restored copy often is) and by
-/// the plain digest a small analyzed table gets first.
+/// Dates and booleans are hashed through the numbers they are stored as, arrays and enums
+/// through their polymorphic hash functions: a date moved to `infinity`, `-infinity` or
+/// NULL, a boolean flipped or turned NULL, an array's elements swapped or the array turned
+/// NULL, and an enum changed are each found by the single grouped pass (a table without
+/// statistics, as a restored copy often is) and by the plain digest a small analyzed table
+/// gets first.
 #[test]
-fn changed_dates_and_booleans_are_caught_in_either_pass() {
+fn changed_dates_booleans_arrays_and_enums_are_caught_in_either_pass() {
     for analyzed in [false, true] {
         let pg = pg();
         let src = pg.database("cmp_days");
         pg.psql(
             &src,
-            "CREATE TABLE days (id int PRIMARY KEY, d date, ok boolean);
-             INSERT INTO days SELECT g, date '2026-01-01' + g, g % 2 = 0 FROM generate_series(1, 50) g;
-             INSERT INTO days VALUES (51, 'infinity', NULL), (52, '-infinity', true), (53, NULL, false);",
+            "CREATE TYPE mood AS ENUM ('calm', 'busy');
+             CREATE TABLE days (id int PRIMARY KEY, d date, ok boolean, tags text[], m mood);
+             INSERT INTO days SELECT g, date '2026-01-01' + g, g % 2 = 0, ARRAY['a', 'b' || g], 'calm'
+               FROM generate_series(1, 50) g;
+             INSERT INTO days VALUES (51, 'infinity', NULL, NULL, NULL), (52, '-infinity', true, '{}', 'busy'),
+               (53, NULL, false, ARRAY[NULL, 'x'], 'calm');",
         );
         let dst = format!("{src}_restored");
         pg.psql("postgres", &format!("CREATE DATABASE {dst} TEMPLATE {src}"));
@@ -187,7 +192,8 @@ fn changed_dates_and_booleans_are_caught_in_either_pass() {
             &dst,
             "UPDATE days SET d = 'infinity' WHERE id = 3; UPDATE days SET d = NULL WHERE id = 51;
              UPDATE days SET d = '-infinity' WHERE id = 53; UPDATE days SET ok = NOT ok WHERE id = 10;
-             UPDATE days SET ok = NULL WHERE id = 52;",
+             UPDATE days SET ok = NULL WHERE id = 52; UPDATE days SET tags = ARRAY['b20', 'a'] WHERE id = 20;
+             UPDATE days SET tags = NULL WHERE id = 30; UPDATE days SET m = 'busy' WHERE id = 40;",
         );
         if analyzed {
             pg.psql(&src, "ANALYZE days");
@@ -200,7 +206,7 @@ fn changed_dates_and_booleans_are_caught_in_either_pass() {
         );
         assert_eq!(code, 1, "{step:#}");
         assert!(
-            error(&step).contains("days: content checksum differs; differing keys: 3 (changed), 10 (changed), 51 (changed), 52 (changed), 53 (changed)"),
+            error(&step).contains("days: content checksum differs; differing keys: 3 (changed), 10 (changed), 20 (changed), 30 (changed), 40 (changed), 51 (changed), 52 (changed), 53 (changed)"),
             "analyzed: {analyzed}: {}",
             error(&step)
         );
