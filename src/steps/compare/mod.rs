@@ -200,7 +200,7 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         .progress("compare: tables", crate::progress::Unit::Items);
     progress.set_length(work.len() as u64);
     let hashed = Arc::new(std::sync::atomic::AtomicI64::new(0));
-    let queue = Arc::new(Mutex::new(work));
+    let queue = Arc::new(Mutex::new(batched(work)));
     let results = Arc::new(Mutex::new(Vec::new()));
     let rule = match &spec.row_counts {
         RowCounts::Enabled(false) => None,
@@ -234,14 +234,42 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
         let (progress, hashed) = (progress.clone(), hashed.clone());
         workers.spawn(async move {
             loop {
-                let job = queue.lock().await.pop();
-                let Some(job) = job else { break };
-                let r = check_table(&src, &dst, &job, rule.as_ref(), limit, target.as_ref()).await;
-                let rows = r.1 .0.rows_source.unwrap_or(0) + r.1 .0.rows_restored.unwrap_or(0);
-                let total = hashed.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
-                progress.inc(1);
-                progress.message(&format!("{total} rows read"));
-                results.lock().await.push(r);
+                let jobs = queue.lock().await.pop();
+                let Some(jobs) = jobs else { break };
+                // a batch of small tables is digested in one query a side first; where
+                // that fails, each table goes its own way (and names its own error)
+                let mut known = match jobs.len() {
+                    1 => vec![None],
+                    _ => {
+                        let tables: Vec<(&str, Option<&Hashing>)> = (jobs.iter())
+                            .map(|j| (j.table.name.as_str(), j.hashing.as_ref()))
+                            .collect();
+                        match tokio::try_join!(
+                            table::digests(&src, &tables),
+                            table::digests(&dst, &tables)
+                        ) {
+                            Ok((a, b)) => a.into_iter().zip(b).map(|(a, b)| a.zip(b)).collect(),
+                            Err(_) => vec![None; jobs.len()],
+                        }
+                    }
+                };
+                for (job, known) in jobs.iter().zip(known.drain(..)) {
+                    let r = check_table(
+                        &src,
+                        &dst,
+                        job,
+                        rule.as_ref(),
+                        limit,
+                        target.as_ref(),
+                        known,
+                    )
+                    .await;
+                    let rows = r.1 .0.rows_source.unwrap_or(0) + r.1 .0.rows_restored.unwrap_or(0);
+                    let total = hashed.fetch_add(rows, std::sync::atomic::Ordering::Relaxed) + rows;
+                    progress.inc(1);
+                    progress.message(&format!("{total} rows read"));
+                    results.lock().await.push(r);
+                }
             }
             (src, dst)
         });
@@ -356,6 +384,36 @@ struct Job {
     plan: Plan,
 }
 
+/// Tables per batch of small ones, and the rows the planner expects in a batch at most.
+const BATCH_TABLES: usize = 100;
+const BATCH_ROWS: f64 = table::SMALL_TABLE_ROWS;
+
+/// The work in the order it is popped: each large table (or one compared as of a target) a
+/// unit of its own, small ones together, up to [`BATCH_TABLES`] tables and [`BATCH_ROWS`]
+/// estimated rows, so that one query a side digests them all.
+fn batched(work: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut units = Vec::new();
+    let mut batch: Vec<Job> = Vec::new();
+    let mut rows = 0.0;
+    for job in work {
+        if !(table::is_small(&job.table) && matches!(job.plan, Plan::Strict)) {
+            units.push(vec![job]);
+            continue;
+        }
+        if batch.len() == BATCH_TABLES || rows + job.table.estimate > BATCH_ROWS {
+            units.push(std::mem::take(&mut batch));
+            rows = 0.0;
+        }
+        rows += job.table.estimate;
+        batch.push(job);
+    }
+    if !batch.is_empty() {
+        units.push(batch);
+    }
+    units.retain(|u| !u.is_empty());
+    units
+}
+
 fn qualify(name: &str) -> String {
     if name.contains('.') {
         name.to_owned()
@@ -381,6 +439,7 @@ async fn check_table(
     rule: Option<&CountRule>,
     limit: usize,
     target: Option<&as_of::Bounds>,
+    known: Option<(Digest, Digest)>,
 ) -> (String, (TableReport, Option<String>)) {
     let t = &job.table;
     let mut r = TableReport {
@@ -405,13 +464,16 @@ async fn check_table(
     }
     // a table with a primary key is digested and, where it differs, mapped in one pass
     let mut found = None;
-    let digests = match &job.hashing {
-        Some(h) if !t.primary_key.is_empty() => table::digest_and_find(src, dst, t, h, limit)
-            .await
-            .map(|(a, b, f)| {
-                found = Some(f);
-                (a, b)
-            }),
+    let digests = match (&job.hashing, known) {
+        (Some(h), known) if !t.primary_key.is_empty() => {
+            table::digest_and_find(src, dst, t, h, limit, known)
+                .await
+                .map(|(a, b, f)| {
+                    found = Some(f);
+                    (a, b)
+                })
+        }
+        (_, Some(both)) => Ok(both),
         _ => tokio::try_join!(
             table::digest(src, &t.name, job.hashing.as_ref(), None, None),
             table::digest(dst, &t.name, job.hashing.as_ref(), None, None)
@@ -657,6 +719,34 @@ fn render(tables: &[&TableReport], global: &[String], notes: &[String]) -> Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_tables_are_batched_and_large_ones_go_alone() {
+        let job = |name: &str, estimate: f64| Job {
+            table: Table {
+                name: name.into(),
+                columns: vec![],
+                primary_key: vec![],
+                estimate,
+            },
+            hashing: None,
+            sample_rows: 0,
+            plan: Plan::Strict,
+        };
+        // a large table, one never analyzed (no estimate), 150 tiny ones, two mid-sized
+        let mut work = vec![job("big", 5e6), job("never_analyzed", -1.0)];
+        work.extend((0..150).map(|i| job(&format!("s{i}"), 10.0)));
+        work.extend([job("mid_a", 60_000.0), job("mid_b", 60_000.0)]);
+        let units = batched(work);
+        let sizes: Vec<usize> = units.iter().map(Vec::len).collect();
+        assert_eq!(sizes, [1, 1, 100, 51, 1]);
+        assert_eq!(units[0][0].table.name, "big");
+        assert_eq!(
+            units[3].last().map(|j| j.table.name.as_str()),
+            Some("mid_a")
+        );
+        assert!(batched(Vec::new()).is_empty());
+    }
 
     #[test]
     fn count_rules() {

@@ -144,36 +144,69 @@ pub async fn digest(
     filter: Option<&str>,
     after: Option<&str>,
 ) -> Result<(Digest, i64), tokio_postgres::Error> {
+    let q = format!("SELECT {}", digest_sql(table, hashing, filter, after));
+    let row = client.query_one(q.as_str(), &[]).await?;
+    Ok((read_digest(&row, 0, hashing), row.get(2)))
+}
+
+/// The count and checksum of each of `tables` (without a filter), in one query and one
+/// round trip, in the order given; for many small tables, where the round trips are the
+/// cost. (Each branch of the `UNION ALL` is an aggregate and yields its one row; a digest
+/// that did not come back anyway is None.)
+pub async fn digests(
+    client: &Client,
+    tables: &[(&str, Option<&Hashing>)],
+) -> Result<Vec<Option<Digest>>, tokio_postgres::Error> {
+    let q = (tables.iter().enumerate())
+        .map(|(i, (table, hashing))| {
+            format!("(SELECT {i}, {})", digest_sql(table, *hashing, None, None))
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let mut out: Vec<Option<Digest>> = vec![None; tables.len()];
+    for row in client.query(q.as_str(), &[]).await? {
+        let i: i32 = row.get(0);
+        if let Some(k) = usize::try_from(i).ok().filter(|k| *k < tables.len()) {
+            out[k] = Some(read_digest(&row, 1, tables[k].1));
+        }
+    }
+    Ok(out)
+}
+
+/// The select list and FROM of one table's digest: count, checksum as text, and the count
+/// `after` holds for.
+fn digest_sql(
+    table: &str,
+    hashing: Option<&Hashing>,
+    filter: Option<&str>,
+    after: Option<&str>,
+) -> String {
     let only = filter.map_or(String::new(), |f| format!(" FILTER (WHERE {f})"));
     let after = after.map_or("0::int8".to_owned(), |a| {
         format!("count(*) FILTER (WHERE {a})")
     });
-    let q = match hashing {
-        None => format!(
-            "SELECT count(*){only}, NULL::text, {after} FROM {} t",
-            quote_table(table)
-        ),
+    let name = quote_table(table);
+    match hashing {
+        None => format!("count(*){only}, NULL::text, {after} FROM {name} t"),
         Some(h) if h.with_sum => format!(
-            "SELECT count(*){only}, 'sum ' || coalesce(sum({}){only}, 0)::text, {after} FROM {} t",
-            h.row_hash,
-            quote_table(table)
+            "count(*){only}, 'sum ' || coalesce(sum({}){only}, 0)::text, {after} FROM {name} t",
+            h.row_hash
         ),
         Some(h) => format!(
-            "SELECT count(*){only}, (bit_xor({}){only})::text, {after} FROM {} t",
-            h.row_hash,
-            quote_table(table)
+            "count(*){only}, (bit_xor({}){only})::text, {after} FROM {name} t",
+            h.row_hash
         ),
-    };
-    let row = client.query_one(q.as_str(), &[]).await?;
-    Ok((
-        Digest {
-            rows: row.get(0),
-            checksum: row
-                .get::<_, Option<String>>(1)
-                .or_else(|| hashing.map(|_| "empty".into())),
-        },
-        row.get(2),
-    ))
+    }
+}
+
+/// The digest in columns `at` (count) and `at + 1` (checksum) of a row of [`digest_sql`].
+fn read_digest(row: &tokio_postgres::Row, at: usize, hashing: Option<&Hashing>) -> Digest {
+    Digest {
+        rows: row.get(at),
+        checksum: row
+            .get::<_, Option<String>>(at + 1)
+            .or_else(|| hashing.map(|_| "empty".into())),
+    }
 }
 
 /// A key whose row differs.
@@ -186,7 +219,13 @@ pub struct KeyDiff {
 
 /// Tables estimated under this many rows are digested plainly, and searched only when they
 /// differ (see [`digest_and_find`]).
-const SMALL_TABLE_ROWS: f64 = 100_000.0;
+pub const SMALL_TABLE_ROWS: f64 = 100_000.0;
+
+/// Whether the planner estimates `table` under [`SMALL_TABLE_ROWS`] rows (a table never
+/// analyzed has no estimate, and is not).
+pub fn is_small(table: &Table) -> bool {
+    (0.0..SMALL_TABLE_ROWS).contains(&table.estimate)
+}
 
 /// Buckets holding more rows than this are split again rather than read.
 const FETCH_LIMIT: i64 = 20_000;
@@ -332,18 +371,28 @@ fn has_integer_key(table: &Table) -> bool {
 /// (one query a side, where the grouped pass takes four round trips with its key bounds and
 /// settings), and searched only when the digests differ: with many small tables the round
 /// trips, not the rows, are the cost.
+///
+/// `known`: both sides' digests, already taken (see [`digests`]); the table is then only
+/// searched, if they differ.
 pub async fn digest_and_find(
     src: &Client,
     dst: &Client,
     table: &Table,
     hashing: &Hashing,
     limit: usize,
+    known: Option<(Digest, Digest)>,
 ) -> Result<(Digest, Digest, Found), tokio_postgres::Error> {
-    if (0.0..SMALL_TABLE_ROWS).contains(&table.estimate) {
-        let ((a, _), (b, _)) = tokio::try_join!(
-            digest(src, &table.name, Some(hashing), None, None),
-            digest(dst, &table.name, Some(hashing), None, None)
-        )?;
+    if known.is_some() || is_small(table) {
+        let (a, b) = match known {
+            Some(both) => both,
+            None => {
+                let ((a, _), (b, _)) = tokio::try_join!(
+                    digest(src, &table.name, Some(hashing), None, None),
+                    digest(dst, &table.name, Some(hashing), None, None)
+                )?;
+                (a, b)
+            }
+        };
         let found = if a != b && limit > 0 {
             differing_keys(src, dst, table, hashing, &Scope::plain(), limit).await?
         } else {
