@@ -214,14 +214,7 @@ const MAX_ID: usize = 100;
 
 /// `http://` to this machine: 127.0.0.0/8, ::1 or `localhost`.
 fn is_loopback(url: &reqwest::Url) -> bool {
-    let Some(host) = url.host_str() else {
-        return false;
-    };
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+    url.host_str().is_some_and(crate::http::is_loopback_host)
 }
 
 /// Percent-encodes a path segment or query value.

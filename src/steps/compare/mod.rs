@@ -238,7 +238,7 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
                 let Some(jobs) = jobs else { break };
                 // a batch of small tables is digested in one query a side first; where
                 // that fails, each table goes its own way (and names its own error)
-                let mut known = match jobs.len() {
+                let known = match jobs.len() {
                     1 => vec![None],
                     _ => {
                         let tables: Vec<(&str, Option<&Hashing>)> = (jobs.iter())
@@ -253,7 +253,7 @@ async fn compare(spec: &Compare, cx: &StepCx<'_>) -> Result<Outputs, StepError> 
                         }
                     }
                 };
-                for (job, known) in jobs.iter().zip(known.drain(..)) {
+                for (job, known) in jobs.iter().zip(known) {
                     let r = check_table(
                         &src,
                         &dst,
@@ -400,7 +400,9 @@ fn batched(work: Vec<Job>) -> Vec<Vec<Job>> {
             units.push(vec![job]);
             continue;
         }
-        if batch.len() == BATCH_TABLES || rows + job.table.estimate > BATCH_ROWS {
+        if !batch.is_empty()
+            && (batch.len() == BATCH_TABLES || rows + job.table.estimate > BATCH_ROWS)
+        {
             units.push(std::mem::take(&mut batch));
             rows = 0.0;
         }
@@ -410,7 +412,6 @@ fn batched(work: Vec<Job>) -> Vec<Vec<Job>> {
     if !batch.is_empty() {
         units.push(batch);
     }
-    units.retain(|u| !u.is_empty());
     units
 }
 

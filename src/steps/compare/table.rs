@@ -47,12 +47,7 @@ pub fn shared_cores(
     let here = |c: &tokio_postgres::Config| {
         c.get_hosts().iter().all(|h| match h {
             Host::Unix(_) => true,
-            Host::Tcp(name) => {
-                name == "localhost"
-                    || name
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|ip| ip.is_loopback())
-            }
+            Host::Tcp(name) => crate::http::is_loopback_host(name),
         })
     };
     if !databases.into_iter().all(here) {
